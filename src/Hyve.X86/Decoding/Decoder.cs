@@ -1,0 +1,683 @@
+// The x86 instruction decoder: prefixes, the generated opcode trees, ModRM/SIB and operands.
+using System;
+using System.Runtime.CompilerServices;
+
+namespace Hyve.X86.Decoding;
+
+/// <summary>Code size the decoder assumes (CS.D / CS.L / real mode).</summary>
+public enum Bitness : byte
+{
+    /// <summary>Real mode, virtual-8086 mode and 16-bit protected mode.</summary>
+    Bits16 = 16,
+    /// <summary>32-bit protected mode and compatibility mode with CS.D=1.</summary>
+    Bits32 = 32,
+    /// <summary>64-bit mode.</summary>
+    Bits64 = 64,
+}
+
+/// <summary>
+/// Decodes one legacy-encoded x86 instruction at a time. Stateless and allocation-free; invalid
+/// input is reported through <see cref="Instruction.Status"/>, never an exception.
+/// </summary>
+public static class Decoder
+{
+    // Node kinds of the generated trees (see tools/Hyve.TableGen).
+    private const uint KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
+
+    // Entry flag bits (entry bits 55:48).
+    private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8;
+
+    /// <summary>The architectural instruction length limit.</summary>
+    public const int MaxLength = 15;
+
+    /// <summary>Decodes the instruction at the start of <paramref name="code"/>.</summary>
+    /// <param name="code">Instruction bytes (at most 15 are looked at).</param>
+    /// <param name="bitness">Code size.</param>
+    /// <param name="insn">The decoded instruction; its <see cref="Instruction.Status"/> says whether it is valid.</param>
+    /// <returns>The status, as also stored in <paramref name="insn"/>.</returns>
+    public static DecodeStatus Decode(ReadOnlySpan<byte> code, Bitness bitness, out Instruction insn)
+    {
+        insn = default;
+        var s = new State(code, bitness);
+        DecodeStatus st = DecodeCore(ref s, ref insn);
+        insn.Status = st;
+        if (st != DecodeStatus.Ok && st != DecodeStatus.Unsupported)
+        {
+            insn.Opcode = Opcode.Invalid;
+            insn.Mnemonic = Mnemonic.Invalid;
+        }
+        return st;
+    }
+
+    private ref struct State
+    {
+        public ReadOnlySpan<byte> Code;
+        public int Pos;
+        public int Max;
+        public bool Is64;
+        public bool Is16;
+        public bool Fail;       // ran past the available bytes
+        public bool TooLong;    // ran past 15 bytes
+        public bool Op66;
+        public bool Ad67;
+        public bool Lock;
+        public int Rep;         // 0, 2 (F3), 3 (F2): the last one seen
+        public bool SawF3;
+        public bool SawF2;
+        public int Rex;
+        public Register Seg;
+        public int ModRM;
+        public int OpSize;      // bytes
+        public int AdSize;      // bytes
+
+        public State(ReadOnlySpan<byte> code, Bitness bitness)
+        {
+            Code = code;
+            Max = Math.Min(code.Length, MaxLength);
+            Is64 = bitness == Bitness.Bits64;
+            Is16 = bitness == Bitness.Bits16;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Byte()
+        {
+            if ((uint)Pos < (uint)Max)
+                return Code[Pos++];
+            Overrun();
+            return 0;
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private void Overrun()
+        {
+            if (Pos >= MaxLength)
+                TooLong = true;
+            else
+                Fail = true;
+            Pos++;
+        }
+
+        public int Word() => Byte() | (Byte() << 8);
+
+        public uint Dword() => (uint)(Byte() | (Byte() << 8) | (Byte() << 16) | (Byte() << 24));
+
+        public ulong Qword() => Dword() | ((ulong)Dword() << 32);
+
+        public readonly DecodeStatus OverrunStatus => TooLong ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
+    }
+
+    private static DecodeStatus DecodeCore(ref State s, ref Instruction insn)
+    {
+        int b;
+        // Legacy prefixes and REX, in any order and count (15-byte limit).
+        while (true)
+        {
+            b = s.Byte();
+            if (s.Fail | s.TooLong)
+                return s.OverrunStatus;
+            switch (b)
+            {
+                case 0x26:
+                case 0x2E:
+                case 0x36:
+                case 0x3E:
+                    // In 64-bit mode these are recorded but lose to an earlier FS/GS.
+                    if (!s.Is64 || s.Seg < Register.FS)
+                        s.Seg = RegisterInfo.Add(Register.ES, (b >> 3) & 3);
+                    s.Rex = 0;
+                    continue;
+                case 0x64:
+                case 0x65:
+                    s.Seg = b == 0x64 ? Register.FS : Register.GS;
+                    s.Rex = 0;
+                    continue;
+                case 0x66: s.Op66 = true; s.Rex = 0; continue;
+                case 0x67: s.Ad67 = true; s.Rex = 0; continue;
+                case 0xF0: s.Lock = true; s.Rex = 0; continue;
+                case 0xF2: s.Rep = 3; s.SawF2 = true; s.Rex = 0; continue;
+                case 0xF3: s.Rep = 2; s.SawF3 = true; s.Rex = 0; continue;
+                default:
+                    if (s.Is64 && (b & 0xF0) == 0x40)
+                    {
+                        s.Rex = b;
+                        continue;
+                    }
+                    break;
+            }
+            break;
+        }
+
+        s.AdSize = s.Is64 ? (s.Ad67 ? 4 : 8) : (s.Ad67 ^ s.Is16 ? 2 : 4);
+        int map = 0;
+        int op = b;
+        if (b == 0x0F)
+        {
+            op = s.Byte();
+            map = 1;
+            if (op == 0x38)
+            {
+                map = 2;
+                op = s.Byte();
+            }
+            else if (op == 0x3A)
+            {
+                map = 3;
+                op = s.Byte();
+            }
+            else if (op == 0x0F)
+            {
+                map = 4;
+            }
+        }
+        else if (b is 0xC4 or 0xC5 or 0x62 or 0x8F)
+        {
+            if (IsVexLike(ref s, b))
+                return SkipVex(ref s, ref insn, b);
+        }
+        if (s.Fail | s.TooLong)
+            return s.OverrunStatus;
+
+        uint node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
+        bool hasModRm = (node & (1u << 27)) != 0;
+        if (map == 4)
+            hasModRm = true;
+        int modrm = 0;
+        if (hasModRm)
+        {
+            modrm = s.Byte();
+            if (s.Fail | s.TooLong)
+                return s.OverrunStatus;
+            insn.HasModRM = true;
+            insn.ModRM = (byte)modrm;
+        }
+        s.ModRM = modrm;
+
+        if (map == 4)
+        {
+            // 3DNow!: ModRM, memory operand, then the opcode suffix.
+            if (modrm < 0xC0)
+                DecodeMemory(ref s, ref insn, modrm);
+            node = OpcodeTables.Roots[4 * 256 + s.Byte()];
+            if (s.Fail | s.TooLong)
+                return s.OverrunStatus;
+        }
+
+        int mp = s.Rep != 0 ? s.Rep : s.Op66 ? 1 : 0;
+        int rexW = (s.Rex >> 3) & 1;
+        node &= ~(1u << 27);
+        while (true)
+        {
+            uint idx = node & 0x0FFFFFFF;
+            switch (node >> 28)
+            {
+                case KLeaf: goto Leaf;
+                case KInvalid: return DecodeStatus.Invalid;
+                case KReg: node = OpcodeTables.Nodes[(int)idx + ((modrm >> 3) & 7)]; continue;
+                case KMod: node = OpcodeTables.Nodes[(int)idx + (modrm >= 0xC0 ? 1 : 0)]; continue;
+                case KRm: node = OpcodeTables.Nodes[(int)idx + (modrm & 7)]; continue;
+                case KPfx: node = OpcodeTables.Nodes[(int)idx + mp]; continue;
+                case KW: node = OpcodeTables.Nodes[(int)idx + rexW]; continue;
+                case KB: node = OpcodeTables.Nodes[(int)idx + (s.Rex & 1)]; continue;
+                case KMode: node = OpcodeTables.Nodes[(int)idx + (s.Is64 ? 1 : 0)]; continue;
+                case KOs: node = OpcodeTables.Nodes[(int)idx + SizeIndex(OperandSize(ref s, 0))]; continue;
+                case KOsD64: node = OpcodeTables.Nodes[(int)idx + SizeIndex(OperandSize(ref s, FD64))]; continue;
+                case KOsF64: node = OpcodeTables.Nodes[(int)idx + SizeIndex(OperandSize(ref s, FF64))]; continue;
+                case KAs: node = OpcodeTables.Nodes[(int)idx + SizeIndex(s.AdSize)]; continue;
+                default: return DecodeStatus.Invalid;
+            }
+        }
+
+    Leaf:
+        int entryIndex = (int)(node & 0x0FFFFFFF);
+        ulong e = OpcodeTables.Entries[entryIndex];
+        int flags = (int)(e >> 48) & 0xFF;
+        int consumed = (int)(e >> 60) & 7;
+        if (consumed == 1)
+            s.Op66 = false;
+        s.OpSize = OperandSize(ref s, flags);
+        insn.Opcode = (Opcode)entryIndex;
+        insn.Mnemonic = (Mnemonic)(ushort)e;
+        insn.OperandSize = (byte)s.OpSize;
+        insn.AddressSize = (byte)s.AdSize;
+
+        Prefixes p = Prefixes.None;
+        if (s.Lock) p |= Prefixes.Lock;
+        if (s.SawF3 && consumed != 2) p |= Prefixes.Rep;
+        if (s.SawF2 && consumed != 3) p |= Prefixes.Repne;
+        if (s.Op66) p |= Prefixes.OperandSize;
+        if (s.Ad67) p |= Prefixes.AddressSize;
+        if (s.Rex != 0) p |= Prefixes.Rex;
+        insn.Prefixes = p;
+        insn.Rex = (byte)s.Rex;
+        insn.SegmentPrefix = s.Seg;
+
+        bool memForm = hasModRm && modrm < 0xC0 && (flags & FNoMod) == 0;
+        if (memForm && map != 4)
+            DecodeMemory(ref s, ref insn, modrm);
+
+        int memSizeOverride = (int)(e >> 56) & 0xF;
+        int count = 0;
+        for (int i = 0; i < 4; i++)
+        {
+            var spec = (OperandSpec)(byte)(e >> (16 + 8 * i));
+            if (spec == OperandSpec.None)
+                break;
+            if (!DecodeOperand(ref s, ref insn, spec, i, op, memSizeOverride))
+                return DecodeStatus.Invalid;
+            count++;
+        }
+        insn.OperandCount = (byte)count;
+        if (s.Fail | s.TooLong)
+            return s.OverrunStatus;
+        if (s.Lock && ((flags & FLock) == 0 || !memForm))
+            return DecodeStatus.Invalid;
+        insn.Length = (byte)s.Pos;
+        return DecodeStatus.Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int SizeIndex(int bytes) => bytes >> 2; // 2 -> 0, 4 -> 1, 8 -> 2
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int OperandSize(ref State s, int flags)
+    {
+        bool op66 = s.Op66;
+        if (s.Is64)
+        {
+            if ((flags & FF64) != 0 || (s.Rex & 8) != 0)
+                return 8;
+            if ((flags & FD64) != 0)
+                return op66 ? 2 : 8;
+            return op66 ? 2 : 4;
+        }
+        return op66 ^ s.Is16 ? 2 : 4;
+    }
+
+    private static void DecodeMemory(ref State s, ref Instruction insn, int modrm)
+    {
+        int mod = modrm >> 6;
+        int rm = modrm & 7;
+        Register seg = Register.DS;
+        if (s.AdSize == 2)
+        {
+            switch (rm)
+            {
+                case 0: insn.MemoryBase = Register.BX; insn.MemoryIndex = Register.SI; break;
+                case 1: insn.MemoryBase = Register.BX; insn.MemoryIndex = Register.DI; break;
+                case 2: insn.MemoryBase = Register.BP; insn.MemoryIndex = Register.SI; seg = Register.SS; break;
+                case 3: insn.MemoryBase = Register.BP; insn.MemoryIndex = Register.DI; seg = Register.SS; break;
+                case 4: insn.MemoryBase = Register.SI; break;
+                case 5: insn.MemoryBase = Register.DI; break;
+                case 6:
+                    if (mod != 0)
+                    {
+                        insn.MemoryBase = Register.BP;
+                        seg = Register.SS;
+                    }
+                    break;
+                default: insn.MemoryBase = Register.BX; break;
+            }
+            insn.MemoryScale = 1;
+            if (mod == 1)
+            {
+                insn.Displacement = (sbyte)s.Byte();
+                insn.DisplacementSize = 1;
+            }
+            else if (mod == 2 || (mod == 0 && rm == 6))
+            {
+                insn.Displacement = (short)s.Word();
+                insn.DisplacementSize = 2;
+            }
+        }
+        else
+        {
+            Register gprBase = s.AdSize == 8 ? Register.RAX : Register.EAX;
+            int rexB = (s.Rex & 1) << 3;
+            insn.MemoryScale = 1;
+            bool disp32 = mod == 2;
+            if (rm == 4)
+            {
+                int sib = s.Byte();
+                insn.Sib = (byte)sib;
+                insn.HasSib = true;
+                int bas = sib & 7;
+                int index = ((sib >> 3) & 7) | ((s.Rex & 2) << 2);
+                if (index != 4)
+                    insn.MemoryIndex = RegisterInfo.Add(gprBase, index);
+                insn.MemoryScale = (byte)(1 << (sib >> 6));
+                if (bas == 5 && mod == 0)
+                {
+                    disp32 = true;
+                }
+                else
+                {
+                    insn.MemoryBase = RegisterInfo.Add(gprBase, (bas | rexB));
+                    if ((bas | rexB) is 4 or 5)
+                        seg = Register.SS;
+                }
+            }
+            else if (rm == 5 && mod == 0)
+            {
+                disp32 = true;
+                if (s.Is64)
+                    insn.MemoryBase = s.AdSize == 8 ? Register.RIP : Register.EIP;
+            }
+            else
+            {
+                insn.MemoryBase = RegisterInfo.Add(gprBase, (rm | rexB));
+                if ((rm | rexB) == 5)
+                    seg = Register.SS;
+            }
+            if (mod == 1)
+            {
+                insn.Displacement = (sbyte)s.Byte();
+                insn.DisplacementSize = 1;
+            }
+            else if (disp32)
+            {
+                insn.Displacement = (int)s.Dword();
+                insn.DisplacementSize = 4;
+            }
+        }
+        insn.MemorySegment = s.Seg != Register.None ? s.Seg : seg;
+    }
+
+    private static bool DecodeOperand(ref State s, ref Instruction insn, OperandSpec spec, int i, int opcode, int memSizeOverride)
+    {
+        int modrm = s.ModRM;
+        int reg = ((modrm >> 3) & 7) | ((s.Rex & 4) << 1);
+        int rm = (modrm & 7) | ((s.Rex & 1) << 3);
+        bool rex = s.Rex != 0;
+        int y = s.Is64 && (s.Rex & 8) != 0 ? 8 : 4;
+        int f = s.Is64 ? 8 : 4;
+        switch (spec)
+        {
+            case OperandSpec.Gb: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 1, rex));
+            case OperandSpec.Gw: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 2, rex));
+            case OperandSpec.Gd: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 4, rex));
+            case OperandSpec.Gq: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 8, rex));
+            case OperandSpec.Gv: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, s.OpSize, rex));
+            case OperandSpec.Gy: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, y, rex));
+            case OperandSpec.Gf: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, f, rex));
+            case OperandSpec.Eb: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 1, rex), 1, memSizeOverride);
+            case OperandSpec.Ew: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 2, rex), 2, memSizeOverride);
+            case OperandSpec.Ed: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 4, rex), 4, memSizeOverride);
+            case OperandSpec.Eq: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 8, rex), 8, memSizeOverride);
+            case OperandSpec.Ev: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, s.OpSize, rex), s.OpSize, memSizeOverride);
+            case OperandSpec.Ey: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, y, rex), y, memSizeOverride);
+            case OperandSpec.Ef: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, f, rex), f, memSizeOverride);
+            case OperandSpec.Rw: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, 2, rex));
+            case OperandSpec.Rd: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, 4, rex));
+            case OperandSpec.Rq: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, 8, rex));
+            case OperandSpec.Rv: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, s.OpSize, rex));
+            case OperandSpec.Ry: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, y, rex));
+            case OperandSpec.Rf: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, f, rex));
+            case OperandSpec.M: return SetMem(ref insn, i, 0, memSizeOverride);
+            case OperandSpec.Mb: return SetMem(ref insn, i, 1, memSizeOverride);
+            case OperandSpec.Mw: return SetMem(ref insn, i, 2, memSizeOverride);
+            case OperandSpec.Md: return SetMem(ref insn, i, 4, memSizeOverride);
+            case OperandSpec.Mq: return SetMem(ref insn, i, 8, memSizeOverride);
+            case OperandSpec.Mo: return SetMem(ref insn, i, 16, memSizeOverride);
+            case OperandSpec.Mv: return SetMem(ref insn, i, s.OpSize, memSizeOverride);
+            case OperandSpec.My: return SetMem(ref insn, i, y, memSizeOverride);
+            case OperandSpec.Mp: return SetMem(ref insn, i, s.OpSize + 2, 0);
+            case OperandSpec.Ms: return SetMem(ref insn, i, s.Is64 ? 10 : 6, 0);
+            case OperandSpec.Mt: return SetMem(ref insn, i, 10, 0);
+            case OperandSpec.Me: return SetMem(ref insn, i, s.OpSize == 2 ? 14 : 28, 0);
+            case OperandSpec.Mf: return SetMem(ref insn, i, s.OpSize == 2 ? 94 : 108, 0);
+            case OperandSpec.Mx: return SetMem(ref insn, i, 512, 0);
+            case OperandSpec.Ma: return SetMem(ref insn, i, s.OpSize * 2, 0);
+            case OperandSpec.Ib:
+                insn.Kinds[i] = OperandKind.Immediate8;
+                insn.Immediate = (byte)s.Byte();
+                return true;
+            case OperandSpec.Ib2:
+                insn.Kinds[i] = OperandKind.Immediate8_2nd;
+                insn.Immediate2 = (byte)s.Byte();
+                return true;
+            case OperandSpec.Iw:
+                insn.Kinds[i] = OperandKind.Immediate16;
+                insn.Immediate = (ushort)s.Word();
+                return true;
+            case OperandSpec.Id:
+                insn.Kinds[i] = OperandKind.Immediate32;
+                insn.Immediate = s.Dword();
+                return true;
+            case OperandSpec.Iz:
+                if (s.OpSize == 2)
+                {
+                    insn.Kinds[i] = OperandKind.Immediate16;
+                    insn.Immediate = (ushort)s.Word();
+                }
+                else if (s.OpSize == 4)
+                {
+                    insn.Kinds[i] = OperandKind.Immediate32;
+                    insn.Immediate = s.Dword();
+                }
+                else
+                {
+                    insn.Kinds[i] = OperandKind.Immediate32to64;
+                    insn.Immediate = (ulong)(long)(int)s.Dword();
+                }
+                return true;
+            case OperandSpec.Iv:
+                if (s.OpSize == 8)
+                {
+                    insn.Kinds[i] = OperandKind.Immediate64;
+                    insn.Immediate = s.Qword();
+                    return true;
+                }
+                goto case OperandSpec.Iz;
+            case OperandSpec.Ibs:
+                insn.Kinds[i] = s.OpSize == 2 ? OperandKind.Immediate8to16 : s.OpSize == 4 ? OperandKind.Immediate8to32 : OperandKind.Immediate8to64;
+                insn.Immediate = (ulong)(long)(sbyte)s.Byte();
+                return true;
+            case OperandSpec.One:
+                insn.Kinds[i] = OperandKind.Immediate8;
+                insn.Immediate = 1;
+                return true;
+            case OperandSpec.Jb:
+                insn.Kinds[i] = BranchKind(s.OpSize);
+                insn.Immediate = (ulong)(long)(sbyte)s.Byte();
+                return true;
+            case OperandSpec.Jz:
+                insn.Kinds[i] = BranchKind(s.OpSize);
+                insn.Immediate = s.OpSize == 2 ? (ulong)(long)(short)s.Word() : (ulong)(long)(int)s.Dword();
+                return true;
+            case OperandSpec.Jx:
+                // XBEGIN: rel16/rel32 by operand size, but the target is EIP/RIP-wide.
+                insn.Kinds[i] = s.Is64 ? OperandKind.NearBranch64 : OperandKind.NearBranch32;
+                insn.Immediate = s.OpSize == 2 ? (ulong)(long)(short)s.Word() : (ulong)(long)(int)s.Dword();
+                return true;
+            case OperandSpec.Ap:
+                if (s.OpSize == 2)
+                {
+                    insn.Kinds[i] = OperandKind.FarBranch16;
+                    insn.Immediate = (ushort)s.Word();
+                }
+                else
+                {
+                    insn.Kinds[i] = OperandKind.FarBranch32;
+                    insn.Immediate = s.Dword();
+                }
+                insn.Immediate2 = (ushort)s.Word();
+                return true;
+            case OperandSpec.AL: return SetReg(ref insn, i, Register.AL);
+            case OperandSpec.AX: return SetReg(ref insn, i, Register.AX);
+            case OperandSpec.eAX: return SetReg(ref insn, i, s.OpSize == 2 ? Register.AX : Register.EAX);
+            case OperandSpec.rAX: return SetReg(ref insn, i, RegisterInfo.Gpr(0, s.OpSize, false));
+            case OperandSpec.CL: return SetReg(ref insn, i, Register.CL);
+            case OperandSpec.DX: return SetReg(ref insn, i, Register.DX);
+            case OperandSpec.ES: return SetReg(ref insn, i, Register.ES);
+            case OperandSpec.CS: return SetReg(ref insn, i, Register.CS);
+            case OperandSpec.SS: return SetReg(ref insn, i, Register.SS);
+            case OperandSpec.DS: return SetReg(ref insn, i, Register.DS);
+            case OperandSpec.FS: return SetReg(ref insn, i, Register.FS);
+            case OperandSpec.GS: return SetReg(ref insn, i, Register.GS);
+            case OperandSpec.Zb: return SetReg(ref insn, i, RegisterInfo.Gpr((opcode & 7) | ((s.Rex & 1) << 3), 1, rex));
+            case OperandSpec.Zv: return SetReg(ref insn, i, RegisterInfo.Gpr((opcode & 7) | ((s.Rex & 1) << 3), s.OpSize, rex));
+            case OperandSpec.Zy: return SetReg(ref insn, i, RegisterInfo.Gpr((opcode & 7) | ((s.Rex & 1) << 3), y, rex));
+            case OperandSpec.Xb: return SetString(ref s, ref insn, i, OperandKind.MemorySegSI, 1);
+            case OperandSpec.Xv: return SetString(ref s, ref insn, i, OperandKind.MemorySegSI, s.OpSize);
+            case OperandSpec.Xz: return SetString(ref s, ref insn, i, OperandKind.MemorySegSI, Math.Min(s.OpSize, 4));
+            case OperandSpec.Yb: return SetString(ref s, ref insn, i, OperandKind.MemoryESDI, 1);
+            case OperandSpec.Yv: return SetString(ref s, ref insn, i, OperandKind.MemoryESDI, s.OpSize);
+            case OperandSpec.Yz: return SetString(ref s, ref insn, i, OperandKind.MemoryESDI, Math.Min(s.OpSize, 4));
+            case OperandSpec.XD: return SetString(ref s, ref insn, i, OperandKind.MemorySegDI, memSizeOverride != 0 ? MemSizeOf(memSizeOverride) : 8);
+            case OperandSpec.Ob:
+            case OperandSpec.Ov:
+                insn.Kinds[i] = OperandKind.Memory;
+                insn.MemorySize = (ushort)(spec == OperandSpec.Ob ? 1 : s.OpSize);
+                insn.DisplacementSize = (byte)s.AdSize;
+                insn.Displacement = s.AdSize == 2 ? (ushort)s.Word() : s.AdSize == 4 ? s.Dword() : (long)s.Qword();
+                insn.MemoryScale = 1;
+                insn.MemorySegment = s.Seg != Register.None ? s.Seg : Register.DS;
+                return true;
+            case OperandSpec.Xlat:
+                insn.Kinds[i] = OperandKind.Memory;
+                insn.MemorySize = 1;
+                insn.MemoryBase = s.AdSize == 2 ? Register.BX : s.AdSize == 4 ? Register.EBX : Register.RBX;
+                insn.MemoryIndex = Register.AL;
+                insn.MemoryScale = 1;
+                insn.MemorySegment = s.Seg != Register.None ? s.Seg : Register.DS;
+                return true;
+            case OperandSpec.Sw:
+                if ((modrm & 0x38) >= 0x30 || (i == 0 && (modrm & 0x38) == 0x08))
+                    return false;
+                return SetReg(ref insn, i, RegisterInfo.Add(Register.ES, ((modrm >> 3) & 7)));
+            case OperandSpec.C:
+                // CR0, CR2, CR3, CR4 and CR8 exist; the rest are #UD.
+                if (reg is 1 or 5 or 6 or 7 || reg > 8)
+                    return false;
+                return SetReg(ref insn, i, RegisterInfo.Add(Register.CR0, reg));
+            case OperandSpec.D:
+                if (reg > 7)
+                    return false;
+                return SetReg(ref insn, i, RegisterInfo.Add(Register.DR0, reg));
+            case OperandSpec.P: return SetReg(ref insn, i, RegisterInfo.Add(Register.MM0, ((modrm >> 3) & 7)));
+            case OperandSpec.N: return SetReg(ref insn, i, RegisterInfo.Add(Register.MM0, (modrm & 7)));
+            case OperandSpec.Qq: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.MM0, (modrm & 7)), 8, memSizeOverride);
+            case OperandSpec.Qd: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.MM0, (modrm & 7)), 4, memSizeOverride);
+            case OperandSpec.V: return SetReg(ref insn, i, RegisterInfo.Add(Register.XMM0, reg));
+            case OperandSpec.U: return SetReg(ref insn, i, RegisterInfo.Add(Register.XMM0, rm));
+            case OperandSpec.Wo: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 16, memSizeOverride);
+            case OperandSpec.Wq: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 8, memSizeOverride);
+            case OperandSpec.Wd: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4, memSizeOverride);
+            case OperandSpec.Ww: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2, memSizeOverride);
+            case OperandSpec.Wb: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 1, memSizeOverride);
+            case OperandSpec.XMM0: return SetReg(ref insn, i, Register.XMM0);
+            case OperandSpec.ST0: return SetReg(ref insn, i, Register.ST0);
+            case OperandSpec.STi: return SetReg(ref insn, i, RegisterInfo.Add(Register.ST0, (modrm & 7)));
+            default: return false;
+        }
+    }
+
+    private static OperandKind KindAdd(OperandKind k, int n) => (OperandKind)((int)k + n);
+
+    private static OperandKind BranchKind(int opSize) =>
+        opSize == 2 ? OperandKind.NearBranch16 : opSize == 4 ? OperandKind.NearBranch32 : OperandKind.NearBranch64;
+
+    private static int MemSizeOf(int code) => code switch { 1 => 1, 2 => 2, 3 => 4, 4 => 8, 5 => 16, 6 => 10, 7 => 48, 8 => 64, _ => 0 };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SetReg(ref Instruction insn, int i, Register r)
+    {
+        insn.Kinds[i] = OperandKind.Register;
+        insn.Regs[i] = r;
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SetMem(ref Instruction insn, int i, int size, int overrideCode)
+    {
+        insn.Kinds[i] = OperandKind.Memory;
+        insn.MemorySize = (ushort)(overrideCode != 0 ? MemSizeOf(overrideCode) : size);
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool RegOrMem(ref State s, ref Instruction insn, int i, Register r, int size, int overrideCode)
+    {
+        if (s.ModRM >= 0xC0)
+            return SetReg(ref insn, i, r);
+        return SetMem(ref insn, i, size, overrideCode);
+    }
+
+    private static bool SetString(ref State s, ref Instruction insn, int i, OperandKind siKind, int size)
+    {
+        int a = s.AdSize == 2 ? 0 : s.AdSize == 4 ? 1 : 2;
+        insn.Kinds[i] = KindAdd(siKind, a);
+        insn.MemorySize = (ushort)size;
+        if (siKind != OperandKind.MemoryESDI)
+            insn.MemorySegment = s.Seg != Register.None ? s.Seg : Register.DS;
+        else if (insn.MemorySegment == Register.None)
+            insn.MemorySegment = Register.ES;
+        return true;
+    }
+
+    // VEX (C4/C5), EVEX (62) and XOP (8F): outside 64-bit mode C4/C5/62 are LES/LDS/BOUND unless
+    // the next byte has ModRM.mod == 3; 8F is POP Ev unless the next byte's low five bits are >= 8.
+    private static bool IsVexLike(ref State s, int b)
+    {
+        if (s.Pos >= s.Max)
+            return false;
+        int next = s.Code[s.Pos];
+        if (b == 0x8F)
+            return (next & 0x1F) >= 8;
+        return s.Is64 || next >= 0xC0;
+    }
+
+    private static DecodeStatus SkipVex(ref State s, ref Instruction insn, int b)
+    {
+        int map;
+        int opcode;
+        switch (b)
+        {
+            case 0xC5:
+                s.Byte();
+                map = 1;
+                break;
+            case 0xC4:
+            case 0x8F:
+                {
+                    int p0 = s.Byte();
+                    s.Byte();
+                    map = p0 & 0x1F;
+                    break;
+                }
+            default:
+                {
+                    int p0 = s.Byte();
+                    s.Byte();
+                    s.Byte();
+                    map = p0 & 7;
+                    break;
+                }
+        }
+        opcode = s.Byte();
+        if (s.Fail | s.TooLong)
+            return s.OverrunStatus;
+        bool modrm = !(b is 0xC4 or 0xC5 && map == 1 && opcode == 0x77);
+        if (modrm)
+        {
+            int m = s.Byte();
+            s.ModRM = m;
+            if (m < 0xC0)
+                DecodeMemory(ref s, ref insn, m);
+        }
+        int imm = 0;
+        if (b == 0x8F)
+            imm = map == 8 ? 1 : map == 0xA ? 4 : 0;
+        else if (map == 3)
+            imm = 1;
+        else if (map == 1 && opcode is >= 0x70 and <= 0x73 or 0xC2 or 0xC4 or 0xC5 or 0xC6)
+            imm = 1;
+        for (int k = 0; k < imm; k++)
+            s.Byte();
+        if (s.Fail | s.TooLong)
+            return s.OverrunStatus;
+        insn = default;
+        insn.Length = (byte)s.Pos;
+        return DecodeStatus.Unsupported;
+    }
+}

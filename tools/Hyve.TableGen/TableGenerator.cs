@@ -1,0 +1,327 @@
+// Builds the decoder's decision trees from the opcode data files and writes them as C# source.
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+
+namespace Hyve.TableGen;
+
+/// <summary>Turns the opcode data files into the generated decoder sources.</summary>
+public static class TableGenerator
+{
+    /// <summary>Operand codes, in the order of the generated <c>OperandSpec</c> enum.</summary>
+    public static readonly string[] OperandCodes =
+    [
+        "None",
+        "Gb", "Gw", "Gd", "Gq", "Gv", "Gy", "Gf",
+        "Eb", "Ew", "Ed", "Eq", "Ev", "Ey", "Ef",
+        "Rw", "Rd", "Rq", "Rv", "Ry", "Rf",
+        "M", "Mb", "Mw", "Md", "Mq", "Mo", "Mv", "My", "Mp", "Ms", "Mt", "Me", "Mf", "Mx", "Ma",
+        "Ib", "Iw", "Id", "Iz", "Iv", "Ibs", "Ib2", "1",
+        "Jb", "Jz", "Jx", "Ap",
+        "AL", "AX", "eAX", "rAX", "CL", "DX",
+        "ES", "CS", "SS", "DS", "FS", "GS",
+        "Zb", "Zv", "Zy",
+        "Xb", "Xv", "Xz", "Yb", "Yv", "Yz", "XD",
+        "Ob", "Ov", "Xlat",
+        "Sw", "C", "D",
+        "P", "N", "Qq", "Qd",
+        "V", "U", "Wo", "Wq", "Wd", "Ww", "Wb", "XMM0",
+        "ST0", "STi",
+    ];
+
+    /// <summary>Memory-size override letters (index = code stored in the entry).</summary>
+    public static readonly string[] MemSizeCodes = ["", "b", "w", "d", "q", "o", "t", "48", "64"];
+
+    private static readonly HashSet<string> KnownFlags = ["lock", "d64", "f64", "nomod", "rep"];
+
+    // Node kinds (top 4 bits of a node reference); must match Decoder.
+    private const uint KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
+    private const int MapCount = 5;
+
+    /// <summary>Reads every <c>*.txt</c> in <paramref name="dataDir"/> and returns generated file name → contents.</summary>
+    public static Dictionary<string, string> Generate(string dataDir)
+    {
+        var lines = new List<OpcodeLine>();
+        foreach (string path in Directory.GetFiles(dataDir, "*.txt").OrderBy(p => p, StringComparer.Ordinal))
+        {
+            string name = Path.GetFileName(path);
+            string[] text = File.ReadAllLines(path);
+            for (int i = 0; i < text.Length; i++)
+            {
+                string t = text[i];
+                int hash = t.IndexOf('#', StringComparison.Ordinal);
+                if (hash >= 0)
+                    t = t[..hash];
+                if (string.IsNullOrWhiteSpace(t))
+                    continue;
+                lines.Add(OpcodeLine.Parse(name, i + 1, t));
+            }
+        }
+        foreach (OpcodeLine l in lines)
+            Validate(l);
+        return Emit(lines);
+    }
+
+    private static void Validate(OpcodeLine l)
+    {
+        foreach (string o in l.Operands)
+        {
+            if (Array.IndexOf(OperandCodes, o) < 0)
+                throw new FormatException($"{l.Where}: unknown operand '{o}'");
+        }
+        foreach (string f in l.Flags)
+        {
+            if (!KnownFlags.Contains(f))
+                throw new FormatException($"{l.Where}: unknown flag '{f}'");
+        }
+        if (l.MemSize != null && Array.IndexOf(MemSizeCodes, l.MemSize) <= 0)
+            throw new FormatException($"{l.Where}: unknown memory size ':{l.MemSize}'");
+        if (l.Cond[(int)Dim.Mod] < 0 && !l.Flags.Contains("nomod"))
+        {
+            bool mem = l.Operands.Any(o => o.StartsWith('M'));
+            bool reg = l.Operands.Any(o => o is "U" or "N" or "STi" || (o.StartsWith('R') && o.Length == 2));
+            if (mem && reg)
+                throw new FormatException($"{l.Where}: operands need both a memory and a register form");
+            if (mem)
+                l.Cond[(int)Dim.Mod] = 0;
+            else if (reg)
+                l.Cond[(int)Dim.Mod] = 1;
+        }
+    }
+
+    private static bool UsesModRm(OpcodeLine l) =>
+        l.Cond[(int)Dim.Reg] >= 0 || l.Cond[(int)Dim.Mod] >= 0 || l.Cond[(int)Dim.Rm] >= 0 || l.Map == 4 ||
+        l.Operands.Any(ModRmOperands.Contains);
+
+    private static readonly HashSet<string> ModRmOperands = new(
+        OperandCodes.Where(o => o.Length == 2 && char.IsLower(o[1]) && "GERMQW".Contains(o[0], StringComparison.Ordinal) || o == "M")
+            .Concat(["Sw", "C", "D", "P", "N", "V", "U", "STi"]),
+        StringComparer.Ordinal);
+
+    private sealed class Builder
+    {
+        public readonly List<uint> Nodes = [];
+        public readonly Dictionary<string, uint> Memo = new(StringComparer.Ordinal);
+        public readonly Dictionary<OpcodeLine, int> EntryIndex = [];
+    }
+
+    private static Dictionary<string, string> Emit(List<OpcodeLine> lines)
+    {
+        // Entries: one per line, index 0 reserved for Invalid.
+        var b = new Builder();
+        var names = new List<string> { "Invalid" };
+        var nameSet = new HashSet<string>(StringComparer.Ordinal) { "Invalid" };
+        var mnemonics = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (OpcodeLine l in lines)
+        {
+            if (l.Mnemonic == "invalid")
+                continue;
+            mnemonics.Add(Pascal(l.Mnemonic));
+            string n = Pascal(l.Mnemonic) + string.Concat(l.Operands.Select(o => "_" + Ident(o)));
+            if (l.MemSize != null)
+                n += "m" + l.MemSize;
+            string baseName = n;
+            for (int k = 2; !nameSet.Add(n); k++)
+                n = baseName + "_" + k.ToString(CultureInfo.InvariantCulture);
+            b.EntryIndex[l] = names.Count;
+            names.Add(n);
+        }
+
+        var roots = new uint[MapCount * 256];
+        for (int map = 0; map < MapCount; map++)
+        {
+            for (int op = 0; op < 256; op++)
+            {
+                var set = lines.Where(l => l.Map == map && l.Opcodes.Contains(op)).ToList();
+                if (set.Count == 0)
+                    continue;
+                bool modrm = set.Any(UsesModRm);
+                if (set.Any(l => UsesModRm(l) != modrm && l.Mnemonic != "invalid"))
+                    throw new FormatException($"{set[0].Where}: entries of {OpcodeLine.MapNames[map]}{op:X2} disagree on ModRM");
+                uint r = Build(b, set, $"{OpcodeLine.MapNames[map]}{op:X2}");
+                roots[map * 256 + op] = r | (modrm ? 1u << 27 : 0);
+            }
+        }
+
+        var files = new Dictionary<string, string>(StringComparer.Ordinal);
+        files["Mnemonic.g.cs"] = EmitEnum("Mnemonic", "ushort", "Instruction mnemonics (generated from Decoding/Opcodes/*.txt).",
+            ["Invalid", .. mnemonics]);
+        files["Opcode.g.cs"] = EmitEnum("Opcode", "ushort", "Opcode identity: one value per instruction form in Decoding/Opcodes/*.txt (generated).", names);
+        files["OperandSpec.g.cs"] = EmitEnum("OperandSpec", "byte", "Operand codes of the opcode data files (generated).",
+            OperandCodes.Select(Ident).ToList(), isPublic: false);
+
+        var sb = new StringBuilder();
+        sb.Append(Header);
+        sb.Append("/// <summary>Decision trees and entry data for the decoder (generated).</summary>\n");
+        sb.Append("internal static class OpcodeTables\n{\n");
+        sb.Append("    /// <summary>Root node per (map, opcode): map 0 one-byte, 1 0F, 2 0F38, 3 0F3A, 4 3DNow! suffix. Bit 27: has ModRM.</summary>\n");
+        AppendArray(sb, "Roots", "uint", roots.Select(x => "0x" + x.ToString("X8", CultureInfo.InvariantCulture)));
+        sb.Append("    /// <summary>Child lists of interior nodes.</summary>\n");
+        AppendArray(sb, "Nodes", "uint", b.Nodes.Select(x => "0x" + x.ToString("X8", CultureInfo.InvariantCulture)));
+        sb.Append("    /// <summary>Per entry: mnemonic (15:0), operands (47:16), flags (55:48), memory-size override (59:56), consumed prefix (62:60).</summary>\n");
+        var entries = new List<string> { "0x0000000000000000" };
+        foreach (OpcodeLine l in lines)
+        {
+            if (l.Mnemonic == "invalid")
+                continue;
+            entries.Add("0x" + PackEntry(l, mnemonics).ToString("X16", CultureInfo.InvariantCulture));
+        }
+        AppendArray(sb, "Entries", "ulong", entries);
+        sb.Append("}\n");
+        files["OpcodeTables.g.cs"] = sb.ToString();
+        return files;
+    }
+
+    private static ulong PackEntry(OpcodeLine l, SortedSet<string> mnemonics)
+    {
+        ulong mn = (ulong)(mnemonics.ToList().IndexOf(Pascal(l.Mnemonic)) + 1);
+        ulong v = mn;
+        for (int i = 0; i < l.Operands.Length; i++)
+            v |= (ulong)Array.IndexOf(OperandCodes, l.Operands[i]) << (16 + 8 * i);
+        ulong flags = 0;
+        if (l.Flags.Contains("lock")) flags |= 1;
+        if (l.Flags.Contains("d64")) flags |= 2;
+        if (l.Flags.Contains("f64")) flags |= 4;
+        if (l.Flags.Contains("nomod")) flags |= 8;
+        if (l.Flags.Contains("rep")) flags |= 16;
+        v |= flags << 48;
+        if (l.MemSize != null)
+            v |= (ulong)Array.IndexOf(MemSizeCodes, l.MemSize) << 56;
+        int pfx = l.Cond[(int)Dim.Pfx];
+        ulong consumed = pfx switch { 1 => 1, 2 => 2, 3 => 3, _ => 0 };
+        v |= consumed << 60;
+        return v;
+    }
+
+    private static readonly Dim[] Order = [Dim.Reg, Dim.Mod, Dim.Rm, Dim.Pfx, Dim.W, Dim.B, Dim.Mode, Dim.Os, Dim.As];
+
+    private static uint Build(Builder b, List<OpcodeLine> set, string where, int done = 0)
+    {
+        if (set.Count == 0)
+            return KInvalid << 28;
+        foreach (Dim d in Order)
+        {
+            if ((done & (1 << (int)d)) != 0 || !set.Any(l => l.Cond[(int)d] >= 0))
+                continue;
+            if (d == Dim.Rm && set.Any(l => l.Cond[(int)Dim.Rm] >= 0 && l.Cond[(int)Dim.Mod] != 1))
+                throw new FormatException($"{set[0].Where}: rm split under {where} with entries not limited to mod=reg");
+            int n = d switch { Dim.Reg or Dim.Rm => 8, Dim.Pfx => 4, Dim.Os or Dim.As => 3, _ => 2 };
+            var children = new uint[n];
+            for (int v = 0; v < n; v++)
+            {
+                var sub = set.Where(l => l.Cond[(int)d] < 0 || Matches(l.Cond[(int)d], d, v)).ToList();
+                children[v] = Build(b, sub, $"{where} {d}={v}", done | (1 << (int)d));
+            }
+            if (children.All(c => c == children[0]))
+                return children[0];
+            uint kind = d switch
+            {
+                Dim.Reg => KReg,
+                Dim.Mod => KMod,
+                Dim.Rm => KRm,
+                Dim.Pfx => KPfx,
+                Dim.W => KW,
+                Dim.B => KB,
+                Dim.Mode => KMode,
+                Dim.Os => OsKind(set, where),
+                _ => KAs,
+            };
+            string key = kind + ":" + string.Join(",", children);
+            if (!b.Memo.TryGetValue(key, out uint node))
+            {
+                node = (kind << 28) | (uint)b.Nodes.Count;
+                b.Nodes.AddRange(children);
+                b.Memo[key] = node;
+            }
+            return node;
+        }
+        // Every entry left matches; the most specific one wins.
+        var ranked = set.OrderByDescending(Specificity).ToList();
+        if (ranked.Count > 1 && Specificity(ranked[0]) == Specificity(ranked[1]))
+            throw new FormatException($"{ranked[0].Where}: ambiguous with {ranked[1].Where} under {where}");
+        return ranked[0].Mnemonic == "invalid" ? KInvalid << 28 : (KLeaf << 28) | (uint)b.EntryIndex[ranked[0]];
+    }
+
+    private static int Specificity(OpcodeLine l)
+    {
+        int score = 0;
+        for (int d = 0; d < l.Cond.Length; d++)
+        {
+            if (l.Cond[d] >= 0)
+                score += d == (int)Dim.Pfx ? (l.Cond[d] == 4 ? 1 : 3) : 2;
+        }
+        return score;
+    }
+
+    private static bool Matches(int cond, Dim d, int v)
+    {
+        if (cond < 0)
+            return false;
+        if (d == Dim.Pfx && cond == 4)
+            return v is 0 or 1;
+        return cond == v;
+    }
+
+    private static uint OsKind(List<OpcodeLine> set, string where)
+    {
+        bool d64 = set.Any(l => l.Flags.Contains("d64"));
+        bool f64 = set.Any(l => l.Flags.Contains("f64"));
+        if (set.Any(l => l.Flags.Contains("d64") != d64 || l.Flags.Contains("f64") != f64))
+            throw new FormatException($"{set[0].Where}: os split under {where} mixes d64/f64 entries");
+        return f64 ? KOsF64 : d64 ? KOsD64 : KOs;
+    }
+
+    private const string Header = "// <auto-generated>\n// Generated by tools/Hyve.TableGen from src/Hyve.X86/Decoding/Opcodes/*.txt. Do not edit.\n// </auto-generated>\n\nnamespace Hyve.X86.Decoding;\n\n";
+
+    private static string EmitEnum(string name, string type, string summary, IList<string> values, bool isPublic = true)
+    {
+        var sb = new StringBuilder(Header);
+        sb.Append("/// <summary>").Append(summary).Append("</summary>\n");
+        sb.Append(isPublic ? "public" : "internal").Append(" enum ").Append(name).Append(" : ").Append(type).Append("\n{\n");
+        foreach (string v in values)
+        {
+            if (isPublic)
+                sb.Append("    /// <summary>").Append(v).Append("</summary>\n");
+            sb.Append("    ").Append(v).Append(",\n");
+        }
+        sb.Append("}\n");
+        return sb.ToString();
+    }
+
+    private static void AppendArray(StringBuilder sb, string name, string type, IEnumerable<string> values)
+    {
+        sb.Append("    public static System.ReadOnlySpan<").Append(type).Append("> ").Append(name).Append(" =>\n    [\n");
+        int col = 0;
+        foreach (string v in values)
+        {
+            if (col == 0)
+                sb.Append("       ");
+            sb.Append(' ').Append(v).Append(',');
+            if (++col == 8)
+            {
+                sb.Append('\n');
+                col = 0;
+            }
+        }
+        if (col != 0)
+            sb.Append('\n');
+        sb.Append("    ];\n\n");
+    }
+
+    private static string Pascal(string m) => char.ToUpperInvariant(m[0]) + m[1..];
+
+    private static string Ident(string o) => o switch
+    {
+        "1" => "One",
+        _ => o,
+    };
+
+    /// <summary>Used by the entry point and the freshness test.</summary>
+    public static string DefaultDataDir(string repoRoot) => Path.Combine(repoRoot, "src", "Hyve.X86", "Decoding", "Opcodes");
+
+    /// <summary>Where the generated files go.</summary>
+    public static string DefaultOutputDir(string repoRoot) => Path.Combine(repoRoot, "src", "Hyve.X86", "Decoding");
+}
