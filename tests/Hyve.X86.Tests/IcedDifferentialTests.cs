@@ -109,7 +109,7 @@ public sealed class IcedDifferentialTests(ITestOutputHelper output)
             }
             binaries++;
             long before = report.Compared;
-            (byte[] bytes, ulong addr) = text.Value;
+            (byte[] bytes, ulong addr) = (text.Value.Bytes, text.Value.Address);
             Run(bytes, 64, addr, report, p => p, 0, bytes.Length, 15);
             output.WriteLine($"{path}: .text {bytes.Length} bytes, {report.Compared - before} instructions compared");
         }

@@ -1,0 +1,55 @@
+// Reads ELF64 section headers: enough to find a named section (the disassembler's --section, real-code tests).
+using System;
+using System.Buffers.Binary;
+using System.IO;
+using System.Text;
+
+namespace Hyve.Boot;
+
+/// <summary>A section's contents and load address.</summary>
+/// <param name="Bytes">The section's bytes.</param>
+/// <param name="Address">Its virtual address.</param>
+public readonly record struct ElfSection(byte[] Bytes, ulong Address);
+
+/// <summary>Minimal ELF64 little-endian reader.</summary>
+public static class ElfFile
+{
+    /// <summary>Whether <paramref name="image"/> starts like an ELF64 little-endian file.</summary>
+    public static bool IsElf64(ReadOnlySpan<byte> image) =>
+        image.Length >= 64 && image[0] == 0x7F && image[1] == (byte)'E' && image[2] == (byte)'L' && image[3] == (byte)'F' && image[4] == 2 && image[5] == 1;
+
+    /// <summary>Finds <paramref name="name"/> in <paramref name="image"/>.</summary>
+    /// <exception cref="InvalidDataException">The image is not ELF64, is truncated, or has no such section.</exception>
+    public static ElfSection ReadSection(byte[] image, string name)
+    {
+        if (!IsElf64(image))
+            throw new InvalidDataException("not an ELF64 little-endian file");
+        try
+        {
+            ReadOnlySpan<byte> f = image;
+            ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(f[0x28..]);
+            int shentsize = BinaryPrimitives.ReadUInt16LittleEndian(f[0x3A..]);
+            int shnum = BinaryPrimitives.ReadUInt16LittleEndian(f[0x3C..]);
+            int shstrndx = BinaryPrimitives.ReadUInt16LittleEndian(f[0x3E..]);
+            ReadOnlySpan<byte> strHdr = f[checked((int)shoff + shstrndx * shentsize)..];
+            int strOff = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(strHdr[0x18..]));
+            for (int i = 0; i < shnum; i++)
+            {
+                ReadOnlySpan<byte> h = f[checked((int)shoff + i * shentsize)..];
+                int start = strOff + (int)BinaryPrimitives.ReadUInt32LittleEndian(h);
+                int len = f[start..].IndexOf((byte)0);
+                if (len < 0 || Encoding.ASCII.GetString(f.Slice(start, len)) != name)
+                    continue;
+                ulong addr = BinaryPrimitives.ReadUInt64LittleEndian(h[0x10..]);
+                int off = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(h[0x18..]));
+                int size = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(h[0x20..]));
+                return new ElfSection(f.Slice(off, size).ToArray(), addr);
+            }
+        }
+        catch (Exception e) when (e is ArgumentOutOfRangeException or OverflowException)
+        {
+            throw new InvalidDataException("truncated or corrupt ELF section table", e);
+        }
+        throw new InvalidDataException($"no section '{name}'");
+    }
+}
