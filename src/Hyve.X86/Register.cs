@@ -298,13 +298,14 @@ public static class RegisterInfo
     /// <param name="n">Register number including the REX extension bit.</param>
     /// <param name="bytes">Operand width in bytes.</param>
     /// <param name="rex">Whether a REX prefix is present (selects SPL..DIL over AH..BH).</param>
-    public static Register Gpr(int n, int bytes, bool rex) => bytes switch
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static Register Gpr(int n, int bytes, bool rex)
     {
-        1 => n >= 4 && n < 8 && !rex ? RegisterInfo.Add(Register.AH, (n - 4)) : n < 4 ? RegisterInfo.Add(Register.AL, n) : RegisterInfo.Add(Register.SPL, (n - 4)),
-        2 => RegisterInfo.Add(Register.AX, n),
-        4 => RegisterInfo.Add(Register.EAX, n),
-        _ => RegisterInfo.Add(Register.RAX, n),
-    };
+        // Byte registers: AL..BL, then AH..BH without REX, or SPL..DIL and R8L.. (4 further on) with it.
+        if (bytes == 1)
+            return (Register)((int)Register.AL + n + (n >= 4 && (rex || n >= 8) ? 4 : 0));
+        return (Register)((int)Register.AX + 16 * (bytes >> 2) + n); // AX, EAX (+16), RAX (+32)
+    }
 
     /// <summary>The register <paramref name="n"/> places after <paramref name="r"/> in its group.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]

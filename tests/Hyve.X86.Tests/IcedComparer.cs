@@ -83,18 +83,18 @@ public static class IcedComparer
                 case OpKind.Immediate8to32:
                 case OpKind.Immediate8to64:
                 case OpKind.Immediate32to64:
-                {
-                    ulong mask = ik switch
                     {
-                        OpKind.Immediate8 => 0xFF,
-                        OpKind.Immediate16 or OpKind.Immediate8to16 => 0xFFFF,
-                        OpKind.Immediate32 or OpKind.Immediate8to32 => 0xFFFF_FFFF,
-                        _ => ulong.MaxValue,
-                    };
-                    if ((ours.Immediate & mask) != (iced.GetImmediate(i) & mask))
-                        return $"op{i}-imm {ours.Immediate:X}!={iced.GetImmediate(i):X}";
-                    break;
-                }
+                        ulong mask = ik switch
+                        {
+                            OpKind.Immediate8 => 0xFF,
+                            OpKind.Immediate16 or OpKind.Immediate8to16 => 0xFFFF,
+                            OpKind.Immediate32 or OpKind.Immediate8to32 => 0xFFFF_FFFF,
+                            _ => ulong.MaxValue,
+                        };
+                        if ((ours.Immediate & mask) != (iced.GetImmediate(i) & mask))
+                            return $"op{i}-imm {ours.Immediate:X}!={iced.GetImmediate(i):X}";
+                        break;
+                    }
                 case OpKind.Immediate8_2nd:
                     if (ours.Immediate2 != iced.Immediate8_2nd)
                         return $"op{i}-imm2";

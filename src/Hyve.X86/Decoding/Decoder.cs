@@ -27,6 +27,27 @@ public static class Decoder
     // Entry flag bits (entry bits 55:48).
     private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8;
 
+    // Prefix classes: 1 ES/CS/SS/DS, 2 FS/GS, 3 66, 4 67, 5 F0, 6 F2, 7 F3, 8 REX (64-bit mode only).
+    private static ReadOnlySpan<byte> PrefixClasses =>
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0,
+        0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0,
+        8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 2, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        5, 0, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
     /// <summary>The architectural instruction length limit.</summary>
     public const int MaxLength = 15;
 
@@ -69,11 +90,15 @@ public static class Decoder
         public int ModRM;
         public int OpSize;      // bytes
         public int AdSize;      // bytes
+        public int RegN;        // ModRM.reg with REX.R
+        public int RmN;         // ModRM.rm with REX.B
+        public int Y;           // the 'y' operand size
+        public int F;           // the 'f' operand size
 
         public State(ReadOnlySpan<byte> code, Bitness bitness)
         {
-            Code = code;
             Max = Math.Min(code.Length, MaxLength);
+            Code = code[..Max];
             Is64 = bitness == Bitness.Bits64;
             Is16 = bitness == Bitness.Bits16;
         }
@@ -81,7 +106,7 @@ public static class Decoder
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Byte()
         {
-            if ((uint)Pos < (uint)Max)
+            if ((uint)Pos < (uint)Code.Length)
                 return Code[Pos++];
             Overrun();
             return 0;
@@ -109,43 +134,47 @@ public static class Decoder
     private static DecodeStatus DecodeCore(ref State s, ref Instruction insn)
     {
         int b;
-        // Legacy prefixes and REX, in any order and count (15-byte limit).
+        // Legacy prefixes and REX, in any order and count (15-byte limit). Locals keep the loop in registers.
+        ReadOnlySpan<byte> code = s.Code;
+        ReadOnlySpan<byte> classes = PrefixClasses;
+        int pos = 0;
+        int rex = 0;
         while (true)
         {
-            b = s.Byte();
-            if (s.Fail | s.TooLong)
-                return s.OverrunStatus;
-            switch (b)
+            if ((uint)pos >= (uint)code.Length)
             {
-                case 0x26:
-                case 0x2E:
-                case 0x36:
-                case 0x3E:
-                    // In 64-bit mode these are recorded but lose to an earlier FS/GS.
+                s.Pos = pos;
+                return pos >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
+            }
+            b = code[pos++];
+            int c = classes[b];
+            if (c == 0)
+                break;
+            if (c == 8)
+            {
+                if (!s.Is64)
+                    break;
+                rex = b;
+                continue;
+            }
+            rex = 0;
+            switch (c)
+            {
+                case 1:
+                    // In 64-bit mode ES/CS/SS/DS are recorded but lose to an earlier FS/GS.
                     if (!s.Is64 || s.Seg < Register.FS)
                         s.Seg = RegisterInfo.Add(Register.ES, (b >> 3) & 3);
-                    s.Rex = 0;
-                    continue;
-                case 0x64:
-                case 0x65:
-                    s.Seg = b == 0x64 ? Register.FS : Register.GS;
-                    s.Rex = 0;
-                    continue;
-                case 0x66: s.Op66 = true; s.Rex = 0; continue;
-                case 0x67: s.Ad67 = true; s.Rex = 0; continue;
-                case 0xF0: s.Lock = true; s.Rex = 0; continue;
-                case 0xF2: s.Rep = 3; s.SawF2 = true; s.Rex = 0; continue;
-                case 0xF3: s.Rep = 2; s.SawF3 = true; s.Rex = 0; continue;
-                default:
-                    if (s.Is64 && (b & 0xF0) == 0x40)
-                    {
-                        s.Rex = b;
-                        continue;
-                    }
                     break;
+                case 2: s.Seg = b == 0x64 ? Register.FS : Register.GS; break;
+                case 3: s.Op66 = true; break;
+                case 4: s.Ad67 = true; break;
+                case 5: s.Lock = true; break;
+                case 6: s.Rep = 3; s.SawF2 = true; break;
+                default: s.Rep = 2; s.SawF3 = true; break;
             }
-            break;
         }
+        s.Pos = pos;
+        s.Rex = rex;
 
         s.AdSize = s.Is64 ? (s.Ad67 ? 4 : 8) : (s.Ad67 ^ s.Is16 ? 2 : 4);
         int map = 0;
@@ -256,6 +285,10 @@ public static class Decoder
             DecodeMemory(ref s, ref insn, modrm);
 
         int memSizeOverride = (int)(e >> 56) & 0xF;
+        s.RegN = ((modrm >> 3) & 7) | ((s.Rex & 4) << 1);
+        s.RmN = (modrm & 7) | ((s.Rex & 1) << 3);
+        s.Y = s.Is64 && (s.Rex & 8) != 0 ? 8 : 4;
+        s.F = s.Is64 ? 8 : 4;
         int count = 0;
         for (int i = 0; i < 4; i++)
         {
@@ -385,11 +418,11 @@ public static class Decoder
     private static bool DecodeOperand(ref State s, ref Instruction insn, OperandSpec spec, int i, int opcode, int memSizeOverride)
     {
         int modrm = s.ModRM;
-        int reg = ((modrm >> 3) & 7) | ((s.Rex & 4) << 1);
-        int rm = (modrm & 7) | ((s.Rex & 1) << 3);
+        int reg = s.RegN;
+        int rm = s.RmN;
         bool rex = s.Rex != 0;
-        int y = s.Is64 && (s.Rex & 8) != 0 ? 8 : 4;
-        int f = s.Is64 ? 8 : 4;
+        int y = s.Y;
+        int f = s.F;
         switch (spec)
         {
             case OperandSpec.Gb: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 1, rex));
