@@ -77,8 +77,7 @@ public static class Decoder
         public int Max;
         public bool Is64;
         public bool Is16;
-        public bool Fail;       // ran past the available bytes
-        public bool TooLong;    // ran past 15 bytes
+        public bool Bad;        // read past the input (or past 15 bytes)
         public bool Op66;
         public bool Ad67;
         public bool Lock;
@@ -106,20 +105,12 @@ public static class Decoder
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Byte()
         {
-            if ((uint)Pos < (uint)Code.Length)
-                return Code[Pos++];
-            Overrun();
+            int p = Pos;
+            Pos = p + 1;
+            if ((uint)p < (uint)Code.Length)
+                return Code[p];
+            Bad = true;
             return 0;
-        }
-
-        [MethodImpl(MethodImplOptions.NoInlining)]
-        private void Overrun()
-        {
-            if (Pos >= MaxLength)
-                TooLong = true;
-            else
-                Fail = true;
-            Pos++;
         }
 
         public int Word() => Byte() | (Byte() << 8);
@@ -128,9 +119,11 @@ public static class Decoder
 
         public ulong Qword() => Dword() | ((ulong)Dword() << 32);
 
-        public readonly DecodeStatus OverrunStatus => TooLong ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
+        // Code is cut at 15 bytes: running past a full 15 means too long, otherwise the input ended.
+        public readonly DecodeStatus OverrunStatus => Code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static DecodeStatus DecodeCore(ref State s, ref Instruction insn)
     {
         int b;
@@ -203,7 +196,7 @@ public static class Decoder
             if (IsVexLike(ref s, b))
                 return SkipVex(ref s, ref insn, b);
         }
-        if (s.Fail | s.TooLong)
+        if (s.Bad)
             return s.OverrunStatus;
 
         uint node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
@@ -214,7 +207,7 @@ public static class Decoder
         if (hasModRm)
         {
             modrm = s.Byte();
-            if (s.Fail | s.TooLong)
+            if (s.Bad)
                 return s.OverrunStatus;
             insn.HasModRM = true;
             insn.ModRM = (byte)modrm;
@@ -227,7 +220,7 @@ public static class Decoder
             if (modrm < 0xC0)
                 DecodeMemory(ref s, ref insn, modrm);
             node = OpcodeTables.Roots[4 * 256 + s.Byte()];
-            if (s.Fail | s.TooLong)
+            if (s.Bad)
                 return s.OverrunStatus;
         }
 
@@ -300,7 +293,7 @@ public static class Decoder
             count++;
         }
         insn.OperandCount = (byte)count;
-        if (s.Fail | s.TooLong)
+        if (s.Bad)
             return s.OverrunStatus;
         if (s.Lock && ((flags & FLock) == 0 || !memForm))
             return DecodeStatus.Invalid;
@@ -326,6 +319,7 @@ public static class Decoder
         return op66 ^ s.Is16 ? 2 : 4;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void DecodeMemory(ref State s, ref Instruction insn, int modrm)
     {
         int mod = modrm >> 6;
@@ -415,6 +409,7 @@ public static class Decoder
         insn.MemorySegment = s.Seg != Register.None ? s.Seg : seg;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool DecodeOperand(ref State s, ref Instruction insn, OperandSpec spec, int i, int opcode, int memSizeOverride)
     {
         int modrm = s.ModRM;
@@ -688,7 +683,7 @@ public static class Decoder
                 }
         }
         opcode = s.Byte();
-        if (s.Fail | s.TooLong)
+        if (s.Bad)
             return s.OverrunStatus;
         bool modrm = !(b is 0xC4 or 0xC5 && map == 1 && opcode == 0x77);
         if (modrm)
@@ -707,7 +702,7 @@ public static class Decoder
             imm = 1;
         for (int k = 0; k < imm; k++)
             s.Byte();
-        if (s.Fail | s.TooLong)
+        if (s.Bad)
             return s.OverrunStatus;
         insn = default;
         insn.Length = (byte)s.Pos;
