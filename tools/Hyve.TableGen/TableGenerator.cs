@@ -130,6 +130,19 @@ public static class TableGenerator
             names.Add(n);
         }
 
+        // Forms: one per distinct (operand codes, memory-size override); each gets a generated decoder.
+        var forms = new List<string> { "" };
+        var formIndex = new Dictionary<string, int>(StringComparer.Ordinal) { [""] = 0 };
+        foreach (OpcodeLine l in lines.Where(l => l.Mnemonic != "invalid").OrderBy(FormKey, StringComparer.Ordinal))
+        {
+            string key = FormKey(l);
+            if (!formIndex.ContainsKey(key))
+            {
+                formIndex[key] = forms.Count;
+                forms.Add(key);
+            }
+        }
+
         var roots = new uint[MapCount * 256];
         for (int map = 0; map < MapCount; map++)
         {
@@ -161,26 +174,61 @@ public static class TableGenerator
         AppendArray(sb, "Roots", "uint", roots.Select(x => "0x" + x.ToString("X8", CultureInfo.InvariantCulture)));
         sb.Append("    /// <summary>Child lists of interior nodes.</summary>\n");
         AppendArray(sb, "Nodes", "uint", b.Nodes.Select(x => "0x" + x.ToString("X8", CultureInfo.InvariantCulture)));
-        sb.Append("    /// <summary>Per entry: mnemonic (15:0), operands (47:16), flags (55:48), memory-size override (59:56), consumed prefix (62:60).</summary>\n");
+        sb.Append("    /// <summary>Per entry: mnemonic (15:0), form (31:16), flags (55:48), memory-size override (59:56), consumed prefix (62:60).</summary>\n");
         var entries = new List<string> { "0x0000000000000000" };
         foreach (OpcodeLine l in lines)
         {
             if (l.Mnemonic == "invalid")
                 continue;
-            entries.Add("0x" + PackEntry(l, mnemonics).ToString("X16", CultureInfo.InvariantCulture));
+            entries.Add("0x" + PackEntry(l, mnemonics, formIndex[FormKey(l)]).ToString("X16", CultureInfo.InvariantCulture));
         }
         AppendArray(sb, "Entries", "ulong", entries);
         sb.Append("}\n");
         files["OpcodeTables.g.cs"] = sb.ToString();
+        files["DecoderForms.g.cs"] = EmitForms(forms);
         return files;
     }
 
-    private static ulong PackEntry(OpcodeLine l, SortedSet<string> mnemonics)
+    private static string FormKey(OpcodeLine l) => string.Join(",", l.Operands) + (l.MemSize != null ? ":" + l.MemSize : "");
+
+    private static string EmitForms(List<string> forms)
+    {
+        var sb = new StringBuilder(Header);
+        sb.Append("using System.Runtime.CompilerServices;\n\n");
+        sb.Append("/// <summary>Operand decoders, one per distinct operand list of the data files (generated).</summary>\n");
+        sb.Append("public static partial class Decoder\n{\n");
+        sb.Append("    private static bool DecodeForm(int form, ref State s, ref Instruction insn)\n    {\n        switch (form)\n        {\n");
+        sb.Append("            case 0: return true;\n");
+        for (int f = 1; f < forms.Count; f++)
+            sb.Append("            case ").Append(f).Append(": return Form").Append(f).Append("(ref s, ref insn);\n");
+        sb.Append("            default: return false;\n        }\n    }\n");
+        for (int f = 1; f < forms.Count; f++)
+        {
+            string key = forms[f];
+            int colon = key.IndexOf(':', StringComparison.Ordinal);
+            string ops = colon >= 0 ? key[..colon] : key;
+            int mem = colon >= 0 ? Array.IndexOf(MemSizeCodes, key[(colon + 1)..]) : 0;
+            string[] list = ops.Split(',');
+            sb.Append("\n    // ").Append(key).Append('\n');
+            sb.Append("    [MethodImpl(MethodImplOptions.NoInlining)]\n");
+            sb.Append("    private static bool Form").Append(f).Append("(ref State s, ref Instruction insn)\n    {\n");
+            sb.Append("        insn.OperandCount = ").Append(list.Length).Append(";\n        return ");
+            for (int i = 0; i < list.Length; i++)
+            {
+                if (i > 0)
+                    sb.Append("\n            && ");
+                sb.Append("DecodeOperand(ref s, ref insn, OperandSpec.").Append(Ident(list[i])).Append(", ").Append(i).Append(", ").Append(mem).Append(')');
+            }
+            sb.Append(";\n    }\n");
+        }
+        sb.Append("}\n");
+        return sb.ToString();
+    }
+
+    private static ulong PackEntry(OpcodeLine l, SortedSet<string> mnemonics, int form)
     {
         ulong mn = (ulong)(mnemonics.ToList().IndexOf(Pascal(l.Mnemonic)) + 1);
-        ulong v = mn;
-        for (int i = 0; i < l.Operands.Length; i++)
-            v |= (ulong)Array.IndexOf(OperandCodes, l.Operands[i]) << (16 + 8 * i);
+        ulong v = mn | ((ulong)form << 16);
         ulong flags = 0;
         if (l.Flags.Contains("lock")) flags |= 1;
         if (l.Flags.Contains("d64")) flags |= 2;

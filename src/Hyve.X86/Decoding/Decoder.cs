@@ -19,7 +19,7 @@ public enum Bitness : byte
 /// Decodes one legacy-encoded x86 instruction at a time. Stateless and allocation-free; invalid
 /// input is reported through <see cref="Instruction.Status"/>, never an exception.
 /// </summary>
-public static class Decoder
+public static partial class Decoder
 {
     // Node kinds of the generated trees (see tools/Hyve.TableGen).
     private const uint KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
@@ -93,6 +93,7 @@ public static class Decoder
         public int RmN;         // ModRM.rm with REX.B
         public int Y;           // the 'y' operand size
         public int F;           // the 'f' operand size
+        public int Opcode;      // the opcode byte (for registers encoded in it)
 
         public State(ReadOnlySpan<byte> code, Bitness bitness)
         {
@@ -277,22 +278,13 @@ public static class Decoder
         if (memForm && map != 4)
             DecodeMemory(ref s, ref insn, modrm);
 
-        int memSizeOverride = (int)(e >> 56) & 0xF;
         s.RegN = ((modrm >> 3) & 7) | ((s.Rex & 4) << 1);
         s.RmN = (modrm & 7) | ((s.Rex & 1) << 3);
         s.Y = s.Is64 && (s.Rex & 8) != 0 ? 8 : 4;
         s.F = s.Is64 ? 8 : 4;
-        int count = 0;
-        for (int i = 0; i < 4; i++)
-        {
-            var spec = (OperandSpec)(byte)(e >> (16 + 8 * i));
-            if (spec == OperandSpec.None)
-                break;
-            if (!DecodeOperand(ref s, ref insn, spec, i, op, memSizeOverride))
-                return DecodeStatus.Invalid;
-            count++;
-        }
-        insn.OperandCount = (byte)count;
+        s.Opcode = op;
+        if (!DecodeForm((ushort)(e >> 16), ref s, ref insn))
+            return DecodeStatus.Invalid;
         if (s.Bad)
             return s.OverrunStatus;
         if (s.Lock && ((flags & FLock) == 0 || !memForm))
@@ -410,8 +402,9 @@ public static class Decoder
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool DecodeOperand(ref State s, ref Instruction insn, OperandSpec spec, int i, int opcode, int memSizeOverride)
+    private static bool DecodeOperand(ref State s, ref Instruction insn, OperandSpec spec, int i, int memSizeOverride)
     {
+        int opcode = s.Opcode;
         int modrm = s.ModRM;
         int reg = s.RegN;
         int rm = s.RmN;
