@@ -27,22 +27,23 @@ public static partial class Decoder
     // Entry flag bits (entry bits 55:48).
     private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8;
 
-    // Prefix classes: 1 ES/CS/SS/DS, 2 FS/GS, 3 66, 4 67, 5 F0, 6 F2, 7 F3, 8 REX (64-bit mode only).
+    // Byte classes: 1 ES/CS/SS/DS, 2 FS/GS, 3 66, 4 67, 5 F0, 6 F2, 7 F3, 8 REX (64-bit mode only),
+    // 9 the 0F escape, 10 C4/C5/62/8F (VEX/EVEX/XOP candidates); 0 every other opcode.
     private static ReadOnlySpan<byte> PrefixClasses =>
     [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0,
         0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0,
         8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 2, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 10, 0, 2, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 10, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         5, 0, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -74,16 +75,9 @@ public static partial class Decoder
     {
         public ReadOnlySpan<byte> Code;
         public int Pos;
-        public int Max;
         public bool Is64;
         public bool Is16;
         public bool Bad;        // read past the input (or past 15 bytes)
-        public bool Op66;
-        public bool Ad67;
-        public bool Lock;
-        public int Rep;         // 0, 2 (F3), 3 (F2): the last one seen
-        public bool SawF3;
-        public bool SawF2;
         public int Rex;
         public Register Seg;
         public int ModRM;
@@ -97,8 +91,7 @@ public static partial class Decoder
 
         public State(ReadOnlySpan<byte> code, Bitness bitness)
         {
-            Max = Math.Min(code.Length, MaxLength);
-            Code = code[..Max];
+            Code = code.Length > MaxLength ? code[..MaxLength] : code;
             Is64 = bitness == Bitness.Bits64;
             Is16 = bitness == Bitness.Bits16;
         }
@@ -124,96 +117,100 @@ public static partial class Decoder
         public readonly DecodeStatus OverrunStatus => Code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static DecodeStatus DecodeCore(ref State s, ref Instruction insn)
     {
-        int b;
-        // Legacy prefixes and REX, in any order and count (15-byte limit). Locals keep the loop in registers.
+        // The prefix scan, escape bytes, ModRM and tree walk run on locals; State is filled only for
+        // what the memory and operand decoders read.
         ReadOnlySpan<byte> code = s.Code;
         ReadOnlySpan<byte> classes = PrefixClasses;
+        bool is64 = s.Is64;
         int pos = 0;
         int rex = 0;
+        int pfx = 0;            // Prefixes bits: Lock, Rep, Repne, OperandSize, AddressSize
+        int rep = 0;            // the last of F3 (2) / F2 (3)
+        Register seg = Register.None;
+        int b;
+        int c;
         while (true)
         {
             if ((uint)pos >= (uint)code.Length)
-            {
-                s.Pos = pos;
-                return pos >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
-            }
+                return Overrun(code, pos);
             b = code[pos++];
-            int c = classes[b];
-            if (c == 0)
+            c = classes[b];
+            if (c == 0 || c >= 9)
                 break;
             if (c == 8)
             {
-                if (!s.Is64)
+                if (!is64)
+                {
+                    c = 0; // INC/DEC outside 64-bit mode
                     break;
+                }
                 rex = b;
                 continue;
             }
-            rex = 0;
+            rex = 0; // a legacy prefix after REX cancels it
             switch (c)
             {
                 case 1:
                     // In 64-bit mode ES/CS/SS/DS are recorded but lose to an earlier FS/GS.
-                    if (!s.Is64 || s.Seg < Register.FS)
-                        s.Seg = RegisterInfo.Add(Register.ES, (b >> 3) & 3);
+                    if (!is64 || seg < Register.FS)
+                        seg = RegisterInfo.Add(Register.ES, (b >> 3) & 3);
                     break;
-                case 2: s.Seg = b == 0x64 ? Register.FS : Register.GS; break;
-                case 3: s.Op66 = true; break;
-                case 4: s.Ad67 = true; break;
-                case 5: s.Lock = true; break;
-                case 6: s.Rep = 3; s.SawF2 = true; break;
-                default: s.Rep = 2; s.SawF3 = true; break;
+                case 2: seg = b == 0x64 ? Register.FS : Register.GS; break;
+                case 3: pfx |= (int)Prefixes.OperandSize; break;
+                case 4: pfx |= (int)Prefixes.AddressSize; break;
+                case 5: pfx |= (int)Prefixes.Lock; break;
+                case 6: pfx |= (int)Prefixes.Repne; rep = 3; break;
+                default: pfx |= (int)Prefixes.Rep; rep = 2; break;
             }
         }
-        s.Pos = pos;
-        s.Rex = rex;
 
-        s.AdSize = s.Is64 ? (s.Ad67 ? 4 : 8) : (s.Ad67 ^ s.Is16 ? 2 : 4);
+        bool ad67 = (pfx & (int)Prefixes.AddressSize) != 0;
+        int adSize = is64 ? (ad67 ? 4 : 8) : (ad67 ^ s.Is16 ? 2 : 4);
+        s.AdSize = adSize;
+        s.Rex = rex;
+        s.Seg = seg;
         int map = 0;
         int op = b;
-        if (b == 0x0F)
+        if (c == 9)
         {
-            op = s.Byte();
+            if ((uint)pos >= (uint)code.Length)
+                return Overrun(code, pos);
+            op = code[pos++];
             map = 1;
-            if (op == 0x38)
+            if (op is 0x38 or 0x3A)
             {
-                map = 2;
-                op = s.Byte();
-            }
-            else if (op == 0x3A)
-            {
-                map = 3;
-                op = s.Byte();
+                map = op == 0x38 ? 2 : 3;
+                if ((uint)pos >= (uint)code.Length)
+                    return Overrun(code, pos);
+                op = code[pos++];
             }
             else if (op == 0x0F)
             {
                 map = 4;
             }
         }
-        else if (b is 0xC4 or 0xC5 or 0x62 or 0x8F)
+        else if (c == 10)
         {
+            s.Pos = pos;
             if (IsVexLike(ref s, b))
                 return SkipVex(ref s, ref insn, b);
         }
-        if (s.Bad)
-            return s.OverrunStatus;
 
         uint node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
-        bool hasModRm = (node & (1u << 27)) != 0;
-        if (map == 4)
-            hasModRm = true;
         int modrm = 0;
+        bool hasModRm = (node & (1u << 27)) != 0 || map == 4;
         if (hasModRm)
         {
-            modrm = s.Byte();
-            if (s.Bad)
-                return s.OverrunStatus;
+            if ((uint)pos >= (uint)code.Length)
+                return Overrun(code, pos);
+            modrm = code[pos++];
             insn.HasModRM = true;
             insn.ModRM = (byte)modrm;
         }
         s.ModRM = modrm;
+        s.Pos = pos;
 
         if (map == 4)
         {
@@ -225,90 +222,87 @@ public static partial class Decoder
                 return s.OverrunStatus;
         }
 
-        int mp = s.Rep != 0 ? s.Rep : s.Op66 ? 1 : 0;
-        int rexW = (s.Rex >> 3) & 1;
+        int mp = rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0;
         node &= ~(1u << 27);
-        while (true)
+        while (node >> 28 != KLeaf)
         {
-            uint idx = node & 0x0FFFFFFF;
+            int idx = (int)(node & 0x0FFFFFFF);
             switch (node >> 28)
             {
-                case KLeaf: goto Leaf;
                 case KInvalid: return DecodeStatus.Invalid;
-                case KReg: node = OpcodeTables.Nodes[(int)idx + ((modrm >> 3) & 7)]; continue;
-                case KMod: node = OpcodeTables.Nodes[(int)idx + (modrm >= 0xC0 ? 1 : 0)]; continue;
-                case KRm: node = OpcodeTables.Nodes[(int)idx + (modrm & 7)]; continue;
-                case KPfx: node = OpcodeTables.Nodes[(int)idx + mp]; continue;
-                case KW: node = OpcodeTables.Nodes[(int)idx + rexW]; continue;
-                case KB: node = OpcodeTables.Nodes[(int)idx + (s.Rex & 1)]; continue;
-                case KMode: node = OpcodeTables.Nodes[(int)idx + (s.Is64 ? 1 : 0)]; continue;
-                case KOs: node = OpcodeTables.Nodes[(int)idx + SizeIndex(OperandSize(ref s, 0))]; continue;
-                case KOsD64: node = OpcodeTables.Nodes[(int)idx + SizeIndex(OperandSize(ref s, FD64))]; continue;
-                case KOsF64: node = OpcodeTables.Nodes[(int)idx + SizeIndex(OperandSize(ref s, FF64))]; continue;
-                case KAs: node = OpcodeTables.Nodes[(int)idx + SizeIndex(s.AdSize)]; continue;
+                case KReg: node = OpcodeTables.Nodes[idx + ((modrm >> 3) & 7)]; continue;
+                case KMod: node = OpcodeTables.Nodes[idx + (modrm >= 0xC0 ? 1 : 0)]; continue;
+                case KRm: node = OpcodeTables.Nodes[idx + (modrm & 7)]; continue;
+                case KPfx: node = OpcodeTables.Nodes[idx + mp]; continue;
+                case KW: node = OpcodeTables.Nodes[idx + ((rex >> 3) & 1)]; continue;
+                case KB: node = OpcodeTables.Nodes[idx + (rex & 1)]; continue;
+                case KMode: node = OpcodeTables.Nodes[idx + (is64 ? 1 : 0)]; continue;
+                case KOs: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, s.Is16, pfx, rex, 0))]; continue;
+                case KOsD64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, s.Is16, pfx, rex, FD64))]; continue;
+                case KOsF64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, s.Is16, pfx, rex, FF64))]; continue;
+                case KAs: node = OpcodeTables.Nodes[idx + SizeIndex(adSize)]; continue;
                 default: return DecodeStatus.Invalid;
             }
         }
 
-    Leaf:
+        // Leaf.
         int entryIndex = (int)(node & 0x0FFFFFFF);
         ulong e = OpcodeTables.Entries[entryIndex];
         int flags = (int)(e >> 48) & 0xFF;
-        int consumed = (int)(e >> 60) & 7;
-        if (consumed == 1)
-            s.Op66 = false;
-        s.OpSize = OperandSize(ref s, flags);
+        // A mandatory prefix is not an operand-size or REP prefix.
+        pfx &= ~(int)ConsumedMask[(int)(e >> 60) & 7];
+        int opSize = OperandSize(is64, s.Is16, pfx, rex, flags);
+        s.OpSize = opSize;
         insn.Opcode = (Opcode)entryIndex;
         insn.Mnemonic = (Mnemonic)(ushort)e;
-        insn.OperandSize = (byte)s.OpSize;
-        insn.AddressSize = (byte)s.AdSize;
-
-        Prefixes p = Prefixes.None;
-        if (s.Lock) p |= Prefixes.Lock;
-        if (s.SawF3 && consumed != 2) p |= Prefixes.Rep;
-        if (s.SawF2 && consumed != 3) p |= Prefixes.Repne;
-        if (s.Op66) p |= Prefixes.OperandSize;
-        if (s.Ad67) p |= Prefixes.AddressSize;
-        if (s.Rex != 0) p |= Prefixes.Rex;
-        insn.Prefixes = p;
-        insn.Rex = (byte)s.Rex;
-        insn.SegmentPrefix = s.Seg;
+        insn.OperandSize = (byte)opSize;
+        insn.AddressSize = (byte)adSize;
+        insn.Prefixes = (Prefixes)(pfx | (rex != 0 ? (int)Prefixes.Rex : 0));
+        insn.Rex = (byte)rex;
+        insn.SegmentPrefix = seg;
 
         bool memForm = hasModRm && modrm < 0xC0 && (flags & FNoMod) == 0;
         if (memForm && map != 4)
             DecodeMemory(ref s, ref insn, modrm);
 
-        s.RegN = ((modrm >> 3) & 7) | ((s.Rex & 4) << 1);
-        s.RmN = (modrm & 7) | ((s.Rex & 1) << 3);
-        s.Y = s.Is64 && (s.Rex & 8) != 0 ? 8 : 4;
-        s.F = s.Is64 ? 8 : 4;
+        s.RegN = ((modrm >> 3) & 7) | ((rex & 4) << 1);
+        s.RmN = (modrm & 7) | ((rex & 1) << 3);
+        s.Y = is64 && (rex & 8) != 0 ? 8 : 4;
+        s.F = is64 ? 8 : 4;
         s.Opcode = op;
         if (!DecodeForm((ushort)(e >> 16), ref s, ref insn))
             return DecodeStatus.Invalid;
         if (s.Bad)
             return s.OverrunStatus;
-        if (s.Lock && ((flags & FLock) == 0 || !memForm))
+        if ((pfx & (int)Prefixes.Lock) != 0 && ((flags & FLock) == 0 || !memForm))
             return DecodeStatus.Invalid;
         insn.Length = (byte)s.Pos;
         return DecodeStatus.Ok;
     }
 
+    // Prefix bits cleared by the consumed mandatory prefix (entry bits 62:60: 0 none, 1 66, 2 F3, 3 F2).
+    private static ReadOnlySpan<byte> ConsumedMask => [0, (byte)Prefixes.OperandSize, (byte)Prefixes.Rep, (byte)Prefixes.Repne, 0, 0, 0, 0];
+
+    // Code is cut at 15 bytes: running past a full 15 means too long, otherwise the input ended.
+    private static DecodeStatus Overrun(ReadOnlySpan<byte> code, int pos) =>
+        code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int SizeIndex(int bytes) => bytes >> 2; // 2 -> 0, 4 -> 1, 8 -> 2
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int OperandSize(ref State s, int flags)
+    private static int OperandSize(bool is64, bool is16, int pfx, int rex, int flags)
     {
-        bool op66 = s.Op66;
-        if (s.Is64)
+        bool op66 = (pfx & (int)Prefixes.OperandSize) != 0;
+        if (is64)
         {
-            if ((flags & FF64) != 0 || (s.Rex & 8) != 0)
+            if ((flags & FF64) != 0 || (rex & 8) != 0)
                 return 8;
             if ((flags & FD64) != 0)
                 return op66 ? 2 : 8;
             return op66 ? 2 : 4;
         }
-        return op66 ^ s.Is16 ? 2 : 4;
+        return op66 ^ is16 ? 2 : 4;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -640,7 +634,7 @@ public static partial class Decoder
     // the next byte has ModRM.mod == 3; 8F is POP Ev unless the next byte's low five bits are >= 8.
     private static bool IsVexLike(ref State s, int b)
     {
-        if (s.Pos >= s.Max)
+        if (s.Pos >= s.Code.Length)
             return false;
         int next = s.Code[s.Pos];
         if (b == 0x8F)
