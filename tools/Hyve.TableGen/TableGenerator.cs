@@ -38,7 +38,7 @@ public static class TableGenerator
     private static readonly HashSet<string> KnownFlags = ["lock", "d64", "f64", "nomod", "rep"];
 
     // Node kinds (top 4 bits of a node reference); must match Decoder.
-    private const uint KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
+    private const ulong KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
     private const int MapCount = 5;
 
     /// <summary>Reads every <c>*.txt</c> in <paramref name="dataDir"/> and returns generated file name → contents.</summary>
@@ -103,8 +103,9 @@ public static class TableGenerator
 
     private sealed class Builder
     {
-        public readonly List<uint> Nodes = [];
-        public readonly Dictionary<string, uint> Memo = new(StringComparer.Ordinal);
+        public readonly List<ulong> Nodes = [];
+        public readonly Dictionary<string, ulong> Memo = new(StringComparer.Ordinal);
+        public readonly Dictionary<OpcodeLine, ulong> Leaf = [];
         public readonly Dictionary<OpcodeLine, int> EntryIndex = [];
     }
 
@@ -143,7 +144,10 @@ public static class TableGenerator
             }
         }
 
-        var roots = new uint[MapCount * 256];
+        foreach (OpcodeLine l in lines.Where(l => l.Mnemonic != "invalid"))
+            b.Leaf[l] = (KLeaf << 60) | PackLeaf(l, b.EntryIndex[l], formIndex[FormKey(l)]);
+
+        var roots = new ulong[MapCount * 256];
         for (int map = 0; map < MapCount; map++)
         {
             for (int op = 0; op < 256; op++)
@@ -154,8 +158,8 @@ public static class TableGenerator
                 bool modrm = set.Any(UsesModRm);
                 if (set.Any(l => UsesModRm(l) != modrm && l.Mnemonic != "invalid"))
                     throw new FormatException($"{set[0].Where}: entries of {OpcodeLine.MapNames[map]}{op:X2} disagree on ModRM");
-                uint r = Build(b, set, $"{OpcodeLine.MapNames[map]}{op:X2}");
-                roots[map * 256 + op] = r | (modrm ? 1u << 27 : 0);
+                ulong r = Build(b, set, $"{OpcodeLine.MapNames[map]}{op:X2}");
+                roots[map * 256 + op] = r | (modrm ? 1UL << 59 : 0);
             }
         }
 
@@ -170,19 +174,18 @@ public static class TableGenerator
         sb.Append(Header);
         sb.Append("/// <summary>Decision trees and entry data for the decoder (generated).</summary>\n");
         sb.Append("internal static class OpcodeTables\n{\n");
-        sb.Append("    /// <summary>Root node per (map, opcode): map 0 one-byte, 1 0F, 2 0F38, 3 0F3A, 4 3DNow! suffix. Bit 27: has ModRM.</summary>\n");
-        AppendArray(sb, "Roots", "uint", roots.Select(x => "0x" + x.ToString("X8", CultureInfo.InvariantCulture)));
+        sb.Append("    /// <summary>Root node per (map, opcode): map 0 one-byte, 1 0F, 2 0F38, 3 0F3A, 4 3DNow! suffix.\n");
+        sb.Append("    /// A node is kind (63:60), has-ModRM (59, roots only) and either a child-list index (27:0) or,\n");
+        sb.Append("    /// for a leaf, opcode (15:0), form (31:16), flags (39:32) and consumed prefix (42:40).</summary>\n");
+        AppendArray(sb, "Roots", "ulong", roots.Select(x => "0x" + x.ToString("X16", CultureInfo.InvariantCulture)));
         sb.Append("    /// <summary>Child lists of interior nodes.</summary>\n");
-        AppendArray(sb, "Nodes", "uint", b.Nodes.Select(x => "0x" + x.ToString("X8", CultureInfo.InvariantCulture)));
-        sb.Append("    /// <summary>Per entry: mnemonic (15:0), form (31:16), flags (55:48), memory-size override (59:56), consumed prefix (62:60).</summary>\n");
-        var entries = new List<string> { "0x0000000000000000" };
-        foreach (OpcodeLine l in lines)
-        {
-            if (l.Mnemonic == "invalid")
-                continue;
-            entries.Add("0x" + PackEntry(l, mnemonics, formIndex[FormKey(l)]).ToString("X16", CultureInfo.InvariantCulture));
-        }
-        AppendArray(sb, "Entries", "ulong", entries);
+        AppendArray(sb, "Nodes", "ulong", b.Nodes.Select(x => "0x" + x.ToString("X16", CultureInfo.InvariantCulture)));
+        sb.Append("    /// <summary>Mnemonic of each opcode.</summary>\n");
+        var mnemonicList = mnemonics.ToList();
+        var mn = new List<string> { "0" };
+        foreach (OpcodeLine l in lines.Where(l => l.Mnemonic != "invalid"))
+            mn.Add((mnemonicList.IndexOf(Pascal(l.Mnemonic)) + 1).ToString(CultureInfo.InvariantCulture));
+        AppendArray(sb, "Mnemonics", "ushort", mn);
         sb.Append("}\n");
         files["OpcodeTables.g.cs"] = sb.ToString();
         files["DecoderForms.g.cs"] = EmitForms(forms);
@@ -197,6 +200,7 @@ public static class TableGenerator
         sb.Append("using System.Runtime.CompilerServices;\n\n");
         sb.Append("/// <summary>Operand decoders, one per distinct operand list of the data files (generated).</summary>\n");
         sb.Append("public static partial class Decoder\n{\n");
+        sb.Append("    [MethodImpl(MethodImplOptions.AggressiveInlining)]\n");
         sb.Append("    private static bool DecodeForm(int form, ref State s, ref Instruction insn)\n    {\n        switch (form)\n        {\n");
         sb.Append("            case 0: return true;\n");
         for (int f = 1; f < forms.Count; f++)
@@ -225,31 +229,25 @@ public static class TableGenerator
         return sb.ToString();
     }
 
-    private static ulong PackEntry(OpcodeLine l, SortedSet<string> mnemonics, int form)
+    private static ulong PackLeaf(OpcodeLine l, int entry, int form)
     {
-        ulong mn = (ulong)(mnemonics.ToList().IndexOf(Pascal(l.Mnemonic)) + 1);
-        ulong v = mn | ((ulong)form << 16);
         ulong flags = 0;
         if (l.Flags.Contains("lock")) flags |= 1;
         if (l.Flags.Contains("d64")) flags |= 2;
         if (l.Flags.Contains("f64")) flags |= 4;
         if (l.Flags.Contains("nomod")) flags |= 8;
         if (l.Flags.Contains("rep")) flags |= 16;
-        v |= flags << 48;
-        if (l.MemSize != null)
-            v |= (ulong)Array.IndexOf(MemSizeCodes, l.MemSize) << 56;
         int pfx = l.Cond[(int)Dim.Pfx];
         ulong consumed = pfx switch { 1 => 1, 2 => 2, 3 => 3, _ => 0 };
-        v |= consumed << 60;
-        return v;
+        return (uint)entry | ((ulong)(uint)form << 16) | (flags << 32) | (consumed << 40);
     }
 
     private static readonly Dim[] Order = [Dim.Reg, Dim.Mod, Dim.Rm, Dim.Pfx, Dim.W, Dim.B, Dim.Mode, Dim.Os, Dim.As];
 
-    private static uint Build(Builder b, List<OpcodeLine> set, string where, int done = 0)
+    private static ulong Build(Builder b, List<OpcodeLine> set, string where, int done = 0)
     {
         if (set.Count == 0)
-            return KInvalid << 28;
+            return KInvalid << 60;
         foreach (Dim d in Order)
         {
             if ((done & (1 << (int)d)) != 0 || !set.Any(l => l.Cond[(int)d] >= 0))
@@ -257,7 +255,7 @@ public static class TableGenerator
             if (d == Dim.Rm && set.Any(l => l.Cond[(int)Dim.Rm] >= 0 && l.Cond[(int)Dim.Mod] != 1))
                 throw new FormatException($"{set[0].Where}: rm split under {where} with entries not limited to mod=reg");
             int n = d switch { Dim.Reg or Dim.Rm => 8, Dim.Pfx => 4, Dim.Os or Dim.As => 3, _ => 2 };
-            var children = new uint[n];
+            var children = new ulong[n];
             for (int v = 0; v < n; v++)
             {
                 var sub = set.Where(l => l.Cond[(int)d] < 0 || Matches(l.Cond[(int)d], d, v)).ToList();
@@ -265,7 +263,7 @@ public static class TableGenerator
             }
             if (children.All(c => c == children[0]))
                 return children[0];
-            uint kind = d switch
+            ulong kind = d switch
             {
                 Dim.Reg => KReg,
                 Dim.Mod => KMod,
@@ -278,9 +276,9 @@ public static class TableGenerator
                 _ => KAs,
             };
             string key = kind + ":" + string.Join(",", children);
-            if (!b.Memo.TryGetValue(key, out uint node))
+            if (!b.Memo.TryGetValue(key, out ulong node))
             {
-                node = (kind << 28) | (uint)b.Nodes.Count;
+                node = (kind << 60) | (uint)b.Nodes.Count;
                 b.Nodes.AddRange(children);
                 b.Memo[key] = node;
             }
@@ -290,7 +288,7 @@ public static class TableGenerator
         var ranked = set.OrderByDescending(Specificity).ToList();
         if (ranked.Count > 1 && Specificity(ranked[0]) == Specificity(ranked[1]))
             throw new FormatException($"{ranked[0].Where}: ambiguous with {ranked[1].Where} under {where}");
-        return ranked[0].Mnemonic == "invalid" ? KInvalid << 28 : (KLeaf << 28) | (uint)b.EntryIndex[ranked[0]];
+        return ranked[0].Mnemonic == "invalid" ? KInvalid << 60 : b.Leaf[ranked[0]];
     }
 
     private static int Specificity(OpcodeLine l)
@@ -313,7 +311,7 @@ public static class TableGenerator
         return cond == v;
     }
 
-    private static uint OsKind(List<OpcodeLine> set, string where)
+    private static ulong OsKind(List<OpcodeLine> set, string where)
     {
         bool d64 = set.Any(l => l.Flags.Contains("d64"));
         bool f64 = set.Any(l => l.Flags.Contains("f64"));

@@ -1,5 +1,6 @@
 // The x86 instruction decoder: prefixes, the generated opcode trees, ModRM/SIB and operands.
 using System;
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 
 namespace Hyve.X86.Decoding;
@@ -22,9 +23,9 @@ public enum Bitness : byte
 public static partial class Decoder
 {
     // Node kinds of the generated trees (see tools/Hyve.TableGen).
-    private const uint KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
+    private const ulong KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
 
-    // Entry flag bits (entry bits 55:48).
+    // Leaf flag bits (leaf bits 39:32).
     private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8;
 
     // Byte classes: 1 ES/CS/SS/DS, 2 FS/GS, 3 66, 4 67, 5 F0, 6 F2, 7 F3, 8 REX (64-bit mode only),
@@ -107,11 +108,37 @@ public static partial class Decoder
             return 0;
         }
 
-        public int Word() => Byte() | (Byte() << 8);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Word()
+        {
+            int p = Pos;
+            Pos = p + 2;
+            if ((uint)(p + 2) <= (uint)Code.Length)
+                return BinaryPrimitives.ReadUInt16LittleEndian(Code[p..]);
+            Bad = true;
+            return 0;
+        }
 
-        public uint Dword() => (uint)(Byte() | (Byte() << 8) | (Byte() << 16) | (Byte() << 24));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public uint Dword()
+        {
+            int p = Pos;
+            Pos = p + 4;
+            if ((uint)(p + 4) <= (uint)Code.Length)
+                return BinaryPrimitives.ReadUInt32LittleEndian(Code[p..]);
+            Bad = true;
+            return 0;
+        }
 
-        public ulong Qword() => Dword() | ((ulong)Dword() << 32);
+        public ulong Qword()
+        {
+            int p = Pos;
+            Pos = p + 8;
+            if ((uint)(p + 8) <= (uint)Code.Length)
+                return BinaryPrimitives.ReadUInt64LittleEndian(Code[p..]);
+            Bad = true;
+            return 0;
+        }
 
         // Code is cut at 15 bytes: running past a full 15 means too long, otherwise the input ended.
         public readonly DecodeStatus OverrunStatus => Code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
@@ -122,7 +149,6 @@ public static partial class Decoder
         // The prefix scan, escape bytes, ModRM and tree walk run on locals; State is filled only for
         // what the memory and operand decoders read.
         ReadOnlySpan<byte> code = s.Code;
-        ReadOnlySpan<byte> classes = PrefixClasses;
         bool is64 = s.Is64;
         int pos = 0;
         int rex = 0;
@@ -136,9 +162,9 @@ public static partial class Decoder
             if ((uint)pos >= (uint)code.Length)
                 return Overrun(code, pos);
             b = code[pos++];
-            c = classes[b];
-            if (c == 0 || c >= 9)
-                break;
+            c = PrefixClasses[b];
+            if ((uint)(c - 1) >= 8)
+                break; // not a prefix (0: opcode, 9/10: escapes)
             if (c == 8)
             {
                 if (!is64)
@@ -198,9 +224,9 @@ public static partial class Decoder
                 return SkipVex(ref s, ref insn, b);
         }
 
-        uint node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
+        ulong node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
         int modrm = 0;
-        bool hasModRm = (node & (1u << 27)) != 0 || map == 4;
+        bool hasModRm = (node & (1UL << 59)) != 0 || map == 4;
         if (hasModRm)
         {
             if ((uint)pos >= (uint)code.Length)
@@ -222,39 +248,22 @@ public static partial class Decoder
                 return s.OverrunStatus;
         }
 
-        int mp = rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0;
-        node &= ~(1u << 27);
-        while (node >> 28 != KLeaf)
+        if (node >> 60 != KLeaf)
         {
-            int idx = (int)(node & 0x0FFFFFFF);
-            switch (node >> 28)
-            {
-                case KInvalid: return DecodeStatus.Invalid;
-                case KReg: node = OpcodeTables.Nodes[idx + ((modrm >> 3) & 7)]; continue;
-                case KMod: node = OpcodeTables.Nodes[idx + (modrm >= 0xC0 ? 1 : 0)]; continue;
-                case KRm: node = OpcodeTables.Nodes[idx + (modrm & 7)]; continue;
-                case KPfx: node = OpcodeTables.Nodes[idx + mp]; continue;
-                case KW: node = OpcodeTables.Nodes[idx + ((rex >> 3) & 1)]; continue;
-                case KB: node = OpcodeTables.Nodes[idx + (rex & 1)]; continue;
-                case KMode: node = OpcodeTables.Nodes[idx + (is64 ? 1 : 0)]; continue;
-                case KOs: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, s.Is16, pfx, rex, 0))]; continue;
-                case KOsD64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, s.Is16, pfx, rex, FD64))]; continue;
-                case KOsF64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, s.Is16, pfx, rex, FF64))]; continue;
-                case KAs: node = OpcodeTables.Nodes[idx + SizeIndex(adSize)]; continue;
-                default: return DecodeStatus.Invalid;
-            }
+            node = Walk(node, modrm, rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0, rex, pfx, adSize, is64, s.Is16);
+            if (node >> 60 != KLeaf)
+                return DecodeStatus.Invalid;
         }
 
         // Leaf.
-        int entryIndex = (int)(node & 0x0FFFFFFF);
-        ulong e = OpcodeTables.Entries[entryIndex];
-        int flags = (int)(e >> 48) & 0xFF;
+        int entryIndex = (ushort)node;
+        int flags = (int)(node >> 32) & 0xFF;
         // A mandatory prefix is not an operand-size or REP prefix.
-        pfx &= ~(int)ConsumedMask[(int)(e >> 60) & 7];
+        pfx &= ~(int)ConsumedMask[(int)(node >> 40) & 7];
         int opSize = OperandSize(is64, s.Is16, pfx, rex, flags);
         s.OpSize = opSize;
         insn.Opcode = (Opcode)entryIndex;
-        insn.Mnemonic = (Mnemonic)(ushort)e;
+        insn.Mnemonic = (Mnemonic)OpcodeTables.Mnemonics[entryIndex];
         insn.OperandSize = (byte)opSize;
         insn.AddressSize = (byte)adSize;
         insn.Prefixes = (Prefixes)(pfx | (rex != 0 ? (int)Prefixes.Rex : 0));
@@ -270,7 +279,7 @@ public static partial class Decoder
         s.Y = is64 && (rex & 8) != 0 ? 8 : 4;
         s.F = is64 ? 8 : 4;
         s.Opcode = op;
-        if (!DecodeForm((ushort)(e >> 16), ref s, ref insn))
+        if (!DecodeForm((ushort)(node >> 16), ref s, ref insn))
             return DecodeStatus.Invalid;
         if (s.Bad)
             return s.OverrunStatus;
@@ -278,6 +287,31 @@ public static partial class Decoder
             return DecodeStatus.Invalid;
         insn.Length = (byte)s.Pos;
         return DecodeStatus.Ok;
+    }
+
+    // Follows the decision tree below an opcode to its leaf (or to an invalid node).
+    private static ulong Walk(ulong node, int modrm, int mp, int rex, int pfx, int adSize, bool is64, bool is16)
+    {
+        while (node >> 60 != KLeaf)
+        {
+            int idx = (int)(node & 0x0FFFFFFF);
+            switch (node >> 60)
+            {
+                case KReg: node = OpcodeTables.Nodes[idx + ((modrm >> 3) & 7)]; continue;
+                case KMod: node = OpcodeTables.Nodes[idx + (modrm >= 0xC0 ? 1 : 0)]; continue;
+                case KRm: node = OpcodeTables.Nodes[idx + (modrm & 7)]; continue;
+                case KPfx: node = OpcodeTables.Nodes[idx + mp]; continue;
+                case KW: node = OpcodeTables.Nodes[idx + ((rex >> 3) & 1)]; continue;
+                case KB: node = OpcodeTables.Nodes[idx + (rex & 1)]; continue;
+                case KMode: node = OpcodeTables.Nodes[idx + (is64 ? 1 : 0)]; continue;
+                case KOs: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, 0))]; continue;
+                case KOsD64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, FD64))]; continue;
+                case KOsF64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, FF64))]; continue;
+                case KAs: node = OpcodeTables.Nodes[idx + SizeIndex(adSize)]; continue;
+                default: return node; // KInvalid
+            }
+        }
+        return node;
     }
 
     // Prefix bits cleared by the consumed mandatory prefix (entry bits 62:60: 0 none, 1 66, 2 F3, 3 F2).

@@ -9,6 +9,7 @@ using System.Runtime.CompilerServices;
 /// <summary>Operand decoders, one per distinct operand list of the data files (generated).</summary>
 public static partial class Decoder
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool DecodeForm(int form, ref State s, ref Instruction insn)
     {
         switch (form)
