@@ -200,12 +200,12 @@ public static class TableGenerator
         sb.Append("using System.Runtime.CompilerServices;\n\n");
         sb.Append("/// <summary>Operand decoders, one per distinct operand list of the data files (generated).</summary>\n");
         sb.Append("public static partial class Decoder\n{\n");
-        sb.Append("    [MethodImpl(MethodImplOptions.AggressiveInlining)]\n");
-        sb.Append("    private static bool DecodeForm(int form, ref State s, ref Instruction insn)\n    {\n        switch (form)\n        {\n");
-        sb.Append("            case 0: return true;\n");
+        sb.Append("    // Decodes the operands of form `form`; returns the position after them, or -1 for an invalid operand.\n");
+        sb.Append("    private static int DecodeForm(int form, System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)\n    {\n        switch (form)\n        {\n");
+        sb.Append("            case 0: return pos;\n");
         for (int f = 1; f < forms.Count; f++)
-            sb.Append("            case ").Append(f).Append(": return Form").Append(f).Append("(ref s, ref insn);\n");
-        sb.Append("            default: return false;\n        }\n    }\n");
+            sb.Append("            case ").Append(f).Append(": return Form").Append(f).Append("(code, pos, ctx, ref insn);\n");
+        sb.Append("            default: return -1;\n        }\n    }\n");
         for (int f = 1; f < forms.Count; f++)
         {
             string key = forms[f];
@@ -215,15 +215,15 @@ public static class TableGenerator
             string[] list = ops.Split(',');
             sb.Append("\n    // ").Append(key).Append('\n');
             sb.Append("    [MethodImpl(MethodImplOptions.NoInlining)]\n");
-            sb.Append("    private static bool Form").Append(f).Append("(ref State s, ref Instruction insn)\n    {\n");
+            sb.Append("    private static int Form").Append(f).Append("(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)\n    {\n");
             sb.Append("        insn.OperandCount = ").Append(list.Length).Append(";\n        return ");
             for (int i = 0; i < list.Length; i++)
             {
                 if (i > 0)
                     sb.Append("\n            && ");
-                sb.Append("DecodeOperand(ref s, ref insn, OperandSpec.").Append(Ident(list[i])).Append(", ").Append(i).Append(", ").Append(mem).Append(')');
+                sb.Append("DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.").Append(Ident(list[i])).Append(", ").Append(i).Append(", ").Append(mem).Append(')');
             }
-            sb.Append(";\n    }\n");
+            sb.Append(" ? pos : -1;\n    }\n");
         }
         sb.Append("}\n");
         return sb.ToString();

@@ -61,8 +61,9 @@ public static partial class Decoder
     public static DecodeStatus Decode(ReadOnlySpan<byte> code, Bitness bitness, out Instruction insn)
     {
         insn = default;
-        var s = new State(code, bitness);
-        DecodeStatus st = DecodeCore(ref s, ref insn);
+        if (code.Length > MaxLength)
+            code = code[..MaxLength];
+        DecodeStatus st = DecodeCore(code, bitness == Bitness.Bits64, bitness == Bitness.Bits16, ref insn);
         insn.Status = st;
         if (st != DecodeStatus.Ok && st != DecodeStatus.Unsupported)
         {
@@ -72,84 +73,49 @@ public static partial class Decoder
         return st;
     }
 
-    private ref struct State
+    // Operand context handed to the generated operand decoders, packed in one register:
+    // ModRM.reg with REX.R (3:0), ModRM.rm with REX.B (7:4), operand size (11:8), address size (15:12),
+    // 'y' size (19:16), 'f' size (23:20), REX present (24), register form (25), opcode register with
+    // REX.B (29:26), 64-bit mode (30). Sizes are in bytes.
+    private const int CtxRex = 1 << 24;
+    private const int CtxRegForm = 1 << 25;
+    private const int CtxIs64 = 1 << 30;
+
+    // Reading past the input advances pos anyway; callers compare pos with the input length once.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Byte(ReadOnlySpan<byte> code, ref int pos)
     {
-        public ReadOnlySpan<byte> Code;
-        public int Pos;
-        public bool Is64;
-        public bool Is16;
-        public bool Bad;        // read past the input (or past 15 bytes)
-        public int Rex;
-        public Register Seg;
-        public int ModRM;
-        public int OpSize;      // bytes
-        public int AdSize;      // bytes
-        public int RegN;        // ModRM.reg with REX.R
-        public int RmN;         // ModRM.rm with REX.B
-        public int Y;           // the 'y' operand size
-        public int F;           // the 'f' operand size
-        public int Opcode;      // the opcode byte (for registers encoded in it)
-
-        public State(ReadOnlySpan<byte> code, Bitness bitness)
-        {
-            Code = code.Length > MaxLength ? code[..MaxLength] : code;
-            Is64 = bitness == Bitness.Bits64;
-            Is16 = bitness == Bitness.Bits16;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public int Byte()
-        {
-            int p = Pos;
-            Pos = p + 1;
-            if ((uint)p < (uint)Code.Length)
-                return Code[p];
-            Bad = true;
-            return 0;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public int Word()
-        {
-            int p = Pos;
-            Pos = p + 2;
-            if ((uint)(p + 2) <= (uint)Code.Length)
-                return BinaryPrimitives.ReadUInt16LittleEndian(Code[p..]);
-            Bad = true;
-            return 0;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public uint Dword()
-        {
-            int p = Pos;
-            Pos = p + 4;
-            if ((uint)(p + 4) <= (uint)Code.Length)
-                return BinaryPrimitives.ReadUInt32LittleEndian(Code[p..]);
-            Bad = true;
-            return 0;
-        }
-
-        public ulong Qword()
-        {
-            int p = Pos;
-            Pos = p + 8;
-            if ((uint)(p + 8) <= (uint)Code.Length)
-                return BinaryPrimitives.ReadUInt64LittleEndian(Code[p..]);
-            Bad = true;
-            return 0;
-        }
-
-        // Code is cut at 15 bytes: running past a full 15 means too long, otherwise the input ended.
-        public readonly DecodeStatus OverrunStatus => Code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
+        int p = pos;
+        pos = p + 1;
+        return (uint)p < (uint)code.Length ? code[p] : 0;
     }
 
-    private static DecodeStatus DecodeCore(ref State s, ref Instruction insn)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Word(ReadOnlySpan<byte> code, ref int pos)
     {
-        // The prefix scan, escape bytes, ModRM and tree walk run on locals; State is filled only for
-        // what the memory and operand decoders read.
-        ReadOnlySpan<byte> code = s.Code;
-        bool is64 = s.Is64;
+        int p = pos;
+        pos = p + 2;
+        return (uint)(p + 2) <= (uint)code.Length ? BinaryPrimitives.ReadUInt16LittleEndian(code[p..]) : 0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Dword(ReadOnlySpan<byte> code, ref int pos)
+    {
+        int p = pos;
+        pos = p + 4;
+        return (uint)(p + 4) <= (uint)code.Length ? BinaryPrimitives.ReadUInt32LittleEndian(code[p..]) : 0;
+    }
+
+    private static ulong Qword(ReadOnlySpan<byte> code, ref int pos)
+    {
+        int p = pos;
+        pos = p + 8;
+        return (uint)(p + 8) <= (uint)code.Length ? BinaryPrimitives.ReadUInt64LittleEndian(code[p..]) : 0;
+    }
+
+    private static DecodeStatus DecodeCore(ReadOnlySpan<byte> code, bool is64, bool is16, ref Instruction insn)
+    {
+        // Everything runs on locals; the operand decoders get one packed context value.
         int pos = 0;
         int rex = 0;
         int pfx = 0;            // Prefixes bits: Lock, Rep, Repne, OperandSize, AddressSize
@@ -160,7 +126,7 @@ public static partial class Decoder
         while (true)
         {
             if ((uint)pos >= (uint)code.Length)
-                return Overrun(code, pos);
+                return Overrun(code);
             b = code[pos++];
             c = PrefixClasses[b];
             if ((uint)(c - 1) >= 8)
@@ -193,23 +159,21 @@ public static partial class Decoder
         }
 
         bool ad67 = (pfx & (int)Prefixes.AddressSize) != 0;
-        int adSize = is64 ? (ad67 ? 4 : 8) : (ad67 ^ s.Is16 ? 2 : 4);
-        s.AdSize = adSize;
-        s.Rex = rex;
-        s.Seg = seg;
+        int adSize = is64 ? (ad67 ? 4 : 8) : (ad67 ^ is16 ? 2 : 4);
+        insn.SegmentPrefix = seg;
         int map = 0;
         int op = b;
         if (c == 9)
         {
             if ((uint)pos >= (uint)code.Length)
-                return Overrun(code, pos);
+                return Overrun(code);
             op = code[pos++];
             map = 1;
             if (op is 0x38 or 0x3A)
             {
                 map = op == 0x38 ? 2 : 3;
                 if ((uint)pos >= (uint)code.Length)
-                    return Overrun(code, pos);
+                    return Overrun(code);
                 op = code[pos++];
             }
             else if (op == 0x0F)
@@ -219,9 +183,8 @@ public static partial class Decoder
         }
         else if (c == 10)
         {
-            s.Pos = pos;
-            if (IsVexLike(ref s, b))
-                return SkipVex(ref s, ref insn, b);
+            if (IsVexLike(code, pos, is64, b))
+                return SkipVex(code, pos, b, adSize, is64, ref insn);
         }
 
         ulong node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
@@ -230,27 +193,24 @@ public static partial class Decoder
         if (hasModRm)
         {
             if ((uint)pos >= (uint)code.Length)
-                return Overrun(code, pos);
+                return Overrun(code);
             modrm = code[pos++];
             insn.HasModRM = true;
             insn.ModRM = (byte)modrm;
         }
-        s.ModRM = modrm;
-        s.Pos = pos;
-
         if (map == 4)
         {
             // 3DNow!: ModRM, memory operand, then the opcode suffix.
             if (modrm < 0xC0)
-                DecodeMemory(ref s, ref insn, modrm);
-            node = OpcodeTables.Roots[4 * 256 + s.Byte()];
-            if (s.Bad)
-                return s.OverrunStatus;
+                pos = DecodeMemory(code, pos, modrm, adSize, rex, is64, ref insn);
+            node = OpcodeTables.Roots[4 * 256 + Byte(code, ref pos)];
+            if (pos > code.Length)
+                return Overrun(code);
         }
 
         if (node >> 60 != KLeaf)
         {
-            node = Walk(node, modrm, rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0, rex, pfx, adSize, is64, s.Is16);
+            node = Walk(node, modrm, rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0, rex, pfx, adSize, is64, is16);
             if (node >> 60 != KLeaf)
                 return DecodeStatus.Invalid;
         }
@@ -260,32 +220,33 @@ public static partial class Decoder
         int flags = (int)(node >> 32) & 0xFF;
         // A mandatory prefix is not an operand-size or REP prefix.
         pfx &= ~(int)ConsumedMask[(int)(node >> 40) & 7];
-        int opSize = OperandSize(is64, s.Is16, pfx, rex, flags);
-        s.OpSize = opSize;
+        int opSize = OperandSize(is64, is16, pfx, rex, flags);
         insn.Opcode = (Opcode)entryIndex;
         insn.Mnemonic = (Mnemonic)OpcodeTables.Mnemonics[entryIndex];
         insn.OperandSize = (byte)opSize;
         insn.AddressSize = (byte)adSize;
         insn.Prefixes = (Prefixes)(pfx | (rex != 0 ? (int)Prefixes.Rex : 0));
         insn.Rex = (byte)rex;
-        insn.SegmentPrefix = seg;
 
         bool memForm = hasModRm && modrm < 0xC0 && (flags & FNoMod) == 0;
         if (memForm && map != 4)
-            DecodeMemory(ref s, ref insn, modrm);
+            pos = DecodeMemory(code, pos, modrm, adSize, rex, is64, ref insn);
 
-        s.RegN = ((modrm >> 3) & 7) | ((rex & 4) << 1);
-        s.RmN = (modrm & 7) | ((rex & 1) << 3);
-        s.Y = is64 && (rex & 8) != 0 ? 8 : 4;
-        s.F = is64 ? 8 : 4;
-        s.Opcode = op;
-        if (!DecodeForm((ushort)(node >> 16), ref s, ref insn))
+        int ctx = ((modrm >> 3) & 7) | ((rex & 4) << 1)
+            | ((modrm & 7) << 4) | ((rex & 1) << 7)
+            | (opSize << 8) | (adSize << 12)
+            | ((is64 && (rex & 8) != 0 ? 8 : 4) << 16)
+            | ((is64 ? 8 : 4) << 20)
+            | (rex != 0 ? CtxRex : 0) | (modrm >= 0xC0 ? CtxRegForm : 0) | (is64 ? CtxIs64 : 0)
+            | (((op & 7) | ((rex & 1) << 3)) << 26);
+        pos = DecodeForm((ushort)(node >> 16), code, pos, ctx, ref insn);
+        if (pos < 0)
             return DecodeStatus.Invalid;
-        if (s.Bad)
-            return s.OverrunStatus;
+        if (pos > code.Length)
+            return Overrun(code);
         if ((pfx & (int)Prefixes.Lock) != 0 && ((flags & FLock) == 0 || !memForm))
             return DecodeStatus.Invalid;
-        insn.Length = (byte)s.Pos;
+        insn.Length = (byte)pos;
         return DecodeStatus.Ok;
     }
 
@@ -318,7 +279,7 @@ public static partial class Decoder
     private static ReadOnlySpan<byte> ConsumedMask => [0, (byte)Prefixes.OperandSize, (byte)Prefixes.Rep, (byte)Prefixes.Repne, 0, 0, 0, 0];
 
     // Code is cut at 15 bytes: running past a full 15 means too long, otherwise the input ended.
-    private static DecodeStatus Overrun(ReadOnlySpan<byte> code, int pos) =>
+    private static DecodeStatus Overrun(ReadOnlySpan<byte> code) =>
         code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -340,12 +301,12 @@ public static partial class Decoder
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void DecodeMemory(ref State s, ref Instruction insn, int modrm)
+    private static int DecodeMemory(ReadOnlySpan<byte> code, int pos, int modrm, int adSize, int rex, bool is64, ref Instruction insn)
     {
         int mod = modrm >> 6;
         int rm = modrm & 7;
         Register seg = Register.DS;
-        if (s.AdSize == 2)
+        if (adSize == 2)
         {
             switch (rm)
             {
@@ -367,28 +328,28 @@ public static partial class Decoder
             insn.MemoryScale = 1;
             if (mod == 1)
             {
-                insn.Displacement = (sbyte)s.Byte();
+                insn.Displacement = (sbyte)Byte(code, ref pos);
                 insn.DisplacementSize = 1;
             }
             else if (mod == 2 || (mod == 0 && rm == 6))
             {
-                insn.Displacement = (short)s.Word();
+                insn.Displacement = (short)Word(code, ref pos);
                 insn.DisplacementSize = 2;
             }
         }
         else
         {
-            Register gprBase = s.AdSize == 8 ? Register.RAX : Register.EAX;
-            int rexB = (s.Rex & 1) << 3;
+            Register gprBase = adSize == 8 ? Register.RAX : Register.EAX;
+            int rexB = (rex & 1) << 3;
             insn.MemoryScale = 1;
             bool disp32 = mod == 2;
             if (rm == 4)
             {
-                int sib = s.Byte();
+                int sib = Byte(code, ref pos);
                 insn.Sib = (byte)sib;
                 insn.HasSib = true;
                 int bas = sib & 7;
-                int index = ((sib >> 3) & 7) | ((s.Rex & 2) << 2);
+                int index = ((sib >> 3) & 7) | ((rex & 2) << 2);
                 if (index != 4)
                     insn.MemoryIndex = RegisterInfo.Add(gprBase, index);
                 insn.MemoryScale = (byte)(1 << (sib >> 6));
@@ -406,8 +367,8 @@ public static partial class Decoder
             else if (rm == 5 && mod == 0)
             {
                 disp32 = true;
-                if (s.Is64)
-                    insn.MemoryBase = s.AdSize == 8 ? Register.RIP : Register.EIP;
+                if (is64)
+                    insn.MemoryBase = adSize == 8 ? Register.RIP : Register.EIP;
             }
             else
             {
@@ -417,48 +378,52 @@ public static partial class Decoder
             }
             if (mod == 1)
             {
-                insn.Displacement = (sbyte)s.Byte();
+                insn.Displacement = (sbyte)Byte(code, ref pos);
                 insn.DisplacementSize = 1;
             }
             else if (disp32)
             {
-                insn.Displacement = (int)s.Dword();
+                insn.Displacement = (int)Dword(code, ref pos);
                 insn.DisplacementSize = 4;
             }
         }
-        insn.MemorySegment = s.Seg != Register.None ? s.Seg : seg;
+        insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : seg;
+        return pos;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool DecodeOperand(ref State s, ref Instruction insn, OperandSpec spec, int i, int memSizeOverride)
+    private static bool DecodeOperand(ReadOnlySpan<byte> code, ref int pos, int ctx, ref Instruction insn, OperandSpec spec, int i, int memSizeOverride)
     {
-        int opcode = s.Opcode;
-        int modrm = s.ModRM;
-        int reg = s.RegN;
-        int rm = s.RmN;
-        bool rex = s.Rex != 0;
-        int y = s.Y;
-        int f = s.F;
+        int reg = ctx & 15;
+        int rm = (ctx >> 4) & 15;
+        int opSize = (ctx >> 8) & 15;
+        int adSize = (ctx >> 12) & 15;
+        int y = (ctx >> 16) & 15;
+        int f = (ctx >> 20) & 15;
+        bool rex = (ctx & CtxRex) != 0;
+        bool regForm = (ctx & CtxRegForm) != 0;
+        bool is64 = (ctx & CtxIs64) != 0;
+        int zreg = (ctx >> 26) & 15;
         switch (spec)
         {
             case OperandSpec.Gb: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 1, rex));
             case OperandSpec.Gw: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 2, rex));
             case OperandSpec.Gd: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 4, rex));
             case OperandSpec.Gq: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 8, rex));
-            case OperandSpec.Gv: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, s.OpSize, rex));
+            case OperandSpec.Gv: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, opSize, rex));
             case OperandSpec.Gy: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, y, rex));
             case OperandSpec.Gf: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, f, rex));
-            case OperandSpec.Eb: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 1, rex), 1, memSizeOverride);
-            case OperandSpec.Ew: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 2, rex), 2, memSizeOverride);
-            case OperandSpec.Ed: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 4, rex), 4, memSizeOverride);
-            case OperandSpec.Eq: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, 8, rex), 8, memSizeOverride);
-            case OperandSpec.Ev: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, s.OpSize, rex), s.OpSize, memSizeOverride);
-            case OperandSpec.Ey: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, y, rex), y, memSizeOverride);
-            case OperandSpec.Ef: return RegOrMem(ref s, ref insn, i, RegisterInfo.Gpr(rm, f, rex), f, memSizeOverride);
+            case OperandSpec.Eb: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, 1, rex), 1, memSizeOverride);
+            case OperandSpec.Ew: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, 2, rex), 2, memSizeOverride);
+            case OperandSpec.Ed: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, 4, rex), 4, memSizeOverride);
+            case OperandSpec.Eq: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, 8, rex), 8, memSizeOverride);
+            case OperandSpec.Ev: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, opSize, rex), opSize, memSizeOverride);
+            case OperandSpec.Ey: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, y, rex), y, memSizeOverride);
+            case OperandSpec.Ef: return RegOrMem(regForm, ref insn, i, RegisterInfo.Gpr(rm, f, rex), f, memSizeOverride);
             case OperandSpec.Rw: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, 2, rex));
             case OperandSpec.Rd: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, 4, rex));
             case OperandSpec.Rq: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, 8, rex));
-            case OperandSpec.Rv: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, s.OpSize, rex));
+            case OperandSpec.Rv: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, opSize, rex));
             case OperandSpec.Ry: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, y, rex));
             case OperandSpec.Rf: return SetReg(ref insn, i, RegisterInfo.Gpr(rm, f, rex));
             case OperandSpec.M: return SetMem(ref insn, i, 0, memSizeOverride);
@@ -467,94 +432,94 @@ public static partial class Decoder
             case OperandSpec.Md: return SetMem(ref insn, i, 4, memSizeOverride);
             case OperandSpec.Mq: return SetMem(ref insn, i, 8, memSizeOverride);
             case OperandSpec.Mo: return SetMem(ref insn, i, 16, memSizeOverride);
-            case OperandSpec.Mv: return SetMem(ref insn, i, s.OpSize, memSizeOverride);
+            case OperandSpec.Mv: return SetMem(ref insn, i, opSize, memSizeOverride);
             case OperandSpec.My: return SetMem(ref insn, i, y, memSizeOverride);
-            case OperandSpec.Mp: return SetMem(ref insn, i, s.OpSize + 2, 0);
-            case OperandSpec.Ms: return SetMem(ref insn, i, s.Is64 ? 10 : 6, 0);
+            case OperandSpec.Mp: return SetMem(ref insn, i, opSize + 2, 0);
+            case OperandSpec.Ms: return SetMem(ref insn, i, is64 ? 10 : 6, 0);
             case OperandSpec.Mt: return SetMem(ref insn, i, 10, 0);
-            case OperandSpec.Me: return SetMem(ref insn, i, s.OpSize == 2 ? 14 : 28, 0);
-            case OperandSpec.Mf: return SetMem(ref insn, i, s.OpSize == 2 ? 94 : 108, 0);
+            case OperandSpec.Me: return SetMem(ref insn, i, opSize == 2 ? 14 : 28, 0);
+            case OperandSpec.Mf: return SetMem(ref insn, i, opSize == 2 ? 94 : 108, 0);
             case OperandSpec.Mx: return SetMem(ref insn, i, 512, 0);
-            case OperandSpec.Ma: return SetMem(ref insn, i, s.OpSize * 2, 0);
+            case OperandSpec.Ma: return SetMem(ref insn, i, opSize * 2, 0);
             case OperandSpec.Ib:
                 insn.Kinds[i] = OperandKind.Immediate8;
-                insn.Immediate = (byte)s.Byte();
+                insn.Immediate = (byte)Byte(code, ref pos);
                 return true;
             case OperandSpec.Ib2:
                 insn.Kinds[i] = OperandKind.Immediate8_2nd;
-                insn.Immediate2 = (byte)s.Byte();
+                insn.Immediate2 = (byte)Byte(code, ref pos);
                 return true;
             case OperandSpec.Iw:
                 insn.Kinds[i] = OperandKind.Immediate16;
-                insn.Immediate = (ushort)s.Word();
+                insn.Immediate = (ushort)Word(code, ref pos);
                 return true;
             case OperandSpec.Id:
                 insn.Kinds[i] = OperandKind.Immediate32;
-                insn.Immediate = s.Dword();
+                insn.Immediate = Dword(code, ref pos);
                 return true;
             case OperandSpec.Iz:
-                if (s.OpSize == 2)
+                if (opSize == 2)
                 {
                     insn.Kinds[i] = OperandKind.Immediate16;
-                    insn.Immediate = (ushort)s.Word();
+                    insn.Immediate = (ushort)Word(code, ref pos);
                 }
-                else if (s.OpSize == 4)
+                else if (opSize == 4)
                 {
                     insn.Kinds[i] = OperandKind.Immediate32;
-                    insn.Immediate = s.Dword();
+                    insn.Immediate = Dword(code, ref pos);
                 }
                 else
                 {
                     insn.Kinds[i] = OperandKind.Immediate32to64;
-                    insn.Immediate = (ulong)(long)(int)s.Dword();
+                    insn.Immediate = (ulong)(long)(int)Dword(code, ref pos);
                 }
                 return true;
             case OperandSpec.Iv:
-                if (s.OpSize == 8)
+                if (opSize == 8)
                 {
                     insn.Kinds[i] = OperandKind.Immediate64;
-                    insn.Immediate = s.Qword();
+                    insn.Immediate = Qword(code, ref pos);
                     return true;
                 }
                 goto case OperandSpec.Iz;
             case OperandSpec.Ibs:
-                insn.Kinds[i] = s.OpSize == 2 ? OperandKind.Immediate8to16 : s.OpSize == 4 ? OperandKind.Immediate8to32 : OperandKind.Immediate8to64;
-                insn.Immediate = (ulong)(long)(sbyte)s.Byte();
+                insn.Kinds[i] = opSize == 2 ? OperandKind.Immediate8to16 : opSize == 4 ? OperandKind.Immediate8to32 : OperandKind.Immediate8to64;
+                insn.Immediate = (ulong)(long)(sbyte)Byte(code, ref pos);
                 return true;
             case OperandSpec.One:
                 insn.Kinds[i] = OperandKind.Immediate8;
                 insn.Immediate = 1;
                 return true;
             case OperandSpec.Jb:
-                insn.Kinds[i] = BranchKind(s.OpSize);
-                insn.Immediate = (ulong)(long)(sbyte)s.Byte();
+                insn.Kinds[i] = BranchKind(opSize);
+                insn.Immediate = (ulong)(long)(sbyte)Byte(code, ref pos);
                 return true;
             case OperandSpec.Jz:
-                insn.Kinds[i] = BranchKind(s.OpSize);
-                insn.Immediate = s.OpSize == 2 ? (ulong)(long)(short)s.Word() : (ulong)(long)(int)s.Dword();
+                insn.Kinds[i] = BranchKind(opSize);
+                insn.Immediate = opSize == 2 ? (ulong)(long)(short)Word(code, ref pos) : (ulong)(long)(int)Dword(code, ref pos);
                 return true;
             case OperandSpec.Jx:
                 // XBEGIN: rel16/rel32 by operand size, but the target is EIP/RIP-wide.
-                insn.Kinds[i] = s.Is64 ? OperandKind.NearBranch64 : OperandKind.NearBranch32;
-                insn.Immediate = s.OpSize == 2 ? (ulong)(long)(short)s.Word() : (ulong)(long)(int)s.Dword();
+                insn.Kinds[i] = is64 ? OperandKind.NearBranch64 : OperandKind.NearBranch32;
+                insn.Immediate = opSize == 2 ? (ulong)(long)(short)Word(code, ref pos) : (ulong)(long)(int)Dword(code, ref pos);
                 return true;
             case OperandSpec.Ap:
-                if (s.OpSize == 2)
+                if (opSize == 2)
                 {
                     insn.Kinds[i] = OperandKind.FarBranch16;
-                    insn.Immediate = (ushort)s.Word();
+                    insn.Immediate = (ushort)Word(code, ref pos);
                 }
                 else
                 {
                     insn.Kinds[i] = OperandKind.FarBranch32;
-                    insn.Immediate = s.Dword();
+                    insn.Immediate = Dword(code, ref pos);
                 }
-                insn.Immediate2 = (ushort)s.Word();
+                insn.Immediate2 = (ushort)Word(code, ref pos);
                 return true;
             case OperandSpec.AL: return SetReg(ref insn, i, Register.AL);
             case OperandSpec.AX: return SetReg(ref insn, i, Register.AX);
-            case OperandSpec.eAX: return SetReg(ref insn, i, s.OpSize == 2 ? Register.AX : Register.EAX);
-            case OperandSpec.rAX: return SetReg(ref insn, i, RegisterInfo.Gpr(0, s.OpSize, false));
+            case OperandSpec.eAX: return SetReg(ref insn, i, opSize == 2 ? Register.AX : Register.EAX);
+            case OperandSpec.rAX: return SetReg(ref insn, i, RegisterInfo.Gpr(0, opSize, false));
             case OperandSpec.CL: return SetReg(ref insn, i, Register.CL);
             case OperandSpec.DX: return SetReg(ref insn, i, Register.DX);
             case OperandSpec.ES: return SetReg(ref insn, i, Register.ES);
@@ -563,37 +528,37 @@ public static partial class Decoder
             case OperandSpec.DS: return SetReg(ref insn, i, Register.DS);
             case OperandSpec.FS: return SetReg(ref insn, i, Register.FS);
             case OperandSpec.GS: return SetReg(ref insn, i, Register.GS);
-            case OperandSpec.Zb: return SetReg(ref insn, i, RegisterInfo.Gpr((opcode & 7) | ((s.Rex & 1) << 3), 1, rex));
-            case OperandSpec.Zv: return SetReg(ref insn, i, RegisterInfo.Gpr((opcode & 7) | ((s.Rex & 1) << 3), s.OpSize, rex));
-            case OperandSpec.Zy: return SetReg(ref insn, i, RegisterInfo.Gpr((opcode & 7) | ((s.Rex & 1) << 3), y, rex));
-            case OperandSpec.Xb: return SetString(ref s, ref insn, i, OperandKind.MemorySegSI, 1);
-            case OperandSpec.Xv: return SetString(ref s, ref insn, i, OperandKind.MemorySegSI, s.OpSize);
-            case OperandSpec.Xz: return SetString(ref s, ref insn, i, OperandKind.MemorySegSI, Math.Min(s.OpSize, 4));
-            case OperandSpec.Yb: return SetString(ref s, ref insn, i, OperandKind.MemoryESDI, 1);
-            case OperandSpec.Yv: return SetString(ref s, ref insn, i, OperandKind.MemoryESDI, s.OpSize);
-            case OperandSpec.Yz: return SetString(ref s, ref insn, i, OperandKind.MemoryESDI, Math.Min(s.OpSize, 4));
-            case OperandSpec.XD: return SetString(ref s, ref insn, i, OperandKind.MemorySegDI, memSizeOverride != 0 ? MemSizeOf(memSizeOverride) : 8);
+            case OperandSpec.Zb: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, 1, rex));
+            case OperandSpec.Zv: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, opSize, rex));
+            case OperandSpec.Zy: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, y, rex));
+            case OperandSpec.Xb: return SetString(adSize, ref insn, i, OperandKind.MemorySegSI, 1);
+            case OperandSpec.Xv: return SetString(adSize, ref insn, i, OperandKind.MemorySegSI, opSize);
+            case OperandSpec.Xz: return SetString(adSize, ref insn, i, OperandKind.MemorySegSI, Math.Min(opSize, 4));
+            case OperandSpec.Yb: return SetString(adSize, ref insn, i, OperandKind.MemoryESDI, 1);
+            case OperandSpec.Yv: return SetString(adSize, ref insn, i, OperandKind.MemoryESDI, opSize);
+            case OperandSpec.Yz: return SetString(adSize, ref insn, i, OperandKind.MemoryESDI, Math.Min(opSize, 4));
+            case OperandSpec.XD: return SetString(adSize, ref insn, i, OperandKind.MemorySegDI, memSizeOverride != 0 ? MemSizeOf(memSizeOverride) : 8);
             case OperandSpec.Ob:
             case OperandSpec.Ov:
                 insn.Kinds[i] = OperandKind.Memory;
-                insn.MemorySize = (ushort)(spec == OperandSpec.Ob ? 1 : s.OpSize);
-                insn.DisplacementSize = (byte)s.AdSize;
-                insn.Displacement = s.AdSize == 2 ? (ushort)s.Word() : s.AdSize == 4 ? s.Dword() : (long)s.Qword();
+                insn.MemorySize = (ushort)(spec == OperandSpec.Ob ? 1 : opSize);
+                insn.DisplacementSize = (byte)adSize;
+                insn.Displacement = adSize == 2 ? (ushort)Word(code, ref pos) : adSize == 4 ? Dword(code, ref pos) : (long)Qword(code, ref pos);
                 insn.MemoryScale = 1;
-                insn.MemorySegment = s.Seg != Register.None ? s.Seg : Register.DS;
+                insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : Register.DS;
                 return true;
             case OperandSpec.Xlat:
                 insn.Kinds[i] = OperandKind.Memory;
                 insn.MemorySize = 1;
-                insn.MemoryBase = s.AdSize == 2 ? Register.BX : s.AdSize == 4 ? Register.EBX : Register.RBX;
+                insn.MemoryBase = adSize == 2 ? Register.BX : adSize == 4 ? Register.EBX : Register.RBX;
                 insn.MemoryIndex = Register.AL;
                 insn.MemoryScale = 1;
-                insn.MemorySegment = s.Seg != Register.None ? s.Seg : Register.DS;
+                insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : Register.DS;
                 return true;
             case OperandSpec.Sw:
-                if ((modrm & 0x38) >= 0x30 || (i == 0 && (modrm & 0x38) == 0x08))
+                if ((reg & 7) >= 6 || (i == 0 && (reg & 7) == 1))
                     return false;
-                return SetReg(ref insn, i, RegisterInfo.Add(Register.ES, ((modrm >> 3) & 7)));
+                return SetReg(ref insn, i, RegisterInfo.Add(Register.ES, (reg & 7)));
             case OperandSpec.C:
                 // CR0, CR2, CR3, CR4 and CR8 exist; the rest are #UD.
                 if (reg is 1 or 5 or 6 or 7 || reg > 8)
@@ -603,20 +568,20 @@ public static partial class Decoder
                 if (reg > 7)
                     return false;
                 return SetReg(ref insn, i, RegisterInfo.Add(Register.DR0, reg));
-            case OperandSpec.P: return SetReg(ref insn, i, RegisterInfo.Add(Register.MM0, ((modrm >> 3) & 7)));
-            case OperandSpec.N: return SetReg(ref insn, i, RegisterInfo.Add(Register.MM0, (modrm & 7)));
-            case OperandSpec.Qq: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.MM0, (modrm & 7)), 8, memSizeOverride);
-            case OperandSpec.Qd: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.MM0, (modrm & 7)), 4, memSizeOverride);
+            case OperandSpec.P: return SetReg(ref insn, i, RegisterInfo.Add(Register.MM0, (reg & 7)));
+            case OperandSpec.N: return SetReg(ref insn, i, RegisterInfo.Add(Register.MM0, (rm & 7)));
+            case OperandSpec.Qq: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.MM0, (rm & 7)), 8, memSizeOverride);
+            case OperandSpec.Qd: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.MM0, (rm & 7)), 4, memSizeOverride);
             case OperandSpec.V: return SetReg(ref insn, i, RegisterInfo.Add(Register.XMM0, reg));
             case OperandSpec.U: return SetReg(ref insn, i, RegisterInfo.Add(Register.XMM0, rm));
-            case OperandSpec.Wo: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 16, memSizeOverride);
-            case OperandSpec.Wq: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 8, memSizeOverride);
-            case OperandSpec.Wd: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4, memSizeOverride);
-            case OperandSpec.Ww: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2, memSizeOverride);
-            case OperandSpec.Wb: return RegOrMem(ref s, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 1, memSizeOverride);
+            case OperandSpec.Wo: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 16, memSizeOverride);
+            case OperandSpec.Wq: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 8, memSizeOverride);
+            case OperandSpec.Wd: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4, memSizeOverride);
+            case OperandSpec.Ww: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2, memSizeOverride);
+            case OperandSpec.Wb: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 1, memSizeOverride);
             case OperandSpec.XMM0: return SetReg(ref insn, i, Register.XMM0);
             case OperandSpec.ST0: return SetReg(ref insn, i, Register.ST0);
-            case OperandSpec.STi: return SetReg(ref insn, i, RegisterInfo.Add(Register.ST0, (modrm & 7)));
+            case OperandSpec.STi: return SetReg(ref insn, i, RegisterInfo.Add(Register.ST0, (rm & 7)));
             default: return false;
         }
     }
@@ -645,20 +610,20 @@ public static partial class Decoder
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool RegOrMem(ref State s, ref Instruction insn, int i, Register r, int size, int overrideCode)
+    private static bool RegOrMem(bool regForm, ref Instruction insn, int i, Register r, int size, int overrideCode)
     {
-        if (s.ModRM >= 0xC0)
+        if (regForm)
             return SetReg(ref insn, i, r);
         return SetMem(ref insn, i, size, overrideCode);
     }
 
-    private static bool SetString(ref State s, ref Instruction insn, int i, OperandKind siKind, int size)
+    private static bool SetString(int adSize, ref Instruction insn, int i, OperandKind siKind, int size)
     {
-        int a = s.AdSize == 2 ? 0 : s.AdSize == 4 ? 1 : 2;
+        int a = adSize == 2 ? 0 : adSize == 4 ? 1 : 2;
         insn.Kinds[i] = KindAdd(siKind, a);
         insn.MemorySize = (ushort)size;
         if (siKind != OperandKind.MemoryESDI)
-            insn.MemorySegment = s.Seg != Register.None ? s.Seg : Register.DS;
+            insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : Register.DS;
         else if (insn.MemorySegment == Register.None)
             insn.MemorySegment = Register.ES;
         return true;
@@ -666,67 +631,55 @@ public static partial class Decoder
 
     // VEX (C4/C5), EVEX (62) and XOP (8F): outside 64-bit mode C4/C5/62 are LES/LDS/BOUND unless
     // the next byte has ModRM.mod == 3; 8F is POP Ev unless the next byte's low five bits are >= 8.
-    private static bool IsVexLike(ref State s, int b)
+    private static bool IsVexLike(ReadOnlySpan<byte> code, int pos, bool is64, int b)
     {
-        if (s.Pos >= s.Code.Length)
+        if (pos >= code.Length)
             return false;
-        int next = s.Code[s.Pos];
+        int next = code[pos];
         if (b == 0x8F)
             return (next & 0x1F) >= 8;
-        return s.Is64 || next >= 0xC0;
+        return is64 || next >= 0xC0;
     }
 
-    private static DecodeStatus SkipVex(ref State s, ref Instruction insn, int b)
+    private static DecodeStatus SkipVex(ReadOnlySpan<byte> code, int pos, int b, int adSize, bool is64, ref Instruction insn)
     {
         int map;
-        int opcode;
         switch (b)
         {
             case 0xC5:
-                s.Byte();
+                pos++;
                 map = 1;
                 break;
             case 0xC4:
             case 0x8F:
-                {
-                    int p0 = s.Byte();
-                    s.Byte();
-                    map = p0 & 0x1F;
-                    break;
-                }
+                map = Byte(code, ref pos) & 0x1F;
+                pos++;
+                break;
             default:
-                {
-                    int p0 = s.Byte();
-                    s.Byte();
-                    s.Byte();
-                    map = p0 & 7;
-                    break;
-                }
+                map = Byte(code, ref pos) & 7;
+                pos += 2;
+                break;
         }
-        opcode = s.Byte();
-        if (s.Bad)
-            return s.OverrunStatus;
+        int opcode = Byte(code, ref pos);
+        if (pos > code.Length)
+            return Overrun(code);
         bool modrm = !(b is 0xC4 or 0xC5 && map == 1 && opcode == 0x77);
         if (modrm)
         {
-            int m = s.Byte();
-            s.ModRM = m;
-            if (m < 0xC0)
-                DecodeMemory(ref s, ref insn, m);
+            int m = Byte(code, ref pos);
+            if (m < 0xC0 && pos <= code.Length)
+                pos = DecodeMemory(code, pos, m, adSize, 0, is64, ref insn);
         }
-        int imm = 0;
         if (b == 0x8F)
-            imm = map == 8 ? 1 : map == 0xA ? 4 : 0;
+            pos += map == 8 ? 1 : map == 0xA ? 4 : 0;
         else if (map == 3)
-            imm = 1;
+            pos++;
         else if (map == 1 && opcode is >= 0x70 and <= 0x73 or 0xC2 or 0xC4 or 0xC5 or 0xC6)
-            imm = 1;
-        for (int k = 0; k < imm; k++)
-            s.Byte();
-        if (s.Bad)
-            return s.OverrunStatus;
+            pos++;
+        if (pos > code.Length)
+            return Overrun(code);
         insn = default;
-        insn.Length = (byte)s.Pos;
+        insn.Length = (byte)pos;
         return DecodeStatus.Unsupported;
     }
 }

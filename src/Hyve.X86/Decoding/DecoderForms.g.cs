@@ -9,1846 +9,1846 @@ using System.Runtime.CompilerServices;
 /// <summary>Operand decoders, one per distinct operand list of the data files (generated).</summary>
 public static partial class Decoder
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool DecodeForm(int form, ref State s, ref Instruction insn)
+    // Decodes the operands of form `form`; returns the position after them, or -1 for an invalid operand.
+    private static int DecodeForm(int form, System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         switch (form)
         {
-            case 0: return true;
-            case 1: return Form1(ref s, ref insn);
-            case 2: return Form2(ref s, ref insn);
-            case 3: return Form3(ref s, ref insn);
-            case 4: return Form4(ref s, ref insn);
-            case 5: return Form5(ref s, ref insn);
-            case 6: return Form6(ref s, ref insn);
-            case 7: return Form7(ref s, ref insn);
-            case 8: return Form8(ref s, ref insn);
-            case 9: return Form9(ref s, ref insn);
-            case 10: return Form10(ref s, ref insn);
-            case 11: return Form11(ref s, ref insn);
-            case 12: return Form12(ref s, ref insn);
-            case 13: return Form13(ref s, ref insn);
-            case 14: return Form14(ref s, ref insn);
-            case 15: return Form15(ref s, ref insn);
-            case 16: return Form16(ref s, ref insn);
-            case 17: return Form17(ref s, ref insn);
-            case 18: return Form18(ref s, ref insn);
-            case 19: return Form19(ref s, ref insn);
-            case 20: return Form20(ref s, ref insn);
-            case 21: return Form21(ref s, ref insn);
-            case 22: return Form22(ref s, ref insn);
-            case 23: return Form23(ref s, ref insn);
-            case 24: return Form24(ref s, ref insn);
-            case 25: return Form25(ref s, ref insn);
-            case 26: return Form26(ref s, ref insn);
-            case 27: return Form27(ref s, ref insn);
-            case 28: return Form28(ref s, ref insn);
-            case 29: return Form29(ref s, ref insn);
-            case 30: return Form30(ref s, ref insn);
-            case 31: return Form31(ref s, ref insn);
-            case 32: return Form32(ref s, ref insn);
-            case 33: return Form33(ref s, ref insn);
-            case 34: return Form34(ref s, ref insn);
-            case 35: return Form35(ref s, ref insn);
-            case 36: return Form36(ref s, ref insn);
-            case 37: return Form37(ref s, ref insn);
-            case 38: return Form38(ref s, ref insn);
-            case 39: return Form39(ref s, ref insn);
-            case 40: return Form40(ref s, ref insn);
-            case 41: return Form41(ref s, ref insn);
-            case 42: return Form42(ref s, ref insn);
-            case 43: return Form43(ref s, ref insn);
-            case 44: return Form44(ref s, ref insn);
-            case 45: return Form45(ref s, ref insn);
-            case 46: return Form46(ref s, ref insn);
-            case 47: return Form47(ref s, ref insn);
-            case 48: return Form48(ref s, ref insn);
-            case 49: return Form49(ref s, ref insn);
-            case 50: return Form50(ref s, ref insn);
-            case 51: return Form51(ref s, ref insn);
-            case 52: return Form52(ref s, ref insn);
-            case 53: return Form53(ref s, ref insn);
-            case 54: return Form54(ref s, ref insn);
-            case 55: return Form55(ref s, ref insn);
-            case 56: return Form56(ref s, ref insn);
-            case 57: return Form57(ref s, ref insn);
-            case 58: return Form58(ref s, ref insn);
-            case 59: return Form59(ref s, ref insn);
-            case 60: return Form60(ref s, ref insn);
-            case 61: return Form61(ref s, ref insn);
-            case 62: return Form62(ref s, ref insn);
-            case 63: return Form63(ref s, ref insn);
-            case 64: return Form64(ref s, ref insn);
-            case 65: return Form65(ref s, ref insn);
-            case 66: return Form66(ref s, ref insn);
-            case 67: return Form67(ref s, ref insn);
-            case 68: return Form68(ref s, ref insn);
-            case 69: return Form69(ref s, ref insn);
-            case 70: return Form70(ref s, ref insn);
-            case 71: return Form71(ref s, ref insn);
-            case 72: return Form72(ref s, ref insn);
-            case 73: return Form73(ref s, ref insn);
-            case 74: return Form74(ref s, ref insn);
-            case 75: return Form75(ref s, ref insn);
-            case 76: return Form76(ref s, ref insn);
-            case 77: return Form77(ref s, ref insn);
-            case 78: return Form78(ref s, ref insn);
-            case 79: return Form79(ref s, ref insn);
-            case 80: return Form80(ref s, ref insn);
-            case 81: return Form81(ref s, ref insn);
-            case 82: return Form82(ref s, ref insn);
-            case 83: return Form83(ref s, ref insn);
-            case 84: return Form84(ref s, ref insn);
-            case 85: return Form85(ref s, ref insn);
-            case 86: return Form86(ref s, ref insn);
-            case 87: return Form87(ref s, ref insn);
-            case 88: return Form88(ref s, ref insn);
-            case 89: return Form89(ref s, ref insn);
-            case 90: return Form90(ref s, ref insn);
-            case 91: return Form91(ref s, ref insn);
-            case 92: return Form92(ref s, ref insn);
-            case 93: return Form93(ref s, ref insn);
-            case 94: return Form94(ref s, ref insn);
-            case 95: return Form95(ref s, ref insn);
-            case 96: return Form96(ref s, ref insn);
-            case 97: return Form97(ref s, ref insn);
-            case 98: return Form98(ref s, ref insn);
-            case 99: return Form99(ref s, ref insn);
-            case 100: return Form100(ref s, ref insn);
-            case 101: return Form101(ref s, ref insn);
-            case 102: return Form102(ref s, ref insn);
-            case 103: return Form103(ref s, ref insn);
-            case 104: return Form104(ref s, ref insn);
-            case 105: return Form105(ref s, ref insn);
-            case 106: return Form106(ref s, ref insn);
-            case 107: return Form107(ref s, ref insn);
-            case 108: return Form108(ref s, ref insn);
-            case 109: return Form109(ref s, ref insn);
-            case 110: return Form110(ref s, ref insn);
-            case 111: return Form111(ref s, ref insn);
-            case 112: return Form112(ref s, ref insn);
-            case 113: return Form113(ref s, ref insn);
-            case 114: return Form114(ref s, ref insn);
-            case 115: return Form115(ref s, ref insn);
-            case 116: return Form116(ref s, ref insn);
-            case 117: return Form117(ref s, ref insn);
-            case 118: return Form118(ref s, ref insn);
-            case 119: return Form119(ref s, ref insn);
-            case 120: return Form120(ref s, ref insn);
-            case 121: return Form121(ref s, ref insn);
-            case 122: return Form122(ref s, ref insn);
-            case 123: return Form123(ref s, ref insn);
-            case 124: return Form124(ref s, ref insn);
-            case 125: return Form125(ref s, ref insn);
-            case 126: return Form126(ref s, ref insn);
-            case 127: return Form127(ref s, ref insn);
-            case 128: return Form128(ref s, ref insn);
-            case 129: return Form129(ref s, ref insn);
-            case 130: return Form130(ref s, ref insn);
-            case 131: return Form131(ref s, ref insn);
-            case 132: return Form132(ref s, ref insn);
-            case 133: return Form133(ref s, ref insn);
-            case 134: return Form134(ref s, ref insn);
-            case 135: return Form135(ref s, ref insn);
-            case 136: return Form136(ref s, ref insn);
-            case 137: return Form137(ref s, ref insn);
-            case 138: return Form138(ref s, ref insn);
-            case 139: return Form139(ref s, ref insn);
-            case 140: return Form140(ref s, ref insn);
-            case 141: return Form141(ref s, ref insn);
-            case 142: return Form142(ref s, ref insn);
-            case 143: return Form143(ref s, ref insn);
-            case 144: return Form144(ref s, ref insn);
-            case 145: return Form145(ref s, ref insn);
-            case 146: return Form146(ref s, ref insn);
-            case 147: return Form147(ref s, ref insn);
-            case 148: return Form148(ref s, ref insn);
-            case 149: return Form149(ref s, ref insn);
-            case 150: return Form150(ref s, ref insn);
-            case 151: return Form151(ref s, ref insn);
-            case 152: return Form152(ref s, ref insn);
-            case 153: return Form153(ref s, ref insn);
-            case 154: return Form154(ref s, ref insn);
-            case 155: return Form155(ref s, ref insn);
-            case 156: return Form156(ref s, ref insn);
-            case 157: return Form157(ref s, ref insn);
-            case 158: return Form158(ref s, ref insn);
-            case 159: return Form159(ref s, ref insn);
-            case 160: return Form160(ref s, ref insn);
-            case 161: return Form161(ref s, ref insn);
-            case 162: return Form162(ref s, ref insn);
-            case 163: return Form163(ref s, ref insn);
-            case 164: return Form164(ref s, ref insn);
-            case 165: return Form165(ref s, ref insn);
-            case 166: return Form166(ref s, ref insn);
-            case 167: return Form167(ref s, ref insn);
-            case 168: return Form168(ref s, ref insn);
-            case 169: return Form169(ref s, ref insn);
-            case 170: return Form170(ref s, ref insn);
-            case 171: return Form171(ref s, ref insn);
-            case 172: return Form172(ref s, ref insn);
-            case 173: return Form173(ref s, ref insn);
-            case 174: return Form174(ref s, ref insn);
-            case 175: return Form175(ref s, ref insn);
-            case 176: return Form176(ref s, ref insn);
-            case 177: return Form177(ref s, ref insn);
-            case 178: return Form178(ref s, ref insn);
-            case 179: return Form179(ref s, ref insn);
-            case 180: return Form180(ref s, ref insn);
-            case 181: return Form181(ref s, ref insn);
-            case 182: return Form182(ref s, ref insn);
-            case 183: return Form183(ref s, ref insn);
-            case 184: return Form184(ref s, ref insn);
-            case 185: return Form185(ref s, ref insn);
-            default: return false;
+            case 0: return pos;
+            case 1: return Form1(code, pos, ctx, ref insn);
+            case 2: return Form2(code, pos, ctx, ref insn);
+            case 3: return Form3(code, pos, ctx, ref insn);
+            case 4: return Form4(code, pos, ctx, ref insn);
+            case 5: return Form5(code, pos, ctx, ref insn);
+            case 6: return Form6(code, pos, ctx, ref insn);
+            case 7: return Form7(code, pos, ctx, ref insn);
+            case 8: return Form8(code, pos, ctx, ref insn);
+            case 9: return Form9(code, pos, ctx, ref insn);
+            case 10: return Form10(code, pos, ctx, ref insn);
+            case 11: return Form11(code, pos, ctx, ref insn);
+            case 12: return Form12(code, pos, ctx, ref insn);
+            case 13: return Form13(code, pos, ctx, ref insn);
+            case 14: return Form14(code, pos, ctx, ref insn);
+            case 15: return Form15(code, pos, ctx, ref insn);
+            case 16: return Form16(code, pos, ctx, ref insn);
+            case 17: return Form17(code, pos, ctx, ref insn);
+            case 18: return Form18(code, pos, ctx, ref insn);
+            case 19: return Form19(code, pos, ctx, ref insn);
+            case 20: return Form20(code, pos, ctx, ref insn);
+            case 21: return Form21(code, pos, ctx, ref insn);
+            case 22: return Form22(code, pos, ctx, ref insn);
+            case 23: return Form23(code, pos, ctx, ref insn);
+            case 24: return Form24(code, pos, ctx, ref insn);
+            case 25: return Form25(code, pos, ctx, ref insn);
+            case 26: return Form26(code, pos, ctx, ref insn);
+            case 27: return Form27(code, pos, ctx, ref insn);
+            case 28: return Form28(code, pos, ctx, ref insn);
+            case 29: return Form29(code, pos, ctx, ref insn);
+            case 30: return Form30(code, pos, ctx, ref insn);
+            case 31: return Form31(code, pos, ctx, ref insn);
+            case 32: return Form32(code, pos, ctx, ref insn);
+            case 33: return Form33(code, pos, ctx, ref insn);
+            case 34: return Form34(code, pos, ctx, ref insn);
+            case 35: return Form35(code, pos, ctx, ref insn);
+            case 36: return Form36(code, pos, ctx, ref insn);
+            case 37: return Form37(code, pos, ctx, ref insn);
+            case 38: return Form38(code, pos, ctx, ref insn);
+            case 39: return Form39(code, pos, ctx, ref insn);
+            case 40: return Form40(code, pos, ctx, ref insn);
+            case 41: return Form41(code, pos, ctx, ref insn);
+            case 42: return Form42(code, pos, ctx, ref insn);
+            case 43: return Form43(code, pos, ctx, ref insn);
+            case 44: return Form44(code, pos, ctx, ref insn);
+            case 45: return Form45(code, pos, ctx, ref insn);
+            case 46: return Form46(code, pos, ctx, ref insn);
+            case 47: return Form47(code, pos, ctx, ref insn);
+            case 48: return Form48(code, pos, ctx, ref insn);
+            case 49: return Form49(code, pos, ctx, ref insn);
+            case 50: return Form50(code, pos, ctx, ref insn);
+            case 51: return Form51(code, pos, ctx, ref insn);
+            case 52: return Form52(code, pos, ctx, ref insn);
+            case 53: return Form53(code, pos, ctx, ref insn);
+            case 54: return Form54(code, pos, ctx, ref insn);
+            case 55: return Form55(code, pos, ctx, ref insn);
+            case 56: return Form56(code, pos, ctx, ref insn);
+            case 57: return Form57(code, pos, ctx, ref insn);
+            case 58: return Form58(code, pos, ctx, ref insn);
+            case 59: return Form59(code, pos, ctx, ref insn);
+            case 60: return Form60(code, pos, ctx, ref insn);
+            case 61: return Form61(code, pos, ctx, ref insn);
+            case 62: return Form62(code, pos, ctx, ref insn);
+            case 63: return Form63(code, pos, ctx, ref insn);
+            case 64: return Form64(code, pos, ctx, ref insn);
+            case 65: return Form65(code, pos, ctx, ref insn);
+            case 66: return Form66(code, pos, ctx, ref insn);
+            case 67: return Form67(code, pos, ctx, ref insn);
+            case 68: return Form68(code, pos, ctx, ref insn);
+            case 69: return Form69(code, pos, ctx, ref insn);
+            case 70: return Form70(code, pos, ctx, ref insn);
+            case 71: return Form71(code, pos, ctx, ref insn);
+            case 72: return Form72(code, pos, ctx, ref insn);
+            case 73: return Form73(code, pos, ctx, ref insn);
+            case 74: return Form74(code, pos, ctx, ref insn);
+            case 75: return Form75(code, pos, ctx, ref insn);
+            case 76: return Form76(code, pos, ctx, ref insn);
+            case 77: return Form77(code, pos, ctx, ref insn);
+            case 78: return Form78(code, pos, ctx, ref insn);
+            case 79: return Form79(code, pos, ctx, ref insn);
+            case 80: return Form80(code, pos, ctx, ref insn);
+            case 81: return Form81(code, pos, ctx, ref insn);
+            case 82: return Form82(code, pos, ctx, ref insn);
+            case 83: return Form83(code, pos, ctx, ref insn);
+            case 84: return Form84(code, pos, ctx, ref insn);
+            case 85: return Form85(code, pos, ctx, ref insn);
+            case 86: return Form86(code, pos, ctx, ref insn);
+            case 87: return Form87(code, pos, ctx, ref insn);
+            case 88: return Form88(code, pos, ctx, ref insn);
+            case 89: return Form89(code, pos, ctx, ref insn);
+            case 90: return Form90(code, pos, ctx, ref insn);
+            case 91: return Form91(code, pos, ctx, ref insn);
+            case 92: return Form92(code, pos, ctx, ref insn);
+            case 93: return Form93(code, pos, ctx, ref insn);
+            case 94: return Form94(code, pos, ctx, ref insn);
+            case 95: return Form95(code, pos, ctx, ref insn);
+            case 96: return Form96(code, pos, ctx, ref insn);
+            case 97: return Form97(code, pos, ctx, ref insn);
+            case 98: return Form98(code, pos, ctx, ref insn);
+            case 99: return Form99(code, pos, ctx, ref insn);
+            case 100: return Form100(code, pos, ctx, ref insn);
+            case 101: return Form101(code, pos, ctx, ref insn);
+            case 102: return Form102(code, pos, ctx, ref insn);
+            case 103: return Form103(code, pos, ctx, ref insn);
+            case 104: return Form104(code, pos, ctx, ref insn);
+            case 105: return Form105(code, pos, ctx, ref insn);
+            case 106: return Form106(code, pos, ctx, ref insn);
+            case 107: return Form107(code, pos, ctx, ref insn);
+            case 108: return Form108(code, pos, ctx, ref insn);
+            case 109: return Form109(code, pos, ctx, ref insn);
+            case 110: return Form110(code, pos, ctx, ref insn);
+            case 111: return Form111(code, pos, ctx, ref insn);
+            case 112: return Form112(code, pos, ctx, ref insn);
+            case 113: return Form113(code, pos, ctx, ref insn);
+            case 114: return Form114(code, pos, ctx, ref insn);
+            case 115: return Form115(code, pos, ctx, ref insn);
+            case 116: return Form116(code, pos, ctx, ref insn);
+            case 117: return Form117(code, pos, ctx, ref insn);
+            case 118: return Form118(code, pos, ctx, ref insn);
+            case 119: return Form119(code, pos, ctx, ref insn);
+            case 120: return Form120(code, pos, ctx, ref insn);
+            case 121: return Form121(code, pos, ctx, ref insn);
+            case 122: return Form122(code, pos, ctx, ref insn);
+            case 123: return Form123(code, pos, ctx, ref insn);
+            case 124: return Form124(code, pos, ctx, ref insn);
+            case 125: return Form125(code, pos, ctx, ref insn);
+            case 126: return Form126(code, pos, ctx, ref insn);
+            case 127: return Form127(code, pos, ctx, ref insn);
+            case 128: return Form128(code, pos, ctx, ref insn);
+            case 129: return Form129(code, pos, ctx, ref insn);
+            case 130: return Form130(code, pos, ctx, ref insn);
+            case 131: return Form131(code, pos, ctx, ref insn);
+            case 132: return Form132(code, pos, ctx, ref insn);
+            case 133: return Form133(code, pos, ctx, ref insn);
+            case 134: return Form134(code, pos, ctx, ref insn);
+            case 135: return Form135(code, pos, ctx, ref insn);
+            case 136: return Form136(code, pos, ctx, ref insn);
+            case 137: return Form137(code, pos, ctx, ref insn);
+            case 138: return Form138(code, pos, ctx, ref insn);
+            case 139: return Form139(code, pos, ctx, ref insn);
+            case 140: return Form140(code, pos, ctx, ref insn);
+            case 141: return Form141(code, pos, ctx, ref insn);
+            case 142: return Form142(code, pos, ctx, ref insn);
+            case 143: return Form143(code, pos, ctx, ref insn);
+            case 144: return Form144(code, pos, ctx, ref insn);
+            case 145: return Form145(code, pos, ctx, ref insn);
+            case 146: return Form146(code, pos, ctx, ref insn);
+            case 147: return Form147(code, pos, ctx, ref insn);
+            case 148: return Form148(code, pos, ctx, ref insn);
+            case 149: return Form149(code, pos, ctx, ref insn);
+            case 150: return Form150(code, pos, ctx, ref insn);
+            case 151: return Form151(code, pos, ctx, ref insn);
+            case 152: return Form152(code, pos, ctx, ref insn);
+            case 153: return Form153(code, pos, ctx, ref insn);
+            case 154: return Form154(code, pos, ctx, ref insn);
+            case 155: return Form155(code, pos, ctx, ref insn);
+            case 156: return Form156(code, pos, ctx, ref insn);
+            case 157: return Form157(code, pos, ctx, ref insn);
+            case 158: return Form158(code, pos, ctx, ref insn);
+            case 159: return Form159(code, pos, ctx, ref insn);
+            case 160: return Form160(code, pos, ctx, ref insn);
+            case 161: return Form161(code, pos, ctx, ref insn);
+            case 162: return Form162(code, pos, ctx, ref insn);
+            case 163: return Form163(code, pos, ctx, ref insn);
+            case 164: return Form164(code, pos, ctx, ref insn);
+            case 165: return Form165(code, pos, ctx, ref insn);
+            case 166: return Form166(code, pos, ctx, ref insn);
+            case 167: return Form167(code, pos, ctx, ref insn);
+            case 168: return Form168(code, pos, ctx, ref insn);
+            case 169: return Form169(code, pos, ctx, ref insn);
+            case 170: return Form170(code, pos, ctx, ref insn);
+            case 171: return Form171(code, pos, ctx, ref insn);
+            case 172: return Form172(code, pos, ctx, ref insn);
+            case 173: return Form173(code, pos, ctx, ref insn);
+            case 174: return Form174(code, pos, ctx, ref insn);
+            case 175: return Form175(code, pos, ctx, ref insn);
+            case 176: return Form176(code, pos, ctx, ref insn);
+            case 177: return Form177(code, pos, ctx, ref insn);
+            case 178: return Form178(code, pos, ctx, ref insn);
+            case 179: return Form179(code, pos, ctx, ref insn);
+            case 180: return Form180(code, pos, ctx, ref insn);
+            case 181: return Form181(code, pos, ctx, ref insn);
+            case 182: return Form182(code, pos, ctx, ref insn);
+            case 183: return Form183(code, pos, ctx, ref insn);
+            case 184: return Form184(code, pos, ctx, ref insn);
+            case 185: return Form185(code, pos, ctx, ref insn);
+            default: return -1;
         }
     }
 
     // AL,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form1(ref State s, ref Instruction insn)
+    private static int Form1(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.AL, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.DX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 1, 0) ? pos : -1;
     }
 
     // AL,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form2(ref State s, ref Instruction insn)
+    private static int Form2(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.AL, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // AL,Ob
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form3(ref State s, ref Instruction insn)
+    private static int Form3(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.AL, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ob, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ob, 1, 0) ? pos : -1;
     }
 
     // AL,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form4(ref State s, ref Instruction insn)
+    private static int Form4(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.AL, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Xb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 1, 0) ? pos : -1;
     }
 
     // AL,Yb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form5(ref State s, ref Instruction insn)
+    private static int Form5(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.AL, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Yb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 1, 0) ? pos : -1;
     }
 
     // AX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form6(ref State s, ref Instruction insn)
+    private static int Form6(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.AX, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AX, 0, 0) ? pos : -1;
     }
 
     // Ap
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form7(ref State s, ref Instruction insn)
+    private static int Form7(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ap, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ap, 0, 0) ? pos : -1;
     }
 
     // C,Rf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form8(ref State s, ref Instruction insn)
+    private static int Form8(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.C, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Rf, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.C, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 1, 0) ? pos : -1;
     }
 
     // CS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form9(ref State s, ref Instruction insn)
+    private static int Form9(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.CS, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.CS, 0, 0) ? pos : -1;
     }
 
     // D,Rf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form10(ref State s, ref Instruction insn)
+    private static int Form10(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.D, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Rf, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.D, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 1, 0) ? pos : -1;
     }
 
     // DS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form11(ref State s, ref Instruction insn)
+    private static int Form11(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.DS, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DS, 0, 0) ? pos : -1;
     }
 
     // DX,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form12(ref State s, ref Instruction insn)
+    private static int Form12(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.DX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.AL, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 1, 0) ? pos : -1;
     }
 
     // DX,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form13(ref State s, ref Instruction insn)
+    private static int Form13(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.DX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Xb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 1, 0) ? pos : -1;
     }
 
     // DX,Xz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form14(ref State s, ref Instruction insn)
+    private static int Form14(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.DX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Xz, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xz, 1, 0) ? pos : -1;
     }
 
     // DX,eAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form15(ref State s, ref Instruction insn)
+    private static int Form15(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.DX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.eAX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 1, 0) ? pos : -1;
     }
 
     // ES
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form16(ref State s, ref Instruction insn)
+    private static int Form16(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.ES, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.ES, 0, 0) ? pos : -1;
     }
 
     // Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form17(ref State s, ref Instruction insn)
+    private static int Form17(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eb, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0) ? pos : -1;
     }
 
     // Eb,1
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form18(ref State s, ref Instruction insn)
+    private static int Form18(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.One, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.One, 1, 0) ? pos : -1;
     }
 
     // Eb,CL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form19(ref State s, ref Instruction insn)
+    private static int Form19(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.CL, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.CL, 1, 0) ? pos : -1;
     }
 
     // Eb,Gb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form20(ref State s, ref Instruction insn)
+    private static int Form20(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gb, 1, 0) ? pos : -1;
     }
 
     // Eb,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form21(ref State s, ref Instruction insn)
+    private static int Form21(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form22(ref State s, ref Instruction insn)
+    private static int Form22(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ed, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0) ? pos : -1;
     }
 
     // Ed,Gd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form23(ref State s, ref Instruction insn)
+    private static int Form23(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ed, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gd, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 1, 0) ? pos : -1;
     }
 
     // Ed,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form24(ref State s, ref Instruction insn)
+    private static int Form24(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ed, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.P, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 1, 0) ? pos : -1;
     }
 
     // Ed,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form25(ref State s, ref Instruction insn)
+    private static int Form25(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ed, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Ed,V,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form26(ref State s, ref Instruction insn)
+    private static int Form26(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ed, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // Ed:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form27(ref State s, ref Instruction insn)
+    private static int Form27(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ed, 0, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 2) ? pos : -1;
     }
 
     // Ef,Gf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form28(ref State s, ref Instruction insn)
+    private static int Form28(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ef, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gf, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ef, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gf, 1, 0) ? pos : -1;
     }
 
     // Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form29(ref State s, ref Instruction insn)
+    private static int Form29(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eq, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0) ? pos : -1;
     }
 
     // Eq,Gq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form30(ref State s, ref Instruction insn)
+    private static int Form30(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gq, 1, 0) ? pos : -1;
     }
 
     // Eq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form31(ref State s, ref Instruction insn)
+    private static int Form31(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.P, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 1, 0) ? pos : -1;
     }
 
     // Eq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form32(ref State s, ref Instruction insn)
+    private static int Form32(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Eq,V,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form33(ref State s, ref Instruction insn)
+    private static int Form33(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // Eq:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form34(ref State s, ref Instruction insn)
+    private static int Form34(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Eq, 0, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 2) ? pos : -1;
     }
 
     // Ev
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form35(ref State s, ref Instruction insn)
+    private static int Form35(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0) ? pos : -1;
     }
 
     // Ev,1
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form36(ref State s, ref Instruction insn)
+    private static int Form36(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.One, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.One, 1, 0) ? pos : -1;
     }
 
     // Ev,CL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form37(ref State s, ref Instruction insn)
+    private static int Form37(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.CL, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.CL, 1, 0) ? pos : -1;
     }
 
     // Ev,Gv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form38(ref State s, ref Instruction insn)
+    private static int Form38(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 1, 0) ? pos : -1;
     }
 
     // Ev,Gv,CL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form39(ref State s, ref Instruction insn)
+    private static int Form39(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gv, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.CL, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.CL, 2, 0) ? pos : -1;
     }
 
     // Ev,Gv,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form40(ref State s, ref Instruction insn)
+    private static int Form40(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gv, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // Ev,Gv:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form41(ref State s, ref Instruction insn)
+    private static int Form41(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gv, 1, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 1, 2) ? pos : -1;
     }
 
     // Ev,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form42(ref State s, ref Instruction insn)
+    private static int Form42(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // Ev,Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form43(ref State s, ref Instruction insn)
+    private static int Form43(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ibs, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ibs, 1, 0) ? pos : -1;
     }
 
     // Ev,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form44(ref State s, ref Instruction insn)
+    private static int Form44(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Iz, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iz, 1, 0) ? pos : -1;
     }
 
     // Ev,Sw:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form45(ref State s, ref Instruction insn)
+    private static int Form45(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ev, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Sw, 1, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Sw, 1, 2) ? pos : -1;
     }
 
     // Ew
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form46(ref State s, ref Instruction insn)
+    private static int Form46(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ew, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ew, 0, 0) ? pos : -1;
     }
 
     // Ew,Gw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form47(ref State s, ref Instruction insn)
+    private static int Form47(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ew, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gw, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ew, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gw, 1, 0) ? pos : -1;
     }
 
     // Ey,V,Ib:b
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form48(ref State s, ref Instruction insn)
+    private static int Form48(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ey, 0, 1)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 1)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 1);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 0, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 1) ? pos : -1;
     }
 
     // Ey,V,Ib:d
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form49(ref State s, ref Instruction insn)
+    private static int Form49(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ey, 0, 3)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 3)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 3);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 0, 3)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 3)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 3) ? pos : -1;
     }
 
     // Ey,V,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form50(ref State s, ref Instruction insn)
+    private static int Form50(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ey, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 2) ? pos : -1;
     }
 
     // FS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form51(ref State s, ref Instruction insn)
+    private static int Form51(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.FS, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.FS, 0, 0) ? pos : -1;
     }
 
     // GS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form52(ref State s, ref Instruction insn)
+    private static int Form52(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.GS, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.GS, 0, 0) ? pos : -1;
     }
 
     // Gb,Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form53(ref State s, ref Instruction insn)
+    private static int Form53(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 1, 0) ? pos : -1;
     }
 
     // Gd,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form54(ref State s, ref Instruction insn)
+    private static int Form54(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gd, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ed, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 1, 0) ? pos : -1;
     }
 
     // Gd,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form55(ref State s, ref Instruction insn)
+    private static int Form55(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gd, 0, 8)
-            && DecodeOperand(ref s, ref insn, OperandSpec.M, 1, 8);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 0, 8)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
     // Gd,Rd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form56(ref State s, ref Instruction insn)
+    private static int Form56(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gd, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Rd, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rd, 1, 0) ? pos : -1;
     }
 
     // Gf,Ef
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form57(ref State s, ref Instruction insn)
+    private static int Form57(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gf, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ef, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gf, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ef, 1, 0) ? pos : -1;
     }
 
     // Gf,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form58(ref State s, ref Instruction insn)
+    private static int Form58(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gf, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Mo, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gf, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 1, 0) ? pos : -1;
     }
 
     // Gq,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form59(ref State s, ref Instruction insn)
+    private static int Form59(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 1, 0) ? pos : -1;
     }
 
     // Gq,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form60(ref State s, ref Instruction insn)
+    private static int Form60(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gq, 0, 8)
-            && DecodeOperand(ref s, ref insn, OperandSpec.M, 1, 8);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gq, 0, 8)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
     // Gv,Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form61(ref State s, ref Instruction insn)
+    private static int Form61(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 1, 0) ? pos : -1;
     }
 
     // Gv,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form62(ref State s, ref Instruction insn)
+    private static int Form62(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ed, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 1, 0) ? pos : -1;
     }
 
     // Gv,Ev
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form63(ref State s, ref Instruction insn)
+    private static int Form63(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ev, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 0) ? pos : -1;
     }
 
     // Gv,Ev,Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form64(ref State s, ref Instruction insn)
+    private static int Form64(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ev, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ibs, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ibs, 2, 0) ? pos : -1;
     }
 
     // Gv,Ev,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form65(ref State s, ref Instruction insn)
+    private static int Form65(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ev, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Iz, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iz, 2, 0) ? pos : -1;
     }
 
     // Gv,Ev:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form66(ref State s, ref Instruction insn)
+    private static int Form66(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ev, 1, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 2) ? pos : -1;
     }
 
     // Gv,Ew
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form67(ref State s, ref Instruction insn)
+    private static int Form67(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ew, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ew, 1, 0) ? pos : -1;
     }
 
     // Gv,M
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form68(ref State s, ref Instruction insn)
+    private static int Form68(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.M, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 0) ? pos : -1;
     }
 
     // Gv,Ma
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form69(ref State s, ref Instruction insn)
+    private static int Form69(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ma, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ma, 1, 0) ? pos : -1;
     }
 
     // Gv,Mp
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form70(ref State s, ref Instruction insn)
+    private static int Form70(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Mp, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mp, 1, 0) ? pos : -1;
     }
 
     // Gv,Mv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form71(ref State s, ref Instruction insn)
+    private static int Form71(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Mv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mv, 1, 0) ? pos : -1;
     }
 
     // Gw,Ew
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form72(ref State s, ref Instruction insn)
+    private static int Form72(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gw, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ew, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gw, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ew, 1, 0) ? pos : -1;
     }
 
     // Gw,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form73(ref State s, ref Instruction insn)
+    private static int Form73(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gw, 0, 8)
-            && DecodeOperand(ref s, ref insn, OperandSpec.M, 1, 8);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gw, 0, 8)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
     // Gy,Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form74(ref State s, ref Instruction insn)
+    private static int Form74(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 1, 0) ? pos : -1;
     }
 
     // Gy,Ev
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form75(ref State s, ref Instruction insn)
+    private static int Form75(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ev, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 0) ? pos : -1;
     }
 
     // Gy,Ey
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form76(ref State s, ref Instruction insn)
+    private static int Form76(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ey, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 0) ? pos : -1;
     }
 
     // Gy,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form77(ref State s, ref Instruction insn)
+    private static int Form77(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.N, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 1, 0) ? pos : -1;
     }
 
     // Gy,N,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form78(ref State s, ref Instruction insn)
+    private static int Form78(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.N, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // Gy,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form79(ref State s, ref Instruction insn)
+    private static int Form79(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.U, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 1, 0) ? pos : -1;
     }
 
     // Gy,U,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form80(ref State s, ref Instruction insn)
+    private static int Form80(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.U, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // Gy,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form81(ref State s, ref Instruction insn)
+    private static int Form81(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wd, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 1, 0) ? pos : -1;
     }
 
     // Gy,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form82(ref State s, ref Instruction insn)
+    private static int Form82(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Gy, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 1, 0) ? pos : -1;
     }
 
     // Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form83(ref State s, ref Instruction insn)
+    private static int Form83(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ib, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0) ? pos : -1;
     }
 
     // Ib,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form84(ref State s, ref Instruction insn)
+    private static int Form84(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ib, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.AL, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 1, 0) ? pos : -1;
     }
 
     // Ib,eAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form85(ref State s, ref Instruction insn)
+    private static int Form85(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ib, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.eAX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 1, 0) ? pos : -1;
     }
 
     // Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form86(ref State s, ref Instruction insn)
+    private static int Form86(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ibs, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ibs, 0, 0) ? pos : -1;
     }
 
     // Iw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form87(ref State s, ref Instruction insn)
+    private static int Form87(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Iw, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iw, 0, 0) ? pos : -1;
     }
 
     // Iw,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form88(ref State s, ref Instruction insn)
+    private static int Form88(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Iw, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib2, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iw, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib2, 1, 0) ? pos : -1;
     }
 
     // Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form89(ref State s, ref Instruction insn)
+    private static int Form89(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Iz, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iz, 0, 0) ? pos : -1;
     }
 
     // Jb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form90(ref State s, ref Instruction insn)
+    private static int Form90(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Jb, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jb, 0, 0) ? pos : -1;
     }
 
     // Jx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form91(ref State s, ref Instruction insn)
+    private static int Form91(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Jx, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jx, 0, 0) ? pos : -1;
     }
 
     // Jz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form92(ref State s, ref Instruction insn)
+    private static int Form92(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Jz, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jz, 0, 0) ? pos : -1;
     }
 
     // M
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form93(ref State s, ref Instruction insn)
+    private static int Form93(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.M, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 0) ? pos : -1;
     }
 
     // M:48
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form94(ref State s, ref Instruction insn)
+    private static int Form94(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.M, 0, 7);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 7) ? pos : -1;
     }
 
     // M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form95(ref State s, ref Instruction insn)
+    private static int Form95(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.M, 0, 8);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 8) ? pos : -1;
     }
 
     // Mb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form96(ref State s, ref Instruction insn)
+    private static int Form96(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mb, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mb, 0, 0) ? pos : -1;
     }
 
     // Md
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form97(ref State s, ref Instruction insn)
+    private static int Form97(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Md, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0) ? pos : -1;
     }
 
     // Md,Gd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form98(ref State s, ref Instruction insn)
+    private static int Form98(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Md, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gd, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 1, 0) ? pos : -1;
     }
 
     // Md,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form99(ref State s, ref Instruction insn)
+    private static int Form99(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Md, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Me
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form100(ref State s, ref Instruction insn)
+    private static int Form100(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Me, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Me, 0, 0) ? pos : -1;
     }
 
     // Mf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form101(ref State s, ref Instruction insn)
+    private static int Form101(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mf, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mf, 0, 0) ? pos : -1;
     }
 
     // Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form102(ref State s, ref Instruction insn)
+    private static int Form102(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mo, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 0, 0) ? pos : -1;
     }
 
     // Mo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form103(ref State s, ref Instruction insn)
+    private static int Form103(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mo, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Mp
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form104(ref State s, ref Instruction insn)
+    private static int Form104(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mp, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mp, 0, 0) ? pos : -1;
     }
 
     // Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form105(ref State s, ref Instruction insn)
+    private static int Form105(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mq, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0) ? pos : -1;
     }
 
     // Mq,Gq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form106(ref State s, ref Instruction insn)
+    private static int Form106(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gq, 1, 0) ? pos : -1;
     }
 
     // Mq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form107(ref State s, ref Instruction insn)
+    private static int Form107(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.P, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 1, 0) ? pos : -1;
     }
 
     // Mq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form108(ref State s, ref Instruction insn)
+    private static int Form108(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Ms
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form109(ref State s, ref Instruction insn)
+    private static int Form109(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ms, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ms, 0, 0) ? pos : -1;
     }
 
     // Mt
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form110(ref State s, ref Instruction insn)
+    private static int Form110(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mt, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mt, 0, 0) ? pos : -1;
     }
 
     // Mv,Gv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form111(ref State s, ref Instruction insn)
+    private static int Form111(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 1, 0) ? pos : -1;
     }
 
     // Mw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form112(ref State s, ref Instruction insn)
+    private static int Form112(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mw, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mw, 0, 0) ? pos : -1;
     }
 
     // Mx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form113(ref State s, ref Instruction insn)
+    private static int Form113(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Mx, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mx, 0, 0) ? pos : -1;
     }
 
     // My,Gy
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form114(ref State s, ref Instruction insn)
+    private static int Form114(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.My, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Gy, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.My, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 1, 0) ? pos : -1;
     }
 
     // N,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form115(ref State s, ref Instruction insn)
+    private static int Form115(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.N, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // Ob,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form116(ref State s, ref Instruction insn)
+    private static int Form116(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ob, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.AL, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ob, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 1, 0) ? pos : -1;
     }
 
     // Ov,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form117(ref State s, ref Instruction insn)
+    private static int Form117(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Ov, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.rAX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ov, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 1, 0) ? pos : -1;
     }
 
     // P,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form118(ref State s, ref Instruction insn)
+    private static int Form118(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ed, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 1, 0) ? pos : -1;
     }
 
     // P,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form119(ref State s, ref Instruction insn)
+    private static int Form119(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 1, 0) ? pos : -1;
     }
 
     // P,Ey,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form120(ref State s, ref Instruction insn)
+    private static int Form120(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ey, 1, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 2) ? pos : -1;
     }
 
     // P,Qd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form121(ref State s, ref Instruction insn)
+    private static int Form121(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Qd, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qd, 1, 0) ? pos : -1;
     }
 
     // P,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form122(ref State s, ref Instruction insn)
+    private static int Form122(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Qq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qq, 1, 0) ? pos : -1;
     }
 
     // P,Qq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form123(ref State s, ref Instruction insn)
+    private static int Form123(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Qq, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qq, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // P,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form124(ref State s, ref Instruction insn)
+    private static int Form124(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.U, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 1, 0) ? pos : -1;
     }
 
     // P,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form125(ref State s, ref Instruction insn)
+    private static int Form125(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wo, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 1, 0) ? pos : -1;
     }
 
     // P,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form126(ref State s, ref Instruction insn)
+    private static int Form126(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.P, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 1, 0) ? pos : -1;
     }
 
     // Qq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form127(ref State s, ref Instruction insn)
+    private static int Form127(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Qq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.P, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 1, 0) ? pos : -1;
     }
 
     // Rd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form128(ref State s, ref Instruction insn)
+    private static int Form128(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Rd, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rd, 0, 0) ? pos : -1;
     }
 
     // Rf,C
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form129(ref State s, ref Instruction insn)
+    private static int Form129(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Rf, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.C, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.C, 1, 0) ? pos : -1;
     }
 
     // Rf,D
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form130(ref State s, ref Instruction insn)
+    private static int Form130(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Rf, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.D, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.D, 1, 0) ? pos : -1;
     }
 
     // Rq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form131(ref State s, ref Instruction insn)
+    private static int Form131(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Rq, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rq, 0, 0) ? pos : -1;
     }
 
     // Rw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form132(ref State s, ref Instruction insn)
+    private static int Form132(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Rw, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rw, 0, 0) ? pos : -1;
     }
 
     // SS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form133(ref State s, ref Instruction insn)
+    private static int Form133(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.SS, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.SS, 0, 0) ? pos : -1;
     }
 
     // ST0,STi
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form134(ref State s, ref Instruction insn)
+    private static int Form134(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.ST0, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.STi, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.ST0, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 1, 0) ? pos : -1;
     }
 
     // STi
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form135(ref State s, ref Instruction insn)
+    private static int Form135(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.STi, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 0, 0) ? pos : -1;
     }
 
     // STi,ST0
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form136(ref State s, ref Instruction insn)
+    private static int Form136(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.STi, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.ST0, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.ST0, 1, 0) ? pos : -1;
     }
 
     // Sw,Ev:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form137(ref State s, ref Instruction insn)
+    private static int Form137(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Sw, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ev, 1, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Sw, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 2) ? pos : -1;
     }
 
     // U,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form138(ref State s, ref Instruction insn)
+    private static int Form138(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.U, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form139(ref State s, ref Instruction insn)
+    private static int Form139(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.U, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib2, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib2, 2, 0) ? pos : -1;
     }
 
     // V,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form140(ref State s, ref Instruction insn)
+    private static int Form140(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ed, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 1, 0) ? pos : -1;
     }
 
     // V,Ed,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form141(ref State s, ref Instruction insn)
+    private static int Form141(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ed, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // V,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form142(ref State s, ref Instruction insn)
+    private static int Form142(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 1, 0) ? pos : -1;
     }
 
     // V,Eq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form143(ref State s, ref Instruction insn)
+    private static int Form143(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Eq, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // V,Ey
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form144(ref State s, ref Instruction insn)
+    private static int Form144(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ey, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 0) ? pos : -1;
     }
 
     // V,Ey,Ib:b
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form145(ref State s, ref Instruction insn)
+    private static int Form145(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 1)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ey, 1, 1)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 1);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 1) ? pos : -1;
     }
 
     // V,Ey,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form146(ref State s, ref Instruction insn)
+    private static int Form146(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ey, 1, 2)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 2);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 2) ? pos : -1;
     }
 
     // V,M:48
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form147(ref State s, ref Instruction insn)
+    private static int Form147(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 7)
-            && DecodeOperand(ref s, ref insn, OperandSpec.M, 1, 7);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 7)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 7) ? pos : -1;
     }
 
     // V,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form148(ref State s, ref Instruction insn)
+    private static int Form148(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 8)
-            && DecodeOperand(ref s, ref insn, OperandSpec.M, 1, 8);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 8)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
     // V,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form149(ref State s, ref Instruction insn)
+    private static int Form149(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Mo, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 1, 0) ? pos : -1;
     }
 
     // V,Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form150(ref State s, ref Instruction insn)
+    private static int Form150(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Mq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 1, 0) ? pos : -1;
     }
 
     // V,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form151(ref State s, ref Instruction insn)
+    private static int Form151(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.N, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 1, 0) ? pos : -1;
     }
 
     // V,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form152(ref State s, ref Instruction insn)
+    private static int Form152(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Qq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qq, 1, 0) ? pos : -1;
     }
 
     // V,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form153(ref State s, ref Instruction insn)
+    private static int Form153(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.U, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 1, 0) ? pos : -1;
     }
 
     // V,U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form154(ref State s, ref Instruction insn)
+    private static int Form154(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.U, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib2, 3, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib2, 3, 0) ? pos : -1;
     }
 
     // V,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form155(ref State s, ref Instruction insn)
+    private static int Form155(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wd, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 1, 0) ? pos : -1;
     }
 
     // V,Wd,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form156(ref State s, ref Instruction insn)
+    private static int Form156(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wd, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // V,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form157(ref State s, ref Instruction insn)
+    private static int Form157(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wo, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 1, 0) ? pos : -1;
     }
 
     // V,Wo,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form158(ref State s, ref Instruction insn)
+    private static int Form158(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wo, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // V,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form159(ref State s, ref Instruction insn)
+    private static int Form159(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wq, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 1, 0) ? pos : -1;
     }
 
     // V,Wq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form160(ref State s, ref Instruction insn)
+    private static int Form160(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Wq, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
     // V,Ww
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form161(ref State s, ref Instruction insn)
+    private static int Form161(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.V, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ww, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ww, 1, 0) ? pos : -1;
     }
 
     // Wd,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form162(ref State s, ref Instruction insn)
+    private static int Form162(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Wd, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Wo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form163(ref State s, ref Instruction insn)
+    private static int Form163(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Wo, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // Wq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form164(ref State s, ref Instruction insn)
+    private static int Form164(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Wq, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
     // XD,P,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form165(ref State s, ref Instruction insn)
+    private static int Form165(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.XD, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.P, 1, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.N, 2, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 2, 0) ? pos : -1;
     }
 
     // XD,V,U:o
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form166(ref State s, ref Instruction insn)
+    private static int Form166(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
-        return DecodeOperand(ref s, ref insn, OperandSpec.XD, 0, 5)
-            && DecodeOperand(ref s, ref insn, OperandSpec.V, 1, 5)
-            && DecodeOperand(ref s, ref insn, OperandSpec.U, 2, 5);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 5)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 5)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 2, 5) ? pos : -1;
     }
 
     // Xb,Yb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form167(ref State s, ref Instruction insn)
+    private static int Form167(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Xb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Yb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 1, 0) ? pos : -1;
     }
 
     // Xlat
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form168(ref State s, ref Instruction insn)
+    private static int Form168(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Xlat, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xlat, 0, 0) ? pos : -1;
     }
 
     // Xv,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form169(ref State s, ref Instruction insn)
+    private static int Form169(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Xv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Yv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 1, 0) ? pos : -1;
     }
 
     // Yb,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form170(ref State s, ref Instruction insn)
+    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Yb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.AL, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.AL, 1, 0) ? pos : -1;
     }
 
     // Yb,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form171(ref State s, ref Instruction insn)
+    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Yb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.DX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 1, 0) ? pos : -1;
     }
 
     // Yb,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form172(ref State s, ref Instruction insn)
+    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Yb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Xb, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 1, 0) ? pos : -1;
     }
 
     // Yv,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form173(ref State s, ref Instruction insn)
+    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Yv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Xv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xv, 1, 0) ? pos : -1;
     }
 
     // Yv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form174(ref State s, ref Instruction insn)
+    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Yv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.rAX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 1, 0) ? pos : -1;
     }
 
     // Yz,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form175(ref State s, ref Instruction insn)
+    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Yz, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.DX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yz, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 1, 0) ? pos : -1;
     }
 
     // Zb,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form176(ref State s, ref Instruction insn)
+    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Zb, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zb, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // Zv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form177(ref State s, ref Instruction insn)
+    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Zv, 0, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0) ? pos : -1;
     }
 
     // Zv,Iv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form178(ref State s, ref Instruction insn)
+    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Zv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Iv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iv, 1, 0) ? pos : -1;
     }
 
     // Zv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form179(ref State s, ref Instruction insn)
+    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.Zv, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.rAX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 1, 0) ? pos : -1;
     }
 
     // eAX,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form180(ref State s, ref Instruction insn)
+    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.eAX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.DX, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 1, 0) ? pos : -1;
     }
 
     // eAX,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form181(ref State s, ref Instruction insn)
+    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.eAX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ib, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 1, 0) ? pos : -1;
     }
 
     // rAX,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form182(ref State s, ref Instruction insn)
+    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.rAX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Iz, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iz, 1, 0) ? pos : -1;
     }
 
     // rAX,Ov
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form183(ref State s, ref Instruction insn)
+    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.rAX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Ov, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ov, 1, 0) ? pos : -1;
     }
 
     // rAX,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form184(ref State s, ref Instruction insn)
+    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.rAX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Xv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xv, 1, 0) ? pos : -1;
     }
 
     // rAX,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool Form185(ref State s, ref Instruction insn)
+    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
-        return DecodeOperand(ref s, ref insn, OperandSpec.rAX, 0, 0)
-            && DecodeOperand(ref s, ref insn, OperandSpec.Yv, 1, 0);
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 1, 0) ? pos : -1;
     }
 }
