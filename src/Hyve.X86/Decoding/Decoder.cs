@@ -68,7 +68,6 @@ public static partial class Decoder
         if (st != DecodeStatus.Ok && st != DecodeStatus.Unsupported)
         {
             insn.Opcode = Opcode.Invalid;
-            insn.Mnemonic = Mnemonic.Invalid;
         }
         return st;
     }
@@ -80,6 +79,16 @@ public static partial class Decoder
     private const int CtxRex = 1 << 24;
     private const int CtxRegForm = 1 << 25;
     private const int CtxIs64 = 1 << 30;
+
+    // Context bits contributed by REX.WRXB: R into reg (bit 3), B into rm (bit 7) and the opcode
+    // register (bit 29), W into the 'y' size (8 instead of 4).
+    private static ReadOnlySpan<int> RexContext =>
+    [
+        4 << 16, (4 << 16) | 0x20000080, 4 << 16, (4 << 16) | 0x20000080,
+        (4 << 16) | 8, (4 << 16) | 8 | 0x20000080, (4 << 16) | 8, (4 << 16) | 8 | 0x20000080,
+        8 << 16, (8 << 16) | 0x20000080, 8 << 16, (8 << 16) | 0x20000080,
+        (8 << 16) | 8, (8 << 16) | 8 | 0x20000080, (8 << 16) | 8, (8 << 16) | 8 | 0x20000080,
+    ];
 
     // Reading past the input advances pos anyway; callers compare pos with the input length once.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -222,7 +231,6 @@ public static partial class Decoder
         pfx &= ~(int)ConsumedMask[(int)(node >> 40) & 7];
         int opSize = OperandSize(is64, is16, pfx, rex, flags);
         insn.Opcode = (Opcode)entryIndex;
-        insn.Mnemonic = (Mnemonic)OpcodeTables.Mnemonics[entryIndex];
         insn.OperandSize = (byte)opSize;
         insn.AddressSize = (byte)adSize;
         insn.Prefixes = (Prefixes)(pfx | (rex != 0 ? (int)Prefixes.Rex : 0));
@@ -232,13 +240,12 @@ public static partial class Decoder
         if (memForm && map != 4)
             pos = DecodeMemory(code, pos, modrm, adSize, rex, is64, ref insn);
 
-        int ctx = ((modrm >> 3) & 7) | ((rex & 4) << 1)
-            | ((modrm & 7) << 4) | ((rex & 1) << 7)
+        // REX only exists in 64-bit mode, so its bits need no mode check.
+        int ctx = ((modrm >> 3) & 7) | ((modrm & 7) << 4) | ((op & 7) << 26)
             | (opSize << 8) | (adSize << 12)
-            | ((is64 && (rex & 8) != 0 ? 8 : 4) << 16)
-            | ((is64 ? 8 : 4) << 20)
-            | (rex != 0 ? CtxRex : 0) | (modrm >= 0xC0 ? CtxRegForm : 0) | (is64 ? CtxIs64 : 0)
-            | (((op & 7) | ((rex & 1) << 3)) << 26);
+            | RexContext[rex & 15] | (rex != 0 ? CtxRex : 0)
+            | (modrm >= 0xC0 ? CtxRegForm : 0)
+            | (is64 ? CtxIs64 | (8 << 20) : 4 << 20);
         pos = DecodeForm((ushort)(node >> 16), code, pos, ctx, ref insn);
         if (pos < 0)
             return DecodeStatus.Invalid;

@@ -125,8 +125,8 @@ public struct Instruction
     /// <summary>Opcode identity: one value per instruction form; executors switch on it.</summary>
     public Opcode Opcode { readonly get; internal set; }
 
-    /// <summary>Mnemonic.</summary>
-    public Mnemonic Mnemonic { readonly get; internal set; }
+    /// <summary>Mnemonic (looked up from <see cref="Opcode"/>; Invalid for an invalid instruction).</summary>
+    public readonly Mnemonic Mnemonic => (Mnemonic)OpcodeTables.Mnemonics[(int)Opcode];
 
     /// <summary>Effective operand size in bytes (2, 4 or 8).</summary>
     public byte OperandSize { readonly get; internal set; }
