@@ -63,7 +63,12 @@ public static partial class Decoder
         insn = default;
         if (code.Length > MaxLength)
             code = code[..MaxLength];
-        DecodeStatus st = DecodeCore(code, bitness == Bitness.Bits64, bitness == Bitness.Bits16, ref insn);
+        DecodeStatus st = bitness switch
+        {
+            Bitness.Bits64 => DecodeCore<Mode64>(code, ref insn),
+            Bitness.Bits32 => DecodeCore<Mode32>(code, ref insn),
+            _ => DecodeCore<Mode16>(code, ref insn),
+        };
         insn.Status = st;
         if (st != DecodeStatus.Ok && st != DecodeStatus.Unsupported)
         {
@@ -122,8 +127,41 @@ public static partial class Decoder
         return (uint)(p + 8) <= (uint)code.Length ? BinaryPrimitives.ReadUInt64LittleEndian(code[p..]) : 0;
     }
 
-    private static DecodeStatus DecodeCore(ReadOnlySpan<byte> code, bool is64, bool is16, ref Instruction insn)
+    // The decoder is compiled once per mode (the JIT specialises generic methods over structs),
+    // so the mode tests fold to constants.
+    private interface IMode
     {
+        static abstract bool Is64 { get; }
+
+        static abstract bool Is16 { get; }
+    }
+
+    private readonly struct Mode16 : IMode
+    {
+        public static bool Is64 => false;
+
+        public static bool Is16 => true;
+    }
+
+    private readonly struct Mode32 : IMode
+    {
+        public static bool Is64 => false;
+
+        public static bool Is16 => false;
+    }
+
+    private readonly struct Mode64 : IMode
+    {
+        public static bool Is64 => true;
+
+        public static bool Is16 => false;
+    }
+
+    private static DecodeStatus DecodeCore<TMode>(ReadOnlySpan<byte> code, ref Instruction insn)
+        where TMode : struct, IMode
+    {
+        bool is64 = TMode.Is64;
+        bool is16 = TMode.Is16;
         // Everything runs on locals; the operand decoders get one packed context value.
         int pos = 0;
         int rex = 0;
