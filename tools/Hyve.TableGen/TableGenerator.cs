@@ -201,6 +201,7 @@ public static class TableGenerator
         sb.Append("/// <summary>Operand decoders, one per distinct operand list of the data files (generated).</summary>\n");
         sb.Append("public static partial class Decoder\n{\n");
         sb.Append("    // Decodes the operands of form `form`; returns the position after them, or -1 for an invalid operand.\n");
+        sb.Append("    [MethodImpl(MethodImplOptions.AggressiveInlining)]\n");
         sb.Append("    private static int DecodeForm(int form, System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)\n    {\n        switch (form)\n        {\n");
         sb.Append("            case 0: return pos;\n");
         for (int f = 1; f < forms.Count; f++)

@@ -10,6 +10,7 @@ using System.Runtime.CompilerServices;
 public static partial class Decoder
 {
     // Decodes the operands of form `form`; returns the position after them, or -1 for an invalid operand.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int DecodeForm(int form, System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         switch (form)
