@@ -1,4 +1,5 @@
 // Integer arithmetic with the x86 status flags, shared by the MMIO emulator and the software CPU.
+using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 
@@ -272,5 +273,216 @@ public static class Alu
         ulong f = ZfSfPf(r, size) | (cf != 0 ? Rflags.CF : 0) | (of != 0 ? Rflags.OF : 0);
         Set(ref flags, Rflags.Status, f);
         return r;
+    }
+
+    /// <summary>Bit-test operations (BT, BTS, BTR, BTC).</summary>
+    public enum BitOp : byte
+    {
+        /// <summary>Test.</summary>
+        Bt,
+        /// <summary>Test and set.</summary>
+        Bts,
+        /// <summary>Test and reset.</summary>
+        Btr,
+        /// <summary>Test and complement.</summary>
+        Btc,
+    }
+
+    /// <summary>
+    /// MUL: unsigned <paramref name="a"/> × <paramref name="b"/>; returns the low half and gives the
+    /// high half (AH for byte operands). CF = OF = (high half != 0); SF, ZF, AF, PF are undefined
+    /// and left unchanged.
+    /// </summary>
+    public static ulong Mul(ulong a, ulong b, int size, out ulong high, ref ulong flags)
+    {
+        ulong m = Mask(size);
+        ulong lo;
+        if (size == 8)
+        {
+            high = Math.BigMul(a, b, out lo);
+        }
+        else
+        {
+            ulong p = (a & m) * (b & m);
+            lo = p & m;
+            high = (p >> (8 * size)) & m;
+        }
+        Set(ref flags, Rflags.CF | Rflags.OF, high != 0 ? Rflags.CF | Rflags.OF : 0);
+        return lo;
+    }
+
+    /// <summary>
+    /// IMUL (all forms): signed product; returns the low half and gives the high half.
+    /// CF = OF = (the product does not fit the low half sign-extended); other flags unchanged.
+    /// </summary>
+    public static ulong Imul(ulong a, ulong b, int size, out ulong high, ref ulong flags)
+    {
+        ulong m = Mask(size);
+        ulong lo;
+        bool overflow;
+        if (size == 8)
+        {
+            long h = Math.BigMul((long)a, (long)b, out long l);
+            lo = (ulong)l;
+            high = (ulong)h;
+            overflow = h != (l >> 63);
+        }
+        else
+        {
+            long p = SignExtend(a, size) * SignExtend(b, size);
+            lo = (ulong)p & m;
+            high = (ulong)(p >> (8 * size)) & m;
+            overflow = p != SignExtend(lo, size);
+        }
+        Set(ref flags, Rflags.CF | Rflags.OF, overflow ? Rflags.CF | Rflags.OF : 0);
+        return lo;
+    }
+
+    /// <summary>
+    /// DIV: the double-width dividend <paramref name="high"/>:<paramref name="low"/> by
+    /// <paramref name="divisor"/>. Returns false for #DE (divisor 0 or a quotient that does not fit).
+    /// Flags are undefined and left unchanged.
+    /// </summary>
+    public static bool Div(ulong high, ulong low, ulong divisor, int size, out ulong quotient, out ulong remainder)
+    {
+        ulong m = Mask(size);
+        divisor &= m;
+        high &= m;
+        low &= m;
+        quotient = remainder = 0;
+        if (divisor == 0 || high >= divisor)
+            return false; // a quotient of more than size bytes
+        if (size == 8)
+        {
+            var dividend = ((UInt128)high << 64) | low;
+            quotient = (ulong)(dividend / divisor);
+            remainder = (ulong)(dividend % divisor);
+        }
+        else
+        {
+            ulong dividend = (high << (8 * size)) | low;
+            quotient = dividend / divisor;
+            remainder = dividend % divisor;
+        }
+        return true;
+    }
+
+    /// <summary>IDIV: signed division, truncating toward zero; false for #DE.</summary>
+    public static bool Idiv(ulong high, ulong low, ulong divisor, int size, out ulong quotient, out ulong remainder)
+    {
+        ulong m = Mask(size);
+        quotient = remainder = 0;
+        long d = SignExtend(divisor, size);
+        if (d == 0)
+            return false;
+        Int128 dividend = size == 8
+            ? (Int128)(((UInt128)high << 64) | low)
+            : SignExtend(((high & m) << (8 * size)) | (low & m), 2 * size);
+        Int128 q = dividend / d;
+        Int128 r = dividend % d;
+        long min = -(1L << (8 * size - 1));
+        long max = size == 8 ? long.MaxValue : (1L << (8 * size - 1)) - 1;
+        if (q < min || q > max)
+            return false;
+        quotient = (ulong)(long)q & m;
+        remainder = (ulong)(long)r & m;
+        return true;
+    }
+
+    /// <summary>
+    /// BT/BTS/BTR/BTC on a value: CF = the selected bit (index taken modulo the width, as for a
+    /// register operand); returns the value with the bit set, reset or complemented. OF, SF, AF
+    /// and PF are undefined and left unchanged; ZF is unchanged.
+    /// </summary>
+    public static ulong BitTest(BitOp op, ulong a, ulong bit, int size, ref ulong flags)
+    {
+        int n = (int)(bit & (ulong)(8 * size - 1));
+        ulong mask = 1UL << n;
+        Set(ref flags, Rflags.CF, (a & mask) != 0 ? Rflags.CF : 0);
+        return op switch
+        {
+            BitOp.Bts => a | mask,
+            BitOp.Btr => a & ~mask,
+            BitOp.Btc => a ^ mask,
+            _ => a,
+        } & Mask(size);
+    }
+
+    /// <summary>BSF: index of the lowest set bit; ZF = (source is 0), and the destination is unchanged then.</summary>
+    public static ulong Bsf(ulong src, ulong dest, int size, ref ulong flags)
+    {
+        src &= Mask(size);
+        Set(ref flags, Rflags.ZF, src == 0 ? Rflags.ZF : 0);
+        return src == 0 ? dest : (ulong)BitOperations.TrailingZeroCount(src);
+    }
+
+    /// <summary>BSR: index of the highest set bit; ZF = (source is 0), and the destination is unchanged then.</summary>
+    public static ulong Bsr(ulong src, ulong dest, int size, ref ulong flags)
+    {
+        src &= Mask(size);
+        Set(ref flags, Rflags.ZF, src == 0 ? Rflags.ZF : 0);
+        return src == 0 ? dest : (ulong)(63 - BitOperations.LeadingZeroCount(src));
+    }
+
+    /// <summary>TZCNT: trailing zeros (the width for 0); CF = (source is 0), ZF = (result is 0).</summary>
+    public static ulong Tzcnt(ulong src, int size, ref ulong flags)
+    {
+        src &= Mask(size);
+        ulong r = src == 0 ? (ulong)(8 * size) : (ulong)BitOperations.TrailingZeroCount(src);
+        Set(ref flags, Rflags.CF | Rflags.ZF, (src == 0 ? Rflags.CF : 0) | (r == 0 ? Rflags.ZF : 0));
+        return r;
+    }
+
+    /// <summary>LZCNT: leading zeros within the width; CF = (source is 0), ZF = (result is 0).</summary>
+    public static ulong Lzcnt(ulong src, int size, ref ulong flags)
+    {
+        src &= Mask(size);
+        ulong r = (ulong)(BitOperations.LeadingZeroCount(src) - (64 - 8 * size));
+        Set(ref flags, Rflags.CF | Rflags.ZF, (src == 0 ? Rflags.CF : 0) | (r == 0 ? Rflags.ZF : 0));
+        return r;
+    }
+
+    /// <summary>POPCNT: set bits; ZF = (source is 0); CF, OF, SF, AF, PF cleared.</summary>
+    public static ulong Popcnt(ulong src, int size, ref ulong flags)
+    {
+        src &= Mask(size);
+        Set(ref flags, Rflags.Status, src == 0 ? Rflags.ZF : 0);
+        return (ulong)BitOperations.PopCount(src);
+    }
+
+    /// <summary>The flags SHLD/SHRD define for a masked count (none when the count is 0 or, for
+    /// 16-bit operands, larger than 16, where the result itself is undefined).</summary>
+    public static ulong DefinedDoubleShiftFlags(int maskedCount, int size) =>
+        maskedCount == 0 || maskedCount > 8 * size ? 0
+        : Rflags.CF | Rflags.SF | Rflags.ZF | Rflags.PF | (maskedCount == 1 ? Rflags.OF : 0);
+
+    /// <summary>SHLD: shifts <paramref name="a"/> left, filling from the top of <paramref name="b"/>.</summary>
+    public static ulong Shld(ulong a, ulong b, ulong count, int size, ref ulong flags)
+    {
+        int bits = 8 * size;
+        int c = MaskCount(count, size);
+        a &= Mask(size);
+        b &= Mask(size);
+        if (c == 0 || c > bits)
+            return a;
+        ulong r = c == bits ? b : ((a << c) | (b >> (bits - c))) & Mask(size);
+        ulong cf = (a >> (bits - c)) & 1;
+        ulong of = ((r ^ a) & SignBit(size)) != 0 ? 1UL : 0;
+        return ShiftFlags(r, cf, of, size, ref flags);
+    }
+
+    /// <summary>SHRD: shifts <paramref name="a"/> right, filling from the bottom of <paramref name="b"/>.</summary>
+    public static ulong Shrd(ulong a, ulong b, ulong count, int size, ref ulong flags)
+    {
+        int bits = 8 * size;
+        int c = MaskCount(count, size);
+        a &= Mask(size);
+        b &= Mask(size);
+        if (c == 0 || c > bits)
+            return a;
+        ulong r = c == bits ? b : ((a >> c) | (b << (bits - c))) & Mask(size);
+        ulong cf = (a >> (c - 1)) & 1;
+        ulong of = ((r ^ a) & SignBit(size)) != 0 ? 1UL : 0;
+        return ShiftFlags(r, cf, of, size, ref flags);
     }
 }
