@@ -33,20 +33,23 @@ public static class ElfFile
             int shstrndx = BinaryPrimitives.ReadUInt16LittleEndian(f[0x3E..]);
             ReadOnlySpan<byte> strHdr = f[checked((int)shoff + shstrndx * shentsize)..];
             int strOff = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(strHdr[0x18..]));
+            const uint ShtNobits = 8;
             for (int i = 0; i < shnum; i++)
             {
                 ReadOnlySpan<byte> h = f[checked((int)shoff + i * shentsize)..];
-                int start = strOff + (int)BinaryPrimitives.ReadUInt32LittleEndian(h);
+                int start = checked(strOff + (int)BinaryPrimitives.ReadUInt32LittleEndian(h));
                 int len = f[start..].IndexOf((byte)0);
                 if (len < 0 || Encoding.ASCII.GetString(f.Slice(start, len)) != name)
                     continue;
+                if (BinaryPrimitives.ReadUInt32LittleEndian(h[4..]) == ShtNobits)
+                    throw new InvalidDataException($"section '{name}' has no contents in the file");
                 ulong addr = BinaryPrimitives.ReadUInt64LittleEndian(h[0x10..]);
                 int off = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(h[0x18..]));
                 int size = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(h[0x20..]));
                 return new ElfSection(f.Slice(off, size).ToArray(), addr);
             }
         }
-        catch (Exception e) when (e is ArgumentOutOfRangeException or OverflowException)
+        catch (Exception e) when (e is ArgumentOutOfRangeException or IndexOutOfRangeException or OverflowException)
         {
             throw new InvalidDataException("truncated or corrupt ELF section table", e);
         }

@@ -24,9 +24,10 @@ internal static class DisasmCommand
             switch (a)
             {
                 case "--bits":
-                    bits = (int)Number(Value(args, ref i, a), a);
-                    if (bits is not (16 or 32 or 64))
+                    long b = Number(Value(args, ref i, a), a);
+                    if (b is not (16 or 32 or 64))
                         throw new UsageException("--bits must be 16, 32 or 64");
+                    bits = (int)b;
                     break;
                 case "--offset": offset = Number(Value(args, ref i, a), a); break;
                 case "--length": length = Number(Value(args, ref i, a), a); break;
@@ -57,8 +58,11 @@ internal static class DisasmCommand
         }
         if (offset < 0 || offset > image.Length)
             throw new UsageException($"disasm: --offset {offset} is outside the {image.Length}-byte input");
-        long end = length < 0 ? image.Length : Math.Min(image.Length, offset + length);
-        Write(image.AsSpan((int)offset, (int)(end - offset)), (Bitness)bits, baseAddress + (ulong)offset, Console.Out);
+        long count = image.Length - offset;
+        if (length >= 0)
+            count = Math.Min(count, length);
+        using var output = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false), 1 << 16);
+        Write(image.AsSpan((int)offset, (int)count), (Bitness)bits, baseAddress + (ulong)offset, output);
         return 0;
     }
 

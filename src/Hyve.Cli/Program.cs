@@ -26,3 +26,9 @@ catch (Exception e) when (e is IOException or UnauthorizedAccessException or Inv
     Console.Error.WriteLine($"hyve: {e.Message}");
     return 1;
 }
+catch (Exception e)
+{
+    // A bug in Hyve itself: still one line for the user, with the exception type to report.
+    Console.Error.WriteLine($"hyve: internal error: {e.GetType().Name}: {e.Message}");
+    return 2;
+}

@@ -33,20 +33,38 @@ public static class IcedComparer
         var dec = Iced.Intel.Decoder.Create(bitness, reader, ip);
         dec.Decode(out iced);
         HDecoder.Decode(bytes, (Bitness)bitness, out ours);
-        return Diff(in iced, in ours, ip);
+        return Diff(in iced, dec.LastError, in ours, bytes, bitness, ip);
     }
 
-    /// <summary>Field differences between two decodes of the same bytes at <paramref name="ip"/>, or null.</summary>
-    public static string? Diff(in Iced.Intel.Instruction iced, in HInstruction ours, ulong ip)
+    // The first byte after legacy prefixes and REX.
+    private static int OpcodeByte(ReadOnlySpan<byte> bytes, int bitness)
+    {
+        foreach (byte b in bytes)
+        {
+            bool prefix = b is 0x26 or 0x2E or 0x36 or 0x3E or 0x64 or 0x65 or 0x66 or 0x67 or 0xF0 or 0xF2 or 0xF3
+                || (bitness == 64 && (b & 0xF0) == 0x40);
+            if (!prefix)
+                return b;
+        }
+        return -1;
+    }
+
+    /// <summary>Field differences between two decodes of <paramref name="bytes"/> at <paramref name="ip"/>, or null.</summary>
+    public static string? Diff(in Iced.Intel.Instruction iced, DecoderError icedError, in HInstruction ours, ReadOnlySpan<byte> bytes, int bitness, ulong ip)
     {
         bool icedValid = iced.Code != Code.INVALID;
         if (!icedValid)
         {
-            if (ours.Status is DecodeStatus.Invalid or DecodeStatus.NoMoreBytes)
+            // Iced may report NoMoreBytes for an encoding that is invalid before its end (0F 01 F8 outside
+            // 64-bit mode); Hyve's NoMoreBytes must always be Iced's.
+            if (ours.Status == DecodeStatus.NoMoreBytes)
+                return icedError == DecoderError.NoMoreBytes ? null : $"NoMoreBytes, Iced says {icedError}";
+            if (ours.Status is DecodeStatus.Invalid or DecodeStatus.TooLong)
                 return null;
-            if (ours.Status == DecodeStatus.Unsupported)
-                return null; // validity of VEX/EVEX/XOP contents is not modelled (documented)
-            return $"valid-vs-invalid ours={ours.Mnemonic}";
+            // Hyve does not model which VEX/EVEX/XOP encodings are reserved; it reports them all Unsupported.
+            if (ours.Status == DecodeStatus.Unsupported && OpcodeByte(bytes, bitness) is 0xC4 or 0xC5 or 0x62 or 0x8F)
+                return null;
+            return $"valid-vs-invalid ours={ours.Status}/{ours.Mnemonic}";
         }
         if (iced.Encoding is EncodingKind.VEX or EncodingKind.EVEX or EncodingKind.XOP or EncodingKind.MVEX)
         {
@@ -60,6 +78,10 @@ public static class IcedComparer
             return $"length {ours.Length}!={iced.Length}";
         if (ours.Mnemonic.ToString() != iced.Mnemonic.ToString())
             return $"mnemonic {ours.Mnemonic}";
+        if (iced.OpCode.OperandSize != 0 && iced.OpCode.OperandSize != ours.OperandSize * 8)
+            return $"opsize {ours.OperandSize * 8}!={iced.OpCode.OperandSize}";
+        if (iced.OpCode.AddressSize != 0 && iced.OpCode.AddressSize != ours.AddressSize * 8)
+            return $"adsize {ours.AddressSize * 8}!={iced.OpCode.AddressSize}";
         if (ours.OperandCount != iced.OpCount)
             return $"opcount {ours.OperandCount}!={iced.OpCount}";
         bool hasMem = false;
@@ -136,8 +158,15 @@ public static class IcedComparer
             }
             if (ours.MemorySize != iced.MemorySize.GetSize())
                 return $"memsize {ours.MemorySize}!={iced.MemorySize.GetSize()} ({iced.MemorySize})";
-            if (segMem && ToIced(ours.MemorySegment) != iced.MemorySegment)
-                return $"memseg {ours.MemorySegment}!={iced.MemorySegment}";
+            IRegister expectedSeg = iced.MemorySegment;
+            if (bitness == 64 && iced.SegmentPrefix is IRegister.ES or IRegister.CS or IRegister.SS or IRegister.DS)
+            {
+                // Iced reports the ignored prefix; the processor uses the default segment.
+                expectedSeg = explicitMem && iced.MemoryBase is IRegister.RSP or IRegister.RBP or IRegister.ESP or IRegister.EBP
+                    ? IRegister.SS : IRegister.DS;
+            }
+            if (segMem && ToIced(ours.MemorySegment) != expectedSeg)
+                return $"memseg {ours.MemorySegment}!={expectedSeg}";
             if (explicitMem)
             {
                 if (ToIced(ours.MemoryBase) != iced.MemoryBase)
@@ -167,6 +196,10 @@ public static class IcedComparer
             return $"segprefix {ours.SegmentPrefix}!={iced.SegmentPrefix}";
         if (((ours.Prefixes & Prefixes.Lock) != 0) != iced.HasLockPrefix)
             return "lock-prefix";
+        if (((ours.Prefixes & Prefixes.Rep) != 0) != iced.HasRepPrefix)
+            return $"rep-prefix {ours.Prefixes}";
+        if (((ours.Prefixes & Prefixes.Repne) != 0) != iced.HasRepnePrefix)
+            return $"repne-prefix {ours.Prefixes}";
         return null;
     }
 

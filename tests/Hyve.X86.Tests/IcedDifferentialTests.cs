@@ -29,7 +29,7 @@ public sealed class IcedDifferentialTests(ITestOutputHelper output)
             ReadOnlySpan<byte> span = buf.AsSpan(pos, len);
             HDecoder.Decode(span, (Bitness)bitness, out HInstruction hi);
             report.Compared++;
-            string? diff = IcedComparer.Diff(in ii, in hi, baseIp + (ulong)pos);
+            string? diff = IcedComparer.Diff(in ii, iced.LastError, in hi, span, bitness, baseIp + (ulong)pos);
             if (diff != null)
                 report.Add(bitness, span, in ii, in hi, diff);
             pos = next(ii.Code == Code.INVALID ? pos + 1 : pos + ii.Length);

@@ -1,4 +1,5 @@
-// Decoder vectors from Vectors/decoder.txt: exact length and text, and field-by-field agreement with Iced.
+// Decoder vectors from Vectors/decoder.txt: field-by-field agreement with Iced (the oracle), exact
+// length, and the Intel text (a snapshot of Hyve's own formatter, which has no external oracle).
 using System;
 using System.Collections.Generic;
 using System.Globalization;
@@ -41,6 +42,17 @@ public sealed class VectorTests
         }
         Assert.True(ours.Length == bytes.Length, $"line {line}: length {ours.Length}, vector has {bytes.Length} bytes");
         Assert.Equal(text, Formatter.Format(in ours, Ip));
+    }
+
+    [Fact]
+    public void LengthLimitAndTruncationHaveTheirOwnStatus()
+    {
+        Assert.Equal(DecodeStatus.Ok, Decoder.Decode(Convert.FromHexString("666666666666666666666666666690"), Bitness.Bits64, out Instruction nop));
+        Assert.Equal(15, nop.Length);
+        Assert.Equal(DecodeStatus.TooLong, Decoder.Decode(Convert.FromHexString("66666666666666666666666666666690"), Bitness.Bits64, out _));
+        Assert.Equal(DecodeStatus.TooLong, Decoder.Decode(Convert.FromHexString("2626262626C784001122334455667788"), Bitness.Bits32, out _));
+        Assert.Equal(DecodeStatus.NoMoreBytes, Decoder.Decode(Convert.FromHexString("488B0425"), Bitness.Bits64, out _));
+        Assert.Equal(DecodeStatus.NoMoreBytes, Decoder.Decode(ReadOnlySpan<byte>.Empty, Bitness.Bits64, out _));
     }
 
     [Fact]

@@ -6,10 +6,10 @@ using System.Globalization;
 namespace Hyve.TableGen;
 
 /// <summary>The dimensions a decoding tree splits on, in the order the decoder tests them.</summary>
-public enum Dim { Reg, Mod, Rm, Pfx, W, B, Mode, Os, As }
+internal enum Dim { Reg, Mod, Rm, Pfx, W, B, Mode, Os, As }
 
 /// <summary>A parsed data-file line.</summary>
-public sealed class OpcodeLine
+internal sealed class OpcodeLine
 {
     public required string File { get; init; }
     public required int LineNumber { get; init; }

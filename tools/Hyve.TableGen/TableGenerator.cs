@@ -9,7 +9,7 @@ using System.Text;
 namespace Hyve.TableGen;
 
 /// <summary>Turns the opcode data files into the generated decoder sources.</summary>
-public static class TableGenerator
+internal static class TableGenerator
 {
     /// <summary>Operand codes, in the order of the generated <c>OperandSpec</c> enum.</summary>
     public static readonly string[] OperandCodes =
@@ -28,14 +28,14 @@ public static class TableGenerator
         "Ob", "Ov", "Xlat",
         "Sw", "C", "D",
         "P", "N", "Qq", "Qd",
-        "V", "U", "Wo", "Wq", "Wd", "Ww", "Wb", "XMM0",
+        "V", "U", "Wo", "Wq", "Wd", "Ww", "Wb",
         "ST0", "STi",
     ];
 
     /// <summary>Memory-size override letters (index = code stored in the entry).</summary>
     public static readonly string[] MemSizeCodes = ["", "b", "w", "d", "q", "o", "t", "48", "64"];
 
-    private static readonly HashSet<string> KnownFlags = ["lock", "d64", "f64", "nomod", "rep"];
+    private static readonly HashSet<string> KnownFlags = ["lock", "d64", "f64", "nomod", "nw", "keep"];
 
     // Node kinds (top 4 bits of a node reference); must match Decoder.
     private const ulong KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
@@ -174,6 +174,8 @@ public static class TableGenerator
         sb.Append(Header);
         sb.Append("/// <summary>Decision trees and entry data for the decoder (generated).</summary>\n");
         sb.Append("internal static class OpcodeTables\n{\n");
+        sb.Append("    /// <summary>Node kinds (bits 63:60 of a node).</summary>\n");
+        sb.Append(CultureInfo.InvariantCulture, $"    public const ulong KInvalid = {KInvalid}, KLeaf = {KLeaf}, KReg = {KReg}, KMod = {KMod}, KRm = {KRm}, KPfx = {KPfx}, KW = {KW}, KB = {KB}, KMode = {KMode}, KOs = {KOs}, KOsD64 = {KOsD64}, KAs = {KAs}, KOsF64 = {KOsF64};\n\n");
         sb.Append("    /// <summary>Root node per (map, opcode): map 0 one-byte, 1 0F, 2 0F38, 3 0F3A, 4 3DNow! suffix.\n");
         sb.Append("    /// A node is kind (63:60), has-ModRM (59, roots only) and either a child-list index (27:0) or,\n");
         sb.Append("    /// for a leaf, opcode (15:0), form (31:16), flags (39:32) and consumed prefix (42:40).</summary>\n");
@@ -237,9 +239,10 @@ public static class TableGenerator
         if (l.Flags.Contains("d64")) flags |= 2;
         if (l.Flags.Contains("f64")) flags |= 4;
         if (l.Flags.Contains("nomod")) flags |= 8;
-        if (l.Flags.Contains("rep")) flags |= 16;
+        if (l.Flags.Contains("nw")) flags |= 16;
         int pfx = l.Cond[(int)Dim.Pfx];
-        ulong consumed = pfx switch { 1 => 1, 2 => 2, 3 => 3, _ => 0 };
+        // "keep": the prefix selects the entry and still acts as operand size / REP.
+        ulong consumed = l.Flags.Contains("keep") ? 0UL : pfx switch { 1 => 1UL, 2 => 2UL, 3 => 3UL, _ => 0UL };
         return (uint)entry | ((ulong)(uint)form << 16) | (flags << 32) | (consumed << 40);
     }
 

@@ -22,11 +22,13 @@ public enum Bitness : byte
 /// </summary>
 public static partial class Decoder
 {
-    // Node kinds of the generated trees (see tools/Hyve.TableGen).
-    private const ulong KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
+    // Node kinds of the generated trees.
+    private const ulong KLeaf = OpcodeTables.KLeaf, KReg = OpcodeTables.KReg, KMod = OpcodeTables.KMod, KRm = OpcodeTables.KRm,
+        KPfx = OpcodeTables.KPfx, KW = OpcodeTables.KW, KB = OpcodeTables.KB, KMode = OpcodeTables.KMode, KOs = OpcodeTables.KOs,
+        KOsD64 = OpcodeTables.KOsD64, KAs = OpcodeTables.KAs, KOsF64 = OpcodeTables.KOsF64;
 
     // Leaf flag bits (leaf bits 39:32).
-    private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8;
+    private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8, FNoW = 16;
 
     // Byte classes: 1 ES/CS/SS/DS, 2 FS/GS, 3 66, 4 67, 5 F0, 6 F2, 7 F3, 8 REX (64-bit mode only),
     // 9 the 0F escape, 10 C4/C5/62/8F (VEX/EVEX/XOP candidates); 0 every other opcode.
@@ -70,7 +72,7 @@ public static partial class Decoder
             _ => DecodeCore<Mode16>(code, ref insn),
         };
         insn.Status = st;
-        if (st != DecodeStatus.Ok && st != DecodeStatus.Unsupported)
+        if (st is not (DecodeStatus.Ok or DecodeStatus.Unsupported))
         {
             insn.Opcode = Opcode.Invalid;
         }
@@ -200,8 +202,9 @@ public static partial class Decoder
                 case 3: pfx |= (int)Prefixes.OperandSize; break;
                 case 4: pfx |= (int)Prefixes.AddressSize; break;
                 case 5: pfx |= (int)Prefixes.Lock; break;
-                case 6: pfx |= (int)Prefixes.Repne; rep = 3; break;
-                default: pfx |= (int)Prefixes.Rep; rep = 2; break;
+                // The last of F2/F3 is the one in effect.
+                case 6: pfx = (pfx & ~(int)Prefixes.Rep) | (int)Prefixes.Repne; rep = 3; break;
+                default: pfx = (pfx & ~(int)Prefixes.Repne) | (int)Prefixes.Rep; rep = 2; break;
             }
         }
 
@@ -314,18 +317,18 @@ public static partial class Decoder
                 case KOsD64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, FD64))]; continue;
                 case KOsF64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, FF64))]; continue;
                 case KAs: node = OpcodeTables.Nodes[idx + SizeIndex(adSize)]; continue;
-                default: return node; // KInvalid
+                default: return node; // an invalid node: the caller sees it is not a leaf
             }
         }
         return node;
     }
 
-    // Prefix bits cleared by the consumed mandatory prefix (entry bits 62:60: 0 none, 1 66, 2 F3, 3 F2).
+    // Prefix bits cleared by the consumed mandatory prefix (leaf bits 42:40: 0 none, 1 66, 2 F3, 3 F2).
     private static ReadOnlySpan<byte> ConsumedMask => [0, (byte)Prefixes.OperandSize, (byte)Prefixes.Rep, (byte)Prefixes.Repne, 0, 0, 0, 0];
 
     // Code is cut at 15 bytes: running past a full 15 means too long, otherwise the input ended.
     private static DecodeStatus Overrun(ReadOnlySpan<byte> code) =>
-        code.Length >= MaxLength ? DecodeStatus.Invalid : DecodeStatus.NoMoreBytes;
+        code.Length >= MaxLength ? DecodeStatus.TooLong : DecodeStatus.NoMoreBytes;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int SizeIndex(int bytes) => bytes >> 2; // 2 -> 0, 4 -> 1, 8 -> 2
@@ -336,8 +339,10 @@ public static partial class Decoder
         bool op66 = (pfx & (int)Prefixes.OperandSize) != 0;
         if (is64)
         {
-            if ((flags & FF64) != 0 || (rex & 8) != 0)
+            if ((flags & FF64) != 0)
                 return 8;
+            if ((rex & 8) != 0)
+                return (flags & FNoW) != 0 ? 4 : 8; // REX.W still overrides 66 where it cannot reach 64
             if ((flags & FD64) != 0)
                 return op66 ? 2 : 8;
             return op66 ? 2 : 4;
@@ -432,7 +437,7 @@ public static partial class Decoder
                 insn.DisplacementSize = 4;
             }
         }
-        insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : seg;
+        insn.MemorySegment = Effective(insn.SegmentPrefix, seg, is64);
         return pos;
     }
 
@@ -576,13 +581,13 @@ public static partial class Decoder
             case OperandSpec.Zb: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, 1, rex));
             case OperandSpec.Zv: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, opSize, rex));
             case OperandSpec.Zy: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, y, rex));
-            case OperandSpec.Xb: return SetString(adSize, ref insn, i, OperandKind.MemorySegSI, 1);
-            case OperandSpec.Xv: return SetString(adSize, ref insn, i, OperandKind.MemorySegSI, opSize);
-            case OperandSpec.Xz: return SetString(adSize, ref insn, i, OperandKind.MemorySegSI, Math.Min(opSize, 4));
-            case OperandSpec.Yb: return SetString(adSize, ref insn, i, OperandKind.MemoryESDI, 1);
-            case OperandSpec.Yv: return SetString(adSize, ref insn, i, OperandKind.MemoryESDI, opSize);
-            case OperandSpec.Yz: return SetString(adSize, ref insn, i, OperandKind.MemoryESDI, Math.Min(opSize, 4));
-            case OperandSpec.XD: return SetString(adSize, ref insn, i, OperandKind.MemorySegDI, memSizeOverride != 0 ? MemSizeOf(memSizeOverride) : 8);
+            case OperandSpec.Xb: return SetString(adSize, is64, ref insn, i, OperandKind.MemorySegSI, 1);
+            case OperandSpec.Xv: return SetString(adSize, is64, ref insn, i, OperandKind.MemorySegSI, opSize);
+            case OperandSpec.Xz: return SetString(adSize, is64, ref insn, i, OperandKind.MemorySegSI, Math.Min(opSize, 4));
+            case OperandSpec.Yb: return SetString(adSize, is64, ref insn, i, OperandKind.MemoryESDI, 1);
+            case OperandSpec.Yv: return SetString(adSize, is64, ref insn, i, OperandKind.MemoryESDI, opSize);
+            case OperandSpec.Yz: return SetString(adSize, is64, ref insn, i, OperandKind.MemoryESDI, Math.Min(opSize, 4));
+            case OperandSpec.XD: return SetString(adSize, is64, ref insn, i, OperandKind.MemorySegDI, memSizeOverride != 0 ? MemSizeOf(memSizeOverride) : 8);
             case OperandSpec.Ob:
             case OperandSpec.Ov:
                 insn.Kinds[i] = OperandKind.Memory;
@@ -590,7 +595,7 @@ public static partial class Decoder
                 insn.DisplacementSize = (byte)adSize;
                 insn.Displacement = adSize == 2 ? (ushort)Word(code, ref pos) : adSize == 4 ? Dword(code, ref pos) : (long)Qword(code, ref pos);
                 insn.MemoryScale = 1;
-                insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : Register.DS;
+                insn.MemorySegment = Effective(insn.SegmentPrefix, Register.DS, is64);
                 return true;
             case OperandSpec.Xlat:
                 insn.Kinds[i] = OperandKind.Memory;
@@ -598,7 +603,7 @@ public static partial class Decoder
                 insn.MemoryBase = adSize == 2 ? Register.BX : adSize == 4 ? Register.EBX : Register.RBX;
                 insn.MemoryIndex = Register.AL;
                 insn.MemoryScale = 1;
-                insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : Register.DS;
+                insn.MemorySegment = Effective(insn.SegmentPrefix, Register.DS, is64);
                 return true;
             case OperandSpec.Sw:
                 if ((reg & 7) >= 6 || (i == 0 && (reg & 7) == 1))
@@ -624,7 +629,6 @@ public static partial class Decoder
             case OperandSpec.Wd: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4, memSizeOverride);
             case OperandSpec.Ww: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2, memSizeOverride);
             case OperandSpec.Wb: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 1, memSizeOverride);
-            case OperandSpec.XMM0: return SetReg(ref insn, i, Register.XMM0);
             case OperandSpec.ST0: return SetReg(ref insn, i, Register.ST0);
             case OperandSpec.STi: return SetReg(ref insn, i, RegisterInfo.Add(Register.ST0, (rm & 7)));
             default: return false;
@@ -662,13 +666,18 @@ public static partial class Decoder
         return SetMem(ref insn, i, size, overrideCode);
     }
 
-    private static bool SetString(int adSize, ref Instruction insn, int i, OperandKind siKind, int size)
+    // The segment an override selects: in 64-bit mode ES/CS/SS/DS prefixes are ignored.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Register Effective(Register prefix, Register fallback, bool is64) =>
+        prefix != Register.None && (!is64 || prefix >= Register.FS) ? prefix : fallback;
+
+    private static bool SetString(int adSize, bool is64, ref Instruction insn, int i, OperandKind siKind, int size)
     {
         int a = adSize == 2 ? 0 : adSize == 4 ? 1 : 2;
         insn.Kinds[i] = KindAdd(siKind, a);
         insn.MemorySize = (ushort)size;
         if (siKind != OperandKind.MemoryESDI)
-            insn.MemorySegment = insn.SegmentPrefix != Register.None ? insn.SegmentPrefix : Register.DS;
+            insn.MemorySegment = Effective(insn.SegmentPrefix, Register.DS, is64);
         else if (insn.MemorySegment == Register.None)
             insn.MemorySegment = Register.ES;
         return true;

@@ -8,12 +8,14 @@ public enum DecodeStatus : byte
 {
     /// <summary>A valid instruction.</summary>
     Ok,
-    /// <summary>Invalid or reserved encoding (#UD), or longer than 15 bytes.</summary>
+    /// <summary>Invalid or reserved encoding (#UD).</summary>
     Invalid,
     /// <summary>The input ended before the instruction did.</summary>
     NoMoreBytes,
     /// <summary>A VEX, EVEX or XOP instruction: its length is known, its contents are not decoded.</summary>
     Unsupported,
+    /// <summary>Longer than 15 bytes (#GP(0) on hardware).</summary>
+    TooLong,
 }
 
 /// <summary>What an operand is.</summary>
@@ -95,14 +97,14 @@ public enum Prefixes : ushort
 
 /// <summary>Four operand slots stored inline (no allocation).</summary>
 [InlineArray(4)]
-public struct OperandKinds
+internal struct OperandKinds
 {
     private OperandKind _e0;
 }
 
 /// <summary>Four register slots stored inline.</summary>
 [InlineArray(4)]
-public struct OperandRegisters
+internal struct OperandRegisters
 {
     private Register _e0;
 }
@@ -140,10 +142,12 @@ public struct Instruction
     /// <summary>Prefixes in effect.</summary>
     public Prefixes Prefixes { readonly get; internal set; }
 
-    /// <summary>The explicit segment override prefix, or None (in 64-bit mode only FS and GS count).</summary>
+    /// <summary>The last segment override prefix, or None (in 64-bit mode an earlier FS/GS is not replaced
+    /// by a later ES/CS/SS/DS, which the processor ignores there).</summary>
     public Register SegmentPrefix { readonly get; internal set; }
 
-    /// <summary>Effective segment of the memory operand (override or default).</summary>
+    /// <summary>Effective segment of the memory operand: the override, or the default (SS for rSP/rBP bases,
+    /// else DS). In 64-bit mode only FS and GS overrides take effect.</summary>
     public Register MemorySegment { readonly get; internal set; }
 
     /// <summary>Base register of the memory operand (RIP/EIP when RIP-relative), or None.</summary>

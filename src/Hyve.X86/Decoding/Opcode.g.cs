@@ -2515,6 +2515,8 @@ public enum Opcode : ushort
     Rdsspd_Rd,
     /// <summary>Rdsspq_Rq</summary>
     Rdsspq_Rq,
+    /// <summary>Reservednop_Ev_Gv</summary>
+    Reservednop_Ev_Gv,
     /// <summary>Reservednop_Ew_Gw_25</summary>
     Reservednop_Ew_Gw_25,
     /// <summary>Reservednop_Ed_Gd_25</summary>
@@ -2533,52 +2535,38 @@ public enum Opcode : ushort
     Reservednop_Ed_Gd_27,
     /// <summary>Reservednop_Eq_Gq_27</summary>
     Reservednop_Eq_Gq_27,
+    /// <summary>Endbr64</summary>
+    Endbr64,
+    /// <summary>Reservednop_Ev_Gv_2</summary>
+    Reservednop_Ev_Gv_2,
     /// <summary>Reservednop_Ew_Gw_28</summary>
     Reservednop_Ew_Gw_28,
     /// <summary>Reservednop_Ed_Gd_28</summary>
     Reservednop_Ed_Gd_28,
     /// <summary>Reservednop_Eq_Gq_28</summary>
     Reservednop_Eq_Gq_28,
-    /// <summary>Endbr64</summary>
-    Endbr64,
+    /// <summary>Endbr32</summary>
+    Endbr32,
+    /// <summary>Reservednop_Ev_Gv_3</summary>
+    Reservednop_Ev_Gv_3,
     /// <summary>Reservednop_Ew_Gw_29</summary>
     Reservednop_Ew_Gw_29,
     /// <summary>Reservednop_Ed_Gd_29</summary>
     Reservednop_Ed_Gd_29,
     /// <summary>Reservednop_Eq_Gq_29</summary>
     Reservednop_Eq_Gq_29,
-    /// <summary>Reservednop_Ew_Gw_30</summary>
-    Reservednop_Ew_Gw_30,
-    /// <summary>Reservednop_Ed_Gd_30</summary>
-    Reservednop_Ed_Gd_30,
-    /// <summary>Reservednop_Eq_Gq_30</summary>
-    Reservednop_Eq_Gq_30,
-    /// <summary>Endbr32</summary>
-    Endbr32,
-    /// <summary>Reservednop_Ew_Gw_31</summary>
-    Reservednop_Ew_Gw_31,
-    /// <summary>Reservednop_Ed_Gd_31</summary>
-    Reservednop_Ed_Gd_31,
-    /// <summary>Reservednop_Eq_Gq_31</summary>
-    Reservednop_Eq_Gq_31,
-    /// <summary>Reservednop_Ew_Gw_32</summary>
-    Reservednop_Ew_Gw_32,
-    /// <summary>Reservednop_Ed_Gd_32</summary>
-    Reservednop_Ed_Gd_32,
-    /// <summary>Reservednop_Eq_Gq_32</summary>
-    Reservednop_Eq_Gq_32,
     /// <summary>Nop_Ew</summary>
     Nop_Ew,
     /// <summary>Nop_Ed</summary>
     Nop_Ed,
     /// <summary>Nop_Eq</summary>
     Nop_Eq,
-    /// <summary>Reservednop_Ew_Gw_33</summary>
-    Reservednop_Ew_Gw_33,
-    /// <summary>Reservednop_Ed_Gd_33</summary>
-    Reservednop_Ed_Gd_33,
-    /// <summary>Reservednop_Eq_Gq_33</summary>
-    Reservednop_Eq_Gq_33,
+    /// <summary>Reservednop_Ew_Gw_30</summary>
+    Reservednop_Ew_Gw_30,
+    /// <summary>Reservednop_Ed_Gd_30</summary>
+    Reservednop_Ed_Gd_30,
+    /// <summary>Reservednop_Eq_Gq_30</summary>
+    Reservednop_Eq_Gq_30,
     /// <summary>Fxsave_Mx</summary>
     Fxsave_Mx,
     /// <summary>Fxsave64_Mx</summary>

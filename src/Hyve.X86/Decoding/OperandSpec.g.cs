@@ -94,7 +94,6 @@ internal enum OperandSpec : byte
     Wd,
     Ww,
     Wb,
-    XMM0,
     ST0,
     STi,
 }
