@@ -15,9 +15,6 @@ public class DecoderBench
     private global::Iced.Intel.ByteArrayCodeReader _reader = null!;
     private global::Iced.Intel.Decoder _iced = null!;
 
-    /// <summary>Bytes decoded per invocation (for MB/s: Bytes / mean time).</summary>
-    public int Bytes => _code.Length;
-
     [GlobalSetup]
     public void Setup()
     {

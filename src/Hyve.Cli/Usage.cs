@@ -12,7 +12,8 @@ internal static class Usage
         commands:
           disasm --bits 16|32|64 FILE [--offset N] [--length N] [--section NAME]
               Disassemble FILE (raw bytes, or an ELF64 section with --section) in Intel syntax.
-              Numbers are decimal or hex with 0x. Invalid bytes print as (bad).
+              Numbers are decimal or hex with 0x. Invalid bytes print as (bad) and decoding
+              resumes at the next byte; VEX, EVEX and XOP instructions print as (vex/evex/xop).
         """;
 }
 

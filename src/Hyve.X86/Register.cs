@@ -311,7 +311,8 @@ public static class RegisterInfo
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static Register Add(Register r, int n) => (Register)((int)r + n);
 
-    /// <summary>Size in bytes of a general, segment or pointer register; 0 for others.</summary>
+    /// <summary>Size in bytes of a general, instruction-pointer, segment, x87 (10), MMX or SSE register;
+    /// 0 for control and debug registers.</summary>
     public static int Size(this Register r) => r switch
     {
         >= Register.AL and <= Register.R15L => 1,
