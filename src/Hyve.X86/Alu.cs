@@ -457,31 +457,31 @@ public static class Alu
         : Rflags.CF | Rflags.SF | Rflags.ZF | Rflags.PF | (maskedCount == 1 ? Rflags.OF : 0);
 
     /// <summary>SHLD: shifts <paramref name="a"/> left, filling from the top of <paramref name="b"/>.</summary>
-    public static ulong Shld(ulong a, ulong b, ulong count, int size, ref ulong flags)
-    {
-        int bits = 8 * size;
-        int c = MaskCount(count, size);
-        a &= Mask(size);
-        b &= Mask(size);
-        if (c == 0 || c > bits)
-            return a;
-        ulong r = c == bits ? b : ((a << c) | (b >> (bits - c))) & Mask(size);
-        ulong cf = (a >> (bits - c)) & 1;
-        ulong of = ((r ^ a) & SignBit(size)) != 0 ? 1UL : 0;
-        return ShiftFlags(r, cf, of, size, ref flags);
-    }
+    public static ulong Shld(ulong a, ulong b, ulong count, int size, ref ulong flags) => DoubleShift(true, a, b, count, size, ref flags);
 
     /// <summary>SHRD: shifts <paramref name="a"/> right, filling from the bottom of <paramref name="b"/>.</summary>
-    public static ulong Shrd(ulong a, ulong b, ulong count, int size, ref ulong flags)
+    public static ulong Shrd(ulong a, ulong b, ulong count, int size, ref ulong flags) => DoubleShift(false, a, b, count, size, ref flags);
+
+    private static ulong DoubleShift(bool left, ulong a, ulong b, ulong count, int size, ref ulong flags)
     {
         int bits = 8 * size;
         int c = MaskCount(count, size);
         a &= Mask(size);
         b &= Mask(size);
         if (c == 0 || c > bits)
-            return a;
-        ulong r = c == bits ? b : ((a >> c) | (b << (bits - c))) & Mask(size);
-        ulong cf = (a >> (c - 1)) & 1;
+            return a; // 16-bit counts above 16 leave result and flags undefined: no change
+        ulong r;
+        ulong cf;
+        if (left)
+        {
+            r = c == bits ? b : ((a << c) | (b >> (bits - c))) & Mask(size);
+            cf = (a >> (bits - c)) & 1;
+        }
+        else
+        {
+            r = c == bits ? b : ((a >> c) | (b << (bits - c))) & Mask(size);
+            cf = (a >> (c - 1)) & 1;
+        }
         ulong of = ((r ^ a) & SignBit(size)) != 0 ? 1UL : 0;
         return ShiftFlags(r, cf, of, size, ref flags);
     }

@@ -16,54 +16,19 @@ public sealed class AluMoreTests(ITestOutputHelper output)
 
     public static IEnumerable<object[]> WideSizes() => [[2], [4], [8]];
 
-    private static ulong Operand(Random rng, int size) => rng.Next(5) switch
-    {
-        0 => 0,
-        1 => 1,
-        2 => Alu.SignBit(size),
-        3 => Alu.Mask(size),
-        _ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40),
-    } & Alu.Mask(size);
+    private static ulong Operand(Random rng, int size) => HostCpuCheck.Operand(rng, size);
 
-    private static ulong Flags(Random rng) => Rflags.Fixed1 | Rflags.IF | ((ulong)rng.Next() & Rflags.Status);
+    private static ulong Flags(Random rng) => HostCpuCheck.Flags(rng);
 
-    // prefix bytes in legal order: 66, then a mandatory F3, then REX.W, then the opcode bytes.
-    private static byte[] Encode(int size, bool f3, params byte[] opcode)
-    {
-        var b = new List<byte>();
-        if (size == 2) b.Add(0x66);
-        if (f3) b.Add(0xF3);
-        if (size == 8) b.Add(0x48);
-        b.AddRange(opcode);
-        return b.ToArray();
-    }
+    private static byte[] Encode(int size, bool f3, params byte[] opcode) => HostCpuCheck.Encode(size, f3, opcode);
 
-    /// <summary>Runs random states natively and through <paramref name="model"/>,
-    /// which returns the expected state's masked RAX, RDX, defined flags, and which of them to compare.</summary>
     private void Run(string name, int size, byte[] insn, Func<Random, NativeState> input,
-        Func<NativeState, (ulong Rax, ulong Rdx, ulong Flags, ulong Defined, bool CheckRax, bool CheckRdx)> model)
-    {
-        Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
-        using var cpu = new NativeCpu();
-        var rng = new Random(Seed + size * 131 + name.Length * 7 + name[0]);
-        ulong m = Alu.Mask(size);
-        int failures = 0;
-        string first = "";
-        for (int k = 0; k < Cases; k++)
+        Func<NativeState, (ulong Rax, ulong Rdx, ulong Flags, ulong Defined, bool CheckRax, bool CheckRdx)> model) =>
+        HostCpuCheck.Run(output, name, size, insn, Cases, Seed, input, st =>
         {
-            NativeState st = input(rng);
-            NativeState before = st;
-            cpu.Run(insn, ref st);
-            var e = model(before);
-            bool ok = (!e.CheckRax || (st.RaxOut & m) == (e.Rax & m))
-                && (!e.CheckRdx || (st.RdxOut & m) == (e.Rdx & m))
-                && (st.FlagsOut & e.Defined) == (e.Flags & e.Defined);
-            if (!ok && failures++ == 0)
-                first = $"{name}/{size}: rax={before.Rax:X} rcx={before.Rcx:X} rdx={before.Rdx:X} f={before.FlagsIn:X}: cpu {st.RaxOut & m:X}/{st.RdxOut & m:X}/{st.FlagsOut & e.Defined:X} alu {e.Rax & m:X}/{e.Rdx & m:X}/{e.Flags & e.Defined:X}";
-        }
-        output.WriteLine($"{name} size {size}: {Cases} cases, seed {Seed}, {failures} failed");
-        Assert.True(failures == 0, first);
-    }
+            var e = model(st);
+            return new Expected(e.Rax, e.Rdx, e.Flags, e.Defined, e.CheckRax, e.CheckRdx);
+        });
 
     [Theory]
     [MemberData(nameof(Sizes))]
