@@ -1,0 +1,352 @@
+// The per-vCPU instruction emulation context behind MMIO exits: decode once, replay the
+// instruction on every pass, send each device access across the boundary exactly once.
+using System;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+
+namespace Hyve.Vmm.Emulation;
+
+/// <summary>Outcome of one emulation pass.</summary>
+public enum VieStatus : byte
+{
+    /// <summary>The instruction completed: registers, flags and RIP are updated.</summary>
+    Done,
+    /// <summary>An access needs the device half: see <see cref="Vie.Pending"/>; fulfil it and run again.</summary>
+    NeedsDevice,
+    /// <summary>Hyve cannot emulate this instruction; the caller hands the raw bytes to the device half.</summary>
+    Fallback,
+}
+
+/// <summary>Outcome of a fulfilment.</summary>
+public enum FulfillResult : byte
+{
+    /// <summary>Accepted.</summary>
+    Ok,
+    /// <summary>No request is pending.</summary>
+    NotPending,
+    /// <summary>The answer's address, size or direction differs from the request.</summary>
+    Mismatch,
+}
+
+/// <summary>
+/// Emulates the instruction behind one MMIO exit. The whole instruction runs again from the
+/// start on every pass; an access whose slot is done replays its cached result, an access the
+/// vmm's own devices claim completes at once, anything else becomes the pending request and
+/// the pass stops before any register is written. So side effects happen once, however many
+/// passes an instruction takes (a read-modify-write takes three).
+/// </summary>
+public sealed class Vie
+{
+    private enum SlotState : byte
+    {
+        None,
+        Pending,
+        Done,
+    }
+
+    private struct Slot
+    {
+        public ulong Gpa;
+        public byte Bytes;
+        public SlotState State;
+        public ulong Data;
+    }
+
+    private Instruction _insn;
+    private Bitness _bitness;
+    private ulong _gpa;
+    private ulong _gla;
+    private bool _glaValid;
+    private bool _active;
+    private Slot _read;
+    private Slot _write;
+
+    /// <summary>Whether an instruction is being emulated.</summary>
+    public bool Active => _active;
+
+    /// <summary>The decoded instruction.</summary>
+    public ref readonly Instruction Instruction => ref _insn;
+
+    /// <summary>The request waiting for the device half (valid after <see cref="VieStatus.NeedsDevice"/>).</summary>
+    public MmioAccess Pending =>
+        _read.State == SlotState.Pending ? new MmioAccess(_read.Gpa, _read.Bytes, false, 0)
+        : _write.State == SlotState.Pending ? new MmioAccess(_write.Gpa, _write.Bytes, true, _write.Data)
+        : default;
+
+    /// <summary>Number of device-half requests this context has issued (each exactly once).</summary>
+    public long Requests { get; private set; }
+
+    /// <summary>
+    /// Starts emulating the instruction in <paramref name="bytes"/> that faulted on
+    /// <paramref name="gpa"/>. <paramref name="glaValid"/> says whether the exit reported the
+    /// guest-linear address <paramref name="gla"/>, which the decoded operand must then match.
+    /// Returns false (fall back) when the bytes do not decode to a supported instruction.
+    /// </summary>
+    public bool Begin(ulong gpa, ulong gla, bool glaValid, Bitness bitness, ReadOnlySpan<byte> bytes)
+    {
+        Reset();
+        if (Decoder.Decode(bytes, bitness, out _insn) != DecodeStatus.Ok)
+            return false;
+        _bitness = bitness;
+        _gpa = gpa;
+        _gla = gla;
+        _glaValid = glaValid;
+        _active = true;
+        return true;
+    }
+
+    /// <summary>Drops the instruction (RIP is not advanced).</summary>
+    public void Reset()
+    {
+        _active = false;
+        _read = default;
+        _write = default;
+    }
+
+    /// <summary>Answers the pending request; a read's result is in <paramref name="answer"/>.Data.</summary>
+    public FulfillResult Fulfill(in MmioAccess answer)
+    {
+        if (_read.State == SlotState.Pending)
+            return Complete(ref _read, write: false, in answer);
+        if (_write.State == SlotState.Pending)
+            return Complete(ref _write, write: true, in answer);
+        return FulfillResult.NotPending;
+    }
+
+    private static FulfillResult Complete(ref Slot slot, bool write, in MmioAccess answer)
+    {
+        if (answer.Gpa != slot.Gpa || answer.Bytes != slot.Bytes || answer.Write != write)
+            return FulfillResult.Mismatch;
+        if (!write)
+            slot.Data = answer.Data & Alu.Mask(slot.Bytes);
+        slot.State = SlotState.Done;
+        return FulfillResult.Ok;
+    }
+
+    /// <summary>Runs one pass of the instruction.</summary>
+    public VieStatus Emulate(IVieCpu cpu, IVmmDevices devices)
+    {
+        if (!_active)
+            return VieStatus.Fallback;
+        int mem = MemoryOperand();
+        if (mem < 0 || !LinearAddressMatches(cpu, mem))
+            return VieStatus.Fallback;
+        int size = _insn.MemorySize;
+        if (size is not (1 or 2 or 4 or 8) || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
+            return VieStatus.Fallback; // page-crossing accesses are split in a later step
+        VieStatus st = _insn.Mnemonic switch
+        {
+            Mnemonic.Mov => Mov(cpu, devices, mem, size),
+            Mnemonic.Movzx or Mnemonic.Movsx or Mnemonic.Movsxd => Extend(cpu, devices, size),
+            Mnemonic.Add or Mnemonic.Or or Mnemonic.Adc or Mnemonic.Sbb or Mnemonic.And or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Cmp
+                => Arith(cpu, devices, mem, size),
+            Mnemonic.Test => Test(cpu, devices, mem, size),
+            _ => VieStatus.Fallback,
+        };
+        if (st == VieStatus.Done)
+        {
+            cpu.Rip += _insn.Length;
+            Reset();
+        }
+        return st;
+    }
+
+    // Index of the memory operand, or -1 when there is none (or more than one).
+    private int MemoryOperand()
+    {
+        int found = -1;
+        for (int i = 0; i < _insn.OperandCount; i++)
+        {
+            OperandKind k = _insn.GetOperandKind(i);
+            if (k == OperandKind.Memory)
+            {
+                if (found >= 0)
+                    return -1;
+                found = i;
+            }
+            else if (k >= OperandKind.MemorySegSI)
+            {
+                return -1; // string instructions are emulated elsewhere
+            }
+        }
+        return found;
+    }
+
+    // The exit's guest-linear address, when known, must be the operand's: otherwise the bytes are
+    // not the instruction that faulted (the guest changed them, or the decode is wrong).
+    private bool LinearAddressMatches(IVieCpu cpu, int mem)
+    {
+        _ = mem;
+        if (!_glaValid)
+            return true;
+        ulong ea = (ulong)_insn.Displacement;
+        if (_insn.IsIpRelative)
+            ea = _insn.IpRelativeTarget(cpu.Rip);
+        else
+        {
+            if (_insn.MemoryBase != Register.None)
+                ea += ReadRegister(cpu, _insn.MemoryBase);
+            if (_insn.MemoryIndex != Register.None)
+                ea += ReadRegister(cpu, _insn.MemoryIndex) * _insn.MemoryScale;
+        }
+        ea &= Alu.Mask(_insn.AddressSize);
+        Register seg = _insn.MemorySegment;
+        if (_bitness != Bitness.Bits64 || seg is Register.FS or Register.GS)
+            ea += cpu.SegmentBase(seg);
+        if (_bitness != Bitness.Bits64)
+            ea = (uint)ea;
+        return ea == _gla;
+    }
+
+    private VieStatus Mov(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    {
+        if (mem == 0)
+        {
+            ulong value = Source(cpu, 1) & Alu.Mask(size);
+            return Write(devices, size, value) ? VieStatus.Done : VieStatus.NeedsDevice;
+        }
+        if (!Read(devices, size, out ulong v))
+            return VieStatus.NeedsDevice;
+        WriteRegister(cpu, _insn.GetRegister(0), v);
+        return VieStatus.Done;
+    }
+
+    private VieStatus Extend(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong v))
+            return VieStatus.NeedsDevice;
+        if (_insn.Mnemonic != Mnemonic.Movzx)
+            v = (ulong)Alu.SignExtend(v, size);
+        WriteRegister(cpu, _insn.GetRegister(0), v);
+        return VieStatus.Done;
+    }
+
+    private VieStatus Arith(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    {
+        var op = _insn.Mnemonic switch
+        {
+            Mnemonic.Add => Alu.Op.Add,
+            Mnemonic.Or => Alu.Op.Or,
+            Mnemonic.Adc => Alu.Op.Adc,
+            Mnemonic.Sbb => Alu.Op.Sbb,
+            Mnemonic.And => Alu.Op.And,
+            Mnemonic.Sub => Alu.Op.Sub,
+            Mnemonic.Xor => Alu.Op.Xor,
+            _ => Alu.Op.Cmp,
+        };
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        ulong flags = cpu.Rflags;
+        if (mem == 0)
+        {
+            ulong r = Alu.Binary(op, m, Source(cpu, 1), size, ref flags);
+            if (op != Alu.Op.Cmp && !Write(devices, size, r))
+                return VieStatus.NeedsDevice;
+        }
+        else
+        {
+            Register dst = _insn.GetRegister(0);
+            ulong r = Alu.Binary(op, ReadRegister(cpu, dst), m, size, ref flags);
+            if (op != Alu.Op.Cmp)
+                WriteRegister(cpu, dst, r);
+        }
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    private VieStatus Test(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        ulong flags = cpu.Rflags;
+        Alu.Binary(Alu.Op.And, m, Source(cpu, mem == 0 ? 1 : 0), size, ref flags);
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // The value of a register or immediate operand.
+    private ulong Source(IVieCpu cpu, int i) =>
+        _insn.GetOperandKind(i) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(i)) : _insn.Immediate;
+
+    // One read of the memory operand: cached, claimed by a vmm device, or made pending.
+    private bool Read(IVmmDevices devices, int size, out ulong value)
+    {
+        if (_read.State == SlotState.Done)
+        {
+            value = _read.Data;
+            return true;
+        }
+        _read.Gpa = _gpa;
+        _read.Bytes = (byte)size;
+        if (devices.TryRead(_gpa, size, out value))
+        {
+            value &= Alu.Mask(size);
+            _read.Data = value;
+            _read.State = SlotState.Done;
+            return true;
+        }
+        if (_read.State != SlotState.Pending)
+            Requests++;
+        _read.State = SlotState.Pending;
+        return false;
+    }
+
+    // One write of the memory operand: done, claimed by a vmm device, or made pending.
+    private bool Write(IVmmDevices devices, int size, ulong value)
+    {
+        if (_write.State == SlotState.Done)
+            return true;
+        _write.Gpa = _gpa;
+        _write.Bytes = (byte)size;
+        _write.Data = value & Alu.Mask(size);
+        if (devices.TryWrite(_gpa, size, _write.Data))
+        {
+            _write.State = SlotState.Done;
+            return true;
+        }
+        if (_write.State != SlotState.Pending)
+            Requests++;
+        _write.State = SlotState.Pending;
+        return false;
+    }
+
+    /// <summary>Reads a general register as the instruction sees it (AH..BH are bits 15:8).</summary>
+    public static ulong ReadRegister(IVieCpu cpu, Register r)
+    {
+        (int n, int size, bool high) = Gpr(r);
+        ulong v = cpu.GetGpr(n);
+        return high ? (v >> 8) & 0xFF : v & Alu.Mask(size);
+    }
+
+    /// <summary>Writes a general register as the instruction would: 32-bit writes zero the upper
+    /// half, 8- and 16-bit writes keep the rest.</summary>
+    public static void WriteRegister(IVieCpu cpu, Register r, ulong value)
+    {
+        (int n, int size, bool high) = Gpr(r);
+        ulong old = cpu.GetGpr(n);
+        ulong v = size switch
+        {
+            8 => value,
+            4 => (uint)value,
+            _ when high => (old & ~0xFF00UL) | ((value & 0xFF) << 8),
+            _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
+        };
+        cpu.SetGpr(n, v);
+    }
+
+    private static (int N, int Size, bool High) Gpr(Register r)
+    {
+        if (r >= Register.AL && r <= Register.R15L)
+        {
+            int i = r - Register.AL;
+            return i is >= 4 and < 8 ? (i - 4, 1, true) : (i < 4 ? i : i - 4, 1, false);
+        }
+        if (r >= Register.AX && r <= Register.R15W)
+            return (r - Register.AX, 2, false);
+        if (r >= Register.EAX && r <= Register.R15D)
+            return (r - Register.EAX, 4, false);
+        if (r >= Register.RAX && r <= Register.R15)
+            return (r - Register.RAX, 8, false);
+        throw new ArgumentOutOfRangeException(nameof(r), r, "not a general register");
+    }
+}
