@@ -2,6 +2,7 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.Intrinsics.X86;
+using Hyve.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
 

@@ -2,6 +2,7 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using Hyve.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
 

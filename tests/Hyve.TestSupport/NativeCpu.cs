@@ -1,0 +1,203 @@
+// Runs one x86-64 instruction on the host CPU (the oracle for instruction semantics) through a
+// small generated stub in an executable page.
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+
+namespace Hyve.TestSupport;
+
+/// <summary>Register state in and out of a native run.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct NativeState
+{
+    /// <summary>RAX in.</summary>
+    public ulong Rax;
+    /// <summary>RCX in.</summary>
+    public ulong Rcx;
+    /// <summary>RDX in.</summary>
+    public ulong Rdx;
+    /// <summary>RFLAGS in.</summary>
+    public ulong FlagsIn;
+    /// <summary>RAX out.</summary>
+    public ulong RaxOut;
+    /// <summary>RFLAGS out.</summary>
+    public ulong FlagsOut;
+    /// <summary>RDX out.</summary>
+    public ulong RdxOut;
+    /// <summary>RCX out.</summary>
+    public ulong RcxOut;
+}
+
+/// <summary>Sixteen general registers, RAX first.</summary>
+[System.Runtime.CompilerServices.InlineArray(16)]
+public struct Gprs
+{
+    private ulong _e0;
+}
+
+/// <summary>All general registers (RSP excepted: the stub keeps the host's) and RFLAGS, in and out.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct FullState
+{
+    /// <summary>Registers in.</summary>
+    public Gprs In;
+    /// <summary>RFLAGS in.</summary>
+    public ulong FlagsIn;
+    /// <summary>Registers out (RSP out is the value in).</summary>
+    public Gprs Out;
+    /// <summary>RFLAGS out.</summary>
+    public ulong FlagsOut;
+}
+
+/// <summary>
+/// Executes instructions natively: loads RAX, RCX, RDX and RFLAGS from a <see cref="NativeState"/>,
+/// runs the instruction bytes, stores RAX, RCX, RDX and RFLAGS back. Only x86-64 Linux hosts.
+/// </summary>
+public sealed unsafe class NativeCpu : IDisposable
+{
+    private const int PageSize = 4096;
+    private const int ScratchOffset = PageSize * 14;
+    private readonly byte* _page;
+    private readonly Dictionary<string, nint> _stubs = new(StringComparer.Ordinal);
+    private int _used;
+
+    /// <summary>Whether this host can run the stubs.</summary>
+    public static bool Supported => RuntimeInformation.ProcessArchitecture == Architecture.X64 && OperatingSystem.IsLinux();
+
+    public NativeCpu()
+    {
+        // SAFETY: mmap returns a fresh private anonymous mapping or MAP_FAILED, which is checked.
+        void* p = Mmap(null, PageSize * 16, 7 /* RWX */, 0x22 /* MAP_PRIVATE|MAP_ANONYMOUS */, -1, 0);
+        if (p == (void*)-1)
+            throw new InvalidOperationException("mmap of an executable page failed");
+        _page = (byte*)p;
+    }
+
+    /// <summary>Runs <paramref name="instruction"/> with <paramref name="state"/>.</summary>
+    public void Run(ReadOnlySpan<byte> instruction, ref NativeState state)
+    {
+        nint stub = Stub(instruction);
+        // SAFETY: the stub was written into our executable mapping by Stub(); it reads and writes
+        // only the NativeState passed in RDI (fixed for the call) and preserves callee-saved registers.
+        fixed (NativeState* s = &state)
+            ((delegate* unmanaged<NativeState*, void>)stub)(s);
+    }
+
+    /// <summary>Runs <paramref name="instruction"/> with every general register (but RSP) and RFLAGS
+    /// loaded from <paramref name="state"/>, and stores them all back.</summary>
+    public void Run(ReadOnlySpan<byte> instruction, ref FullState state)
+    {
+        nint stub = Stub(instruction, full: true);
+        // SAFETY: the stub saves and restores the callee-saved registers and RSP, and reads and
+        // writes only the FullState passed in RDI (fixed for the call).
+        fixed (FullState* s = &state)
+            ((delegate* unmanaged<FullState*, void>)stub)(s);
+        state.Out[4] = state.In[4];
+    }
+
+    // mov r64, [rdi+disp32] / mov [rdi+disp32], r64 for register n.
+    private static void Move(List<byte> code, bool load, int n, int disp)
+    {
+        code.Add((byte)(0x48 | ((n & 8) >> 1)));
+        code.Add(load ? (byte)0x8B : (byte)0x89);
+        code.Add((byte)(0x87 | ((n & 7) << 3)));
+        code.AddRange(BitConverter.GetBytes(disp));
+    }
+
+    private static byte[] FullStub(ReadOnlySpan<byte> instruction)
+    {
+        const int flagsIn = 16 * 8, outBase = 17 * 8, flagsOut = 33 * 8;
+        var c = new List<byte> { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 }; // push rbx, rbp, r12-r15
+        c.Add(0x57);                                  // push rdi (the state pointer)
+        c.AddRange([0xFF, 0xB7]);                     // push qword [rdi+flagsIn]
+        c.AddRange(BitConverter.GetBytes(flagsIn));
+        c.Add(0x9D);                                  // popfq
+        for (int n = 0; n < 16; n++)
+        {
+            if (n is 4 or 7)
+                continue;
+            Move(c, load: true, n, n * 8);
+        }
+        Move(c, load: true, 7, 7 * 8);                // rdi last: it held the pointer
+        c.AddRange(instruction.ToArray());
+        c.Add(0x57);                                  // push rdi (the guest's)
+        c.AddRange([0x48, 0x8B, 0x7C, 0x24, 0x08]);   // mov rdi, [rsp+8]: the state pointer
+        c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+out+7*8]
+        c.AddRange(BitConverter.GetBytes(outBase + 7 * 8));
+        for (int n = 0; n < 16; n++)
+        {
+            if (n is 4 or 7)
+                continue;
+            Move(c, load: false, n, outBase + n * 8);
+        }
+        c.Add(0x9C);                                  // pushfq
+        c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+flagsOut]
+        c.AddRange(BitConverter.GetBytes(flagsOut));
+        c.Add(0x5F);                                  // pop rdi (discard the pointer copy)
+        c.AddRange([0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B]); // pop r15-r12, rbp, rbx
+        c.Add(0xC3);
+        return c.ToArray();
+    }
+
+    private nint Stub(ReadOnlySpan<byte> instruction, bool full = false)
+    {
+        string key = Convert.ToHexString(instruction);
+        if (!full && _stubs.TryGetValue(key, out nint existing))
+            return existing;
+        if (full)
+        {
+            // Full stubs vary with every immediate: one scratch area is rewritten each time
+            // (x86 keeps instruction fetch coherent with stores on the same core).
+            byte[] stub = FullStub(instruction);
+            // SAFETY: the scratch area is the last two pages of the mapping and the stub is far smaller.
+            stub.CopyTo(new Span<byte>(_page + ScratchOffset, stub.Length));
+            return (nint)(_page + ScratchOffset);
+        }
+        ReadOnlySpan<byte> head =
+        [
+            0x48, 0x8B, 0x07,             // mov rax, [rdi]
+            0x48, 0x8B, 0x4F, 0x08,       // mov rcx, [rdi+8]
+            0x48, 0x8B, 0x57, 0x10,       // mov rdx, [rdi+16]
+            0xFF, 0x77, 0x18,             // push qword [rdi+24]
+            0x9D,                         // popfq
+        ];
+        ReadOnlySpan<byte> tail =
+        [
+            0x9C,                         // pushfq
+            0x8F, 0x47, 0x28,             // pop qword [rdi+40]
+            0x48, 0x89, 0x47, 0x20,       // mov [rdi+32], rax
+            0x48, 0x89, 0x57, 0x30,       // mov [rdi+48], rdx
+            0x48, 0x89, 0x4F, 0x38,       // mov [rdi+56], rcx
+            0xC3,                         // ret
+        ];
+        var code = new byte[head.Length + instruction.Length + tail.Length];
+        head.CopyTo(code);
+        instruction.CopyTo(code.AsSpan(head.Length));
+        tail.CopyTo(code.AsSpan(head.Length + instruction.Length));
+        return Place(key, code);
+    }
+
+    private nint Place(string key, byte[] code)
+    {
+        if (_used + code.Length > ScratchOffset)
+            throw new InvalidOperationException("stub pages full");
+        // SAFETY: the destination range [_used, _used + length) lies inside the mapping (checked above).
+        code.CopyTo(new Span<byte>(_page + _used, code.Length));
+        nint addr = (nint)(_page + _used);
+        _used += (code.Length + 15) & ~15;
+        _stubs[key] = addr;
+        return addr;
+    }
+
+    public void Dispose()
+    {
+        // SAFETY: unmaps exactly the mapping created in the constructor.
+        Munmap(_page, PageSize * 16);
+    }
+
+    [DllImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static extern void* Mmap(void* addr, nuint length, int prot, int flags, int fd, nint offset);
+
+    [DllImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    private static extern int Munmap(void* addr, nuint length);
+}

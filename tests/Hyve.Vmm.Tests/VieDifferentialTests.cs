@@ -1,0 +1,179 @@
+// The emulator against the host CPU: each case runs one instruction natively on a buffer and
+// through Vie with the same bytes behind the device half, from the same registers and flags.
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Hyve.TestSupport;
+using Hyve.Vmm.Emulation;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Hyve.Vmm.Tests;
+
+public sealed class VieDifferentialTests(ITestOutputHelper output)
+{
+    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HYVE_VIE_CASES"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? n : 20_000;
+    private static readonly int Seed = int.TryParse(Environment.GetEnvironmentVariable("HYVE_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int s) ? s : 20261124;
+
+    private const ulong Gpa = 0xFE00_0100;
+    private const int Base = 3; // RBX holds the operand address: [rbx]
+
+    // An instruction form with [rbx] as its memory operand: opcode bytes before the ModRM, the
+    // ModRM reg field (-1: a register operand chosen at random), and the immediate size.
+    private readonly record struct Form(string Name, byte[] Opcode, int Reg, int Imm, bool Byte);
+
+    private static List<Form> Forms()
+    {
+        var f = new List<Form>
+        {
+            new("mov Eb,Gb", [0x88], -1, 0, true), new("mov Ev,Gv", [0x89], -1, 0, false),
+            new("mov Gb,Eb", [0x8A], -1, 0, true), new("mov Gv,Ev", [0x8B], -1, 0, false),
+            new("mov Eb,Ib", [0xC6], 0, 1, true), new("mov Ev,Iz", [0xC7], 0, 4, false),
+            new("movzx Gv,Eb", [0x0F, 0xB6], -1, 0, false), new("movzx Gv,Ew", [0x0F, 0xB7], -1, 0, false),
+            new("movsx Gv,Eb", [0x0F, 0xBE], -1, 0, false), new("movsx Gv,Ew", [0x0F, 0xBF], -1, 0, false),
+            new("movsxd Gv,Ed", [0x63], -1, 0, false),
+            new("test Eb,Gb", [0x84], -1, 0, true), new("test Ev,Gv", [0x85], -1, 0, false),
+            new("test Eb,Ib", [0xF6], 0, 1, true), new("test Ev,Iz", [0xF7], 0, 4, false),
+        };
+        for (int op = 0; op < 8; op++)
+        {
+            byte b = (byte)(op * 8);
+            f.Add(new($"alu{op} Eb,Gb", [b], -1, 0, true));
+            f.Add(new($"alu{op} Ev,Gv", [(byte)(b + 1)], -1, 0, false));
+            f.Add(new($"alu{op} Gb,Eb", [(byte)(b + 2)], -1, 0, true));
+            f.Add(new($"alu{op} Gv,Ev", [(byte)(b + 3)], -1, 0, false));
+            f.Add(new($"alu{op} Eb,Ib", [0x80], op, 1, true));
+            f.Add(new($"alu{op} Ev,Iz", [0x81], op, 4, false));
+            f.Add(new($"alu{op} Ev,Ib", [0x83], op, 1, false));
+        }
+        return f;
+    }
+
+    private static byte[] Build(Form form, Random rng, out int size)
+    {
+        var b = new List<byte>();
+        int width = form.Byte ? 1 : rng.Next(3) switch { 0 => 2, 1 => 4, _ => 8 };
+        if (width == 2)
+            b.Add(0x66);
+        int reg = form.Reg;
+        int rex = width == 8 ? 0x48 : 0;
+        if (reg < 0)
+        {
+            // Any register but RBX (the base) and RSP (the stub's stack); byte form 4 is AH, but
+            // byte form 7 is BH, part of RBX.
+            do
+            {
+                reg = rng.Next(16);
+            }
+            while (reg == 3 || (reg == 4 && !form.Byte) || (form.Byte && reg == 7));
+            if (reg >= 8)
+                rex |= 0x44;
+            else if (form.Byte && reg >= 4 && rng.Next(2) == 0 && reg != 4)
+                rex |= 0x40; // SPL..DIL instead of AH..BH
+        }
+        if (form.Name.StartsWith("movsxd", StringComparison.Ordinal))
+            rex |= 0x48;
+        if (rex != 0)
+            b.Add((byte)rex);
+        b.AddRange(form.Opcode);
+        b.Add((byte)(((reg & 7) << 3) | Base));
+        int imm = form.Imm == 4 && width == 2 ? 2 : form.Imm;
+        for (int i = 0; i < imm; i++)
+            b.Add((byte)rng.Next(256));
+        size = width;
+        return b.ToArray();
+    }
+
+    [Fact]
+    public void EmulatedInstructionsMatchTheHostCpu()
+    {
+        Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
+        using var cpu = new NativeCpu();
+        var rng = new Random(Seed);
+        List<Form> forms = Forms();
+        byte[] buffer = GC.AllocateArray<byte>(16, pinned: true);
+        ulong bufferAddress = (ulong)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
+        int failures = 0;
+        string first = "";
+        for (int k = 0; k < Cases; k++)
+        {
+            Form form = forms[rng.Next(forms.Count)];
+            byte[] insn = Build(form, rng, out _);
+            var state = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | ((ulong)rng.Next() & Rflags.Status) };
+            for (int r = 0; r < 16; r++)
+                state.In[r] = (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 33);
+            byte[] initial = new byte[8];
+            rng.NextBytes(initial);
+            initial.CopyTo(buffer, 0);
+
+            // Emulated first: the same registers, RBX pointing at a guest-linear address.
+            var mcpu = new MockCpu { Rflags = state.FlagsIn };
+            for (int r = 0; r < 16; r++)
+                mcpu.Gpr[r] = state.In[r];
+            ulong gla = 0x7F00_0000_0100;
+            mcpu.Gpr[Base] = gla;
+            var half = new MockDeviceHalf();
+            half.Store(Gpa, BitConverter.ToUInt64(initial), 8);
+            var vie = new Vie();
+            string? diff = null;
+            if (!vie.Begin(Gpa, gla, glaValid: true, Bitness.Bits64, insn))
+                diff = "did not decode";
+            else
+            {
+                var (st, _) = half.Run(vie, mcpu, new MockVmmDevices());
+                if (st != VieStatus.Done)
+                    diff = $"status {st}";
+            }
+
+            // Natively.
+            state.In[Base] = bufferAddress;
+            cpu.Run(insn, ref state);
+
+            if (diff == null)
+                diff = Compare(insn, state, mcpu, half, buffer);
+            if (diff != null && failures++ == 0)
+                first = $"{Convert.ToHexString(insn)} ({form.Name}): {diff}";
+        }
+        output.WriteLine($"{Cases} cases over {forms.Count} forms, seed {Seed} (HYVE_SEED), {failures} failed");
+        Assert.True(failures == 0, $"{failures} of {Cases} failed; first: {first}");
+    }
+
+    private static string? Compare(byte[] insn, in FullState native, MockCpu emulated, MockDeviceHalf half, byte[] buffer)
+    {
+        Decoder.Decode(insn, Bitness.Bits64, out Instruction d);
+        for (int r = 0; r < 16; r++)
+        {
+            if (r is Base or 4)
+                continue;
+            if (native.Out[r] != emulated.Gpr[r])
+                return $"r{r}: cpu {native.Out[r]:X} vie {emulated.Gpr[r]:X}";
+        }
+        ulong defined = d.Mnemonic is Mnemonic.And or Mnemonic.Or or Mnemonic.Xor or Mnemonic.Test ? Rflags.Status & ~Rflags.AF : Rflags.Status;
+        if ((native.FlagsOut & defined) != (emulated.Rflags & defined))
+            return $"flags: cpu {native.FlagsOut & defined:X} vie {emulated.Rflags & defined:X}";
+        for (int i = 0; i < 8; i++)
+        {
+            byte dev = half.Memory.TryGetValue(Gpa + (ulong)i, out byte v) ? v : (byte)0;
+            if (dev != buffer[i])
+                return $"memory byte {i}: cpu {buffer[i]:X2} device {dev:X2}";
+        }
+        if (emulated.Rip != 0x40_0000UL + (ulong)insn.Length)
+            return $"rip advanced by {emulated.Rip - 0x40_0000UL}";
+        // Each access once: a load, compare or test reads; a store writes; read-modify-write does both.
+        bool store = d.GetOperandKind(0) == OperandKind.Memory;
+        bool reads = d.Mnemonic != Mnemonic.Mov || !store;
+        bool writes = store && d.Mnemonic is not (Mnemonic.Cmp or Mnemonic.Test);
+        int expected = (reads ? 1 : 0) + (writes ? 1 : 0);
+        if (half.Requests.Count != expected)
+            return $"{half.Requests.Count} device accesses, expected {expected}";
+        foreach (MmioAccess a in half.Requests)
+        {
+            if (a.Gpa != Gpa || a.Bytes != d.MemorySize)
+                return $"access {a} is not the operand";
+        }
+        return null;
+    }
+}
