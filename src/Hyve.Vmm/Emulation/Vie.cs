@@ -15,6 +15,8 @@ public enum VieStatus : byte
     NeedsDevice,
     /// <summary>Hyve cannot emulate this instruction; the caller hands the raw bytes to the device half.</summary>
     Fallback,
+    /// <summary>The instruction raises an exception (<see cref="Vie.FaultVector"/>); RIP is not advanced.</summary>
+    Fault,
 }
 
 /// <summary>Outcome of a fulfilment.</summary>
@@ -72,6 +74,9 @@ public sealed class Vie
         _read.State == SlotState.Pending ? new MmioAccess(_read.Gpa, _read.Bytes, false, 0)
         : _write.State == SlotState.Pending ? new MmioAccess(_write.Gpa, _write.Bytes, true, _write.Data)
         : default;
+
+    /// <summary>The exception vector after <see cref="VieStatus.Fault"/> (0 = #DE).</summary>
+    public byte FaultVector { get; private set; }
 
     /// <summary>Number of device-half requests this context has issued (each exactly once).</summary>
     public long Requests { get; private set; }
@@ -141,11 +146,25 @@ public sealed class Vie
             Mnemonic.Add or Mnemonic.Or or Mnemonic.Adc or Mnemonic.Sbb or Mnemonic.And or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Cmp
                 => Arith(cpu, devices, mem, size),
             Mnemonic.Test => Test(cpu, devices, mem, size),
+            Mnemonic.Inc or Mnemonic.Dec or Mnemonic.Not or Mnemonic.Neg => Unary(cpu, devices, size),
+            Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar
+                => Shift(cpu, devices, size),
+            Mnemonic.Xchg or Mnemonic.Xadd => Exchange(cpu, devices, mem, size),
+            Mnemonic.Cmpxchg => CompareExchange(cpu, devices, size),
+            >= Mnemonic.Seta and <= Mnemonic.Sets when _insn.OperandCount == 1 => SetCc(cpu, devices, size),
+            >= Mnemonic.Cmova and <= Mnemonic.Cmovs => CmovCc(cpu, devices, size),
+            Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc when _insn.GetOperandKind(1) == OperandKind.Immediate8
+                => BitTest(cpu, devices, size),
+            Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv => MulDiv(cpu, devices, mem, size),
             _ => VieStatus.Fallback,
         };
         if (st == VieStatus.Done)
         {
             cpu.Rip += _insn.Length;
+            Reset();
+        }
+        else if (st == VieStatus.Fault)
+        {
             Reset();
         }
         return st;
@@ -260,6 +279,161 @@ public sealed class Vie
             return VieStatus.NeedsDevice;
         ulong flags = cpu.Rflags;
         Alu.Binary(Alu.Op.And, m, Source(cpu, mem == 0 ? 1 : 0), size, ref flags);
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    private VieStatus Unary(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        ulong flags = cpu.Rflags;
+        ulong r = _insn.Mnemonic switch
+        {
+            Mnemonic.Inc => Alu.Inc(m, size, ref flags),
+            Mnemonic.Dec => Alu.Dec(m, size, ref flags),
+            Mnemonic.Neg => Alu.Neg(m, size, ref flags),
+            _ => ~m & Alu.Mask(size),
+        };
+        if (!Write(devices, size, r))
+            return VieStatus.NeedsDevice;
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    private VieStatus Shift(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        ulong count = _insn.GetOperandKind(1) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(1)) : _insn.Immediate;
+        if (Alu.MaskCount(count, size) == 0)
+            return VieStatus.Done; // a zero count neither writes nor changes flags (the read was still made)
+        ulong flags = cpu.Rflags;
+        var op = (Alu.Shift)((_insn.ModRM >> 3) & 7);
+        ulong r = Alu.ShiftRotate(op, m, count, size, ref flags);
+        if (!Write(devices, size, r))
+            return VieStatus.NeedsDevice;
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // XCHG and XADD with a memory operand (operand 0 is memory for both when encoded with ModRM).
+    private VieStatus Exchange(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        Register reg = _insn.GetRegister(1 - mem);
+        ulong v = ReadRegister(cpu, reg);
+        ulong flags = cpu.Rflags;
+        ulong stored = _insn.Mnemonic == Mnemonic.Xadd ? Alu.Binary(Alu.Op.Add, m, v, size, ref flags) : v;
+        if (!Write(devices, size, stored))
+            return VieStatus.NeedsDevice;
+        WriteRegister(cpu, reg, m);
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // CMPXCHG: compare the accumulator with memory; equal stores the source, otherwise the
+    // accumulator is loaded. The processor always writes the destination (the old value back on
+    // failure), so the device sees a write either way.
+    private VieStatus CompareExchange(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        Register acc = RegisterInfo.Gpr(0, size, false);
+        ulong flags = cpu.Rflags;
+        Alu.Binary(Alu.Op.Cmp, ReadRegister(cpu, acc), m, size, ref flags);
+        bool equal = (flags & Rflags.ZF) != 0;
+        if (!Write(devices, size, equal ? ReadRegister(cpu, _insn.GetRegister(1)) : m))
+            return VieStatus.NeedsDevice;
+        if (!equal)
+            WriteRegister(cpu, acc, m);
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    private VieStatus SetCc(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        bool holds = Conditions.Holds(_insn.OpcodeByte & 0xF, cpu.Rflags);
+        return Write(devices, size, holds ? 1UL : 0) ? VieStatus.Done : VieStatus.NeedsDevice;
+    }
+
+    private VieStatus CmovCc(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        // The source is read whatever the condition; a 32-bit destination is zero-extended even when
+        // the move does not happen.
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        Register dst = _insn.GetRegister(0);
+        ulong v = Conditions.Holds(_insn.OpcodeByte & 0xF, cpu.Rflags) ? m : ReadRegister(cpu, dst);
+        WriteRegister(cpu, dst, v);
+        return VieStatus.Done;
+    }
+
+    private VieStatus BitTest(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        var op = _insn.Mnemonic switch
+        {
+            Mnemonic.Bts => Alu.BitOp.Bts,
+            Mnemonic.Btr => Alu.BitOp.Btr,
+            Mnemonic.Btc => Alu.BitOp.Btc,
+            _ => Alu.BitOp.Bt,
+        };
+        ulong flags = cpu.Rflags;
+        ulong r = Alu.BitTest(op, m, _insn.Immediate, size, ref flags);
+        if (op != Alu.BitOp.Bt && !Write(devices, size, r))
+            return VieStatus.NeedsDevice;
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // MUL/IMUL/DIV/IDIV with a memory operand: the one-operand forms use rDX:rAX (AX for bytes);
+    // IMUL's two- and three-operand forms write a register.
+    private VieStatus MulDiv(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        ulong flags = cpu.Rflags;
+        if (_insn.OperandCount > 1)
+        {
+            Register dst = _insn.GetRegister(0);
+            ulong a = _insn.OperandCount == 3 ? m : ReadRegister(cpu, dst);
+            ulong b = _insn.OperandCount == 3 ? _insn.Immediate : m;
+            WriteRegister(cpu, dst, Alu.Imul(a, b, size, out _, ref flags));
+            cpu.Rflags = flags;
+            return VieStatus.Done;
+        }
+        _ = mem;
+        ulong rax = cpu.GetGpr(0);
+        ulong lowIn = size == 1 ? rax & 0xFF : rax;
+        ulong highIn = size == 1 ? (rax >> 8) & 0xFF : cpu.GetGpr(2);
+        ulong lo, hi;
+        switch (_insn.Mnemonic)
+        {
+            case Mnemonic.Mul: lo = Alu.Mul(lowIn, m, size, out hi, ref flags); break;
+            case Mnemonic.Imul: lo = Alu.Imul(lowIn, m, size, out hi, ref flags); break;
+            default:
+                bool ok = _insn.Mnemonic == Mnemonic.Div
+                    ? Alu.Div(highIn, lowIn, m, size, out lo, out hi)
+                    : Alu.Idiv(highIn, lowIn, m, size, out lo, out hi);
+                if (!ok)
+                {
+                    FaultVector = 0; // #DE
+                    return VieStatus.Fault;
+                }
+                break;
+        }
+        if (size == 1)
+        {
+            WriteRegister(cpu, Register.AX, (lo & 0xFF) | ((hi & 0xFF) << 8));
+        }
+        else
+        {
+            WriteRegister(cpu, RegisterInfo.Gpr(0, size, false), lo);
+            WriteRegister(cpu, RegisterInfo.Gpr(2, size, false), hi);
+        }
         cpu.Rflags = flags;
         return VieStatus.Done;
     }

@@ -272,6 +272,7 @@ public static partial class Decoder
         pfx &= ~(int)ConsumedMask[(int)(node >> 40) & 7];
         int opSize = OperandSize(is64, is16, pfx, rex, flags);
         insn.Opcode = (Opcode)entryIndex;
+        insn.OpcodeByte = (byte)op;
         insn.OperandSize = (byte)opSize;
         insn.AddressSize = (byte)adSize;
         insn.Prefixes = (Prefixes)(pfx | (rex != 0 ? (int)Prefixes.Rex : 0));

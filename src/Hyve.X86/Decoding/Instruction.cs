@@ -175,6 +175,10 @@ public struct Instruction
     /// <summary>Second immediate (ENTER, EXTRQ/INSERTQ) or the selector of a far pointer.</summary>
     public ushort Immediate2 { readonly get; internal set; }
 
+    /// <summary>The last opcode byte (after any 0F, 0F 38, 0F 3A escape); for Jcc/SETcc/CMOVcc its low
+    /// nibble is the condition code.</summary>
+    public byte OpcodeByte { readonly get; internal set; }
+
     /// <summary>ModRM byte (when the instruction has one).</summary>
     public byte ModRM { readonly get; internal set; }
 
