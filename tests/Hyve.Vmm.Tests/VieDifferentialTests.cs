@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Numerics;
 using System.Runtime.InteropServices;
 using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
@@ -96,7 +97,13 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
         return f;
     }
 
-    private static byte[] Build(Form form, Random rng, out int size)
+    // The memory operand's addressing: [rbx], [rbx+disp8], [rbx+disp32] or [rbx+rsi*scale+disp8].
+    private readonly record struct Addressing(int Mode, int Disp, int Scale)
+    {
+        public ulong Offset(in FullState s) => (ulong)(long)Disp + (Mode == 3 ? s.In[6] * (ulong)Scale : 0);
+    }
+
+    private static byte[] Build(Form form, Random rng, out int size, out Addressing addressing)
     {
         var b = new List<byte>();
         int width = form.Byte ? 1 : rng.Next(3) switch { 0 => 2, 1 => 4, _ => 8 };
@@ -124,7 +131,29 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
         if (rex != 0)
             b.Add((byte)rex);
         b.AddRange(form.Opcode);
-        b.Add((byte)(((reg & 7) << 3) | Base));
+        addressing = new Addressing(rng.Next(4), 0, 1 << rng.Next(4));
+        switch (addressing.Mode)
+        {
+            case 0:
+                b.Add((byte)(((reg & 7) << 3) | Base));
+                break;
+            case 1:
+                addressing = addressing with { Disp = (sbyte)rng.Next(256) };
+                b.Add((byte)(0x40 | ((reg & 7) << 3) | Base));
+                b.Add((byte)addressing.Disp);
+                break;
+            case 2:
+                addressing = addressing with { Disp = rng.Next(int.MinValue, int.MaxValue) };
+                b.Add((byte)(0x80 | ((reg & 7) << 3) | Base));
+                b.AddRange(BitConverter.GetBytes(addressing.Disp));
+                break;
+            default:
+                addressing = addressing with { Disp = (sbyte)rng.Next(256) };
+                b.Add((byte)(0x44 | ((reg & 7) << 3)));                     // mod 01, SIB follows
+                b.Add((byte)((BitOperations.Log2((uint)addressing.Scale) << 6) | (6 << 3) | Base)); // [rbx + rsi*scale]
+                b.Add((byte)addressing.Disp);
+                break;
+        }
         int imm = form.Imm == 4 && width == 2 ? 2 : form.Imm;
         for (int i = 0; i < imm; i++)
             b.Add((byte)rng.Next(256));
@@ -146,7 +175,7 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
         for (int k = 0; k < Cases; k++)
         {
             Form form = forms[rng.Next(forms.Count)];
-            byte[] insn = Build(form, rng, out _);
+            byte[] insn = Build(form, rng, out _, out Addressing addressing);
             var state = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | ((ulong)rng.Next() & Rflags.Status) };
             for (int r = 0; r < 16; r++)
                 state.In[r] = (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 33);
@@ -161,7 +190,8 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
             for (int r = 0; r < 16; r++)
                 mcpu.Gpr[r] = state.In[r];
             ulong gla = 0x7F00_0000_0100;
-            mcpu.Gpr[Base] = gla;
+            ulong offset = addressing.Offset(in state);
+            mcpu.Gpr[Base] = gla - offset;
             var half = new MockDeviceHalf();
             half.Store(Gpa, BitConverter.ToUInt64(initial), 8);
             var vie = new Vie();
@@ -176,7 +206,7 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
             }
 
             // Natively.
-            state.In[Base] = bufferAddress;
+            state.In[Base] = bufferAddress - offset;
             cpu.Run(insn, ref state);
 
             if (diff == null)
@@ -238,8 +268,15 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
         Decoder.Decode(insn, Bitness.Bits64, out Instruction d);
         for (int r = 0; r < 16; r++)
         {
-            if (r is Base or 4)
+            if (r is 4)
                 continue;
+            if (r == Base)
+            {
+                // RBX held different addresses on the two sides; it must be unchanged on both.
+                if (native.Out[r] != native.In[r])
+                    return "rbx changed";
+                continue;
+            }
             if (native.Out[r] != emulated.Gpr[r])
                 return $"r{r}: cpu {native.Out[r]:X} vie {emulated.Gpr[r]:X}";
         }
