@@ -22,6 +22,19 @@ public interface IVmmDevices
     bool TryWrite(ulong gpa, int bytes, ulong value);
 }
 
+/// <summary>Guest memory as the emulator sees it: linear-to-physical translation and RAM.</summary>
+public interface IGuestMemory
+{
+    /// <summary>Translates a guest-linear address for a read or write; false when the access would fault.</summary>
+    bool Translate(ulong gla, bool write, out ulong gpa);
+
+    /// <summary>Reads guest RAM at <paramref name="gpa"/>; false when it is not RAM (device memory).</summary>
+    bool ReadRam(ulong gpa, System.Span<byte> data);
+
+    /// <summary>Writes guest RAM at <paramref name="gpa"/>; false when it is not RAM (device memory).</summary>
+    bool WriteRam(ulong gpa, System.ReadOnlySpan<byte> data);
+}
+
 /// <summary>The vCPU state the emulator reads and writes.</summary>
 public interface IVieCpu
 {

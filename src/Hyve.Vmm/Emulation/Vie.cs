@@ -15,6 +15,10 @@ public enum VieStatus : byte
     NeedsDevice,
     /// <summary>Hyve cannot emulate this instruction; the caller hands the raw bytes to the device half.</summary>
     Fallback,
+    /// <summary>One element of a REP string instruction completed and more remain: RSI/RDI/RCX are
+    /// updated, RIP is not, so the guest re-executes the instruction for the next element (and can
+    /// take interrupts in between, as on hardware).</summary>
+    Repeat,
     /// <summary>The instruction raises an exception (<see cref="Vie.FaultVector"/>); RIP is not advanced.</summary>
     Fault,
 }
@@ -128,11 +132,25 @@ public sealed class Vie
         return FulfillResult.Ok;
     }
 
-    /// <summary>Runs one pass of the instruction.</summary>
-    public VieStatus Emulate(IVieCpu cpu, IVmmDevices devices)
+    /// <summary>Runs one pass of the instruction. <paramref name="memory"/> reaches guest RAM for the
+    /// RAM side of string instructions; without it they fall back.</summary>
+    public VieStatus Emulate(IVieCpu cpu, IVmmDevices devices, IGuestMemory? memory = null)
     {
         if (!_active)
             return VieStatus.Fallback;
+        if (_insn.Mnemonic is Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
+            or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq
+            or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq)
+        {
+            VieStatus ss = memory == null ? VieStatus.Fallback : StringElement(cpu, devices, memory);
+            if (ss is VieStatus.Done or VieStatus.Repeat)
+            {
+                if (ss == VieStatus.Done)
+                    cpu.Rip += _insn.Length;
+                Reset();
+            }
+            return ss;
+        }
         int mem = MemoryOperand();
         if (mem < 0 || !LinearAddressMatches(cpu, mem))
             return VieStatus.Fallback;
@@ -438,21 +456,99 @@ public sealed class Vie
         return VieStatus.Done;
     }
 
+    // One element of MOVS/STOS/LODS: the source is DS:rSI (segment overridable) or AL/AX/EAX/RAX,
+    // the destination ES:rDI or the accumulator. Each side is RAM or device memory; the device
+    // side goes through the slots like any other access.
+    private VieStatus StringElement(IVieCpu cpu, IVmmDevices devices, IGuestMemory memory)
+    {
+        int size = _insn.MemorySize;
+        int adSize = _insn.AddressSize;
+        ulong adMask = Alu.Mask(adSize);
+        bool rep = (_insn.Prefixes & (Prefixes.Rep | Prefixes.Repne)) != 0;
+        ulong count = cpu.GetGpr(1) & adMask;
+        if (rep && count == 0)
+            return VieStatus.Done;
+        Mnemonic m = _insn.Mnemonic;
+        bool loads = m is Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq;
+        bool stores = m is Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq;
+        ulong value;
+        if (stores)
+        {
+            value = cpu.GetGpr(0) & Alu.Mask(size);
+        }
+        else
+        {
+            Register seg = _insn.MemorySegment;
+            ulong src = Linear(cpu, seg, cpu.GetGpr(6) & adMask);
+            if (!memory.Translate(src, write: false, out ulong srcGpa) || ((srcGpa & 0xFFF) + (ulong)size) > 0x1000)
+                return VieStatus.Fallback;
+            Span<byte> buf = stackalloc byte[8];
+            if (memory.ReadRam(srcGpa, buf[..size]))
+                value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf);
+            else if (!Read(devices, srcGpa, size, out value))
+                return VieStatus.NeedsDevice;
+            value &= Alu.Mask(size);
+        }
+        if (!loads)
+        {
+            ulong dst = Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask);
+            if (!memory.Translate(dst, write: true, out ulong dstGpa) || ((dstGpa & 0xFFF) + (ulong)size) > 0x1000)
+                return VieStatus.Fallback;
+            Span<byte> buf = stackalloc byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buf, value);
+            if (_write.State != SlotState.Done && !memory.WriteRam(dstGpa, buf[..size]) && !Write(devices, dstGpa, size, value))
+                return VieStatus.NeedsDevice;
+        }
+        // The element is complete: now the registers.
+        if (loads)
+            WriteRegister(cpu, RegisterInfo.Gpr(0, size, false), value);
+        ulong step = (cpu.Rflags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
+        if (!stores)
+            StepIndex(cpu, 6, step, adSize);
+        if (!loads)
+            StepIndex(cpu, 7, step, adSize);
+        if (!rep)
+            return VieStatus.Done;
+        StepIndex(cpu, 1, ulong.MaxValue, adSize);
+        return (cpu.GetGpr(1) & adMask) == 0 ? VieStatus.Done : VieStatus.Repeat;
+    }
+
+    private ulong Linear(IVieCpu cpu, Register seg, ulong offset) =>
+        _bitness != Bitness.Bits64 ? (uint)(cpu.SegmentBase(seg) + offset)
+        : seg is Register.FS or Register.GS ? cpu.SegmentBase(seg) + offset : offset;
+
+    // Adds to RSI/RDI/RCX at the address size: 16 bits keep the rest, 32 bits zero-extend.
+    private static void StepIndex(IVieCpu cpu, int n, ulong delta, int adSize)
+    {
+        ulong v = cpu.GetGpr(n);
+        ulong r = v + delta;
+        cpu.SetGpr(n, adSize switch
+        {
+            2 => (v & ~0xFFFFUL) | (r & 0xFFFF),
+            4 => (uint)r,
+            _ => r,
+        });
+    }
+
     // The value of a register or immediate operand.
     private ulong Source(IVieCpu cpu, int i) =>
         _insn.GetOperandKind(i) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(i)) : _insn.Immediate;
 
     // One read of the memory operand: cached, claimed by a vmm device, or made pending.
-    private bool Read(IVmmDevices devices, int size, out ulong value)
+    private bool Read(IVmmDevices devices, int size, out ulong value) => Read(devices, _gpa, size, out value);
+
+    private bool Write(IVmmDevices devices, int size, ulong value) => Write(devices, _gpa, size, value);
+
+    private bool Read(IVmmDevices devices, ulong gpa, int size, out ulong value)
     {
         if (_read.State == SlotState.Done)
         {
             value = _read.Data;
             return true;
         }
-        _read.Gpa = _gpa;
+        _read.Gpa = gpa;
         _read.Bytes = (byte)size;
-        if (devices.TryRead(_gpa, size, out value))
+        if (devices.TryRead(gpa, size, out value))
         {
             value &= Alu.Mask(size);
             _read.Data = value;
@@ -466,14 +562,14 @@ public sealed class Vie
     }
 
     // One write of the memory operand: done, claimed by a vmm device, or made pending.
-    private bool Write(IVmmDevices devices, int size, ulong value)
+    private bool Write(IVmmDevices devices, ulong gpa, int size, ulong value)
     {
         if (_write.State == SlotState.Done)
             return true;
-        _write.Gpa = _gpa;
+        _write.Gpa = gpa;
         _write.Bytes = (byte)size;
         _write.Data = value & Alu.Mask(size);
-        if (devices.TryWrite(_gpa, size, _write.Data))
+        if (devices.TryWrite(gpa, size, _write.Data))
         {
             _write.State = SlotState.Done;
             return true;
