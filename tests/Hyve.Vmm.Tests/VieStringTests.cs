@@ -142,6 +142,7 @@ public sealed class VieStringTests
     [
         ["F3A4", false], ["F3A4", true], ["F366A5", false], ["F3A5", true], ["F348A5", false],
         ["F3AA", false], ["F3AB", true], ["F348AB", false], ["AC", false], ["66AD", true], ["48AD", false],
+        ["F3A6", false], ["F2A6", true], ["F366A7", false], ["F3AE", false], ["F2AE", true], ["F2AF", false], ["A6", false], ["48AF", true],
     ];
 
     [Theory]
@@ -151,56 +152,77 @@ public sealed class VieStringTests
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         byte[] insn = Convert.FromHexString(hex);
         Decoder.Decode(insn, Bitness.Bits64, out Instruction d);
+        Mnemonic m = d.Mnemonic;
+        bool stores = m is Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq;
+        bool loads = m is Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq;
+        bool scans = m is Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq;
+        bool compares = scans || m is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq;
         const int Count = 7;
+        int start = down ? 48 : 8;
         var rng = new Random(20261125 + hex.Length + (down ? 1 : 0));
         byte[] source = new byte[64];
+        byte[] target = new byte[64];
         rng.NextBytes(source);
+        if (compares)
+        {
+            // Equal runs let REPE continue and make REPNE stop: part of the target equals the source.
+            Array.Copy(source, target, 40);
+            rng.NextBytes(target.AsSpan(40));
+        }
+        ulong rax = scans ? BitConverter.ToUInt64(source, start) : (ulong)rng.NextInt64();
 
-        // Native: source and destination buffers in host memory.
+        // Natively, on two host buffers.
         byte[] src = GC.AllocateArray<byte>(64, pinned: true);
         byte[] dst = GC.AllocateArray<byte>(64, pinned: true);
         source.CopyTo(src, 0);
-        ulong srcAt = (ulong)Marshal.UnsafeAddrOfPinnedArrayElement(src, down ? 48 : 8);
-        ulong dstAt = (ulong)Marshal.UnsafeAddrOfPinnedArrayElement(dst, down ? 48 : 8);
+        target.CopyTo(dst, 0);
+        ulong srcAt = (ulong)Marshal.UnsafeAddrOfPinnedArrayElement(src, start);
+        ulong dstAt = (ulong)Marshal.UnsafeAddrOfPinnedArrayElement(dst, start);
         using var native = new NativeCpu();
         var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | (down ? Rflags.DF : 0) };
-        st.In[0] = (ulong)rng.NextInt64();
+        st.In[0] = rax;
         st.In[1] = Count;
         st.In[6] = srcAt;
         st.In[7] = dstAt;
-        // The stub cannot leave DF set on return to the runtime: CLD after the instruction.
-        native.Run([.. insn, 0xFC], ref st);
+        native.Run([.. insn, 0xFC], ref st); // CLD after: the runtime needs DF clear
 
-        // Emulated: the source in device memory, the destination in RAM (or the reverse for STOS).
+        // Emulated: the side that is read (or, for STOS and SCAS, the ES:rDI side) is device memory.
+        bool deviceIsDestination = stores || scans;
+        ulong mmio = MockGuestMemory.MmioBase + (ulong)start;
+        ulong ram = 0x4000 + (ulong)start;
         var cpu = new MockCpu { Rflags = st.FlagsIn };
-        cpu.Gpr[0] = st.In[0];
+        cpu.Gpr[0] = rax;
         cpu.Gpr[1] = Count;
-        ulong mmio = MockGuestMemory.MmioBase + (down ? 48UL : 8UL);
-        ulong ram = 0x4000 + (down ? 48UL : 8UL);
-        bool stores = d.Mnemonic is Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq;
-        cpu.Gpr[6] = mmio;
-        cpu.Gpr[7] = stores ? mmio : ram;
+        cpu.Gpr[6] = deviceIsDestination ? ram : mmio;
+        cpu.Gpr[7] = deviceIsDestination ? mmio : ram;
         var memory = new MockGuestMemory();
         var half = new MockDeviceHalf();
+        byte[] deviceBytes = deviceIsDestination ? target : source;
+        byte[] ramBytes = deviceIsDestination ? source : target;
         if (!stores)
         {
             for (int i = 0; i < 64; i++)
-                half.Store(MockGuestMemory.MmioBase + (ulong)i, source[i], 1);
+                half.Store(MockGuestMemory.MmioBase + (ulong)i, deviceBytes[i], 1);
         }
-        RunToEnd(insn, cpu, memory, half, c => stores ? c.Gpr[7] : c.Gpr[6]);
+        ramBytes.CopyTo(memory.Ram, 0x4000);
+        RunToEnd(insn, cpu, memory, half, c => deviceIsDestination ? c.Gpr[7] : c.Gpr[6]);
 
         Assert.Equal(st.Out[0], cpu.Gpr[0]);
         Assert.Equal(st.Out[1], cpu.Gpr[1]);
-        Assert.Equal(st.Out[6] - srcAt, cpu.Gpr[6] - mmio);
-        Assert.Equal(st.Out[7] - dstAt, cpu.Gpr[7] - (stores ? mmio : ram));
-        byte[] emulatedDst = new byte[64];
-        for (int i = 0; i < 64; i++)
+        Assert.Equal(st.Out[6] - srcAt, cpu.Gpr[6] - (deviceIsDestination ? ram : mmio));
+        Assert.Equal(st.Out[7] - dstAt, cpu.Gpr[7] - (deviceIsDestination ? mmio : ram));
+        ulong defined = compares ? Rflags.Status : 0;
+        Assert.Equal(st.FlagsOut & defined, cpu.Rflags & defined);
+        if (!loads && !compares)
         {
-            emulatedDst[i] = stores
-                ? (half.Memory.TryGetValue(MockGuestMemory.MmioBase + (ulong)i, out byte b) ? b : (byte)0)
-                : memory.Ram[0x4000 + i];
+            byte[] written = new byte[64];
+            for (int i = 0; i < 64; i++)
+            {
+                written[i] = stores
+                    ? (half.Memory.TryGetValue(MockGuestMemory.MmioBase + (ulong)i, out byte b) ? b : (byte)0)
+                    : memory.Ram[0x4000 + i];
+            }
+            Assert.Equal(dst, written);
         }
-        if (d.Mnemonic is not (Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq))
-            Assert.Equal(dst, emulatedDst);
     }
 }

@@ -140,7 +140,9 @@ public sealed class Vie
             return VieStatus.Fallback;
         if (_insn.Mnemonic is Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
             or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq
-            or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq)
+            or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq
+            or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq
+            or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq)
         {
             VieStatus ss = memory == null ? VieStatus.Fallback : StringElement(cpu, devices, memory);
             if (ss is VieStatus.Done or VieStatus.Repeat)
@@ -456,11 +458,16 @@ public sealed class Vie
         return VieStatus.Done;
     }
 
-    // One element of MOVS/STOS/LODS: the source is DS:rSI (segment overridable) or AL/AX/EAX/RAX,
-    // the destination ES:rDI or the accumulator. Each side is RAM or device memory; the device
-    // side goes through the slots like any other access.
+    // One element of MOVS/STOS/LODS/CMPS/SCAS: the source is DS:rSI (segment overridable) or the
+    // accumulator, the destination ES:rDI or the accumulator. Each side is RAM or device memory;
+    // the device side goes through the slots like any other access. (CMPS with both sides in
+    // device memory needs two reads in one element and falls back for now.)
     private VieStatus StringElement(IVieCpu cpu, IVmmDevices devices, IGuestMemory memory)
     {
+        Mnemonic mn = _insn.Mnemonic;
+        if (mn is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq
+            or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq)
+            return CompareElement(cpu, devices, memory);
         int size = _insn.MemorySize;
         int adSize = _insn.AddressSize;
         ulong adMask = Alu.Mask(adSize);
@@ -511,6 +518,68 @@ public sealed class Vie
             return VieStatus.Done;
         StepIndex(cpu, 1, ulong.MaxValue, adSize);
         return (cpu.GetGpr(1) & adMask) == 0 ? VieStatus.Done : VieStatus.Repeat;
+    }
+
+    private VieStatus CompareElement(IVieCpu cpu, IVmmDevices devices, IGuestMemory memory)
+    {
+        int size = _insn.MemorySize;
+        int adSize = _insn.AddressSize;
+        ulong adMask = Alu.Mask(adSize);
+        bool repe = (_insn.Prefixes & Prefixes.Rep) != 0;
+        bool repne = (_insn.Prefixes & Prefixes.Repne) != 0;
+        if ((repe || repne) && (cpu.GetGpr(1) & adMask) == 0)
+            return VieStatus.Done;
+        bool cmps = _insn.Mnemonic is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq;
+        ulong left;
+        bool deviceUsed = false;
+        if (cmps)
+        {
+            ulong src = Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask);
+            VieStatus s1 = ReadSide(devices, memory, src, size, ref deviceUsed, out left);
+            if (s1 != VieStatus.Done)
+                return s1;
+        }
+        else
+        {
+            left = cpu.GetGpr(0) & Alu.Mask(size);
+        }
+        ulong dst = Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask);
+        VieStatus s2 = ReadSide(devices, memory, dst, size, ref deviceUsed, out ulong right);
+        if (s2 != VieStatus.Done)
+            return s2;
+        ulong flags = cpu.Rflags;
+        Alu.Binary(Alu.Op.Cmp, left, right, size, ref flags);
+        cpu.Rflags = flags;
+        ulong step = (flags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
+        if (cmps)
+            StepIndex(cpu, 6, step, adSize);
+        StepIndex(cpu, 7, step, adSize);
+        if (!repe && !repne)
+            return VieStatus.Done;
+        StepIndex(cpu, 1, ulong.MaxValue, adSize);
+        bool zf = (flags & Rflags.ZF) != 0;
+        bool stop = (cpu.GetGpr(1) & adMask) == 0 || (repe && !zf) || (repne && zf);
+        return stop ? VieStatus.Done : VieStatus.Repeat;
+    }
+
+    // Reads one side of a comparison from RAM or, once per element, from device memory.
+    private VieStatus ReadSide(IVmmDevices devices, IGuestMemory memory, ulong gla, int size, ref bool deviceUsed, out ulong value)
+    {
+        value = 0;
+        if (!memory.Translate(gla, write: false, out ulong gpa) || ((gpa & 0xFFF) + (ulong)size) > 0x1000)
+            return VieStatus.Fallback;
+        Span<byte> buf = stackalloc byte[8];
+        if (memory.ReadRam(gpa, buf[..size]))
+        {
+            value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf);
+            return VieStatus.Done;
+        }
+        if (deviceUsed)
+            return VieStatus.Fallback;
+        deviceUsed = true;
+        if (!Read(devices, gpa, size, out value))
+            return VieStatus.NeedsDevice;
+        return VieStatus.Done;
     }
 
     private ulong Linear(IVieCpu cpu, Register seg, ulong offset) =>
