@@ -176,6 +176,11 @@ public sealed class Vie
             Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc when _insn.GetOperandKind(1) == OperandKind.Immediate8
                 => BitTest(cpu, devices, size),
             Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv => MulDiv(cpu, devices, mem, size),
+            Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt or Mnemonic.Popcnt => BitScan(cpu, devices, size),
+            Mnemonic.Movbe => MoveSwapped(cpu, devices, mem, size),
+            Mnemonic.Movnti => Mov(cpu, devices, mem, size),
+            Mnemonic.Xlatb => Xlat(cpu, devices),
+            Mnemonic.Shld or Mnemonic.Shrd => DoubleShift(cpu, devices, size),
             _ => VieStatus.Fallback,
         };
         if (st == VieStatus.Done)
@@ -597,6 +602,73 @@ public sealed class Vie
             4 => (uint)r,
             _ => r,
         });
+    }
+
+    private VieStatus BitScan(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        Register dst = _insn.GetRegister(0);
+        ulong flags = cpu.Rflags;
+        ulong r = _insn.Mnemonic switch
+        {
+            Mnemonic.Bsf => Alu.Bsf(m, ReadRegister(cpu, dst), size, ref flags),
+            Mnemonic.Bsr => Alu.Bsr(m, ReadRegister(cpu, dst), size, ref flags),
+            Mnemonic.Tzcnt => Alu.Tzcnt(m, size, ref flags),
+            Mnemonic.Lzcnt => Alu.Lzcnt(m, size, ref flags),
+            _ => Alu.Popcnt(m, size, ref flags),
+        };
+        // BSF/BSR of zero leave the destination as it was (a 32-bit one is still written back).
+        WriteRegister(cpu, dst, r);
+        cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // MOVBE: a load or store with the bytes reversed.
+    private VieStatus MoveSwapped(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    {
+        if (mem == 0)
+        {
+            ulong v = Swap(ReadRegister(cpu, _insn.GetRegister(1)), size);
+            return Write(devices, size, v) ? VieStatus.Done : VieStatus.NeedsDevice;
+        }
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        WriteRegister(cpu, _insn.GetRegister(0), Swap(m, size));
+        return VieStatus.Done;
+    }
+
+    private static ulong Swap(ulong v, int size) => size switch
+    {
+        2 => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)v),
+        4 => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)v),
+        _ => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v),
+    };
+
+    // XLAT: AL = [rBX + AL].
+    private VieStatus Xlat(IVieCpu cpu, IVmmDevices devices)
+    {
+        if (!Read(devices, 1, out ulong m))
+            return VieStatus.NeedsDevice;
+        WriteRegister(cpu, Register.AL, m);
+        return VieStatus.Done;
+    }
+
+    private VieStatus DoubleShift(IVieCpu cpu, IVmmDevices devices, int size)
+    {
+        if (!Read(devices, size, out ulong m))
+            return VieStatus.NeedsDevice;
+        ulong count = _insn.GetOperandKind(2) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(2)) : _insn.Immediate;
+        int c = Alu.MaskCount(count, size);
+        if (c == 0)
+            return VieStatus.Done;
+        ulong flags = cpu.Rflags;
+        ulong b = ReadRegister(cpu, _insn.GetRegister(1));
+        ulong r = _insn.Mnemonic == Mnemonic.Shld ? Alu.Shld(m, b, count, size, ref flags) : Alu.Shrd(m, b, count, size, ref flags);
+        if (!Write(devices, size, r))
+            return VieStatus.NeedsDevice;
+        cpu.Rflags = flags;
+        return VieStatus.Done;
     }
 
     // The value of a register or immediate operand.
