@@ -154,7 +154,7 @@ public sealed class Vie
             return ss;
         }
         int mem = MemoryOperand();
-        if (mem < 0 || !LinearAddressMatches(cpu, mem))
+        if (mem < 0 || !OnlyGeneralRegisters() || !LinearAddressMatches(cpu, mem))
             return VieStatus.Fallback;
         int size = _insn.MemorySize;
         if (size is not (1 or 2 or 4 or 8) || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
@@ -193,6 +193,18 @@ public sealed class Vie
             Reset();
         }
         return st;
+    }
+
+    // The forms emulated here name general registers only (MOV to or from a segment, control or
+    // vector register falls back).
+    private bool OnlyGeneralRegisters()
+    {
+        for (int i = 0; i < _insn.OperandCount; i++)
+        {
+            if (_insn.GetOperandKind(i) == OperandKind.Register && _insn.GetRegister(i) is < Register.AL or > Register.R15)
+                return false;
+        }
+        return true;
     }
 
     // Index of the memory operand, or -1 when there is none (or more than one).
