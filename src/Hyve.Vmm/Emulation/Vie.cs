@@ -153,6 +153,8 @@ public sealed class Vie
             }
             return ss;
         }
+        if (_insn.Mnemonic is Mnemonic.Push or Mnemonic.Pop)
+            return Finish(cpu, _bitness == Bitness.Bits64 && OnlyGeneralRegisters() ? StackOp(cpu, devices, memory) : VieStatus.Fallback);
         int mem = MemoryOperand();
         if (mem < 0 || !OnlyGeneralRegisters() || !LinearAddressMatches(cpu, mem))
             return VieStatus.Fallback;
@@ -183,6 +185,11 @@ public sealed class Vie
             Mnemonic.Shld or Mnemonic.Shrd => DoubleShift(cpu, devices, size),
             _ => VieStatus.Fallback,
         };
+        return Finish(cpu, st);
+    }
+
+    private VieStatus Finish(IVieCpu cpu, VieStatus st)
+    {
         if (st == VieStatus.Done)
         {
             cpu.Rip += _insn.Length;
@@ -193,6 +200,65 @@ public sealed class Vie
             Reset();
         }
         return st;
+    }
+
+    // PUSH and POP in 64-bit mode (SS base 0, a 64-bit RSP): either the operand is in device
+    // memory and the stack is reached through guest memory, or the operand is a register or
+    // immediate and the stack itself is device memory (the exit's address is the stack slot).
+    private VieStatus StackOp(IVieCpu cpu, IVmmDevices devices, IGuestMemory? memory)
+    {
+        int size = _insn.OperandSize;
+        bool push = _insn.Mnemonic == Mnemonic.Push;
+        ulong rsp = cpu.GetGpr(4);
+        ulong slot = push ? rsp - (ulong)size : rsp;
+        bool operandInMemory = _insn.GetOperandKind(0) == OperandKind.Memory;
+        if (operandInMemory)
+        {
+            if (memory == null || !LinearAddressMatches(cpu, 0) || _insn.MemorySize != size)
+                return VieStatus.Fallback;
+            if (!memory.Translate(slot, write: push, out ulong stackGpa) || ((stackGpa & 0xFFF) + (ulong)size) > 0x1000)
+                return VieStatus.Fallback;
+            Span<byte> buf = stackalloc byte[8];
+            if (push)
+            {
+                if (!Read(devices, size, out ulong v))
+                    return VieStatus.NeedsDevice;
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buf, v);
+                if (!memory.WriteRam(stackGpa, buf[..size]))
+                    return VieStatus.Fallback; // both sides in device memory: not yet
+            }
+            else
+            {
+                if (!memory.ReadRam(stackGpa, buf[..size]))
+                    return VieStatus.Fallback;
+                ulong v = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size);
+                if (!Write(devices, size, v))
+                    return VieStatus.NeedsDevice;
+            }
+        }
+        else
+        {
+            if ((_glaValid && _gla != slot) || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
+                return VieStatus.Fallback;
+            if (push)
+            {
+                ulong v = _insn.GetOperandKind(0) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(0)) : _insn.Immediate;
+                if (!Write(devices, size, v & Alu.Mask(size)))
+                    return VieStatus.NeedsDevice;
+            }
+            else
+            {
+                if (!Read(devices, size, out ulong v))
+                    return VieStatus.NeedsDevice;
+                // POP RSP loads the popped value, not the incremented pointer.
+                Register dst = _insn.GetRegister(0);
+                cpu.SetGpr(4, rsp + (ulong)size);
+                WriteRegister(cpu, dst, v);
+                return VieStatus.Done;
+            }
+        }
+        cpu.SetGpr(4, push ? slot : rsp + (ulong)size);
+        return VieStatus.Done;
     }
 
     // The forms emulated here name general registers only (MOV to or from a segment, control or
