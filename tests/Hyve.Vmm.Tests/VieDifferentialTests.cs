@@ -2,7 +2,6 @@
 // through Vie with the same bytes behind the device half, from the same registers and flags.
 using System;
 using System.Collections.Generic;
-using System.Globalization;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using Hyve.TestSupport;
@@ -16,8 +15,8 @@ namespace Hyve.Vmm.Tests;
 
 public sealed class VieDifferentialTests(ITestOutputHelper output)
 {
-    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HYVE_VIE_CASES"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? n : 20_000;
-    private static readonly int Seed = int.TryParse(Environment.GetEnvironmentVariable("HYVE_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int s) ? s : 20261124;
+    private static readonly int Cases = TestEnvironment.Int("HYVE_VIE_CASES", 20_000);
+    private static readonly int Seed = TestEnvironment.Int("HYVE_SEED", 20261124);
 
     private const ulong Gpa = 0xFE00_0100;
     private const int Base = 3; // RBX holds the operand address: [rbx]

@@ -1,7 +1,7 @@
 // Random bytes never crash or hang the emulator: every run ends in done, repeat, a fault or a fallback.
 using System;
-using System.Globalization;
 using System.Linq;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86.Decoding;
 using Xunit;
@@ -11,7 +11,7 @@ namespace Hyve.Vmm.Tests;
 
 public sealed class VieRobustnessTests(ITestOutputHelper output)
 {
-    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HYVE_VIE_RANDOM"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? n : 200_000;
+    private static readonly int Cases = TestEnvironment.Int("HYVE_VIE_RANDOM", 200_000);
 
     [Theory]
     [InlineData(Bitness.Bits16)]

@@ -1,7 +1,6 @@
 // Alu's binary operations, INC/DEC/NEG, shifts and rotates against the host CPU, for every size.
 using System;
 using System.Collections.Generic;
-using System.Globalization;
 using Hyve.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
@@ -10,8 +9,8 @@ namespace Hyve.X86.Tests;
 
 public sealed class AluTests(ITestOutputHelper output)
 {
-    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HYVE_ALU_CASES"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? n : 20_000;
-    private static readonly int Seed = int.TryParse(Environment.GetEnvironmentVariable("HYVE_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int s) ? s : 20261122;
+    private static readonly int Cases = TestEnvironment.Int("HYVE_ALU_CASES", 20_000);
+    private static readonly int Seed = TestEnvironment.Int("HYVE_SEED", 20261122);
 
     public static IEnumerable<object[]> Sizes() => [[1], [2], [4], [8]];
 

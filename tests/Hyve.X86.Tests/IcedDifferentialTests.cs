@@ -1,6 +1,6 @@
 // Differential tests of the decoder against Iced: random windows, a systematic opcode sweep, real binaries.
 using System;
-using System.Globalization;
+using Hyve.TestSupport;
 using Hyve.X86.Decoding;
 using Iced.Intel;
 using Xunit;
@@ -12,9 +12,6 @@ namespace Hyve.X86.Tests;
 
 public sealed class IcedDifferentialTests(ITestOutputHelper output)
 {
-    private static int Env(string name, int fallback) =>
-        int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : fallback;
-
     /// <summary>Runs both decoders over <paramref name="buf"/> at each given start, comparing everything.</summary>
     private static void Run(byte[] buf, int bitness, ulong baseIp, IcedComparer.Report report, Func<int, int> next, int start, int end, int window)
     {
@@ -42,8 +39,8 @@ public sealed class IcedDifferentialTests(ITestOutputHelper output)
     [InlineData(64)]
     public void RandomWindowsAgreeWithIced(int bitness)
     {
-        int seed = Env("HYVE_SEED", 20261121) + bitness;
-        int windows = Env("HYVE_DECODER_WINDOWS", 1_000_000);
+        int seed = TestEnvironment.Int("HYVE_SEED", 20261121) + bitness;
+        int windows = TestEnvironment.Int("HYVE_DECODER_WINDOWS", 1_000_000);
         output.WriteLine($"seed {seed} (HYVE_SEED base), {windows} windows of 15 bytes, {bitness}-bit");
         var rng = new Random(seed);
         byte[] buf = new byte[windows * 15 + 15];
