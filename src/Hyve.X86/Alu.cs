@@ -378,6 +378,8 @@ public static class Alu
         Int128 dividend = size == 8
             ? (Int128)(((UInt128)high << 64) | low)
             : SignExtend(((high & m) << (8 * size)) | (low & m), 2 * size);
+        if (d == -1 && dividend == Int128.MinValue)
+            return false; // the quotient 2^127 does not fit (and Int128 division would throw)
         Int128 q = dividend / d;
         Int128 r = dividend % d;
         long min = -(1L << (8 * size - 1));

@@ -66,6 +66,17 @@ public sealed class VieStackTests
     }
 
     [Fact]
+    public void PushOfADeviceOperandOntoADeviceStackFallsBackBeforeReading()
+    {
+        var cpu = new MockCpu();
+        cpu.Gpr[0] = Mmio;
+        cpu.Gpr[4] = Mmio + 0x100; // the stack is device memory too
+        var half = new MockDeviceHalf();
+        Assert.Equal(VieStatus.Fallback, Run("FF30", Mmio, Mmio, cpu, new MockGuestMemory(), half));
+        Assert.Empty(half.Requests);
+    }
+
+    [Fact]
     public void AStackSlotThatIsNotTheFaultingAddressFallsBack()
     {
         var cpu = new MockCpu();

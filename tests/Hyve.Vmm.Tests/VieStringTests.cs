@@ -138,6 +138,30 @@ public sealed class VieStringTests
         Assert.Equal(rsi, cpu.Gpr[6]);
     }
 
+    [Fact]
+    public void CompareWithBothSidesInDeviceMemoryFallsBackBeforeAnyAccess()
+    {
+        var cpu = new MockCpu();
+        cpu.Gpr[6] = MockGuestMemory.MmioBase;
+        cpu.Gpr[7] = MockGuestMemory.MmioBase + 0x100;
+        var vie = new Vie();
+        Assert.True(vie.Begin(MockGuestMemory.MmioBase, MockGuestMemory.MmioBase, glaValid: true, Bitness.Bits64, [0xA6]));
+        Assert.Equal(VieStatus.Fallback, vie.Emulate(cpu, new MockVmmDevices(), new MockGuestMemory()));
+        Assert.Equal(0, vie.Requests);
+    }
+
+    [Fact]
+    public void AFaultingDestinationFallsBackBeforeTheSourceIsRead()
+    {
+        var cpu = new MockCpu();
+        cpu.Gpr[6] = MockGuestMemory.MmioBase;
+        cpu.Gpr[7] = 0x7000_0000_0000; // not mapped: Translate fails
+        var vie = new Vie();
+        Assert.True(vie.Begin(MockGuestMemory.MmioBase, MockGuestMemory.MmioBase, glaValid: true, Bitness.Bits64, [0xA4]));
+        Assert.Equal(VieStatus.Fallback, vie.Emulate(cpu, new MockVmmDevices(), new MockGuestMemory()));
+        Assert.Equal(0, vie.Requests);
+    }
+
     public static IEnumerable<object[]> NativeCases() =>
     [
         ["F3A4", false], ["F3A4", true], ["F366A5", false], ["F3A5", true], ["F348A5", false],

@@ -66,9 +66,8 @@ public sealed class VieTests
         Assert.Equal(VieStatus.Done, st);
         Assert.Equal(3, passes);
         Assert.Equal([new MmioAccess(Gpa, 4, false, 0), new MmioAccess(Gpa, 4, true, 3)], half.Requests); // a read carries 0 out
-        ulong expected = Rflags.Fixed1;
-        Alu.Binary(Alu.Op.Add, 0xFFFF_FFFE, 5, 4, ref expected);
-        Assert.Equal(expected, cpu.Rflags);
+        // 0xFFFFFFFE + 5 = 3 carry out: CF, and AF (carry out of bit 3); PF (3 has two bits set).
+        Assert.Equal(Rflags.Fixed1 | Rflags.CF | Rflags.AF | Rflags.PF, cpu.Rflags);
         Assert.Equal(2, vie.Requests);
     }
 
@@ -165,13 +164,38 @@ public sealed class VieTests
     }
 
     [Theory]
-    [InlineData("F3A4")]     // rep movsb: string instructions are not handled by this path
+    [InlineData("F3A4")]     // rep movsb without guest memory to reach the RAM side
     [InlineData("0F0B")]     // ud2: no memory operand
-    [InlineData("C4E27918C1")] // VEX
+    [InlineData("F20F1000")] // SSE movsd xmm0, [rax]: shares the string mnemonic, not emulated
+    [InlineData("F20FC20000")] // SSE cmpsd xmm0, [rax], 0
     public void FallsBackOnWhatItDoesNotEmulate(string hex)
     {
         var vie = new Vie();
-        bool begun = vie.Begin(Gpa, Gla, glaValid: false, Bitness.Bits64, Convert.FromHexString(hex));
-        Assert.True(!begun || vie.Emulate(new MockCpu(), new MockVmmDevices()) == VieStatus.Fallback);
+        Assert.True(vie.Begin(Gpa, Gla, glaValid: false, Bitness.Bits64, Convert.FromHexString(hex)));
+        var half = new MockDeviceHalf();
+        Assert.Equal(VieStatus.Fallback, half.Run(vie, new MockCpu(), new MockVmmDevices()).Status);
+        Assert.Empty(half.Requests);
+    }
+
+    [Fact]
+    public void VexInstructionsDoNotBegin()
+    {
+        Assert.False(new Vie().Begin(Gpa, Gla, glaValid: false, Bitness.Bits64, Convert.FromHexString("C4E27918C1")));
+    }
+
+    [Fact]
+    public void DivideErrorsAreFaultsAndLeaveRipAlone()
+    {
+        var (vie, cpu, half) = Start("F730"); // div dword [rax], device returns 0
+        var (st, _) = half.Run(vie, cpu, new MockVmmDevices());
+        Assert.Equal(VieStatus.Fault, st);
+        Assert.Equal(0, vie.FaultVector);
+        Assert.Equal(0x40_0000UL, cpu.Rip);
+
+        (vie, cpu, half) = Start("48F738"); // idiv qword [rax]: INT64_MIN:0 / -1 overflows
+        cpu.Gpr[2] = 0x8000_0000_0000_0000;
+        cpu.Gpr[0] = Gla;
+        half.Store(Gpa, ulong.MaxValue, 8);
+        Assert.Equal(VieStatus.Fault, half.Run(vie, cpu, new MockVmmDevices()).Status);
     }
 }

@@ -138,7 +138,8 @@ public sealed class Vie
     {
         if (!_active)
             return VieStatus.Fallback;
-        if (_insn.Mnemonic is Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
+        // String forms only (SSE MOVSD/CMPSD share the mnemonics and fall through to Fallback).
+        if (IsStringForm() && _insn.Mnemonic is Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
             or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq
             or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq
             or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq
@@ -214,23 +215,24 @@ public sealed class Vie
         bool operandInMemory = _insn.GetOperandKind(0) == OperandKind.Memory;
         if (operandInMemory)
         {
-            if (memory == null || !LinearAddressMatches(cpu, 0) || _insn.MemorySize != size)
+            if (memory == null || !LinearAddressMatches(cpu, 0) || _insn.MemorySize != size || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
                 return VieStatus.Fallback;
-            if (!memory.Translate(slot, write: push, out ulong stackGpa) || ((stackGpa & 0xFFF) + (ulong)size) > 0x1000)
+            if (!TranslateSide(memory, slot, write: push, size, out ulong stackGpa))
                 return VieStatus.Fallback;
             Span<byte> buf = stackalloc byte[8];
+            // The stack side must be RAM (probed with a read, which has no side effects) before the
+            // device operand is touched; a stack in device memory as well falls back here.
+            if (stackGpa == _gpa || !memory.ReadRam(stackGpa, buf[..size]))
+                return VieStatus.Fallback;
             if (push)
             {
                 if (!Read(devices, size, out ulong v))
                     return VieStatus.NeedsDevice;
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buf, v);
-                if (!memory.WriteRam(stackGpa, buf[..size]))
-                    return VieStatus.Fallback; // both sides in device memory: not yet
+                memory.WriteRam(stackGpa, buf[..size]);
             }
             else
             {
-                if (!memory.ReadRam(stackGpa, buf[..size]))
-                    return VieStatus.Fallback;
                 ulong v = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size);
                 if (!Write(devices, size, v))
                     return VieStatus.NeedsDevice;
@@ -259,6 +261,16 @@ public sealed class Vie
         }
         cpu.SetGpr(4, push ? slot : rsp + (ulong)size);
         return VieStatus.Done;
+    }
+
+    private bool IsStringForm()
+    {
+        for (int i = 0; i < _insn.OperandCount; i++)
+        {
+            if (_insn.GetOperandKind(i) >= OperandKind.MemorySegSI)
+                return true;
+        }
+        return false;
     }
 
     // The forms emulated here name general registers only (MOV to or from a segment, control or
@@ -561,6 +573,14 @@ public sealed class Vie
         Mnemonic m = _insn.Mnemonic;
         bool loads = m is Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq;
         bool stores = m is Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq;
+        // Both sides are translated and checked before any access, so a fault or a fallback never
+        // follows a device access that was already made.
+        ulong srcGpa = 0, dstGpa = 0;
+        if (!stores && !TranslateSide(memory, Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask), write: false, size, out srcGpa))
+            return VieStatus.Fallback;
+        if (!loads && !TranslateSide(memory, Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask), write: true, size, out dstGpa))
+            return VieStatus.Fallback;
+        Span<byte> buf = stackalloc byte[8];
         ulong value;
         if (stores)
         {
@@ -568,11 +588,6 @@ public sealed class Vie
         }
         else
         {
-            Register seg = _insn.MemorySegment;
-            ulong src = Linear(cpu, seg, cpu.GetGpr(6) & adMask);
-            if (!memory.Translate(src, write: false, out ulong srcGpa) || ((srcGpa & 0xFFF) + (ulong)size) > 0x1000)
-                return VieStatus.Fallback;
-            Span<byte> buf = stackalloc byte[8];
             if (memory.ReadRam(srcGpa, buf[..size]))
                 value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf);
             else if (!Read(devices, srcGpa, size, out value))
@@ -581,10 +596,6 @@ public sealed class Vie
         }
         if (!loads)
         {
-            ulong dst = Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask);
-            if (!memory.Translate(dst, write: true, out ulong dstGpa) || ((dstGpa & 0xFFF) + (ulong)size) > 0x1000)
-                return VieStatus.Fallback;
-            Span<byte> buf = stackalloc byte[8];
             System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buf, value);
             if (_write.State != SlotState.Done && !memory.WriteRam(dstGpa, buf[..size]) && !Write(devices, dstGpa, size, value))
                 return VieStatus.NeedsDevice;
@@ -613,23 +624,25 @@ public sealed class Vie
         if ((repe || repne) && (cpu.GetGpr(1) & adMask) == 0)
             return VieStatus.Done;
         bool cmps = _insn.Mnemonic is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq;
-        ulong left;
-        bool deviceUsed = false;
-        if (cmps)
-        {
-            ulong src = Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask);
-            VieStatus s1 = ReadSide(devices, memory, src, size, ref deviceUsed, out left);
-            if (s1 != VieStatus.Done)
-                return s1;
-        }
-        else
-        {
-            left = cpu.GetGpr(0) & Alu.Mask(size);
-        }
-        ulong dst = Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask);
-        VieStatus s2 = ReadSide(devices, memory, dst, size, ref deviceUsed, out ulong right);
-        if (s2 != VieStatus.Done)
-            return s2;
+        ulong srcGpa = 0;
+        if (cmps && !TranslateSide(memory, Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask), write: false, size, out srcGpa))
+            return VieStatus.Fallback;
+        if (!TranslateSide(memory, Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask), write: false, size, out ulong dstGpa))
+            return VieStatus.Fallback;
+        // Reading RAM has no side effects, so it also tells which side is device memory; two device
+        // sides would need two reads in one element and fall back before either is made.
+        Span<byte> buf = stackalloc byte[8];
+        bool srcRam = !cmps || memory.ReadRam(srcGpa, buf[..size]);
+        ulong left = cmps && srcRam ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size) : cpu.GetGpr(0) & Alu.Mask(size);
+        buf.Clear();
+        bool dstRam = memory.ReadRam(dstGpa, buf[..size]);
+        ulong right = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size);
+        if (!srcRam && !dstRam)
+            return VieStatus.Fallback;
+        if (!srcRam && !Read(devices, srcGpa, size, out left))
+            return VieStatus.NeedsDevice;
+        if (!dstRam && !Read(devices, dstGpa, size, out right))
+            return VieStatus.NeedsDevice;
         ulong flags = cpu.Rflags;
         Alu.Binary(Alu.Op.Cmp, left, right, size, ref flags);
         cpu.Rflags = flags;
@@ -645,25 +658,9 @@ public sealed class Vie
         return stop ? VieStatus.Done : VieStatus.Repeat;
     }
 
-    // Reads one side of a comparison from RAM or, once per element, from device memory.
-    private VieStatus ReadSide(IVmmDevices devices, IGuestMemory memory, ulong gla, int size, ref bool deviceUsed, out ulong value)
-    {
-        value = 0;
-        if (!memory.Translate(gla, write: false, out ulong gpa) || ((gpa & 0xFFF) + (ulong)size) > 0x1000)
-            return VieStatus.Fallback;
-        Span<byte> buf = stackalloc byte[8];
-        if (memory.ReadRam(gpa, buf[..size]))
-        {
-            value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf);
-            return VieStatus.Done;
-        }
-        if (deviceUsed)
-            return VieStatus.Fallback;
-        deviceUsed = true;
-        if (!Read(devices, gpa, size, out value))
-            return VieStatus.NeedsDevice;
-        return VieStatus.Done;
-    }
+    // Translates one side of a string element; false (fall back) on a fault or a page crossing.
+    private static bool TranslateSide(IGuestMemory memory, ulong gla, bool write, int size, out ulong gpa) =>
+        memory.Translate(gla, write, out gpa) && ((gpa & 0xFFF) + (ulong)size) <= 0x1000;
 
     private ulong Linear(IVieCpu cpu, Register seg, ulong offset) =>
         _bitness != Bitness.Bits64 ? (uint)(cpu.SegmentBase(seg) + offset)
