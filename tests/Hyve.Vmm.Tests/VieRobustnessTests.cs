@@ -29,8 +29,17 @@ public sealed class VieRobustnessTests(ITestOutputHelper output)
         {
             rng.NextBytes(bytes);
             var cpu = new MockCpu { Rflags = Hyve.X86.Rflags.Fixed1 | ((ulong)rng.Next() & 0xCD5) };
+            // Registers point into RAM, into device memory or anywhere, so that string and stack
+            // forms reach their memory paths too.
             for (int r = 0; r < 16; r++)
-                cpu.Gpr[r] = (ulong)rng.NextInt64();
+            {
+                cpu.Gpr[r] = rng.Next(3) switch
+                {
+                    0 => (ulong)rng.Next(0x1000, 0xF0000),
+                    1 => MockGuestMemory.MmioBase + (ulong)rng.Next(0x10, 0xF000),
+                    _ => (ulong)rng.NextInt64() * 2 + (ulong)rng.Next(2),
+                };
+            }
             var half = new MockDeviceHalf();
             ulong gpa = MockGuestMemory.MmioBase + (ulong)rng.Next(0x1000);
             if (!vie.Begin(gpa, 0, glaValid: false, bitness, bytes))
