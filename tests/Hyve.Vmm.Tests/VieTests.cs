@@ -177,6 +177,17 @@ public sealed class VieTests
         Assert.Empty(half.Requests);
     }
 
+    [Theory]
+    [InlineData("0FAE38")]   // clflush [rax]
+    [InlineData("660FAE38")] // clflushopt [rax]
+    public void CacheFlushesCompleteWithoutTouchingTheDevice(string hex)
+    {
+        var (vie, cpu, half) = Start(hex);
+        Assert.Equal(VieStatus.Done, half.Run(vie, cpu, new MockVmmDevices()).Status);
+        Assert.Empty(half.Requests);
+        Assert.Equal(0x40_0000UL + (ulong)(hex.Length / 2), cpu.Rip);
+    }
+
     [Fact]
     public void VexInstructionsDoNotBegin()
     {

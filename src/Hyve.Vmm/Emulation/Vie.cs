@@ -184,6 +184,8 @@ public sealed class Vie
             Mnemonic.Movnti => Mov(cpu, devices, mem, size),
             Mnemonic.Xlatb => Xlat(cpu, devices),
             Mnemonic.Shld or Mnemonic.Shrd => DoubleShift(cpu, devices, size),
+            // CLFLUSH/CLFLUSHOPT only check the access (done above); device memory has nothing to flush.
+            Mnemonic.Clflush or Mnemonic.Clflushopt => VieStatus.Done,
             _ => VieStatus.Fallback,
         };
         return Finish(cpu, st);
