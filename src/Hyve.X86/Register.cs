@@ -307,6 +307,25 @@ public static class RegisterInfo
         return (Register)((int)Register.AX + 16 * (bytes >> 2) + n); // AX, EAX (+16), RAX (+32)
     }
 
+    /// <summary>The inverse of <see cref="Gpr"/>: register number (0-15), width in bytes, and whether it
+    /// is one of AH..BH (bits 15:8 of register n).</summary>
+    /// <exception cref="System.ArgumentOutOfRangeException"><paramref name="r"/> is not a general register.</exception>
+    public static (int N, int Size, bool High) GprNumber(Register r)
+    {
+        if (r >= Register.AL && r <= Register.R15L)
+        {
+            int i = r - Register.AL;
+            return i is >= 4 and < 8 ? (i - 4, 1, true) : (i < 4 ? i : i - 4, 1, false);
+        }
+        if (r >= Register.AX && r <= Register.R15W)
+            return (r - Register.AX, 2, false);
+        if (r >= Register.EAX && r <= Register.R15D)
+            return (r - Register.EAX, 4, false);
+        if (r >= Register.RAX && r <= Register.R15)
+            return (r - Register.RAX, 8, false);
+        throw new System.ArgumentOutOfRangeException(nameof(r), r, "not a general register");
+    }
+
     /// <summary>The register <paramref name="n"/> places after <paramref name="r"/> in its group.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static Register Add(Register r, int n) => (Register)((int)r + n);

@@ -245,9 +245,6 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
         return d.GetOperandKind(i) == OperandKind.Register ? native.In[1] & 0xFF : d.Immediate;
     }
 
-    private static int RegisterNumber(Register r) =>
-        r >= Register.RAX ? r - Register.RAX : r >= Register.EAX ? r - Register.EAX : r - Register.AX;
-
     // The flags the SDM defines for the instruction (the rest may differ between processors).
     private static ulong DefinedFlags(in Instruction d, in FullState native)
     {
@@ -296,7 +293,7 @@ public sealed class VieDifferentialTests(ITestOutputHelper output)
         Decoder.Decode(insn, Bitness.Bits64, out Instruction d);
         // BSF/BSR of zero: the SDM leaves the destination undefined.
         int skip = d.Mnemonic is Mnemonic.Bsf or Mnemonic.Bsr && (memoryBefore & Alu.Mask(d.MemorySize)) == 0
-            ? RegisterNumber(d.GetRegister(0)) : -1;
+            ? RegisterInfo.GprNumber(d.GetRegister(0)).N : -1;
         for (int r = 0; r < 16; r++)
         {
             if (r == 4 || r == skip)

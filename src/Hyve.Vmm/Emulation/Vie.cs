@@ -66,6 +66,18 @@ public sealed class Vie
     private bool _active;
     private Slot _read;
     private Slot _write;
+    private StringOp _string;
+
+    // The string instructions this context emulates (one-byte opcodes A4..AF).
+    private enum StringOp : byte
+    {
+        None,
+        Movs,
+        Cmps,
+        Stos,
+        Lods,
+        Scas,
+    }
 
     /// <summary>Whether an instruction is being emulated.</summary>
     public bool Active => _active;
@@ -96,6 +108,7 @@ public sealed class Vie
         Reset();
         if (Decoder.Decode(bytes, bitness, out _insn) != DecodeStatus.Ok)
             return false;
+        _string = StringKind(in _insn);
         _bitness = bitness;
         _gpa = gpa;
         _gla = gla;
@@ -138,12 +151,7 @@ public sealed class Vie
     {
         if (!_active)
             return VieStatus.Fallback;
-        // String forms only (SSE MOVSD/CMPSD share the mnemonics and fall through to Fallback).
-        if (IsStringForm() && _insn.Mnemonic is Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
-            or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq
-            or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq
-            or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq
-            or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq)
+        if (_string != StringOp.None)
         {
             VieStatus ss = memory == null ? VieStatus.Fallback : StringElement(cpu, devices, memory);
             if (ss is VieStatus.Done or VieStatus.Repeat)
@@ -157,7 +165,7 @@ public sealed class Vie
         if (_insn.Mnemonic is Mnemonic.Push or Mnemonic.Pop)
             return Finish(cpu, _bitness == Bitness.Bits64 && OnlyGeneralRegisters() ? StackOp(cpu, devices, memory) : VieStatus.Fallback);
         int mem = MemoryOperand();
-        if (mem < 0 || !OnlyGeneralRegisters() || !LinearAddressMatches(cpu, mem))
+        if (mem < 0 || !OnlyGeneralRegisters() || !LinearAddressMatches(cpu))
             return VieStatus.Fallback;
         int size = _insn.MemorySize;
         if (size is not (1 or 2 or 4 or 8) || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
@@ -178,7 +186,7 @@ public sealed class Vie
             >= Mnemonic.Cmova and <= Mnemonic.Cmovs => CmovCc(cpu, devices, size),
             Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc when _insn.GetOperandKind(1) == OperandKind.Immediate8
                 => BitTest(cpu, devices, size),
-            Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv => MulDiv(cpu, devices, mem, size),
+            Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv => MulDiv(cpu, devices, size),
             Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt or Mnemonic.Popcnt => BitScan(cpu, devices, size),
             Mnemonic.Movbe => MoveSwapped(cpu, devices, mem, size),
             Mnemonic.Movnti => Mov(cpu, devices, mem, size),
@@ -217,7 +225,7 @@ public sealed class Vie
         bool operandInMemory = _insn.GetOperandKind(0) == OperandKind.Memory;
         if (operandInMemory)
         {
-            if (memory == null || !LinearAddressMatches(cpu, 0) || _insn.MemorySize != size || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
+            if (memory == null || !LinearAddressMatches(cpu) || _insn.MemorySize != size || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
                 return VieStatus.Fallback;
             if (!TranslateSide(memory, slot, write: push, size, out ulong stackGpa))
                 return VieStatus.Fallback;
@@ -265,14 +273,22 @@ public sealed class Vie
         return VieStatus.Done;
     }
 
-    private bool IsStringForm()
+    // Classified by operand kinds and opcode byte, not mnemonic: SSE MOVSD/CMPSD share the
+    // mnemonics of the string forms, and INS/OUTS belong to the port-I/O path.
+    private static StringOp StringKind(in Instruction insn)
     {
-        for (int i = 0; i < _insn.OperandCount; i++)
+        if (insn.OperandCount == 0 || insn.GetOperandKind(insn.OperandCount - 1) < OperandKind.MemorySegSI
+            && insn.GetOperandKind(0) < OperandKind.MemorySegSI)
+            return StringOp.None;
+        return (insn.OpcodeByte & 0xFE) switch
         {
-            if (_insn.GetOperandKind(i) >= OperandKind.MemorySegSI)
-                return true;
-        }
-        return false;
+            0xA4 => StringOp.Movs,
+            0xA6 => StringOp.Cmps,
+            0xAA => StringOp.Stos,
+            0xAC => StringOp.Lods,
+            0xAE => StringOp.Scas,
+            _ => StringOp.None,
+        };
     }
 
     // The forms emulated here name general registers only (MOV to or from a segment, control or
@@ -310,9 +326,8 @@ public sealed class Vie
 
     // The exit's guest-linear address, when known, must be the operand's: otherwise the bytes are
     // not the instruction that faulted (the guest changed them, or the decode is wrong).
-    private bool LinearAddressMatches(IVieCpu cpu, int mem)
+    private bool LinearAddressMatches(IVieCpu cpu)
     {
-        _ = mem;
         if (!_glaValid)
             return true;
         ulong ea = (ulong)_insn.Displacement;
@@ -508,7 +523,7 @@ public sealed class Vie
 
     // MUL/IMUL/DIV/IDIV with a memory operand: the one-operand forms use rDX:rAX (AX for bytes);
     // IMUL's two- and three-operand forms write a register.
-    private VieStatus MulDiv(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    private VieStatus MulDiv(IVieCpu cpu, IVmmDevices devices, int size)
     {
         if (!Read(devices, size, out ulong m))
             return VieStatus.NeedsDevice;
@@ -522,7 +537,6 @@ public sealed class Vie
             cpu.Rflags = flags;
             return VieStatus.Done;
         }
-        _ = mem;
         ulong rax = cpu.GetGpr(0);
         ulong lowIn = size == 1 ? rax & 0xFF : rax;
         ulong highIn = size == 1 ? (rax >> 8) & 0xFF : cpu.GetGpr(2);
@@ -561,9 +575,7 @@ public sealed class Vie
     // device memory needs two reads in one element and falls back for now.)
     private VieStatus StringElement(IVieCpu cpu, IVmmDevices devices, IGuestMemory memory)
     {
-        Mnemonic mn = _insn.Mnemonic;
-        if (mn is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq
-            or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq)
+        if (_string is StringOp.Cmps or StringOp.Scas)
             return CompareElement(cpu, devices, memory);
         int size = _insn.MemorySize;
         int adSize = _insn.AddressSize;
@@ -572,9 +584,8 @@ public sealed class Vie
         ulong count = cpu.GetGpr(1) & adMask;
         if (rep && count == 0)
             return VieStatus.Done;
-        Mnemonic m = _insn.Mnemonic;
-        bool loads = m is Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq;
-        bool stores = m is Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq;
+        bool loads = _string == StringOp.Lods;
+        bool stores = _string == StringOp.Stos;
         // Both sides are translated and checked before any access, so a fault or a fallback never
         // follows a device access that was already made.
         ulong srcGpa = 0, dstGpa = 0;
@@ -625,7 +636,7 @@ public sealed class Vie
         bool repne = (_insn.Prefixes & Prefixes.Repne) != 0;
         if ((repe || repne) && (cpu.GetGpr(1) & adMask) == 0)
             return VieStatus.Done;
-        bool cmps = _insn.Mnemonic is Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq;
+        bool cmps = _string == StringOp.Cmps;
         ulong srcGpa = 0;
         if (cmps && !TranslateSide(memory, Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask), write: false, size, out srcGpa))
             return VieStatus.Fallback;
@@ -801,7 +812,7 @@ public sealed class Vie
     /// <summary>Reads a general register as the instruction sees it (AH..BH are bits 15:8).</summary>
     public static ulong ReadRegister(IVieCpu cpu, Register r)
     {
-        (int n, int size, bool high) = Gpr(r);
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
         ulong v = cpu.GetGpr(n);
         return high ? (v >> 8) & 0xFF : v & Alu.Mask(size);
     }
@@ -810,7 +821,7 @@ public sealed class Vie
     /// half, 8- and 16-bit writes keep the rest.</summary>
     public static void WriteRegister(IVieCpu cpu, Register r, ulong value)
     {
-        (int n, int size, bool high) = Gpr(r);
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
         ulong old = cpu.GetGpr(n);
         ulong v = size switch
         {
@@ -820,21 +831,5 @@ public sealed class Vie
             _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
         };
         cpu.SetGpr(n, v);
-    }
-
-    private static (int N, int Size, bool High) Gpr(Register r)
-    {
-        if (r >= Register.AL && r <= Register.R15L)
-        {
-            int i = r - Register.AL;
-            return i is >= 4 and < 8 ? (i - 4, 1, true) : (i < 4 ? i : i - 4, 1, false);
-        }
-        if (r >= Register.AX && r <= Register.R15W)
-            return (r - Register.AX, 2, false);
-        if (r >= Register.EAX && r <= Register.R15D)
-            return (r - Register.EAX, 4, false);
-        if (r >= Register.RAX && r <= Register.R15)
-            return (r - Register.RAX, 8, false);
-        throw new ArgumentOutOfRangeException(nameof(r), r, "not a general register");
     }
 }
