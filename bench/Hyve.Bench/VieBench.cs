@@ -1,5 +1,6 @@
 // The full MMIO emulation cycle (begin, decode, emulate, request, fulfil, complete) for single
 // accesses, with the device half answering in-process.
+using System;
 using BenchmarkDotNet.Attributes;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
@@ -69,7 +70,19 @@ public class VieBench
 
         public void SetGpr(int n, ulong value) => _gpr[n] = value;
 
-        public ulong SegmentBase(Register segment) => 0;
+        public Segment GetSegment(Register segment) => segment == Register.CS ? Segment.Code64 : Segment.FlatData;
+
+        public UInt128 GetXmm(int n) => 0;
+
+        public void SetXmm(int n, UInt128 value)
+        {
+        }
+
+        public ulong GetMm(int n) => 0;
+
+        public void SetMm(int n, ulong value)
+        {
+        }
     }
 
     private sealed class NoDevices : IVmmDevices

@@ -11,7 +11,12 @@ public sealed class MockCpu : IVieCpu
 {
     public ulong[] Gpr { get; } = new ulong[16];
 
-    public Dictionary<Register, ulong> Bases { get; } = [];
+    /// <summary>Segments that differ from a flat data segment (CS defaults to 64-bit code).</summary>
+    public Dictionary<Register, Segment> Segments { get; } = [];
+
+    public UInt128[] Xmm { get; } = new UInt128[16];
+
+    public ulong[] Mm { get; } = new ulong[8];
 
     public ulong Rip { get; set; } = 0x40_0000;
 
@@ -21,7 +26,16 @@ public sealed class MockCpu : IVieCpu
 
     public void SetGpr(int n, ulong value) => Gpr[n] = value;
 
-    public ulong SegmentBase(Register segment) => Bases.TryGetValue(segment, out ulong b) ? b : 0;
+    public Segment GetSegment(Register segment) =>
+        Segments.TryGetValue(segment, out Segment s) ? s : segment == Register.CS ? Segment.Code64 : Segment.FlatData;
+
+    public UInt128 GetXmm(int n) => Xmm[n];
+
+    public void SetXmm(int n, UInt128 value) => Xmm[n] = value;
+
+    public ulong GetMm(int n) => Mm[n];
+
+    public void SetMm(int n, ulong value) => Mm[n] = value;
 }
 
 /// <summary>Vmm devices that own one address range and record what they saw.</summary>
@@ -82,17 +96,17 @@ public sealed class MockDeviceHalf
     }
 
     /// <summary>Runs passes until the instruction completes or falls back, answering each request.</summary>
-    public (VieStatus Status, int Passes) Run(Vie vie, IVieCpu cpu, IVmmDevices devices)
+    public (VieStatus Status, int Passes) Run(Vie vie, IVieCpu cpu, IVmmDevices devices, IGuestMemory? memory = null)
     {
-        for (int passes = 1; passes < 10; passes++)
+        for (int passes = 1; passes < 20; passes++)
         {
-            VieStatus st = vie.Emulate(cpu, devices);
+            VieStatus st = vie.Emulate(cpu, devices, memory);
             if (st != VieStatus.NeedsDevice)
                 return (st, passes);
             FulfillResult r = vie.Fulfill(Answer(vie.Pending));
             if (r != FulfillResult.Ok)
                 throw new InvalidOperationException($"fulfil rejected: {r}");
         }
-        throw new InvalidOperationException("no progress after 10 passes");
+        throw new InvalidOperationException("no progress after 20 passes");
     }
 }

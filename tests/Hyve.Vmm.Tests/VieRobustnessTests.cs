@@ -48,7 +48,7 @@ public sealed class VieRobustnessTests(ITestOutputHelper output)
                 continue;
             }
             VieStatus st = VieStatus.NeedsDevice;
-            for (int pass = 0; pass < 8 && st == VieStatus.NeedsDevice; pass++)
+            for (int pass = 0; pass < 20 && st == VieStatus.NeedsDevice; pass++)
             {
                 st = vie.Emulate(cpu, new MockVmmDevices(), memory);
                 if (st == VieStatus.NeedsDevice)

@@ -66,14 +66,16 @@ public sealed class VieStackTests
     }
 
     [Fact]
-    public void PushOfADeviceOperandOntoADeviceStackFallsBackBeforeReading()
+    public void PushOfADeviceOperandOntoADeviceStackReadsThenWrites()
     {
         var cpu = new MockCpu();
         cpu.Gpr[0] = Mmio;
         cpu.Gpr[4] = Mmio + 0x100; // the stack is device memory too
         var half = new MockDeviceHalf();
-        Assert.Equal(VieStatus.Fallback, Run("FF30", Mmio, Mmio, cpu, new MockGuestMemory(), half));
-        Assert.Empty(half.Requests);
+        half.Store(Mmio, 0x55, 8);
+        Assert.Equal(VieStatus.Done, Run("FF30", Mmio, Mmio, cpu, new MockGuestMemory(), half));
+        Assert.Equal([new MmioAccess(Mmio, 8, false, 0), new MmioAccess(Mmio + 0xF8, 8, true, 0x55)], half.Requests);
+        Assert.Equal(Mmio + 0xF8, cpu.Gpr[4]);
     }
 
     [Fact]

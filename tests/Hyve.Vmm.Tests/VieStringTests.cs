@@ -19,12 +19,6 @@ public sealed class MockGuestMemory : IGuestMemory
 
     public byte[] Ram { get; } = new byte[1 << 20];
 
-    public bool Translate(ulong gla, bool write, out ulong gpa)
-    {
-        gpa = gla;
-        return gla < (ulong)Ram.Length || (gla >= MmioBase && gla < MmioBase + 0x10000);
-    }
-
     public bool ReadRam(ulong gpa, Span<byte> data)
     {
         if (gpa >= (ulong)Ram.Length)
@@ -139,26 +133,35 @@ public sealed class VieStringTests
     }
 
     [Fact]
-    public void CompareWithBothSidesInDeviceMemoryFallsBackBeforeAnyAccess()
+    public void CompareWithBothSidesInDeviceMemoryReadsEachOnce()
     {
         var cpu = new MockCpu();
         cpu.Gpr[6] = MockGuestMemory.MmioBase;
-        cpu.Gpr[7] = MockGuestMemory.MmioBase + 0x100;
+        cpu.Gpr[7] = MockGuestMemory.MmioBase + 0x2000;
+        var half = new MockDeviceHalf();
+        half.Store(MockGuestMemory.MmioBase, 5, 1);
+        half.Store(MockGuestMemory.MmioBase + 0x2000, 7, 1);
         var vie = new Vie();
         Assert.True(vie.Begin(MockGuestMemory.MmioBase, MockGuestMemory.MmioBase, glaValid: true, Bitness.Bits64, [0xA6]));
-        Assert.Equal(VieStatus.Fallback, vie.Emulate(cpu, new MockVmmDevices(), new MockGuestMemory()));
-        Assert.Equal(0, vie.Requests);
+        var (st, passes) = half.Run(vie, cpu, new MockVmmDevices(), new MockGuestMemory());
+        Assert.Equal(VieStatus.Done, st);
+        Assert.Equal(3, passes);
+        Assert.Equal([new MmioAccess(MockGuestMemory.MmioBase, 1, false, 0), new MmioAccess(MockGuestMemory.MmioBase + 0x2000, 1, false, 0)], half.Requests);
+        Assert.Equal(Rflags.CF | Rflags.SF | Rflags.AF, cpu.Rflags & Rflags.Status); // 5 - 7
+        Assert.Equal(MockGuestMemory.MmioBase + 1, cpu.Gpr[6]);
+        Assert.Equal(MockGuestMemory.MmioBase + 0x2001, cpu.Gpr[7]);
     }
 
     [Fact]
-    public void AFaultingDestinationFallsBackBeforeTheSourceIsRead()
+    public void AFaultingDestinationFaultsBeforeTheSourceIsRead()
     {
         var cpu = new MockCpu();
         cpu.Gpr[6] = MockGuestMemory.MmioBase;
-        cpu.Gpr[7] = 0x7000_0000_0000; // not mapped: Translate fails
+        cpu.Gpr[7] = 0x8000_0000_0000; // not canonical: #GP(0)
         var vie = new Vie();
         Assert.True(vie.Begin(MockGuestMemory.MmioBase, MockGuestMemory.MmioBase, glaValid: true, Bitness.Bits64, [0xA4]));
-        Assert.Equal(VieStatus.Fallback, vie.Emulate(cpu, new MockVmmDevices(), new MockGuestMemory()));
+        Assert.Equal(VieStatus.Fault, vie.Emulate(cpu, new MockVmmDevices(), new MockGuestMemory()));
+        Assert.Equal(new GuestFault(ExceptionVector.GP, 0), vie.Fault);
         Assert.Equal(0, vie.Requests);
     }
 

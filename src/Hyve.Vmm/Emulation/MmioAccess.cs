@@ -1,5 +1,8 @@
-// The single access that crosses the boundary to the device half, and the port the vmm reaches
-// its own devices and the guest's registers through.
+// The single access that crosses the boundary to the device half, and the ports the vmm reaches
+// its own devices, guest memory and the guest's registers through.
+using System;
+using Hyve.X86;
+
 namespace Hyve.Vmm.Emulation;
 
 /// <summary>
@@ -22,18 +25,9 @@ public interface IVmmDevices
     bool TryWrite(ulong gpa, int bytes, ulong value);
 }
 
-/// <summary>Guest memory as the emulator sees it: linear-to-physical translation and RAM.</summary>
-public interface IGuestMemory
-{
-    /// <summary>Translates a guest-linear address for a read or write; false when the access would fault.</summary>
-    bool Translate(ulong gla, bool write, out ulong gpa);
-
-    /// <summary>Reads guest RAM at <paramref name="gpa"/>; false when it is not RAM (device memory).</summary>
-    bool ReadRam(ulong gpa, System.Span<byte> data);
-
-    /// <summary>Writes guest RAM at <paramref name="gpa"/>; false when it is not RAM (device memory).</summary>
-    bool WriteRam(ulong gpa, System.ReadOnlySpan<byte> data);
-}
+/// <summary>Guest RAM as the emulator sees it (the page walk and the RAM side of an access).
+/// Anything that is not RAM is device memory.</summary>
+public interface IGuestMemory : IPhysicalMemory;
 
 /// <summary>The vCPU state the emulator reads and writes.</summary>
 public interface IVieCpu
@@ -50,6 +44,18 @@ public interface IVieCpu
     /// <summary>RFLAGS.</summary>
     ulong Rflags { get; set; }
 
-    /// <summary>Base of segment register <paramref name="segment"/> (ES..GS).</summary>
-    ulong SegmentBase(Hyve.X86.Register segment);
+    /// <summary>The hidden part of segment register <paramref name="segment"/> (ES..GS).</summary>
+    Segment GetSegment(Register segment);
+
+    /// <summary>SSE register XMM<paramref name="n"/>.</summary>
+    UInt128 GetXmm(int n);
+
+    /// <summary>Sets SSE register XMM<paramref name="n"/>.</summary>
+    void SetXmm(int n, UInt128 value);
+
+    /// <summary>MMX register MM<paramref name="n"/>.</summary>
+    ulong GetMm(int n);
+
+    /// <summary>Sets MMX register MM<paramref name="n"/>.</summary>
+    void SetMm(int n, ulong value);
 }

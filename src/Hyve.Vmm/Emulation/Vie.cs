@@ -1,6 +1,8 @@
 // The per-vCPU instruction emulation context behind MMIO exits: decode once, replay the
 // instruction on every pass, send each device access across the boundary exactly once.
 using System;
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Hyve.X86;
 using Hyve.X86.Decoding;
 
@@ -16,10 +18,11 @@ public enum VieStatus : byte
     /// <summary>Hyve cannot emulate this instruction; the caller hands the raw bytes to the device half.</summary>
     Fallback,
     /// <summary>One element of a REP string instruction completed and more remain: RSI/RDI/RCX are
-    /// updated, RIP is not, so the guest re-executes the instruction for the next element (and can
-    /// take interrupts in between, as on hardware).</summary>
+    /// updated, RIP is not. The caller may run the next element at once (<see cref="Vie.Emulate"/>
+    /// again) or re-enter the guest, which re-executes the instruction (and can take interrupts in
+    /// between, as on hardware).</summary>
     Repeat,
-    /// <summary>The instruction raises an exception (<see cref="Vie.FaultVector"/>); RIP is not advanced.</summary>
+    /// <summary>The instruction raises an exception (<see cref="Vie.Fault"/>); RIP is not advanced.</summary>
     Fault,
 }
 
@@ -36,13 +39,18 @@ public enum FulfillResult : byte
 
 /// <summary>
 /// Emulates the instruction behind one MMIO exit. The whole instruction runs again from the
-/// start on every pass; an access whose slot is done replays its cached result, an access the
-/// vmm's own devices claim completes at once, anything else becomes the pending request and
-/// the pass stops before any register is written. So side effects happen once, however many
-/// passes an instruction takes (a read-modify-write takes three).
+/// start on every pass. Every access goes through one path: segmentation checks, alignment
+/// check, the page walk, a split at a page boundary, then RAM directly or device memory as
+/// single requests of 1, 2, 4 or 8 bytes. Device accesses are numbered in the order the
+/// instruction makes them; one whose slot is done replays its result, one the vmm's own devices
+/// claim completes at once, anything else becomes the pending request and the pass stops before
+/// any register is written. So side effects happen once, however many passes an instruction
+/// takes (a read-modify-write takes three).
 /// </summary>
 public sealed class Vie
 {
+    private const int SlotCount = 16;
+
     private enum SlotState : byte
     {
         None,
@@ -53,20 +61,17 @@ public sealed class Vie
     private struct Slot
     {
         public ulong Gpa;
-        public byte Bytes;
-        public SlotState State;
         public ulong Data;
+        public byte Bytes;
+        public bool Write;
+        public SlotState State;
     }
 
-    private Instruction _insn;
-    private Bitness _bitness;
-    private ulong _gpa;
-    private ulong _gla;
-    private bool _glaValid;
-    private bool _active;
-    private Slot _read;
-    private Slot _write;
-    private StringOp _string;
+    [InlineArray(SlotCount)]
+    private struct Slots
+    {
+        private Slot _e0;
+    }
 
     // The string instructions this context emulates (one-byte opcodes A4..AF).
     private enum StringOp : byte
@@ -79,6 +84,31 @@ public sealed class Vie
         Scas,
     }
 
+    private Instruction _insn;
+    private Bitness _bitness;
+    private bool _real;
+    private PagingState _paging;
+    private ulong _gpa;
+    private ulong _gla;
+    private bool _checkGla;
+    private bool _hint;
+    private bool _active;
+    private VieStatus _beginStatus;
+    private StringOp _string;
+    private Slots _slots;
+    private int _used;
+    private int _seq;
+    private int _pendingIndex = -1;
+
+    // Per pass.
+    private IVieCpu _cpu = null!;
+    private IVmmDevices _devices = null!;
+    private IGuestMemory? _memory;
+    private ulong _accessLa;
+    private int _accessSize;
+    private bool _branch;
+    private ulong _target;
+
     /// <summary>Whether an instruction is being emulated.</summary>
     public bool Active => _active;
 
@@ -86,191 +116,275 @@ public sealed class Vie
     public ref readonly Instruction Instruction => ref _insn;
 
     /// <summary>The request waiting for the device half (valid after <see cref="VieStatus.NeedsDevice"/>).</summary>
-    public MmioAccess Pending =>
-        _read.State == SlotState.Pending ? new MmioAccess(_read.Gpa, _read.Bytes, false, 0)
-        : _write.State == SlotState.Pending ? new MmioAccess(_write.Gpa, _write.Bytes, true, _write.Data)
-        : default;
+    public MmioAccess Pending
+    {
+        get
+        {
+            if (_pendingIndex < 0)
+                return default;
+            ref readonly Slot s = ref _slots[_pendingIndex];
+            return new MmioAccess(s.Gpa, s.Bytes, s.Write, s.Write ? s.Data : 0);
+        }
+    }
 
-    /// <summary>The exception vector after <see cref="VieStatus.Fault"/> (0 = #DE).</summary>
-    public byte FaultVector { get; private set; }
+    /// <summary>The exception after <see cref="VieStatus.Fault"/>: vector, error code, CR2 for #PF.</summary>
+    public GuestFault Fault { get; private set; }
+
+    /// <summary>The exception vector after <see cref="VieStatus.Fault"/>.</summary>
+    public byte FaultVector => Fault.Vector;
 
     /// <summary>Number of device-half requests this context has issued (each exactly once).</summary>
     public long Requests { get; private set; }
 
     /// <summary>
     /// Starts emulating the instruction in <paramref name="bytes"/> that faulted on
-    /// <paramref name="gpa"/>. <paramref name="glaValid"/> says whether the exit reported the
-    /// guest-linear address <paramref name="gla"/>, which the decoded operand must then match.
-    /// Returns false (fall back) when the bytes do not decode to a supported instruction.
+    /// <paramref name="gpa"/>, for a flat guest without paging at CPL 0 whose code runs with
+    /// <paramref name="bitness"/> (64-bit mode, or protected mode with 32- or 16-bit code).
+    /// <paramref name="glaValid"/> says whether the exit reported the guest-linear address
+    /// <paramref name="gla"/>. Returns false when the bytes do not decode (the first pass then
+    /// injects #UD or #GP as hardware would, or falls back).
     /// </summary>
     public bool Begin(ulong gpa, ulong gla, bool glaValid, Bitness bitness, ReadOnlySpan<byte> bytes)
     {
-        Reset();
-        if (Decoder.Decode(bytes, bitness, out _insn) != DecodeStatus.Ok)
+        PagingState paging = bitness == Bitness.Bits64 ? PagingState.Flat
+            : new PagingState(PagingState.Cr0PE | PagingState.Cr0WP, 0, PagingState.Cr4OSFXSR, 0, 0);
+        Start(gpa, gla, glaValid, in paging, bitness, real: false);
+        return DecodeBytes(bytes, fetchFault: null);
+    }
+
+    /// <summary>
+    /// Starts emulating the instruction behind an exit at <paramref name="gpa"/> (and
+    /// <paramref name="gla"/> when <paramref name="glaValid"/>), with the control state
+    /// <paramref name="paging"/> taken at the exit. The mode comes from CR0, EFER and CS. Without
+    /// <paramref name="bytes"/> the instruction is fetched from CS:RIP through the guest page
+    /// tables. Returns false when no instruction could be decoded (the first pass then injects the
+    /// fault hardware would raise, or falls back).
+    /// </summary>
+    public bool Begin(ulong gpa, ulong gla, bool glaValid, in PagingState paging, IVieCpu cpu, IGuestMemory? memory, ReadOnlySpan<byte> bytes = default)
+    {
+        Segment cs = cpu.GetSegment(Register.CS);
+        bool real = (paging.Cr0 & PagingState.Cr0PE) == 0;
+        Bitness bitness = (paging.Efer & PagingState.EferLMA) != 0 && cs.Long && !real ? Bitness.Bits64
+            : cs.Big ? Bitness.Bits32 : Bitness.Bits16;
+        Start(gpa, gla, glaValid, in paging, bitness, real);
+        if ((cpu.Rflags & (1UL << 17)) != 0)
+        {
+            _beginStatus = VieStatus.Fallback; // virtual-8086 mode is not emulated
             return false;
-        _string = StringKind(in _insn);
+        }
+        if (!bytes.IsEmpty)
+            return DecodeBytes(bytes, fetchFault: null);
+        return Fetch(cpu, memory, cs);
+    }
+
+    private void Start(ulong gpa, ulong gla, bool glaValid, in PagingState paging, Bitness bitness, bool real)
+    {
+        Reset();
+        _paging = paging;
         _bitness = bitness;
+        _real = real;
         _gpa = gpa;
         _gla = gla;
-        _glaValid = glaValid;
+        _checkGla = glaValid;
+        _hint = glaValid;
         _active = true;
-        return true;
+        _beginStatus = VieStatus.Done;
+        _string = StringOp.None;
+    }
+
+    // Fetches up to 15 bytes at CS:RIP, page by page, stopping at the CS limit, a page that faults
+    // or a page that is not RAM; the fault only counts if the decoder needed those bytes.
+    private bool Fetch(IVieCpu cpu, IGuestMemory? memory, Segment cs)
+    {
+        Span<byte> buf = stackalloc byte[15];
+        ulong ip = cpu.Rip;
+        int avail = 15;
+        GuestFault? stop = null;
+        if (_bitness != Bitness.Bits64)
+        {
+            ip &= _bitness == Bitness.Bits32 ? 0xFFFF_FFFFUL : 0xFFFFUL;
+            ulong room = ip > cs.Limit ? 0 : cs.Limit - ip + 1;
+            if (room < 15)
+            {
+                avail = (int)room;
+                stop = new GuestFault(ExceptionVector.GP, 0);
+            }
+        }
+        ulong la = _bitness == Bitness.Bits64 ? ip : (uint)(cs.Base + ip);
+        int n = 0;
+        while (n < avail)
+        {
+            ulong at = _bitness == Bitness.Bits64 ? la + (ulong)n : (uint)(la + (ulong)n);
+            int chunk = (int)Math.Min((ulong)(avail - n), 0x1000 - (at & 0xFFF));
+            ulong pa = at;
+            if (_paging.Mode != PagingMode.None)
+            {
+                if (memory == null)
+                    break;
+                WalkResult w = PageWalker.Translate(memory, in _paging, at, AccessType.Fetch, false, out pa, out GuestFault f);
+                if (w == WalkResult.PageFault)
+                {
+                    stop = f;
+                    break;
+                }
+                if (w != WalkResult.Ok)
+                    break;
+            }
+            if (memory == null || !memory.ReadRam(pa, buf.Slice(n, chunk)))
+            {
+                stop = null; // code outside RAM: hand the exit over
+                break;
+            }
+            n += chunk;
+        }
+        return DecodeBytes(buf[..n], stop);
+    }
+
+    private bool DecodeBytes(ReadOnlySpan<byte> bytes, GuestFault? fetchFault)
+    {
+        DecodeStatus ds = Decoder.Decode(bytes, _bitness, out _insn);
+        switch (ds)
+        {
+            case DecodeStatus.Ok:
+                _string = StringKind(in _insn);
+                return true;
+            case DecodeStatus.Invalid:
+                Fault = new GuestFault(ExceptionVector.UD, 0);
+                _beginStatus = VieStatus.Fault;
+                return false;
+            case DecodeStatus.TooLong:
+                Fault = new GuestFault(ExceptionVector.GP, 0);
+                _beginStatus = VieStatus.Fault;
+                return false;
+            case DecodeStatus.NoMoreBytes when fetchFault is { } f:
+                Fault = f;
+                _beginStatus = VieStatus.Fault;
+                return false;
+            default:
+                _beginStatus = VieStatus.Fallback;
+                return false;
+        }
     }
 
     /// <summary>Drops the instruction (RIP is not advanced).</summary>
     public void Reset()
     {
         _active = false;
-        _read = default;
-        _write = default;
+        ClearSlots();
+    }
+
+    private void ClearSlots()
+    {
+        for (int i = 0; i < _used; i++)
+            _slots[i] = default;
+        _used = 0;
+        _pendingIndex = -1;
     }
 
     /// <summary>Answers the pending request; a read's result is in <paramref name="answer"/>.Data.</summary>
     public FulfillResult Fulfill(in MmioAccess answer)
     {
-        if (_read.State == SlotState.Pending)
-            return Complete(ref _read, write: false, in answer);
-        if (_write.State == SlotState.Pending)
-            return Complete(ref _write, write: true, in answer);
-        return FulfillResult.NotPending;
-    }
-
-    private static FulfillResult Complete(ref Slot slot, bool write, in MmioAccess answer)
-    {
-        if (answer.Gpa != slot.Gpa || answer.Bytes != slot.Bytes || answer.Write != write)
+        if (_pendingIndex < 0)
+            return FulfillResult.NotPending;
+        ref Slot s = ref _slots[_pendingIndex];
+        if (answer.Gpa != s.Gpa || answer.Bytes != s.Bytes || answer.Write != s.Write)
             return FulfillResult.Mismatch;
-        if (!write)
-            slot.Data = answer.Data & Alu.Mask(slot.Bytes);
-        slot.State = SlotState.Done;
+        if (!s.Write)
+            s.Data = answer.Data & Alu.Mask(s.Bytes);
+        s.State = SlotState.Done;
+        _pendingIndex = -1;
         return FulfillResult.Ok;
     }
 
-    /// <summary>Runs one pass of the instruction. <paramref name="memory"/> reaches guest RAM for the
-    /// RAM side of string instructions; without it they fall back.</summary>
+    /// <summary>Runs one pass of the instruction. <paramref name="memory"/> reaches guest RAM: the
+    /// page walk, the RAM side of string and stack instructions, and accesses that run from device
+    /// memory into RAM; without it, anything that needs RAM falls back.</summary>
     public VieStatus Emulate(IVieCpu cpu, IVmmDevices devices, IGuestMemory? memory = null)
     {
         if (!_active)
             return VieStatus.Fallback;
-        if (_string != StringOp.None)
+        if (_beginStatus != VieStatus.Done)
         {
-            VieStatus ss = memory == null ? VieStatus.Fallback : StringElement(cpu, devices, memory);
-            if (ss is VieStatus.Done or VieStatus.Repeat)
-            {
-                if (ss == VieStatus.Done)
-                    cpu.Rip += _insn.Length;
+            VieStatus b = _beginStatus;
+            Reset();
+            return b;
+        }
+        _cpu = cpu;
+        _devices = devices;
+        _memory = memory;
+        _seq = 0;
+        _branch = false;
+        VieStatus st = _string != StringOp.None ? StringElement() : Dispatch();
+        switch (st)
+        {
+            case VieStatus.Done:
+                cpu.Rip = _branch ? _target : (cpu.Rip + _insn.Length) & IpMask;
                 Reset();
-            }
-            return ss;
-        }
-        if (_insn.Mnemonic is Mnemonic.Push or Mnemonic.Pop)
-            return Finish(cpu, _bitness == Bitness.Bits64 && OnlyGeneralRegisters() ? StackOp(cpu, devices, memory) : VieStatus.Fallback);
-        int mem = MemoryOperand();
-        if (mem < 0 || !OnlyGeneralRegisters() || !LinearAddressMatches(cpu))
-            return VieStatus.Fallback;
-        int size = _insn.MemorySize;
-        if (size is not (1 or 2 or 4 or 8) || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
-            return VieStatus.Fallback; // page-crossing accesses are split in a later step
-        VieStatus st = _insn.Mnemonic switch
-        {
-            Mnemonic.Mov => Mov(cpu, devices, mem, size),
-            Mnemonic.Movzx or Mnemonic.Movsx or Mnemonic.Movsxd => Extend(cpu, devices, size),
-            Mnemonic.Add or Mnemonic.Or or Mnemonic.Adc or Mnemonic.Sbb or Mnemonic.And or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Cmp
-                => Arith(cpu, devices, mem, size),
-            Mnemonic.Test => Test(cpu, devices, mem, size),
-            Mnemonic.Inc or Mnemonic.Dec or Mnemonic.Not or Mnemonic.Neg => Unary(cpu, devices, size),
-            Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar
-                => Shift(cpu, devices, size),
-            Mnemonic.Xchg or Mnemonic.Xadd => Exchange(cpu, devices, mem, size),
-            Mnemonic.Cmpxchg => CompareExchange(cpu, devices, size),
-            >= Mnemonic.Seta and <= Mnemonic.Sets when _insn.OperandCount == 1 => SetCc(cpu, devices, size),
-            >= Mnemonic.Cmova and <= Mnemonic.Cmovs => CmovCc(cpu, devices, size),
-            Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc when _insn.GetOperandKind(1) == OperandKind.Immediate8
-                => BitTest(cpu, devices, size),
-            Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv => MulDiv(cpu, devices, size),
-            Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt or Mnemonic.Popcnt => BitScan(cpu, devices, size),
-            Mnemonic.Movbe => MoveSwapped(cpu, devices, mem, size),
-            Mnemonic.Movnti => Mov(cpu, devices, mem, size),
-            Mnemonic.Xlatb => Xlat(cpu, devices),
-            Mnemonic.Shld or Mnemonic.Shrd => DoubleShift(cpu, devices, size),
-            // CLFLUSH/CLFLUSHOPT only check the access (done above); device memory has nothing to flush.
-            Mnemonic.Clflush or Mnemonic.Clflushopt => VieStatus.Done,
-            _ => VieStatus.Fallback,
-        };
-        return Finish(cpu, st);
-    }
-
-    private VieStatus Finish(IVieCpu cpu, VieStatus st)
-    {
-        if (st == VieStatus.Done)
-        {
-            cpu.Rip += _insn.Length;
-            Reset();
-        }
-        else if (st == VieStatus.Fault)
-        {
-            Reset();
+                break;
+            case VieStatus.Repeat:
+                // The next element's accesses come from the registers; the exit's address no longer applies.
+                ClearSlots();
+                _checkGla = false;
+                break;
+            case VieStatus.Fault:
+                Reset();
+                break;
         }
         return st;
     }
 
-    // PUSH and POP in 64-bit mode (SS base 0, a 64-bit RSP): either the operand is in device
-    // memory and the stack is reached through guest memory, or the operand is a register or
-    // immediate and the stack itself is device memory (the exit's address is the stack slot).
-    private VieStatus StackOp(IVieCpu cpu, IVmmDevices devices, IGuestMemory? memory)
+    private ulong IpMask => _bitness switch
     {
-        int size = _insn.OperandSize;
-        bool push = _insn.Mnemonic == Mnemonic.Push;
-        ulong rsp = cpu.GetGpr(4);
-        ulong slot = push ? rsp - (ulong)size : rsp;
-        bool operandInMemory = _insn.GetOperandKind(0) == OperandKind.Memory;
-        if (operandInMemory)
+        Bitness.Bits64 => ulong.MaxValue,
+        Bitness.Bits32 => 0xFFFF_FFFFUL,
+        _ => 0xFFFFUL,
+    };
+
+    private VieStatus Dispatch()
+    {
+        switch (_insn.Mnemonic)
         {
-            if (memory == null || !LinearAddressMatches(cpu) || _insn.MemorySize != size || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
-                return VieStatus.Fallback;
-            if (!TranslateSide(memory, slot, write: push, size, out ulong stackGpa))
-                return VieStatus.Fallback;
-            Span<byte> buf = stackalloc byte[8];
-            // The stack side must be RAM (probed with a read, which has no side effects) before the
-            // device operand is touched; a stack in device memory as well falls back here.
-            if (stackGpa == _gpa || !memory.ReadRam(stackGpa, buf[..size]))
-                return VieStatus.Fallback;
-            if (push)
-            {
-                if (!Read(devices, size, out ulong v))
-                    return VieStatus.NeedsDevice;
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buf, v);
-                memory.WriteRam(stackGpa, buf[..size]);
-            }
-            else
-            {
-                ulong v = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size);
-                if (!Write(devices, size, v))
-                    return VieStatus.NeedsDevice;
-            }
+            case Mnemonic.Push or Mnemonic.Pop:
+                return PushPop();
+            case Mnemonic.Call or Mnemonic.Ret:
+                return CallRet();
+            case Mnemonic.Movd or Mnemonic.Movq or Mnemonic.Movss or Mnemonic.Movsd or Mnemonic.Movaps or Mnemonic.Movups
+                or Mnemonic.Movapd or Mnemonic.Movupd or Mnemonic.Movdqa or Mnemonic.Movdqu or Mnemonic.Movntdq
+                or Mnemonic.Movntps or Mnemonic.Movntpd:
+                return VectorMove();
+            case Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b:
+                return CompareExchangeWide();
         }
-        else
+        int mem = MemoryOperand();
+        if (mem < 0 || !OnlyGeneralRegisters())
+            return VieStatus.Fallback;
+        int size = _insn.MemorySize;
+        if (size is not (1 or 2 or 4 or 8))
+            return VieStatus.Fallback;
+        return _insn.Mnemonic switch
         {
-            if ((_glaValid && _gla != slot) || ((_gpa & 0xFFF) + (ulong)size) > 0x1000)
-                return VieStatus.Fallback;
-            if (push)
-            {
-                ulong v = _insn.GetOperandKind(0) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(0)) : _insn.Immediate;
-                if (!Write(devices, size, v & Alu.Mask(size)))
-                    return VieStatus.NeedsDevice;
-            }
-            else
-            {
-                if (!Read(devices, size, out ulong v))
-                    return VieStatus.NeedsDevice;
-                // POP RSP loads the popped value, not the incremented pointer.
-                Register dst = _insn.GetRegister(0);
-                cpu.SetGpr(4, rsp + (ulong)size);
-                WriteRegister(cpu, dst, v);
-                return VieStatus.Done;
-            }
-        }
-        cpu.SetGpr(4, push ? slot : rsp + (ulong)size);
-        return VieStatus.Done;
+            Mnemonic.Mov or Mnemonic.Movnti => Mov(mem, size),
+            Mnemonic.Movzx or Mnemonic.Movsx or Mnemonic.Movsxd => Extend(size),
+            Mnemonic.Add or Mnemonic.Or or Mnemonic.Adc or Mnemonic.Sbb or Mnemonic.And or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Cmp
+                => Arith(mem, size),
+            Mnemonic.Test => Test(mem, size),
+            Mnemonic.Inc or Mnemonic.Dec or Mnemonic.Not or Mnemonic.Neg => Unary(size),
+            Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar
+                => Shift(size),
+            Mnemonic.Xchg or Mnemonic.Xadd => Exchange(mem, size),
+            Mnemonic.Cmpxchg => CompareExchange(size),
+            >= Mnemonic.Seta and <= Mnemonic.Sets when _insn.OperandCount == 1 => SetCc(size),
+            >= Mnemonic.Cmova and <= Mnemonic.Cmovs => CmovCc(size),
+            Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc => BitTest(size),
+            Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv => MulDiv(size),
+            Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt or Mnemonic.Popcnt => BitScan(size),
+            Mnemonic.Movbe => MoveSwapped(mem, size),
+            Mnemonic.Xlatb => Xlat(),
+            Mnemonic.Shld or Mnemonic.Shrd => DoubleShift(size),
+            // CLFLUSH/CLFLUSHOPT only check the access; device memory has nothing to flush.
+            Mnemonic.Clflush or Mnemonic.Clflushopt => Probe(_insn.MemorySegment, EffectiveAddress(0), 1, write: false),
+            _ => VieStatus.Fallback,
+        };
     }
 
     // Classified by operand kinds and opcode byte, not mnemonic: SSE MOVSD/CMPSD share the
@@ -318,61 +432,268 @@ public sealed class Vie
             }
             else if (k >= OperandKind.MemorySegSI)
             {
-                return -1; // string instructions are emulated elsewhere
+                return -1;
             }
         }
         return found;
     }
 
-    // The exit's guest-linear address, when known, must be the operand's: otherwise the bytes are
-    // not the instruction that faulted (the guest changed them, or the decode is wrong).
-    private bool LinearAddressMatches(IVieCpu cpu)
+    // The memory operand's offset (before segmentation) at the address size. POP computes it
+    // after incrementing the stack pointer, which <paramref name="rspBias"/> supplies.
+    private ulong EffectiveAddress(ulong rspBias)
     {
-        if (!_glaValid)
-            return true;
         ulong ea = (ulong)_insn.Displacement;
         if (_insn.IsIpRelative)
-            ea = _insn.IpRelativeTarget(cpu.Rip);
+            return _insn.IpRelativeTarget(_cpu.Rip);
+        if (_insn.MemoryBase != Register.None)
+        {
+            ea += ReadRegister(_cpu, _insn.MemoryBase);
+            if (_insn.MemoryBase is Register.RSP or Register.ESP or Register.SP)
+                ea += rspBias;
+        }
+        if (_insn.MemoryIndex != Register.None)
+            ea += ReadRegister(_cpu, _insn.MemoryIndex) * _insn.MemoryScale;
+        return ea & Alu.Mask(_insn.AddressSize);
+    }
+
+    private ulong Ea => EffectiveAddress(0);
+
+    // ---- The access path ----------------------------------------------------------------------
+
+    private VieStatus ReadOp(int size, out ulong value, bool forWrite = false) =>
+        Read(_insn.MemorySegment, Ea, size, forWrite, out value);
+
+    private VieStatus WriteOp(int size, ulong value) => Write(_insn.MemorySegment, Ea, size, value);
+
+    // Reads <paramref name="size"/> bytes at seg:offset. A read that a write to the same place
+    // follows (read-modify-write) is checked and translated as a write, as hardware does.
+    private VieStatus Read(Register seg, ulong offset, int size, bool forWrite, out ulong value)
+    {
+        value = 0;
+        VieStatus st = Linearize(seg, offset, size, forWrite, out ulong la);
+        return st != VieStatus.Done ? st : Access(la, size, forWrite ? AccessType.Write : AccessType.Read, write: false, ref value);
+    }
+
+    private VieStatus Write(Register seg, ulong offset, int size, ulong value)
+    {
+        VieStatus st = Linearize(seg, offset, size, write: true, out ulong la);
+        return st != VieStatus.Done ? st : Access(la, size, AccessType.Write, write: true, ref value);
+    }
+
+    // The checks and translation of an access without making it: used before a device access
+    // that must not be followed by a fault on another operand.
+    private VieStatus Probe(Register seg, ulong offset, int size, bool write)
+    {
+        VieStatus st = Linearize(seg, offset, size, write, out ulong la);
+        if (st != VieStatus.Done)
+            return st;
+        AccessType type = write ? AccessType.Write : AccessType.Read;
+        int first = FirstPiece(la, size);
+        st = Translate(la, type, out _);
+        if (st == VieStatus.Done && first < size)
+            st = Translate(NextLinear(la, first), type, out _);
+        return st;
+    }
+
+    // Segmentation: 64-bit mode checks canonical form (FS/GS bases apply); other modes check the
+    // segment's usability, type and limit (real mode only the limit). Then the alignment check.
+    private VieStatus Linearize(Register seg, ulong offset, int size, bool write, out ulong la)
+    {
+        if (_bitness == Bitness.Bits64)
+        {
+            la = offset + (seg is Register.FS or Register.GS ? _cpu.GetSegment(seg).Base : 0);
+            if (!_paging.IsCanonical(la) || !_paging.IsCanonical(la + (ulong)size - 1))
+                return SegmentFault(seg);
+        }
         else
         {
-            if (_insn.MemoryBase != Register.None)
-                ea += ReadRegister(cpu, _insn.MemoryBase);
-            if (_insn.MemoryIndex != Register.None)
-                ea += ReadRegister(cpu, _insn.MemoryIndex) * _insn.MemoryScale;
+            Segment s = _cpu.GetSegment(seg);
+            bool ok = _real ? offset + (ulong)size - 1 <= s.Limit : s.AllowsData(offset, size, write);
+            la = (uint)(s.Base + offset);
+            if (!ok)
+                return SegmentFault(seg);
         }
-        ea &= Alu.Mask(_insn.AddressSize);
-        Register seg = _insn.MemorySegment;
-        if (_bitness != Bitness.Bits64 || seg is Register.FS or Register.GS)
-            ea += cpu.SegmentBase(seg);
-        if (_bitness != Bitness.Bits64)
-            ea = (uint)ea;
-        return ea == _gla;
+        if (_paging.Cpl == 3 && (_paging.Cr0 & PagingState.Cr0AM) != 0 && (_cpu.Rflags & Rflags.AC) != 0
+            && size <= 8 && (la & (ulong)(size - 1)) != 0)
+        {
+            Fault = new GuestFault(ExceptionVector.AC, 0);
+            return VieStatus.Fault;
+        }
+        return VieStatus.Done;
     }
 
-    private VieStatus Mov(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    private VieStatus SegmentFault(Register seg)
+    {
+        Fault = new GuestFault(seg == Register.SS ? ExceptionVector.SS : ExceptionVector.GP, 0);
+        return VieStatus.Fault;
+    }
+
+    private static int FirstPiece(ulong la, int size) => (int)Math.Min((ulong)size, 0x1000 - (la & 0xFFF));
+
+    private ulong NextLinear(ulong la, int first) => _bitness == Bitness.Bits64 ? la + (ulong)first : (uint)(la + (ulong)first);
+
+    // One logical access: both pages translated before either is touched, then each piece goes to
+    // RAM or, as naturally sized requests, to device memory.
+    private VieStatus Access(ulong la, int size, AccessType type, bool write, ref ulong value)
+    {
+        _accessLa = la;
+        _accessSize = size;
+        int first = FirstPiece(la, size);
+        VieStatus st = Translate(la, type, out ulong pa0);
+        if (st != VieStatus.Done)
+            return st;
+        ulong pa1 = 0;
+        if (first < size && (st = Translate(NextLinear(la, first), type, out pa1)) != VieStatus.Done)
+            return st;
+        Span<byte> data = stackalloc byte[8];
+        if (write)
+            BinaryPrimitives.WriteUInt64LittleEndian(data, value);
+        if ((st = Piece(pa0, data[..first], write)) != VieStatus.Done)
+            return st;
+        if (first < size && (st = Piece(pa1, data[first..size], write)) != VieStatus.Done)
+            return st;
+        if (!write)
+            value = BinaryPrimitives.ReadUInt64LittleEndian(data) & Alu.Mask(size);
+        return VieStatus.Done;
+    }
+
+    // Linear to physical: the exit's own page is known; with paging off linear is physical;
+    // otherwise the guest page walk (which may fault).
+    private VieStatus Translate(ulong la, AccessType type, out ulong pa)
+    {
+        if (_hint && ((la ^ _gla) & ~0xFFFUL) == 0)
+        {
+            pa = (_gpa & ~0xFFFUL) | (la & 0xFFF);
+            return VieStatus.Done;
+        }
+        if (_paging.Mode == PagingMode.None)
+        {
+            pa = la;
+            return VieStatus.Done;
+        }
+        pa = 0;
+        if (_memory == null)
+            return VieStatus.Fallback;
+        switch (PageWalker.Translate(_memory, in _paging, la, type, (_cpu.Rflags & Rflags.AC) != 0, out pa, out GuestFault f))
+        {
+            case WalkResult.Ok:
+                return VieStatus.Done;
+            case WalkResult.PageFault:
+                Fault = f;
+                return VieStatus.Fault;
+            default:
+                return VieStatus.Fallback;
+        }
+    }
+
+    // One page's part of an access. The exit's page is device memory; any other page is tried as
+    // RAM first. Device memory gets requests of 8, 4, 2 and 1 bytes, lowest address first.
+    private VieStatus Piece(ulong pa, Span<byte> data, bool write)
+    {
+        if (((pa ^ _gpa) & ~0xFFFUL) != 0)
+        {
+            if (_memory == null)
+                return VieStatus.Fallback;
+            if (write ? _memory.WriteRam(pa, data) : _memory.ReadRam(pa, data))
+                return VieStatus.Done;
+        }
+        int k = 0;
+        while (k < data.Length)
+        {
+            int left = data.Length - k;
+            int c = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            Span<byte> part = data.Slice(k, c);
+            ulong v = 0;
+            for (int i = c - 1; i >= 0; i--)
+                v = (v << 8) | part[i];
+            VieStatus st = Device(pa + (ulong)k, c, write, ref v);
+            if (st != VieStatus.Done)
+                return st;
+            if (!write)
+            {
+                for (int i = 0; i < c; i++)
+                    part[i] = (byte)(v >> (8 * i));
+            }
+            k += c;
+        }
+        return VieStatus.Done;
+    }
+
+    // The next device access in the instruction's order: replayed, claimed by a vmm device, or
+    // made the pending request.
+    private VieStatus Device(ulong gpa, int size, bool write, ref ulong data)
+    {
+        if (_seq >= SlotCount)
+            return VieStatus.Fallback;
+        ref Slot s = ref _slots[_seq];
+        if (s.State != SlotState.None)
+        {
+            // The same access in the same order; anything else means the guest's state changed
+            // under the instruction and it is handed over rather than guessed at.
+            if (s.Gpa != gpa || s.Bytes != size || s.Write != write || (write && s.Data != (data & Alu.Mask(size))))
+                return VieStatus.Fallback;
+            if (s.State == SlotState.Pending)
+            {
+                _pendingIndex = _seq;
+                return VieStatus.NeedsDevice;
+            }
+            if (!write)
+                data = s.Data;
+            _seq++;
+            return VieStatus.Done;
+        }
+        // The first device access must be the one the exit reported: otherwise the bytes are not
+        // the instruction that faulted (the guest changed them).
+        if (_seq == 0 && _checkGla && _gla - _accessLa >= (ulong)_accessSize)
+            return VieStatus.Fallback;
+        s.Gpa = gpa;
+        s.Bytes = (byte)size;
+        s.Write = write;
+        s.Data = write ? data & Alu.Mask(size) : 0;
+        if (_seq >= _used)
+            _used = _seq + 1;
+        bool claimed = write ? _devices.TryWrite(gpa, size, s.Data) : _devices.TryRead(gpa, size, out s.Data);
+        if (claimed)
+        {
+            s.Data &= Alu.Mask(size);
+            if (!write)
+                data = s.Data;
+            s.State = SlotState.Done;
+            _seq++;
+            return VieStatus.Done;
+        }
+        if (!write)
+            s.Data = 0;
+        s.State = SlotState.Pending;
+        Requests++;
+        _pendingIndex = _seq;
+        return VieStatus.NeedsDevice;
+    }
+
+    // ---- Instructions ---------------------------------------------------------------------------
+
+    private VieStatus Mov(int mem, int size)
     {
         if (mem == 0)
-        {
-            ulong value = Source(cpu, 1) & Alu.Mask(size);
-            return Write(devices, size, value) ? VieStatus.Done : VieStatus.NeedsDevice;
-        }
-        if (!Read(devices, size, out ulong v))
-            return VieStatus.NeedsDevice;
-        WriteRegister(cpu, _insn.GetRegister(0), v);
-        return VieStatus.Done;
+            return WriteOp(size, Source(1) & Alu.Mask(size));
+        VieStatus st = ReadOp(size, out ulong v);
+        if (st == VieStatus.Done)
+            WriteRegister(_cpu, _insn.GetRegister(0), v);
+        return st;
     }
 
-    private VieStatus Extend(IVieCpu cpu, IVmmDevices devices, int size)
+    private VieStatus Extend(int size)
     {
-        if (!Read(devices, size, out ulong v))
-            return VieStatus.NeedsDevice;
+        VieStatus st = ReadOp(size, out ulong v);
+        if (st != VieStatus.Done)
+            return st;
         if (_insn.Mnemonic != Mnemonic.Movzx)
             v = (ulong)Alu.SignExtend(v, size);
-        WriteRegister(cpu, _insn.GetRegister(0), v);
+        WriteRegister(_cpu, _insn.GetRegister(0), v);
         return VieStatus.Done;
     }
 
-    private VieStatus Arith(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    private VieStatus Arith(int mem, int size)
     {
         var op = _insn.Mnemonic switch
         {
@@ -385,41 +706,45 @@ public sealed class Vie
             Mnemonic.Xor => Alu.Op.Xor,
             _ => Alu.Op.Cmp,
         };
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        ulong flags = cpu.Rflags;
+        bool rmw = mem == 0 && op != Alu.Op.Cmp;
+        VieStatus st = ReadOp(size, out ulong m, rmw);
+        if (st != VieStatus.Done)
+            return st;
+        ulong flags = _cpu.Rflags;
         if (mem == 0)
         {
-            ulong r = Alu.Binary(op, m, Source(cpu, 1), size, ref flags);
-            if (op != Alu.Op.Cmp && !Write(devices, size, r))
-                return VieStatus.NeedsDevice;
+            ulong r = Alu.Binary(op, m, Source(1), size, ref flags);
+            if (rmw && (st = WriteOp(size, r)) != VieStatus.Done)
+                return st;
         }
         else
         {
             Register dst = _insn.GetRegister(0);
-            ulong r = Alu.Binary(op, ReadRegister(cpu, dst), m, size, ref flags);
+            ulong r = Alu.Binary(op, ReadRegister(_cpu, dst), m, size, ref flags);
             if (op != Alu.Op.Cmp)
-                WriteRegister(cpu, dst, r);
+                WriteRegister(_cpu, dst, r);
         }
-        cpu.Rflags = flags;
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
-    private VieStatus Test(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    private VieStatus Test(int mem, int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        ulong flags = cpu.Rflags;
-        Alu.Binary(Alu.Op.And, m, Source(cpu, mem == 0 ? 1 : 0), size, ref flags);
-        cpu.Rflags = flags;
+        VieStatus st = ReadOp(size, out ulong m);
+        if (st != VieStatus.Done)
+            return st;
+        ulong flags = _cpu.Rflags;
+        Alu.Binary(Alu.Op.And, m, Source(mem == 0 ? 1 : 0), size, ref flags);
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
-    private VieStatus Unary(IVieCpu cpu, IVmmDevices devices, int size)
+    private VieStatus Unary(int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        ulong flags = cpu.Rflags;
+        VieStatus st = ReadOp(size, out ulong m, forWrite: true);
+        if (st != VieStatus.Done)
+            return st;
+        ulong flags = _cpu.Rflags;
         ulong r = _insn.Mnemonic switch
         {
             Mnemonic.Inc => Alu.Inc(m, size, ref flags),
@@ -427,85 +752,143 @@ public sealed class Vie
             Mnemonic.Neg => Alu.Neg(m, size, ref flags),
             _ => ~m & Alu.Mask(size),
         };
-        if (!Write(devices, size, r))
-            return VieStatus.NeedsDevice;
-        cpu.Rflags = flags;
+        if ((st = WriteOp(size, r)) != VieStatus.Done)
+            return st;
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
-    private VieStatus Shift(IVieCpu cpu, IVmmDevices devices, int size)
+    private VieStatus Shift(int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        ulong count = _insn.GetOperandKind(1) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(1)) : _insn.Immediate;
+        VieStatus st = ReadOp(size, out ulong m, forWrite: true);
+        if (st != VieStatus.Done)
+            return st;
+        ulong count = _insn.GetOperandKind(1) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(1)) : _insn.Immediate;
         if (Alu.MaskCount(count, size) == 0)
             return VieStatus.Done; // a zero count neither writes nor changes flags (the read was still made)
-        ulong flags = cpu.Rflags;
+        ulong flags = _cpu.Rflags;
         var op = (Alu.Shift)((_insn.ModRM >> 3) & 7);
         ulong r = Alu.ShiftRotate(op, m, count, size, ref flags);
-        if (!Write(devices, size, r))
-            return VieStatus.NeedsDevice;
-        cpu.Rflags = flags;
+        if ((st = WriteOp(size, r)) != VieStatus.Done)
+            return st;
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
-    // XCHG and XADD with a memory operand (operand 0 is memory for both when encoded with ModRM).
-    private VieStatus Exchange(IVieCpu cpu, IVmmDevices devices, int mem, int size)
+    // XCHG and XADD with a memory operand.
+    private VieStatus Exchange(int mem, int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
+        VieStatus st = ReadOp(size, out ulong m, forWrite: true);
+        if (st != VieStatus.Done)
+            return st;
         Register reg = _insn.GetRegister(1 - mem);
-        ulong v = ReadRegister(cpu, reg);
-        ulong flags = cpu.Rflags;
+        ulong v = ReadRegister(_cpu, reg);
+        ulong flags = _cpu.Rflags;
         ulong stored = _insn.Mnemonic == Mnemonic.Xadd ? Alu.Binary(Alu.Op.Add, m, v, size, ref flags) : v;
-        if (!Write(devices, size, stored))
-            return VieStatus.NeedsDevice;
-        WriteRegister(cpu, reg, m);
-        cpu.Rflags = flags;
+        if ((st = WriteOp(size, stored)) != VieStatus.Done)
+            return st;
+        WriteRegister(_cpu, reg, m);
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
     // CMPXCHG: compare the accumulator with memory; equal stores the source, otherwise the
     // accumulator is loaded. The processor always writes the destination (the old value back on
     // failure), so the device sees a write either way.
-    private VieStatus CompareExchange(IVieCpu cpu, IVmmDevices devices, int size)
+    private VieStatus CompareExchange(int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
+        VieStatus st = ReadOp(size, out ulong m, forWrite: true);
+        if (st != VieStatus.Done)
+            return st;
         Register acc = RegisterInfo.Gpr(0, size, false);
-        ulong flags = cpu.Rflags;
-        Alu.Binary(Alu.Op.Cmp, ReadRegister(cpu, acc), m, size, ref flags);
+        ulong flags = _cpu.Rflags;
+        Alu.Binary(Alu.Op.Cmp, ReadRegister(_cpu, acc), m, size, ref flags);
         bool equal = (flags & Rflags.ZF) != 0;
-        if (!Write(devices, size, equal ? ReadRegister(cpu, _insn.GetRegister(1)) : m))
-            return VieStatus.NeedsDevice;
+        if ((st = WriteOp(size, equal ? ReadRegister(_cpu, _insn.GetRegister(1)) : m)) != VieStatus.Done)
+            return st;
         if (!equal)
-            WriteRegister(cpu, acc, m);
-        cpu.Rflags = flags;
+            WriteRegister(_cpu, acc, m);
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
-    private VieStatus SetCc(IVieCpu cpu, IVmmDevices devices, int size)
+    // CMPXCHG8B/16B: EDX:EAX (RDX:RAX) against the 8 or 16 bytes at the operand; equal stores
+    // ECX:EBX (RCX:RBX), otherwise the old value is written back and loaded. CMPXCHG16B needs a
+    // 16-byte-aligned operand (#GP otherwise). A 16-byte operand is two 8-byte accesses.
+    private VieStatus CompareExchangeWide()
     {
-        bool holds = Conditions.Holds(_insn.OpcodeByte & 0xF, cpu.Rflags);
-        return Write(devices, size, holds ? 1UL : 0) ? VieStatus.Done : VieStatus.NeedsDevice;
+        if (MemoryOperand() != 0)
+            return VieStatus.Fallback;
+        int half = _insn.MemorySize / 2;
+        Register seg = _insn.MemorySegment;
+        ulong ea = Ea;
+        ulong next = (ea + 8) & Alu.Mask(_insn.AddressSize);
+        VieStatus st = Linearize(seg, ea, _insn.MemorySize, write: true, out ulong la);
+        if (st != VieStatus.Done)
+            return st;
+        if (half == 8 && (la & 15) != 0)
+            return GeneralProtection();
+        ulong lo, hi;
+        if (half == 4)
+        {
+            if ((st = Read(seg, ea, 8, forWrite: true, out ulong q)) != VieStatus.Done)
+                return st;
+            lo = (uint)q;
+            hi = q >> 32;
+        }
+        else if ((st = Read(seg, ea, 8, true, out lo)) != VieStatus.Done || (st = Read(seg, next, 8, true, out hi)) != VieStatus.Done)
+        {
+            return st;
+        }
+        ulong mask = Alu.Mask(half);
+        bool equal = lo == (_cpu.GetGpr(0) & mask) && hi == (_cpu.GetGpr(2) & mask);
+        ulong newLo = equal ? _cpu.GetGpr(3) & mask : lo;
+        ulong newHi = equal ? _cpu.GetGpr(1) & mask : hi;
+        if (half == 4)
+            st = Write(seg, ea, 8, newLo | (newHi << 32));
+        else if ((st = Write(seg, ea, 8, newLo)) == VieStatus.Done)
+            st = Write(seg, next, 8, newHi);
+        if (st != VieStatus.Done)
+            return st;
+        if (!equal)
+        {
+            WriteRegister(_cpu, RegisterInfo.Gpr(0, half, false), lo);
+            WriteRegister(_cpu, RegisterInfo.Gpr(2, half, false), hi);
+        }
+        _cpu.Rflags = (_cpu.Rflags & ~Rflags.ZF) | (equal ? Rflags.ZF : 0);
+        return VieStatus.Done;
     }
 
-    private VieStatus CmovCc(IVieCpu cpu, IVmmDevices devices, int size)
+    private VieStatus GeneralProtection()
+    {
+        Fault = new GuestFault(ExceptionVector.GP, 0);
+        return VieStatus.Fault;
+    }
+
+    private VieStatus SetCc(int size)
+    {
+        bool holds = Conditions.Holds(_insn.OpcodeByte & 0xF, _cpu.Rflags);
+        return WriteOp(size, holds ? 1UL : 0);
+    }
+
+    private VieStatus CmovCc(int size)
     {
         // The source is read whatever the condition; a 32-bit destination is zero-extended even when
         // the move does not happen.
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
+        VieStatus st = ReadOp(size, out ulong m);
+        if (st != VieStatus.Done)
+            return st;
         Register dst = _insn.GetRegister(0);
-        ulong v = Conditions.Holds(_insn.OpcodeByte & 0xF, cpu.Rflags) ? m : ReadRegister(cpu, dst);
-        WriteRegister(cpu, dst, v);
+        ulong v = Conditions.Holds(_insn.OpcodeByte & 0xF, _cpu.Rflags) ? m : ReadRegister(_cpu, dst);
+        WriteRegister(_cpu, dst, v);
         return VieStatus.Done;
     }
 
-    private VieStatus BitTest(IVieCpu cpu, IVmmDevices devices, int size)
+    // BT/BTS/BTR/BTC. With an immediate the bit offset is taken modulo the operand width; with a
+    // register it is a signed offset that reaches memory beyond the operand: the access moves by
+    // (offset >> log2(width)) operands, as on hardware.
+    private VieStatus BitTest(int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
         var op = _insn.Mnemonic switch
         {
             Mnemonic.Bts => Alu.BitOp.Bts,
@@ -513,33 +896,47 @@ public sealed class Vie
             Mnemonic.Btc => Alu.BitOp.Btc,
             _ => Alu.BitOp.Bt,
         };
-        ulong flags = cpu.Rflags;
-        ulong r = Alu.BitTest(op, m, _insn.Immediate, size, ref flags);
-        if (op != Alu.BitOp.Bt && !Write(devices, size, r))
-            return VieStatus.NeedsDevice;
-        cpu.Rflags = flags;
+        ulong ea = Ea;
+        ulong bit = _insn.Immediate;
+        if (_insn.GetOperandKind(1) == OperandKind.Register)
+        {
+            long offset = Alu.SignExtend(ReadRegister(_cpu, _insn.GetRegister(1)), size);
+            int widthLog = System.Numerics.BitOperations.Log2((uint)size * 8);
+            ea = (ea + (ulong)((offset >> widthLog) * size)) & Alu.Mask(_insn.AddressSize);
+            bit = (ulong)offset & (ulong)(size * 8 - 1);
+        }
+        bool writes = op != Alu.BitOp.Bt;
+        VieStatus st = Read(_insn.MemorySegment, ea, size, writes, out ulong m);
+        if (st != VieStatus.Done)
+            return st;
+        ulong flags = _cpu.Rflags;
+        ulong r = Alu.BitTest(op, m, bit, size, ref flags);
+        if (writes && (st = Write(_insn.MemorySegment, ea, size, r)) != VieStatus.Done)
+            return st;
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
     // MUL/IMUL/DIV/IDIV with a memory operand: the one-operand forms use rDX:rAX (AX for bytes);
     // IMUL's two- and three-operand forms write a register.
-    private VieStatus MulDiv(IVieCpu cpu, IVmmDevices devices, int size)
+    private VieStatus MulDiv(int size)
     {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        ulong flags = cpu.Rflags;
+        VieStatus st = ReadOp(size, out ulong m);
+        if (st != VieStatus.Done)
+            return st;
+        ulong flags = _cpu.Rflags;
         if (_insn.OperandCount > 1)
         {
             Register dst = _insn.GetRegister(0);
-            ulong a = _insn.OperandCount == 3 ? m : ReadRegister(cpu, dst);
+            ulong a = _insn.OperandCount == 3 ? m : ReadRegister(_cpu, dst);
             ulong b = _insn.OperandCount == 3 ? _insn.Immediate : m;
-            WriteRegister(cpu, dst, Alu.Imul(a, b, size, out _, ref flags));
-            cpu.Rflags = flags;
+            WriteRegister(_cpu, dst, Alu.Imul(a, b, size, out _, ref flags));
+            _cpu.Rflags = flags;
             return VieStatus.Done;
         }
-        ulong rax = cpu.GetGpr(0);
+        ulong rax = _cpu.GetGpr(0);
         ulong lowIn = size == 1 ? rax & 0xFF : rax;
-        ulong highIn = size == 1 ? (rax >> 8) & 0xFF : cpu.GetGpr(2);
+        ulong highIn = size == 1 ? (rax >> 8) & 0xFF : _cpu.GetGpr(2);
         ulong lo, hi;
         switch (_insn.Mnemonic)
         {
@@ -551,135 +948,340 @@ public sealed class Vie
                     : Alu.Idiv(highIn, lowIn, m, size, out lo, out hi);
                 if (!ok)
                 {
-                    FaultVector = 0; // #DE
+                    Fault = new GuestFault(ExceptionVector.DE, 0);
                     return VieStatus.Fault;
                 }
                 break;
         }
         if (size == 1)
         {
-            WriteRegister(cpu, Register.AX, (lo & 0xFF) | ((hi & 0xFF) << 8));
+            WriteRegister(_cpu, Register.AX, (lo & 0xFF) | ((hi & 0xFF) << 8));
         }
         else
         {
-            WriteRegister(cpu, RegisterInfo.Gpr(0, size, false), lo);
-            WriteRegister(cpu, RegisterInfo.Gpr(2, size, false), hi);
+            WriteRegister(_cpu, RegisterInfo.Gpr(0, size, false), lo);
+            WriteRegister(_cpu, RegisterInfo.Gpr(2, size, false), hi);
         }
-        cpu.Rflags = flags;
+        _cpu.Rflags = flags;
         return VieStatus.Done;
     }
 
-    // One element of MOVS/STOS/LODS/CMPS/SCAS: the source is DS:rSI (segment overridable) or the
-    // accumulator, the destination ES:rDI or the accumulator. Each side is RAM or device memory;
-    // the device side goes through the slots like any other access. (CMPS with both sides in
-    // device memory needs two reads in one element and falls back for now.)
-    private VieStatus StringElement(IVieCpu cpu, IVmmDevices devices, IGuestMemory memory)
+    private VieStatus BitScan(int size)
     {
-        if (_string is StringOp.Cmps or StringOp.Scas)
-            return CompareElement(cpu, devices, memory);
-        int size = _insn.MemorySize;
-        int adSize = _insn.AddressSize;
-        ulong adMask = Alu.Mask(adSize);
-        bool rep = (_insn.Prefixes & (Prefixes.Rep | Prefixes.Repne)) != 0;
-        ulong count = cpu.GetGpr(1) & adMask;
-        if (rep && count == 0)
-            return VieStatus.Done;
-        bool loads = _string == StringOp.Lods;
-        bool stores = _string == StringOp.Stos;
-        // Both sides are translated and checked before any access, so a fault or a fallback never
-        // follows a device access that was already made.
-        ulong srcGpa = 0, dstGpa = 0;
-        if (!stores && !TranslateSide(memory, Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask), write: false, size, out srcGpa))
-            return VieStatus.Fallback;
-        if (!loads && !TranslateSide(memory, Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask), write: true, size, out dstGpa))
-            return VieStatus.Fallback;
-        Span<byte> buf = stackalloc byte[8];
-        ulong value;
-        if (stores)
+        VieStatus st = ReadOp(size, out ulong m);
+        if (st != VieStatus.Done)
+            return st;
+        Register dst = _insn.GetRegister(0);
+        ulong flags = _cpu.Rflags;
+        ulong r = _insn.Mnemonic switch
         {
-            value = cpu.GetGpr(0) & Alu.Mask(size);
+            Mnemonic.Bsf => Alu.Bsf(m, ReadRegister(_cpu, dst), size, ref flags),
+            Mnemonic.Bsr => Alu.Bsr(m, ReadRegister(_cpu, dst), size, ref flags),
+            Mnemonic.Tzcnt => Alu.Tzcnt(m, size, ref flags),
+            Mnemonic.Lzcnt => Alu.Lzcnt(m, size, ref flags),
+            _ => Alu.Popcnt(m, size, ref flags),
+        };
+        // BSF/BSR of zero leave the destination as it was (a 32-bit one is still written back).
+        WriteRegister(_cpu, dst, r);
+        _cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // MOVBE: a load or store with the bytes reversed.
+    private VieStatus MoveSwapped(int mem, int size)
+    {
+        if (mem == 0)
+            return WriteOp(size, Swap(ReadRegister(_cpu, _insn.GetRegister(1)), size));
+        VieStatus st = ReadOp(size, out ulong m);
+        if (st == VieStatus.Done)
+            WriteRegister(_cpu, _insn.GetRegister(0), Swap(m, size));
+        return st;
+    }
+
+    private static ulong Swap(ulong v, int size) => size switch
+    {
+        2 => BinaryPrimitives.ReverseEndianness((ushort)v),
+        4 => BinaryPrimitives.ReverseEndianness((uint)v),
+        _ => BinaryPrimitives.ReverseEndianness(v),
+    };
+
+    // XLAT: AL = [rBX + AL] (the decoder gives AL as the index).
+    private VieStatus Xlat()
+    {
+        VieStatus st = ReadOp(1, out ulong m);
+        if (st == VieStatus.Done)
+            WriteRegister(_cpu, Register.AL, m);
+        return st;
+    }
+
+    private VieStatus DoubleShift(int size)
+    {
+        VieStatus st = ReadOp(size, out ulong m, forWrite: true);
+        if (st != VieStatus.Done)
+            return st;
+        ulong count = _insn.GetOperandKind(2) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(2)) : _insn.Immediate;
+        if (Alu.MaskCount(count, size) == 0)
+            return VieStatus.Done;
+        ulong flags = _cpu.Rflags;
+        ulong b = ReadRegister(_cpu, _insn.GetRegister(1));
+        ulong r = _insn.Mnemonic == Mnemonic.Shld ? Alu.Shld(m, b, count, size, ref flags) : Alu.Shrd(m, b, count, size, ref flags);
+        if ((st = WriteOp(size, r)) != VieStatus.Done)
+            return st;
+        _cpu.Rflags = flags;
+        return VieStatus.Done;
+    }
+
+    // MOVD/MOVQ/MOVSS/MOVSD and the 16-byte moves between an XMM or MMX register and memory.
+    // Loads of 4 or 8 bytes into an XMM register zero the rest of it (MOVSS/MOVSD from memory do
+    // too); 16 bytes travel as two 8-byte accesses; the aligned forms raise #GP on a misaligned
+    // address. CR0.EM makes them #UD (as does CR4.OSFXSR clear for XMM), CR0.TS #NM.
+    private VieStatus VectorMove()
+    {
+        int mem = MemoryOperand();
+        if (mem < 0 || _insn.OperandCount != 2)
+            return VieStatus.Fallback;
+        Register reg = _insn.GetRegister(1 - mem);
+        bool xmm = reg is >= Register.XMM0 and <= Register.XMM15;
+        bool mmx = reg is >= Register.MM0 and <= Register.MM7;
+        if (!xmm && !mmx)
+            return VieStatus.Fallback;
+        if ((_paging.Cr0 & PagingState.Cr0EM) != 0 || (xmm && (_paging.Cr4 & PagingState.Cr4OSFXSR) == 0))
+        {
+            Fault = new GuestFault(ExceptionVector.UD, 0);
+            return VieStatus.Fault;
+        }
+        if ((_paging.Cr0 & PagingState.Cr0TS) != 0)
+        {
+            Fault = new GuestFault(ExceptionVector.NM, 0);
+            return VieStatus.Fault;
+        }
+        int n = xmm ? reg - Register.XMM0 : reg - Register.MM0;
+        int size = _insn.MemorySize;
+        Register seg = _insn.MemorySegment;
+        ulong ea = Ea;
+        bool aligned = _insn.Mnemonic is Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa
+            or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd;
+        VieStatus st = Linearize(seg, ea, size, write: mem == 0, out ulong la);
+        if (st != VieStatus.Done)
+            return st;
+        if (aligned && (la & 15) != 0)
+            return GeneralProtection();
+        ulong next = (ea + 8) & Alu.Mask(_insn.AddressSize);
+        if (mem == 0)
+        {
+            UInt128 v = xmm ? _cpu.GetXmm(n) : _cpu.GetMm(n);
+            if (size == 16)
+            {
+                if ((st = Write(seg, ea, 8, (ulong)v)) == VieStatus.Done)
+                    st = Write(seg, next, 8, (ulong)(v >> 64));
+                return st;
+            }
+            return Write(seg, ea, size, (ulong)v & Alu.Mask(size));
+        }
+        UInt128 loaded;
+        if (size == 16)
+        {
+            if ((st = Read(seg, ea, 8, false, out ulong lo)) != VieStatus.Done || (st = Read(seg, next, 8, false, out ulong hi)) != VieStatus.Done)
+                return st;
+            loaded = ((UInt128)hi << 64) | lo;
         }
         else
         {
-            if (memory.ReadRam(srcGpa, buf[..size]))
-                value = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf);
-            else if (!Read(devices, srcGpa, size, out value))
-                return VieStatus.NeedsDevice;
-            value &= Alu.Mask(size);
+            if ((st = Read(seg, ea, size, false, out ulong v)) != VieStatus.Done)
+                return st;
+            loaded = v;
         }
-        if (!loads)
-        {
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buf, value);
-            if (_write.State != SlotState.Done && !memory.WriteRam(dstGpa, buf[..size]) && !Write(devices, dstGpa, size, value))
-                return VieStatus.NeedsDevice;
-        }
-        // The element is complete: now the registers.
-        if (loads)
-            WriteRegister(cpu, RegisterInfo.Gpr(0, size, false), value);
-        ulong step = (cpu.Rflags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
-        if (!stores)
-            StepIndex(cpu, 6, step, adSize);
-        if (!loads)
-            StepIndex(cpu, 7, step, adSize);
-        if (!rep)
-            return VieStatus.Done;
-        StepIndex(cpu, 1, ulong.MaxValue, adSize);
-        return (cpu.GetGpr(1) & adMask) == 0 ? VieStatus.Done : VieStatus.Repeat;
+        if (xmm)
+            _cpu.SetXmm(n, loaded);
+        else
+            _cpu.SetMm(n, (ulong)loaded);
+        return VieStatus.Done;
     }
 
-    private VieStatus CompareElement(IVieCpu cpu, IVmmDevices devices, IGuestMemory memory)
+    // ---- Stack ------------------------------------------------------------------------------------
+
+    // The stack pointer's width: 64-bit mode, else SS.B.
+    private int StackAddressSize => _bitness == Bitness.Bits64 ? 8 : _cpu.GetSegment(Register.SS).Big ? 4 : 2;
+
+    // PUSH and POP of a general register, an immediate or a memory operand, in every mode; either
+    // side may be device memory. The side written is checked before the side read, so a fault
+    // never follows a device access. POP with an rSP-based destination addresses it after the
+    // increment.
+    private VieStatus PushPop()
+    {
+        OperandKind kind = _insn.GetOperandKind(0);
+        if (_insn.OperandCount != 1 || (kind == OperandKind.Register && _insn.GetRegister(0) is < Register.AL or > Register.R15))
+            return VieStatus.Fallback; // segment registers
+        int size = _insn.OperandSize;
+        int sw = StackAddressSize;
+        ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
+        VieStatus st;
+        if (_insn.Mnemonic == Mnemonic.Push)
+        {
+            ulong slot = (sp - (ulong)size) & Alu.Mask(sw);
+            ulong v;
+            if (kind == OperandKind.Memory)
+            {
+                if ((st = Probe(Register.SS, slot, size, write: true)) != VieStatus.Done || (st = ReadOp(size, out v)) != VieStatus.Done)
+                    return st;
+            }
+            else
+            {
+                v = kind == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(0)) : _insn.Immediate & Alu.Mask(size);
+            }
+            if ((st = Write(Register.SS, slot, size, v)) != VieStatus.Done)
+                return st;
+            StepIndex(_cpu, 4, (ulong)-size, sw);
+            return VieStatus.Done;
+        }
+        ulong value;
+        if (kind == OperandKind.Memory)
+        {
+            ulong ea = EffectiveAddress((ulong)size);
+            if ((st = Probe(_insn.MemorySegment, ea, size, write: true)) != VieStatus.Done
+                || (st = Read(Register.SS, sp, size, false, out value)) != VieStatus.Done
+                || (st = Write(_insn.MemorySegment, ea, size, value)) != VieStatus.Done)
+                return st;
+            StepIndex(_cpu, 4, (ulong)size, sw);
+            return VieStatus.Done;
+        }
+        if ((st = Read(Register.SS, sp, size, false, out value)) != VieStatus.Done)
+            return st;
+        // POP rSP loads the popped value, not the incremented pointer.
+        StepIndex(_cpu, 4, (ulong)size, sw);
+        WriteRegister(_cpu, _insn.GetRegister(0), value);
+        return VieStatus.Done;
+    }
+
+    // Near CALL (relative, register or memory target) and near RET (with or without an
+    // immediate), with the stack or the target in device memory. Far forms fall back.
+    private VieStatus CallRet()
+    {
+        int size = _insn.OperandSize;
+        int sw = StackAddressSize;
+        ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
+        VieStatus st;
+        ulong target;
+        if (_insn.Mnemonic == Mnemonic.Ret)
+        {
+            if (_insn.OpcodeByte is not (0xC2 or 0xC3))
+                return VieStatus.Fallback;
+            if ((st = Read(Register.SS, sp, size, false, out target)) != VieStatus.Done)
+                return st;
+            if ((st = Branch(target)) != VieStatus.Done)
+                return st;
+            StepIndex(_cpu, 4, (ulong)size + (_insn.OpcodeByte == 0xC2 ? _insn.Immediate & 0xFFFF : 0), sw);
+            return VieStatus.Done;
+        }
+        if (_insn.OpcodeByte is not (0xE8 or 0xFF) || (_insn.OpcodeByte == 0xFF && ((_insn.ModRM >> 3) & 7) != 2))
+            return VieStatus.Fallback;
+        ulong slot = (sp - (ulong)size) & Alu.Mask(sw);
+        ulong ret = (_cpu.Rip + _insn.Length) & Alu.Mask(size);
+        OperandKind kind = _insn.GetOperandKind(0);
+        if (kind == OperandKind.Memory)
+        {
+            if ((st = Probe(Register.SS, slot, size, write: true)) != VieStatus.Done || (st = ReadOp(size, out target)) != VieStatus.Done)
+                return st;
+        }
+        else if (kind == OperandKind.Register)
+        {
+            target = ReadRegister(_cpu, _insn.GetRegister(0));
+        }
+        else
+        {
+            target = _insn.NearBranchTarget(_cpu.Rip);
+        }
+        if ((st = Branch(target & Alu.Mask(size))) != VieStatus.Done)
+            return st;
+        if ((st = Write(Register.SS, slot, size, ret)) != VieStatus.Done)
+            return st;
+        StepIndex(_cpu, 4, (ulong)-size, sw);
+        return VieStatus.Done;
+    }
+
+    // A near branch target: canonical in 64-bit mode, inside CS's limit elsewhere (#GP(0)).
+    private VieStatus Branch(ulong target)
+    {
+        bool ok = _bitness == Bitness.Bits64 ? _paging.IsCanonical(target) : target <= _cpu.GetSegment(Register.CS).Limit;
+        if (!ok)
+            return GeneralProtection();
+        _branch = true;
+        _target = target;
+        return VieStatus.Done;
+    }
+
+    // ---- Strings ----------------------------------------------------------------------------------
+
+    // One element of MOVS/STOS/LODS/CMPS/SCAS: the source is seg:rSI (DS unless overridden) or the
+    // accumulator, the destination ES:rDI or the accumulator. Either side, or both, may be device
+    // memory; the destination is checked before the source is read.
+    private VieStatus StringElement()
     {
         int size = _insn.MemorySize;
         int adSize = _insn.AddressSize;
         ulong adMask = Alu.Mask(adSize);
         bool repe = (_insn.Prefixes & Prefixes.Rep) != 0;
         bool repne = (_insn.Prefixes & Prefixes.Repne) != 0;
-        if ((repe || repne) && (cpu.GetGpr(1) & adMask) == 0)
+        bool rep = repe || repne;
+        if (rep && (_cpu.GetGpr(1) & adMask) == 0)
             return VieStatus.Done;
-        bool cmps = _string == StringOp.Cmps;
-        ulong srcGpa = 0;
-        if (cmps && !TranslateSide(memory, Linear(cpu, _insn.MemorySegment, cpu.GetGpr(6) & adMask), write: false, size, out srcGpa))
-            return VieStatus.Fallback;
-        if (!TranslateSide(memory, Linear(cpu, Register.ES, cpu.GetGpr(7) & adMask), write: false, size, out ulong dstGpa))
-            return VieStatus.Fallback;
-        // Reading RAM has no side effects, so it also tells which side is device memory; two device
-        // sides would need two reads in one element and fall back before either is made.
-        Span<byte> buf = stackalloc byte[8];
-        bool srcRam = !cmps || memory.ReadRam(srcGpa, buf[..size]);
-        ulong left = cmps && srcRam ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size) : cpu.GetGpr(0) & Alu.Mask(size);
-        buf.Clear();
-        bool dstRam = memory.ReadRam(dstGpa, buf[..size]);
-        ulong right = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(buf) & Alu.Mask(size);
-        if (!srcRam && !dstRam)
-            return VieStatus.Fallback;
-        if (!srcRam && !Read(devices, srcGpa, size, out left))
-            return VieStatus.NeedsDevice;
-        if (!dstRam && !Read(devices, dstGpa, size, out right))
-            return VieStatus.NeedsDevice;
-        ulong flags = cpu.Rflags;
-        Alu.Binary(Alu.Op.Cmp, left, right, size, ref flags);
-        cpu.Rflags = flags;
-        ulong step = (flags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
-        if (cmps)
-            StepIndex(cpu, 6, step, adSize);
-        StepIndex(cpu, 7, step, adSize);
-        if (!repe && !repne)
+        ulong si = _cpu.GetGpr(6) & adMask;
+        ulong di = _cpu.GetGpr(7) & adMask;
+        Register src = _insn.MemorySegment;
+        VieStatus st;
+        ulong value;
+        bool compare = _string is StringOp.Cmps or StringOp.Scas;
+        bool usesSi = _string is StringOp.Movs or StringOp.Cmps or StringOp.Lods;
+        bool usesDi = _string != StringOp.Lods;
+        switch (_string)
+        {
+            case StringOp.Movs:
+                if ((st = Probe(Register.ES, di, size, write: true)) != VieStatus.Done
+                    || (st = Read(src, si, size, false, out value)) != VieStatus.Done
+                    || (st = Write(Register.ES, di, size, value)) != VieStatus.Done)
+                    return st;
+                break;
+            case StringOp.Stos:
+                if ((st = Write(Register.ES, di, size, _cpu.GetGpr(0) & Alu.Mask(size))) != VieStatus.Done)
+                    return st;
+                break;
+            case StringOp.Lods:
+                if ((st = Read(src, si, size, false, out value)) != VieStatus.Done)
+                    return st;
+                WriteRegister(_cpu, RegisterInfo.Gpr(0, size, false), value);
+                break;
+            default:
+                ulong left = _cpu.GetGpr(0) & Alu.Mask(size);
+                if (_string == StringOp.Cmps
+                    && ((st = Probe(Register.ES, di, size, write: false)) != VieStatus.Done || (st = Read(src, si, size, false, out left)) != VieStatus.Done))
+                    return st;
+                if ((st = Read(Register.ES, di, size, false, out ulong right)) != VieStatus.Done)
+                    return st;
+                ulong f = _cpu.Rflags;
+                Alu.Binary(Alu.Op.Cmp, left, right, size, ref f);
+                _cpu.Rflags = f;
+                break;
+        }
+        ulong step = (_cpu.Rflags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
+        if (usesSi)
+            StepIndex(_cpu, 6, step, adSize);
+        if (usesDi)
+            StepIndex(_cpu, 7, step, adSize);
+        if (!rep)
             return VieStatus.Done;
-        StepIndex(cpu, 1, ulong.MaxValue, adSize);
-        bool zf = (flags & Rflags.ZF) != 0;
-        bool stop = (cpu.GetGpr(1) & adMask) == 0 || (repe && !zf) || (repne && zf);
-        return stop ? VieStatus.Done : VieStatus.Repeat;
+        StepIndex(_cpu, 1, ulong.MaxValue, adSize);
+        if ((_cpu.GetGpr(1) & adMask) == 0)
+            return VieStatus.Done;
+        if (compare)
+        {
+            bool zf = (_cpu.Rflags & Rflags.ZF) != 0;
+            if ((repe && !zf) || (repne && zf))
+                return VieStatus.Done;
+        }
+        return VieStatus.Repeat;
     }
 
-    // Translates one side of a string element; false (fall back) on a fault or a page crossing.
-    private static bool TranslateSide(IGuestMemory memory, ulong gla, bool write, int size, out ulong gpa) =>
-        memory.Translate(gla, write, out gpa) && ((gpa & 0xFFF) + (ulong)size) <= 0x1000;
-
-    private ulong Linear(IVieCpu cpu, Register seg, ulong offset) =>
-        _bitness != Bitness.Bits64 ? (uint)(cpu.SegmentBase(seg) + offset)
-        : seg is Register.FS or Register.GS ? cpu.SegmentBase(seg) + offset : offset;
-
-    // Adds to RSI/RDI/RCX at the address size: 16 bits keep the rest, 32 bits zero-extend.
+    // Adds to a register at an address size: 16 bits keep the rest, 32 bits zero-extend.
     private static void StepIndex(IVieCpu cpu, int n, ulong delta, int adSize)
     {
         ulong v = cpu.GetGpr(n);
@@ -692,122 +1294,11 @@ public sealed class Vie
         });
     }
 
-    private VieStatus BitScan(IVieCpu cpu, IVmmDevices devices, int size)
-    {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        Register dst = _insn.GetRegister(0);
-        ulong flags = cpu.Rflags;
-        ulong r = _insn.Mnemonic switch
-        {
-            Mnemonic.Bsf => Alu.Bsf(m, ReadRegister(cpu, dst), size, ref flags),
-            Mnemonic.Bsr => Alu.Bsr(m, ReadRegister(cpu, dst), size, ref flags),
-            Mnemonic.Tzcnt => Alu.Tzcnt(m, size, ref flags),
-            Mnemonic.Lzcnt => Alu.Lzcnt(m, size, ref flags),
-            _ => Alu.Popcnt(m, size, ref flags),
-        };
-        // BSF/BSR of zero leave the destination as it was (a 32-bit one is still written back).
-        WriteRegister(cpu, dst, r);
-        cpu.Rflags = flags;
-        return VieStatus.Done;
-    }
-
-    // MOVBE: a load or store with the bytes reversed.
-    private VieStatus MoveSwapped(IVieCpu cpu, IVmmDevices devices, int mem, int size)
-    {
-        if (mem == 0)
-        {
-            ulong v = Swap(ReadRegister(cpu, _insn.GetRegister(1)), size);
-            return Write(devices, size, v) ? VieStatus.Done : VieStatus.NeedsDevice;
-        }
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        WriteRegister(cpu, _insn.GetRegister(0), Swap(m, size));
-        return VieStatus.Done;
-    }
-
-    private static ulong Swap(ulong v, int size) => size switch
-    {
-        2 => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)v),
-        4 => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)v),
-        _ => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v),
-    };
-
-    // XLAT: AL = [rBX + AL].
-    private VieStatus Xlat(IVieCpu cpu, IVmmDevices devices)
-    {
-        if (!Read(devices, 1, out ulong m))
-            return VieStatus.NeedsDevice;
-        WriteRegister(cpu, Register.AL, m);
-        return VieStatus.Done;
-    }
-
-    private VieStatus DoubleShift(IVieCpu cpu, IVmmDevices devices, int size)
-    {
-        if (!Read(devices, size, out ulong m))
-            return VieStatus.NeedsDevice;
-        ulong count = _insn.GetOperandKind(2) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(2)) : _insn.Immediate;
-        int c = Alu.MaskCount(count, size);
-        if (c == 0)
-            return VieStatus.Done;
-        ulong flags = cpu.Rflags;
-        ulong b = ReadRegister(cpu, _insn.GetRegister(1));
-        ulong r = _insn.Mnemonic == Mnemonic.Shld ? Alu.Shld(m, b, count, size, ref flags) : Alu.Shrd(m, b, count, size, ref flags);
-        if (!Write(devices, size, r))
-            return VieStatus.NeedsDevice;
-        cpu.Rflags = flags;
-        return VieStatus.Done;
-    }
+    // ---- Registers --------------------------------------------------------------------------------
 
     // The value of a register or immediate operand.
-    private ulong Source(IVieCpu cpu, int i) =>
-        _insn.GetOperandKind(i) == OperandKind.Register ? ReadRegister(cpu, _insn.GetRegister(i)) : _insn.Immediate;
-
-    // One read of the memory operand: cached, claimed by a vmm device, or made pending.
-    private bool Read(IVmmDevices devices, int size, out ulong value) => Read(devices, _gpa, size, out value);
-
-    private bool Write(IVmmDevices devices, int size, ulong value) => Write(devices, _gpa, size, value);
-
-    private bool Read(IVmmDevices devices, ulong gpa, int size, out ulong value)
-    {
-        if (_read.State == SlotState.Done)
-        {
-            value = _read.Data;
-            return true;
-        }
-        _read.Gpa = gpa;
-        _read.Bytes = (byte)size;
-        if (devices.TryRead(gpa, size, out value))
-        {
-            value &= Alu.Mask(size);
-            _read.Data = value;
-            _read.State = SlotState.Done;
-            return true;
-        }
-        if (_read.State != SlotState.Pending)
-            Requests++;
-        _read.State = SlotState.Pending;
-        return false;
-    }
-
-    // One write of the memory operand: done, claimed by a vmm device, or made pending.
-    private bool Write(IVmmDevices devices, ulong gpa, int size, ulong value)
-    {
-        if (_write.State == SlotState.Done)
-            return true;
-        _write.Gpa = gpa;
-        _write.Bytes = (byte)size;
-        _write.Data = value & Alu.Mask(size);
-        if (devices.TryWrite(gpa, size, _write.Data))
-        {
-            _write.State = SlotState.Done;
-            return true;
-        }
-        if (_write.State != SlotState.Pending)
-            Requests++;
-        _write.State = SlotState.Pending;
-        return false;
-    }
+    private ulong Source(int i) =>
+        _insn.GetOperandKind(i) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(i)) : _insn.Immediate;
 
     /// <summary>Reads a general register as the instruction sees it (AH..BH are bits 15:8).</summary>
     public static ulong ReadRegister(IVieCpu cpu, Register r)
