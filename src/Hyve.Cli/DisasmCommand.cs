@@ -24,14 +24,14 @@ internal static class DisasmCommand
             switch (a)
             {
                 case "--bits":
-                    long b = Number(Value(args, ref i, a), a);
+                    long b = Arguments.Number("disasm", Arguments.Value("disasm", args, ref i, a), a);
                     if (b is not (16 or 32 or 64))
                         throw new UsageException("--bits must be 16, 32 or 64");
                     bits = (int)b;
                     break;
-                case "--offset": offset = Number(Value(args, ref i, a), a); break;
-                case "--length": length = Number(Value(args, ref i, a), a); break;
-                case "--section": section = Value(args, ref i, a); break;
+                case "--offset": offset = Arguments.Number("disasm", Arguments.Value("disasm", args, ref i, a), a); break;
+                case "--length": length = Arguments.Number("disasm", Arguments.Value("disasm", args, ref i, a), a); break;
+                case "--section": section = Arguments.Value("disasm", args, ref i, a); break;
                 default:
                     if (a.StartsWith('-'))
                         throw new UsageException($"disasm: unknown option '{a}'");
@@ -85,22 +85,5 @@ internal static class DisasmCommand
             w.WriteLine(sb.ToString());
             pos += len;
         }
-    }
-
-    private static string Value(ReadOnlySpan<string> args, ref int i, string name)
-    {
-        if (i + 1 >= args.Length)
-            throw new UsageException($"disasm: {name} needs a value");
-        return args[++i];
-    }
-
-    private static long Number(string s, string name)
-    {
-        bool ok = s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-            ? long.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out long v)
-            : long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out v);
-        if (!ok || v < 0)
-            throw new UsageException($"disasm: {name} expects a number (decimal or 0x hex), got '{s}'");
-        return v;
     }
 }

@@ -13,6 +13,7 @@ try
     return args[0] switch
     {
         "disasm" => DisasmCommand.Run(args.AsSpan(1)),
+        "verify" => VerifyCommand.Run(args.AsSpan(1)),
         _ => throw new UsageException($"unknown command '{args[0]}' (try 'hyve help')"),
     };
 }

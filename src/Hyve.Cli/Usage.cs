@@ -14,6 +14,12 @@ internal static class Usage
               Disassemble FILE (raw bytes, or an ELF64 section with --section) in Intel syntax.
               Numbers are decimal or hex with 0x. Invalid bytes print as (bad) and decoding
               resumes at the next byte; VEX, EVEX and XOP instructions print as (vex/evex/xop).
+          verify emulator [--cases N] [--seed S]
+              Run N random cases (default 1000000) of the MMIO instruction emulator against this
+              CPU: each instruction runs natively and through the emulator with its operand in
+              device memory (sometimes split with RAM), and registers, flags, SSE registers,
+              memory and the device accesses must agree. Ends with "N passed, M failed"; exits 0
+              only when nothing failed. x86-64 Linux hosts only.
         """;
 }
 

@@ -4,8 +4,8 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
-using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
+using Hyve.Vmm.Verification;
 using Hyve.X86;
 using Hyve.X86.Decoding;
 using Xunit;

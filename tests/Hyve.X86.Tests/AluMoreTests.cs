@@ -2,7 +2,7 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.Intrinsics.X86;
-using Hyve.TestSupport;
+using Hyve.Vmm.Verification;
 using Xunit;
 using Xunit.Abstractions;
 

@@ -2,6 +2,7 @@
 using System;
 using System.Collections.Generic;
 using Hyve.TestSupport;
+using Hyve.Vmm.Verification;
 using Xunit;
 using Xunit.Abstractions;
 

@@ -2,7 +2,7 @@
 // and one model run per state, the defined flags compared, the first difference reported.
 using System;
 using System.Collections.Generic;
-using Hyve.TestSupport;
+using Hyve.Vmm.Verification;
 using Xunit;
 using Xunit.Abstractions;
 

@@ -73,6 +73,21 @@ public sealed class Vie
         private Slot _e0;
     }
 
+    // A RAM write held back until the pass completes: a pass that stops for the device half is
+    // replayed from the start, and its reads must see RAM as it was.
+    private struct RamWrite
+    {
+        public ulong Gpa;
+        public ulong Data;
+        public int Bytes;
+    }
+
+    [InlineArray(SlotCount)]
+    private struct RamWrites
+    {
+        private RamWrite _e0;
+    }
+
     // The string instructions this context emulates (one-byte opcodes A4..AF).
     private enum StringOp : byte
     {
@@ -99,6 +114,8 @@ public sealed class Vie
     private int _used;
     private int _seq;
     private int _pendingIndex = -1;
+    private RamWrites _ramWrites;
+    private int _ramWriteCount;
 
     // Per pass.
     private IVieCpu _cpu = null!;
@@ -314,7 +331,10 @@ public sealed class Vie
         _memory = memory;
         _seq = 0;
         _branch = false;
+        _ramWriteCount = 0;
         VieStatus st = _string != StringOp.None ? StringElement() : Dispatch();
+        if (st is VieStatus.Done or VieStatus.Repeat)
+            CommitRam();
         switch (st)
         {
             case VieStatus.Done:
@@ -587,15 +607,35 @@ public sealed class Vie
     }
 
     // One page's part of an access. The exit's page is device memory; any other page is tried as
-    // RAM first. Device memory gets requests of 8, 4, 2 and 1 bytes, lowest address first.
+    // RAM first (RAM writes are held until the pass completes). Device memory gets requests of 8,
+    // 4, 2 and 1 bytes, lowest address first.
     private VieStatus Piece(ulong pa, Span<byte> data, bool write)
     {
         if (((pa ^ _gpa) & ~0xFFFUL) != 0)
         {
             if (_memory == null)
                 return VieStatus.Fallback;
-            if (write ? _memory.WriteRam(pa, data) : _memory.ReadRam(pa, data))
+            if (write)
+            {
+                Span<byte> probe = stackalloc byte[8];
+                if (_memory.ReadRam(pa, probe[..data.Length]))
+                {
+                    if (_ramWriteCount == SlotCount)
+                        return VieStatus.Fallback;
+                    ref RamWrite w = ref _ramWrites[_ramWriteCount++];
+                    w.Gpa = pa;
+                    w.Bytes = data.Length;
+                    w.Data = 0;
+                    for (int i = data.Length - 1; i >= 0; i--)
+                        w.Data = (w.Data << 8) | data[i];
+                    return VieStatus.Done;
+                }
+            }
+            else if (_memory.ReadRam(pa, data))
+            {
+                OverlayRamWrites(pa, data);
                 return VieStatus.Done;
+            }
         }
         int k = 0;
         while (k < data.Length)
@@ -617,6 +657,33 @@ public sealed class Vie
             k += c;
         }
         return VieStatus.Done;
+    }
+
+    // A read sees the writes this pass has made so far.
+    private void OverlayRamWrites(ulong pa, Span<byte> data)
+    {
+        for (int k = 0; k < _ramWriteCount; k++)
+        {
+            ref readonly RamWrite w = ref _ramWrites[k];
+            for (int i = 0; i < w.Bytes; i++)
+            {
+                ulong at = w.Gpa + (ulong)i - pa;
+                if (at < (ulong)data.Length)
+                    data[(int)at] = (byte)(w.Data >> (8 * i));
+            }
+        }
+    }
+
+    private void CommitRam()
+    {
+        Span<byte> buf = stackalloc byte[8];
+        for (int k = 0; k < _ramWriteCount; k++)
+        {
+            ref readonly RamWrite w = ref _ramWrites[k];
+            BinaryPrimitives.WriteUInt64LittleEndian(buf, w.Data);
+            _memory!.WriteRam(w.Gpa, buf[..w.Bytes]);
+        }
+        _ramWriteCount = 0;
     }
 
     // The next device access in the instruction's order: replayed, claimed by a vmm device, or

@@ -1,10 +1,11 @@
 // Runs one x86-64 instruction on the host CPU (the oracle for instruction semantics) through a
-// small generated stub in an executable page.
+// small generated stub in an executable page below 4 GiB (so 32-bit addressing can reach its
+// data area too).
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
 
-namespace Hyve.TestSupport;
+namespace Hyve.Vmm.Verification;
 
 /// <summary>Register state in and out of a native run.</summary>
 [StructLayout(LayoutKind.Sequential)]
@@ -35,7 +36,15 @@ public struct Gprs
     private ulong _e0;
 }
 
-/// <summary>All general registers (RSP excepted: the stub keeps the host's) and RFLAGS, in and out.</summary>
+/// <summary>Sixteen SSE registers, XMM0 first.</summary>
+[System.Runtime.CompilerServices.InlineArray(16)]
+public struct Xmms
+{
+    private UInt128 _e0;
+}
+
+/// <summary>All general registers (RSP excepted: the stub keeps the host's), RFLAGS and the SSE
+/// registers, in and out.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct FullState
 {
@@ -47,6 +56,10 @@ public struct FullState
     public Gprs Out;
     /// <summary>RFLAGS out.</summary>
     public ulong FlagsOut;
+    /// <summary>XMM registers in.</summary>
+    public Xmms XmmIn;
+    /// <summary>XMM registers out.</summary>
+    public Xmms XmmOut;
 }
 
 /// <summary>
@@ -56,7 +69,8 @@ public struct FullState
 public sealed unsafe class NativeCpu : IDisposable
 {
     private const int PageSize = 4096;
-    private const int ScratchOffset = PageSize * 14;
+    private const int ScratchOffset = PageSize * 12;
+    private const int DataOffset = PageSize * 14;
     private readonly byte* _page;
     private readonly Dictionary<string, nint> _stubs = new(StringComparer.Ordinal);
     private int _used;
@@ -64,13 +78,31 @@ public sealed unsafe class NativeCpu : IDisposable
     /// <summary>Whether this host can run the stubs.</summary>
     public static bool Supported => RuntimeInformation.ProcessArchitecture == Architecture.X64 && OperatingSystem.IsLinux();
 
+    /// <summary>Maps the stub and data pages.</summary>
     public NativeCpu()
     {
         // SAFETY: mmap returns a fresh private anonymous mapping or MAP_FAILED, which is checked.
-        void* p = Mmap(null, PageSize * 16, 7 /* RWX */, 0x22 /* MAP_PRIVATE|MAP_ANONYMOUS */, -1, 0);
+        void* p = Mmap(null, PageSize * 16, 7 /* RWX */, 0x62 /* MAP_PRIVATE|MAP_ANONYMOUS|MAP_32BIT */, -1, 0);
         if (p == (void*)-1)
             throw new InvalidOperationException("mmap of an executable page failed");
         _page = (byte*)p;
+    }
+
+    /// <summary>Two pages of data below 4 GiB, for operands the instruction addresses.</summary>
+    public Span<byte> Data => new(_page + DataOffset, 2 * PageSize);
+
+    /// <summary>Address of <see cref="Data"/>.</summary>
+    public ulong DataAddress => (ulong)(_page + DataOffset);
+
+    /// <summary>Where a full-state run places the instruction (for RIP-relative operands).</summary>
+    public ulong FullInstructionAddress => (ulong)(_page + ScratchOffset) + (ulong)FullHeadLength;
+
+    private static readonly int FullHeadLength = HeadLength();
+
+    private static int HeadLength()
+    {
+        FullStub([], out int head);
+        return head;
     }
 
     /// <summary>Runs <paramref name="instruction"/> with <paramref name="state"/>.</summary>
@@ -104,10 +136,24 @@ public sealed unsafe class NativeCpu : IDisposable
         code.AddRange(BitConverter.GetBytes(disp));
     }
 
-    private static byte[] FullStub(ReadOnlySpan<byte> instruction)
+    // movdqu xmmN, [rdi+disp32] / movdqu [rdi+disp32], xmmN.
+    private static void MoveXmm(List<byte> code, bool load, int n, int disp)
+    {
+        code.Add(0xF3);
+        if (n >= 8)
+            code.Add(0x44);
+        code.AddRange([0x0F, load ? (byte)0x6F : (byte)0x7F, (byte)(0x87 | ((n & 7) << 3))]);
+        code.AddRange(BitConverter.GetBytes(disp));
+    }
+
+    private static byte[] FullStub(ReadOnlySpan<byte> instruction, out int head)
     {
         const int flagsIn = 16 * 8, outBase = 17 * 8, flagsOut = 33 * 8;
+        int xmmIn = (int)Marshal.OffsetOf<FullState>(nameof(FullState.XmmIn));
+        int xmmOut = (int)Marshal.OffsetOf<FullState>(nameof(FullState.XmmOut));
         var c = new List<byte> { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 }; // push rbx, rbp, r12-r15
+        for (int n = 0; n < 16; n++)
+            MoveXmm(c, load: true, n, xmmIn + n * 16);
         c.Add(0x57);                                  // push rdi (the state pointer)
         c.AddRange([0xFF, 0xB7]);                     // push qword [rdi+flagsIn]
         c.AddRange(BitConverter.GetBytes(flagsIn));
@@ -119,9 +165,12 @@ public sealed unsafe class NativeCpu : IDisposable
             Move(c, load: true, n, n * 8);
         }
         Move(c, load: true, 7, 7 * 8);                // rdi last: it held the pointer
+        head = c.Count;
         c.AddRange(instruction.ToArray());
         c.Add(0x57);                                  // push rdi (the guest's)
         c.AddRange([0x48, 0x8B, 0x7C, 0x24, 0x08]);   // mov rdi, [rsp+8]: the state pointer
+        for (int n = 0; n < 16; n++)
+            MoveXmm(c, load: false, n, xmmOut + n * 16);
         c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+out+7*8]
         c.AddRange(BitConverter.GetBytes(outBase + 7 * 8));
         for (int n = 0; n < 16; n++)
@@ -148,8 +197,8 @@ public sealed unsafe class NativeCpu : IDisposable
         {
             // Full stubs vary with every immediate: one scratch area is rewritten each time
             // (x86 keeps instruction fetch coherent with stores on the same core).
-            byte[] stub = FullStub(instruction);
-            // SAFETY: the scratch area is the last two pages of the mapping and the stub is far smaller.
+            byte[] stub = FullStub(instruction, out _);
+            // SAFETY: the scratch area is two pages of the mapping and the stub is far smaller.
             stub.CopyTo(new Span<byte>(_page + ScratchOffset, stub.Length));
             return (nint)(_page + ScratchOffset);
         }
@@ -189,6 +238,7 @@ public sealed unsafe class NativeCpu : IDisposable
         return addr;
     }
 
+    /// <summary>Unmaps the pages.</summary>
     public void Dispose()
     {
         // SAFETY: unmaps exactly the mapping created in the constructor.
