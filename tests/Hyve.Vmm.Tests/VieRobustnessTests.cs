@@ -3,6 +3,7 @@ using System;
 using System.Linq;
 using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
+using Hyve.X86;
 using Hyve.X86.Decoding;
 using Xunit;
 using Xunit.Abstractions;
@@ -28,7 +29,7 @@ public sealed class VieRobustnessTests(ITestOutputHelper output)
         for (int k = 0; k < Cases; k++)
         {
             rng.NextBytes(bytes);
-            var cpu = new MockCpu { Rflags = Hyve.X86.Rflags.Fixed1 | ((ulong)rng.Next() & 0xCD5) };
+            var cpu = new MockCpu { Rflags = Rflags.Fixed1 | ((ulong)rng.Next() & 0xCD5) };
             // Registers point into RAM, into device memory or anywhere, so that string and stack
             // forms reach their memory paths too.
             for (int r = 0; r < 16; r++)
@@ -60,5 +61,52 @@ public sealed class VieRobustnessTests(ITestOutputHelper output)
         output.WriteLine($"{bitness}: {Cases} random instructions, seed {seed}: " +
             string.Join(", ", Enum.GetValues<VieStatus>().Select(s => $"{s} {counts[(int)s]}")));
         Assert.True(counts[(int)VieStatus.Done] > 0, "nothing was emulated");
+    }
+
+    // Random control state, random segments and page tables made of random bytes: the walk, the
+    // fetch and the segment checks must end in a verdict too.
+    [Fact]
+    public void RandomMachineStateEndsInAVerdict()
+    {
+        const int seed = 20261127;
+        var rng = new Random(seed);
+        var counts = new int[Enum.GetValues<VieStatus>().Length];
+        var vie = new Vie();
+        var memory = new MockGuestMemory();
+        rng.NextBytes(memory.Ram);
+        var bytes = new byte[15];
+        Register[] segments = [Register.ES, Register.CS, Register.SS, Register.DS, Register.FS, Register.GS];
+        int cases = Math.Max(Cases / 4, 1000);
+        for (int k = 0; k < cases; k++)
+        {
+            rng.NextBytes(bytes);
+            var cpu = new MockCpu { Rflags = Rflags.Fixed1 | ((ulong)rng.Next() & 0x40CD5), Rip = (ulong)rng.Next(0, 0x10_0000) };
+            for (int r = 0; r < 16; r++)
+                cpu.Gpr[r] = rng.Next(2) == 0 ? (ulong)rng.Next(0, 0x10_0000) : (ulong)rng.NextInt64();
+            foreach (Register s in segments)
+                cpu.Segments[s] = new Segment((ushort)rng.Next(), (ulong)rng.Next(0, 0x10_0000), (uint)rng.Next(), (uint)rng.Next(0, 0x2_0000));
+            var paging = new PagingState(
+                (ulong)rng.Next() & (PagingState.Cr0PE | PagingState.Cr0PG | PagingState.Cr0WP | PagingState.Cr0AM | PagingState.Cr0TS | PagingState.Cr0EM),
+                (ulong)rng.Next(0, 0x10_0000),
+                (ulong)rng.Next() & 0x3012B0,
+                (ulong)rng.Next() & 0xD00,
+                rng.Next(4));
+            ulong gpa = MockGuestMemory.MmioBase + (ulong)rng.Next(0x1000);
+            bool fetch = rng.Next(2) == 0;
+            vie.Begin(gpa, gpa, glaValid: rng.Next(2) == 0, paging, cpu, memory, fetch ? default : bytes);
+            var half = new MockDeviceHalf();
+            VieStatus st = VieStatus.NeedsDevice;
+            for (int pass = 0; pass < 20 && st == VieStatus.NeedsDevice; pass++)
+            {
+                st = vie.Emulate(cpu, new MockVmmDevices(), memory);
+                if (st == VieStatus.NeedsDevice)
+                    Assert.Equal(FulfillResult.Ok, vie.Fulfill(half.Answer(vie.Pending)));
+            }
+            Assert.NotEqual(VieStatus.NeedsDevice, st);
+            counts[(int)st]++;
+        }
+        output.WriteLine($"{cases} random machine states, seed {seed}: " +
+            string.Join(", ", Enum.GetValues<VieStatus>().Select(s => $"{s} {counts[(int)s]}")));
+        Assert.True(counts[(int)VieStatus.Done] > 0 && counts[(int)VieStatus.Fault] > 0, "the run reached neither completions nor faults");
     }
 }

@@ -3,6 +3,7 @@
 using System;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Hyve.X86;
 using Hyve.X86.Decoding;
 
@@ -100,9 +101,12 @@ public sealed class Vie
     }
 
     private Instruction _insn;
+    private Mnemonic _mnemonic;
     private Bitness _bitness;
     private bool _real;
     private PagingState _paging;
+    private int _canonicalShift;
+    private bool _fast;
     private ulong _gpa;
     private ulong _gla;
     private bool _checkGla;
@@ -198,6 +202,8 @@ public sealed class Vie
     {
         Reset();
         _paging = paging;
+        _canonicalShift = 64 - paging.LinearBits;
+        _fast = bitness == Bitness.Bits64 && glaValid && !(paging.Cpl == 3 && (paging.Cr0 & PagingState.Cr0AM) != 0);
         _bitness = bitness;
         _real = real;
         _gpa = gpa;
@@ -263,6 +269,7 @@ public sealed class Vie
         switch (ds)
         {
             case DecodeStatus.Ok:
+                _mnemonic = _insn.Mnemonic;
                 _string = StringKind(in _insn);
                 return true;
             case DecodeStatus.Invalid:
@@ -326,9 +333,13 @@ public sealed class Vie
             Reset();
             return b;
         }
-        _cpu = cpu;
-        _devices = devices;
-        _memory = memory;
+        // Stored only when they change: a reference store into the heap costs a write barrier.
+        if (!ReferenceEquals(_cpu, cpu))
+            _cpu = cpu;
+        if (!ReferenceEquals(_devices, devices))
+            _devices = devices;
+        if (!ReferenceEquals(_memory, memory))
+            _memory = memory;
         _seq = 0;
         _branch = false;
         _ramWriteCount = 0;
@@ -362,7 +373,7 @@ public sealed class Vie
 
     private VieStatus Dispatch()
     {
-        switch (_insn.Mnemonic)
+        switch (_mnemonic)
         {
             case Mnemonic.Push or Mnemonic.Pop:
                 return PushPop();
@@ -381,7 +392,7 @@ public sealed class Vie
         int size = _insn.MemorySize;
         if (size is not (1 or 2 or 4 or 8))
             return VieStatus.Fallback;
-        return _insn.Mnemonic switch
+        return _mnemonic switch
         {
             Mnemonic.Mov or Mnemonic.Movnti => Mov(mem, size),
             Mnemonic.Movzx or Mnemonic.Movsx or Mnemonic.Movsxd => Extend(size),
@@ -490,14 +501,31 @@ public sealed class Vie
     private VieStatus Read(Register seg, ulong offset, int size, bool forWrite, out ulong value)
     {
         value = 0;
+        if (OnExitPage(seg, offset, size))
+            return Device((_gpa & ~0xFFFUL) | (offset & 0xFFF), size, write: false, ref value);
         VieStatus st = Linearize(seg, offset, size, forWrite, out ulong la);
         return st != VieStatus.Done ? st : Access(la, size, forWrite ? AccessType.Write : AccessType.Read, write: false, ref value);
     }
 
     private VieStatus Write(Register seg, ulong offset, int size, ulong value)
     {
+        if (OnExitPage(seg, offset, size))
+            return Device((_gpa & ~0xFFFUL) | (offset & 0xFFF), size, write: true, ref value);
         VieStatus st = Linearize(seg, offset, size, write: true, out ulong la);
         return st != VieStatus.Done ? st : Access(la, size, AccessType.Write, write: true, ref value);
+    }
+
+    // The common case, decided without the general path: 64-bit mode, no FS/GS base, no alignment
+    // check possible, and the access inside the exit's own page (canonical, since the exit's
+    // address is, and known to be device memory).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool OnExitPage(Register seg, ulong offset, int size)
+    {
+        if (!_fast || seg is Register.FS or Register.GS || ((offset ^ _gla) & ~0xFFFUL) != 0 || (offset & 0xFFF) + (ulong)size > 0x1000)
+            return false;
+        _accessLa = offset;
+        _accessSize = size;
+        return true;
     }
 
     // The checks and translation of an access without making it: used before a device access
@@ -522,7 +550,10 @@ public sealed class Vie
         if (_bitness == Bitness.Bits64)
         {
             la = offset + (seg is Register.FS or Register.GS ? _cpu.GetSegment(seg).Base : 0);
-            if (!_paging.IsCanonical(la) || !_paging.IsCanonical(la + (ulong)size - 1))
+            // Canonical: bits 63..(width-1) all equal, for the first and the last byte.
+            int shift = _canonicalShift;
+            ulong last = la + (ulong)size - 1;
+            if ((ulong)((long)(la << shift) >> shift) != la || (ulong)((long)(last << shift) >> shift) != last)
                 return SegmentFault(seg);
         }
         else
@@ -562,23 +593,27 @@ public sealed class Vie
         VieStatus st = Translate(la, type, out ulong pa0);
         if (st != VieStatus.Done)
             return st;
-        ulong pa1 = 0;
-        if (first < size && (st = Translate(NextLinear(la, first), type, out pa1)) != VieStatus.Done)
+        if (first == size)
+        {
+            st = Piece(pa0, size, write, ref value);
+            if (!write)
+                value &= Alu.Mask(size);
             return st;
-        Span<byte> data = stackalloc byte[8];
-        if (write)
-            BinaryPrimitives.WriteUInt64LittleEndian(data, value);
-        if ((st = Piece(pa0, data[..first], write)) != VieStatus.Done)
+        }
+        if ((st = Translate(NextLinear(la, first), type, out ulong pa1)) != VieStatus.Done)
             return st;
-        if (first < size && (st = Piece(pa1, data[first..size], write)) != VieStatus.Done)
+        ulong low = value & Alu.Mask(first);
+        ulong high = value >> (8 * first);
+        if ((st = Piece(pa0, first, write, ref low)) != VieStatus.Done || (st = Piece(pa1, size - first, write, ref high)) != VieStatus.Done)
             return st;
         if (!write)
-            value = BinaryPrimitives.ReadUInt64LittleEndian(data) & Alu.Mask(size);
+            value = ((low & Alu.Mask(first)) | (high << (8 * first))) & Alu.Mask(size);
         return VieStatus.Done;
     }
 
     // Linear to physical: the exit's own page is known; with paging off linear is physical;
     // otherwise the guest page walk (which may fault).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private VieStatus Translate(ulong la, AccessType type, out ulong pa)
     {
         if (_hint && ((la ^ _gla) & ~0xFFFUL) == 0)
@@ -586,6 +621,11 @@ public sealed class Vie
             pa = (_gpa & ~0xFFFUL) | (la & 0xFFF);
             return VieStatus.Done;
         }
+        return Walk(la, type, out pa);
+    }
+
+    private VieStatus Walk(ulong la, AccessType type, out ulong pa)
+    {
         if (_paging.Mode == PagingMode.None)
         {
             pa = la;
@@ -606,56 +646,55 @@ public sealed class Vie
         }
     }
 
-    // One page's part of an access. The exit's page is device memory; any other page is tried as
-    // RAM first (RAM writes are held until the pass completes). Device memory gets requests of 8,
-    // 4, 2 and 1 bytes, lowest address first.
-    private VieStatus Piece(ulong pa, Span<byte> data, bool write)
+    // One page's part of an access (n bytes, little-endian in data). The exit's page is device
+    // memory; any other page is tried as RAM first (RAM writes are held until the pass completes).
+    // Device memory gets requests of 8, 4, 2 and 1 bytes, lowest address first.
+    private VieStatus Piece(ulong pa, int n, bool write, ref ulong data)
     {
         if (((pa ^ _gpa) & ~0xFFFUL) != 0)
         {
             if (_memory == null)
                 return VieStatus.Fallback;
+            ulong local = data;
+            Span<byte> bytes = MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref local, 1))[..n];
             if (write)
             {
-                Span<byte> probe = stackalloc byte[8];
-                if (_memory.ReadRam(pa, probe[..data.Length]))
+                ulong probe = 0;
+                if (_memory.ReadRam(pa, MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref probe, 1))[..n]))
                 {
                     if (_ramWriteCount == SlotCount)
                         return VieStatus.Fallback;
                     ref RamWrite w = ref _ramWrites[_ramWriteCount++];
                     w.Gpa = pa;
-                    w.Bytes = data.Length;
-                    w.Data = 0;
-                    for (int i = data.Length - 1; i >= 0; i--)
-                        w.Data = (w.Data << 8) | data[i];
+                    w.Bytes = n;
+                    w.Data = data & Alu.Mask(n);
                     return VieStatus.Done;
                 }
             }
-            else if (_memory.ReadRam(pa, data))
+            else if (_memory.ReadRam(pa, bytes))
             {
-                OverlayRamWrites(pa, data);
+                OverlayRamWrites(pa, bytes);
+                data = local;
                 return VieStatus.Done;
             }
         }
+        if (n is 1 or 2 or 4 or 8)
+            return Device(pa, n, write, ref data);
+        ulong result = 0;
         int k = 0;
-        while (k < data.Length)
+        while (k < n)
         {
-            int left = data.Length - k;
+            int left = n - k;
             int c = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            Span<byte> part = data.Slice(k, c);
-            ulong v = 0;
-            for (int i = c - 1; i >= 0; i--)
-                v = (v << 8) | part[i];
+            ulong v = (data >> (8 * k)) & Alu.Mask(c);
             VieStatus st = Device(pa + (ulong)k, c, write, ref v);
             if (st != VieStatus.Done)
                 return st;
-            if (!write)
-            {
-                for (int i = 0; i < c; i++)
-                    part[i] = (byte)(v >> (8 * i));
-            }
+            result |= (v & Alu.Mask(c)) << (8 * k);
             k += c;
         }
+        if (!write)
+            data = result;
         return VieStatus.Done;
     }
 
@@ -676,12 +715,10 @@ public sealed class Vie
 
     private void CommitRam()
     {
-        Span<byte> buf = stackalloc byte[8];
         for (int k = 0; k < _ramWriteCount; k++)
         {
-            ref readonly RamWrite w = ref _ramWrites[k];
-            BinaryPrimitives.WriteUInt64LittleEndian(buf, w.Data);
-            _memory!.WriteRam(w.Gpa, buf[..w.Bytes]);
+            ref RamWrite w = ref _ramWrites[k];
+            _memory!.WriteRam(w.Gpa, MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref w.Data, 1))[..w.Bytes]);
         }
         _ramWriteCount = 0;
     }
@@ -754,7 +791,7 @@ public sealed class Vie
         VieStatus st = ReadOp(size, out ulong v);
         if (st != VieStatus.Done)
             return st;
-        if (_insn.Mnemonic != Mnemonic.Movzx)
+        if (_mnemonic != Mnemonic.Movzx)
             v = (ulong)Alu.SignExtend(v, size);
         WriteRegister(_cpu, _insn.GetRegister(0), v);
         return VieStatus.Done;
@@ -762,7 +799,7 @@ public sealed class Vie
 
     private VieStatus Arith(int mem, int size)
     {
-        var op = _insn.Mnemonic switch
+        var op = _mnemonic switch
         {
             Mnemonic.Add => Alu.Op.Add,
             Mnemonic.Or => Alu.Op.Or,
@@ -812,7 +849,7 @@ public sealed class Vie
         if (st != VieStatus.Done)
             return st;
         ulong flags = _cpu.Rflags;
-        ulong r = _insn.Mnemonic switch
+        ulong r = _mnemonic switch
         {
             Mnemonic.Inc => Alu.Inc(m, size, ref flags),
             Mnemonic.Dec => Alu.Dec(m, size, ref flags),
@@ -851,7 +888,7 @@ public sealed class Vie
         Register reg = _insn.GetRegister(1 - mem);
         ulong v = ReadRegister(_cpu, reg);
         ulong flags = _cpu.Rflags;
-        ulong stored = _insn.Mnemonic == Mnemonic.Xadd ? Alu.Binary(Alu.Op.Add, m, v, size, ref flags) : v;
+        ulong stored = _mnemonic == Mnemonic.Xadd ? Alu.Binary(Alu.Op.Add, m, v, size, ref flags) : v;
         if ((st = WriteOp(size, stored)) != VieStatus.Done)
             return st;
         WriteRegister(_cpu, reg, m);
@@ -956,7 +993,7 @@ public sealed class Vie
     // (offset >> log2(width)) operands, as on hardware.
     private VieStatus BitTest(int size)
     {
-        var op = _insn.Mnemonic switch
+        var op = _mnemonic switch
         {
             Mnemonic.Bts => Alu.BitOp.Bts,
             Mnemonic.Btr => Alu.BitOp.Btr,
@@ -1005,12 +1042,12 @@ public sealed class Vie
         ulong lowIn = size == 1 ? rax & 0xFF : rax;
         ulong highIn = size == 1 ? (rax >> 8) & 0xFF : _cpu.GetGpr(2);
         ulong lo, hi;
-        switch (_insn.Mnemonic)
+        switch (_mnemonic)
         {
             case Mnemonic.Mul: lo = Alu.Mul(lowIn, m, size, out hi, ref flags); break;
             case Mnemonic.Imul: lo = Alu.Imul(lowIn, m, size, out hi, ref flags); break;
             default:
-                bool ok = _insn.Mnemonic == Mnemonic.Div
+                bool ok = _mnemonic == Mnemonic.Div
                     ? Alu.Div(highIn, lowIn, m, size, out lo, out hi)
                     : Alu.Idiv(highIn, lowIn, m, size, out lo, out hi);
                 if (!ok)
@@ -1040,7 +1077,7 @@ public sealed class Vie
             return st;
         Register dst = _insn.GetRegister(0);
         ulong flags = _cpu.Rflags;
-        ulong r = _insn.Mnemonic switch
+        ulong r = _mnemonic switch
         {
             Mnemonic.Bsf => Alu.Bsf(m, ReadRegister(_cpu, dst), size, ref flags),
             Mnemonic.Bsr => Alu.Bsr(m, ReadRegister(_cpu, dst), size, ref flags),
@@ -1091,7 +1128,7 @@ public sealed class Vie
             return VieStatus.Done;
         ulong flags = _cpu.Rflags;
         ulong b = ReadRegister(_cpu, _insn.GetRegister(1));
-        ulong r = _insn.Mnemonic == Mnemonic.Shld ? Alu.Shld(m, b, count, size, ref flags) : Alu.Shrd(m, b, count, size, ref flags);
+        ulong r = _mnemonic == Mnemonic.Shld ? Alu.Shld(m, b, count, size, ref flags) : Alu.Shrd(m, b, count, size, ref flags);
         if ((st = WriteOp(size, r)) != VieStatus.Done)
             return st;
         _cpu.Rflags = flags;
@@ -1126,7 +1163,7 @@ public sealed class Vie
         int size = _insn.MemorySize;
         Register seg = _insn.MemorySegment;
         ulong ea = Ea;
-        bool aligned = _insn.Mnemonic is Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa
+        bool aligned = _mnemonic is Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa
             or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd;
         VieStatus st = Linearize(seg, ea, size, write: mem == 0, out ulong la);
         if (st != VieStatus.Done)
@@ -1183,7 +1220,7 @@ public sealed class Vie
         int sw = StackAddressSize;
         ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
         VieStatus st;
-        if (_insn.Mnemonic == Mnemonic.Push)
+        if (_mnemonic == Mnemonic.Push)
         {
             ulong slot = (sp - (ulong)size) & Alu.Mask(sw);
             ulong v;
@@ -1229,7 +1266,7 @@ public sealed class Vie
         ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
         VieStatus st;
         ulong target;
-        if (_insn.Mnemonic == Mnemonic.Ret)
+        if (_mnemonic == Mnemonic.Ret)
         {
             if (_insn.OpcodeByte is not (0xC2 or 0xC3))
                 return VieStatus.Fallback;
