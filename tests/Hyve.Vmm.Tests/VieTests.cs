@@ -176,6 +176,7 @@ public sealed class VieTests
         var half = new MockDeviceHalf();
         Assert.Equal(VieStatus.Fallback, half.Run(vie, new MockCpu(), new MockVmmDevices()).Status);
         Assert.Empty(half.Requests);
+        Assert.Equal(Convert.FromHexString(hex), vie.InstructionBytes.ToArray()); // what the fallback exit carries
     }
 
     [Theory]

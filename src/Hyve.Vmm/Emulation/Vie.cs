@@ -83,6 +83,12 @@ public sealed class Vie
         public int Bytes;
     }
 
+    [InlineArray(15)]
+    private struct InstructionBuffer
+    {
+        private byte _e0;
+    }
+
     [InlineArray(SlotCount)]
     private struct RamWrites
     {
@@ -102,6 +108,8 @@ public sealed class Vie
 
     private Instruction _insn;
     private Mnemonic _mnemonic;
+    private InstructionBuffer _bytes;
+    private int _byteCount;
     private Bitness _bitness;
     private bool _real;
     private PagingState _paging;
@@ -135,6 +143,9 @@ public sealed class Vie
 
     /// <summary>The decoded instruction.</summary>
     public ref readonly Instruction Instruction => ref _insn;
+
+    /// <summary>The instruction's bytes as given or fetched (up to 15): what a fallback hands over.</summary>
+    public ReadOnlySpan<byte> InstructionBytes => ((ReadOnlySpan<byte>)_bytes)[.._byteCount];
 
     /// <summary>The request waiting for the device half (valid after <see cref="VieStatus.NeedsDevice"/>).</summary>
     public MmioAccess Pending
@@ -203,7 +214,7 @@ public sealed class Vie
         Reset();
         _paging = paging;
         _canonicalShift = 64 - paging.LinearBits;
-        _fast = bitness == Bitness.Bits64 && glaValid && !(paging.Cpl == 3 && (paging.Cr0 & PagingState.Cr0AM) != 0);
+        _fast = bitness == Bitness.Bits64 && glaValid && paging.IsCanonical(gla) && !(paging.Cpl == 3 && (paging.Cr0 & PagingState.Cr0AM) != 0);
         _bitness = bitness;
         _real = real;
         _gpa = gpa;
@@ -265,6 +276,8 @@ public sealed class Vie
 
     private bool DecodeBytes(ReadOnlySpan<byte> bytes, GuestFault? fetchFault)
     {
+        _byteCount = Math.Min(bytes.Length, 15);
+        bytes[.._byteCount].CopyTo(_bytes);
         DecodeStatus ds = Decoder.Decode(bytes, _bitness, out _insn);
         switch (ds)
         {
@@ -1214,12 +1227,27 @@ public sealed class Vie
     private VieStatus PushPop()
     {
         OperandKind kind = _insn.GetOperandKind(0);
-        if (_insn.OperandCount != 1 || (kind == OperandKind.Register && _insn.GetRegister(0) is < Register.AL or > Register.R15))
-            return VieStatus.Fallback; // segment registers
+        if (_insn.OperandCount != 1)
+            return VieStatus.Fallback;
         int size = _insn.OperandSize;
         int sw = StackAddressSize;
         ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
         VieStatus st;
+        if (kind == OperandKind.Register && _insn.GetRegister(0) is >= Register.ES and <= Register.GS)
+        {
+            // PUSH of a segment register: the slot is operand-sized, but current processors write
+            // only the 16-bit selector into it. POP into a segment register loads a descriptor,
+            // which is not emulated here.
+            if (_mnemonic != Mnemonic.Push)
+                return VieStatus.Fallback;
+            ulong slotSeg = (sp - (ulong)size) & Alu.Mask(sw);
+            if ((st = Write(Register.SS, slotSeg, 2, _cpu.GetSegment(_insn.GetRegister(0)).Selector)) != VieStatus.Done)
+                return st;
+            StepIndex(_cpu, 4, (ulong)-size, sw);
+            return VieStatus.Done;
+        }
+        if (kind == OperandKind.Register && _insn.GetRegister(0) is < Register.AL or > Register.R15)
+            return VieStatus.Fallback;
         if (_mnemonic == Mnemonic.Push)
         {
             ulong slot = (sp - (ulong)size) & Alu.Mask(sw);

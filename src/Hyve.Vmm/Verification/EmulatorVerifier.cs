@@ -745,8 +745,13 @@ public static class EmulatorVerifier
             int read = 0, written = 0;
             var seenRead = new HashSet<ulong>();
             var seenWrite = new HashSet<ulong>();
+            MmioAccess? previous = null;
             foreach (MmioAccess a in _requests)
             {
+                // The order hardware uses: every read before any write, each direction ascending.
+                if (previous is { } p && ((p.Write && !a.Write) || (p.Write == a.Write && a.Gpa <= p.Gpa && a.Gpa >> 12 == p.Gpa >> 12)))
+                    return $"request {a} out of order after {p}";
+                previous = a;
                 if (a.Bytes is not (1 or 2 or 4 or 8))
                     return $"request of {a.Bytes} bytes";
                 for (int i = 0; i < a.Bytes; i++)
