@@ -15,7 +15,18 @@ namespace Hyve.Vmm.Emulation;
 /// <param name="Data">Write data, or the read result in a fulfilment.</param>
 public readonly record struct MmioAccess(ulong Gpa, byte Bytes, bool Write, ulong Data);
 
-/// <summary>Devices the vmm emulates itself (LAPIC, IOAPIC, HPET): tried before the device half.</summary>
+/// <summary>
+/// One port access of 1, 2 or 4 bytes. OUT carries the value (masked to the size); IN carries 0
+/// out and the value back in the fulfilment.
+/// </summary>
+/// <param name="Port">I/O port.</param>
+/// <param name="Bytes">Size in bytes (1, 2 or 4).</param>
+/// <param name="In">True for IN, false for OUT.</param>
+/// <param name="Eax">OUT data, or the IN result in a fulfilment.</param>
+public readonly record struct InoutAccess(ushort Port, byte Bytes, bool In, uint Eax);
+
+/// <summary>Devices the vmm emulates itself (LAPIC, IOAPIC, HPET; PIT, PIC, ELCR, RTC, PM timer
+/// and port hooks): tried before the device half.</summary>
 public interface IVmmDevices
 {
     /// <summary>Reads <paramref name="bytes"/> at <paramref name="gpa"/> if a vmm device owns it.</summary>
@@ -23,6 +34,16 @@ public interface IVmmDevices
 
     /// <summary>Writes <paramref name="bytes"/> at <paramref name="gpa"/> if a vmm device owns it.</summary>
     bool TryWrite(ulong gpa, int bytes, ulong value);
+
+    /// <summary>Reads <paramref name="bytes"/> from <paramref name="port"/> if a vmm device owns it.</summary>
+    bool TryIn(ushort port, int bytes, out uint value)
+    {
+        value = 0;
+        return false;
+    }
+
+    /// <summary>Writes <paramref name="bytes"/> to <paramref name="port"/> if a vmm device owns it.</summary>
+    bool TryOut(ushort port, int bytes, uint value) => false;
 }
 
 /// <summary>Guest RAM as the emulator sees it (the page walk and the RAM side of an access).

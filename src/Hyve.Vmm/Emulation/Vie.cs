@@ -59,12 +59,14 @@ public sealed class Vie
         Done,
     }
 
+    // One access across the boundary: device memory (Gpa) or a port (Port set, Gpa the port).
     private struct Slot
     {
         public ulong Gpa;
         public ulong Data;
         public byte Bytes;
         public bool Write;
+        public bool Port;
         public SlotState State;
     }
 
@@ -108,6 +110,9 @@ public sealed class Vie
 
     private Instruction _insn;
     private Mnemonic _mnemonic;
+    private int _length;
+    private bool _io;
+    private IoExit _ioExit;
     private InstructionBuffer _bytes;
     private int _byteCount;
     private Bitness _bitness;
@@ -152,10 +157,26 @@ public sealed class Vie
     {
         get
         {
-            if (_pendingIndex < 0)
+            if (_pendingIndex < 0 || _slots[_pendingIndex].Port)
                 return default;
             ref readonly Slot s = ref _slots[_pendingIndex];
             return new MmioAccess(s.Gpa, s.Bytes, s.Write, s.Write ? s.Data : 0);
+        }
+    }
+
+    /// <summary>Whether the pending request is a port access (<see cref="PendingInout"/>) rather
+    /// than a device-memory one (<see cref="Pending"/>).</summary>
+    public bool PendingIsInout => _pendingIndex >= 0 && _slots[_pendingIndex].Port;
+
+    /// <summary>The port request waiting for the device half (valid when <see cref="PendingIsInout"/>).</summary>
+    public InoutAccess PendingInout
+    {
+        get
+        {
+            if (!PendingIsInout)
+                return default;
+            ref readonly Slot s = ref _slots[_pendingIndex];
+            return new InoutAccess((ushort)s.Gpa, s.Bytes, !s.Write, s.Write ? (uint)s.Data : 0);
         }
     }
 
@@ -224,6 +245,28 @@ public sealed class Vie
         _active = true;
         _beginStatus = VieStatus.Done;
         _string = StringOp.None;
+        _io = false;
+    }
+
+    /// <summary>
+    /// Starts emulating the port-I/O instruction behind <paramref name="exit"/> (IN, OUT, INS or
+    /// OUTS), with the control state <paramref name="paging"/> taken at the exit; the mode comes
+    /// from CR0, EFER and CS. Ports go to the vmm's devices first, then to the device half as
+    /// <see cref="PendingInout"/>; the memory side of INS/OUTS may be RAM or device memory.
+    /// </summary>
+    public void BeginIo(in IoExit exit, in PagingState paging, IVieCpu cpu)
+    {
+        Segment cs = cpu.GetSegment(Register.CS);
+        bool real = (paging.Cr0 & PagingState.Cr0PE) == 0;
+        Bitness bitness = (paging.Efer & PagingState.EferLMA) != 0 && cs.Long && !real ? Bitness.Bits64
+            : cs.Big ? Bitness.Bits32 : Bitness.Bits16;
+        Start(ulong.MaxValue, 0, glaValid: false, in paging, bitness, real);
+        if (exit.Size is not (1 or 2 or 4) || (exit.String && exit.AddressSize is not (2 or 4 or 8)))
+            throw new ArgumentException($"not a port access: {exit}", nameof(exit));
+        _io = true;
+        _ioExit = exit;
+        _length = exit.Length;
+        _byteCount = 0;
     }
 
     // Fetches up to 15 bytes at CS:RIP, page by page, stopping at the CS limit, a page that faults
@@ -283,6 +326,7 @@ public sealed class Vie
         {
             case DecodeStatus.Ok:
                 _mnemonic = _insn.Mnemonic;
+                _length = _insn.Length;
                 _string = StringKind(in _insn);
                 return true;
             case DecodeStatus.Invalid:
@@ -324,10 +368,25 @@ public sealed class Vie
         if (_pendingIndex < 0)
             return FulfillResult.NotPending;
         ref Slot s = ref _slots[_pendingIndex];
-        if (answer.Gpa != s.Gpa || answer.Bytes != s.Bytes || answer.Write != s.Write)
+        if (s.Port || answer.Gpa != s.Gpa || answer.Bytes != s.Bytes || answer.Write != s.Write)
             return FulfillResult.Mismatch;
         if (!s.Write)
             s.Data = answer.Data & Alu.Mask(s.Bytes);
+        s.State = SlotState.Done;
+        _pendingIndex = -1;
+        return FulfillResult.Ok;
+    }
+
+    /// <summary>Answers the pending port request; an IN's result is in <paramref name="answer"/>.Eax.</summary>
+    public FulfillResult FulfillInout(in InoutAccess answer)
+    {
+        if (_pendingIndex < 0)
+            return FulfillResult.NotPending;
+        ref Slot s = ref _slots[_pendingIndex];
+        if (!s.Port || answer.Port != (ushort)s.Gpa || answer.Bytes != s.Bytes || answer.In == s.Write)
+            return FulfillResult.Mismatch;
+        if (answer.In)
+            s.Data = answer.Eax & Alu.Mask(s.Bytes);
         s.State = SlotState.Done;
         _pendingIndex = -1;
         return FulfillResult.Ok;
@@ -356,13 +415,13 @@ public sealed class Vie
         _seq = 0;
         _branch = false;
         _ramWriteCount = 0;
-        VieStatus st = _string != StringOp.None ? StringElement() : Dispatch();
+        VieStatus st = _io ? PortElement() : _string != StringOp.None ? StringElement() : Dispatch();
         if (st is VieStatus.Done or VieStatus.Repeat)
             CommitRam();
         switch (st)
         {
             case VieStatus.Done:
-                cpu.Rip = _branch ? _target : (cpu.Rip + _insn.Length) & IpMask;
+                cpu.Rip = _branch ? _target : (cpu.Rip + (ulong)_length) & IpMask;
                 Reset();
                 break;
             case VieStatus.Repeat:
@@ -738,7 +797,9 @@ public sealed class Vie
 
     // The next device access in the instruction's order: replayed, claimed by a vmm device, or
     // made the pending request.
-    private VieStatus Device(ulong gpa, int size, bool write, ref ulong data)
+    private VieStatus Device(ulong gpa, int size, bool write, ref ulong data) => Boundary(gpa, size, write, port: false, ref data);
+
+    private VieStatus Boundary(ulong gpa, int size, bool write, bool port, ref ulong data)
     {
         if (_seq >= SlotCount)
             return VieStatus.Fallback;
@@ -747,7 +808,7 @@ public sealed class Vie
         {
             // The same access in the same order; anything else means the guest's state changed
             // under the instruction and it is handed over rather than guessed at.
-            if (s.Gpa != gpa || s.Bytes != size || s.Write != write || (write && s.Data != (data & Alu.Mask(size))))
+            if (s.Gpa != gpa || s.Bytes != size || s.Write != write || s.Port != port || (write && s.Data != (data & Alu.Mask(size))))
                 return VieStatus.Fallback;
             if (s.State == SlotState.Pending)
             {
@@ -761,15 +822,27 @@ public sealed class Vie
         }
         // The first device access must be the one the exit reported: otherwise the bytes are not
         // the instruction that faulted (the guest changed them).
-        if (_seq == 0 && _checkGla && _gla - _accessLa >= (ulong)_accessSize)
+        if (_seq == 0 && _checkGla && !port && _gla - _accessLa >= (ulong)_accessSize)
             return VieStatus.Fallback;
         s.Gpa = gpa;
         s.Bytes = (byte)size;
         s.Write = write;
+        s.Port = port;
         s.Data = write ? data & Alu.Mask(size) : 0;
         if (_seq >= _used)
             _used = _seq + 1;
-        bool claimed = write ? _devices.TryWrite(gpa, size, s.Data) : _devices.TryRead(gpa, size, out s.Data);
+        bool claimed;
+        if (port)
+        {
+            uint v = 0;
+            claimed = write ? _devices.TryOut((ushort)gpa, size, (uint)s.Data) : _devices.TryIn((ushort)gpa, size, out v);
+            if (!write)
+                s.Data = claimed ? v : 0;
+        }
+        else
+        {
+            claimed = write ? _devices.TryWrite(gpa, size, s.Data) : _devices.TryRead(gpa, size, out s.Data);
+        }
         if (claimed)
         {
             s.Data &= Alu.Mask(size);
@@ -1340,6 +1413,58 @@ public sealed class Vie
         _branch = true;
         _target = target;
         return VieStatus.Done;
+    }
+
+    // ---- Port I/O ---------------------------------------------------------------------------------
+
+    // IN/OUT, and one element of INS/OUTS. IN to AL or AX merges, IN to EAX zero-extends into
+    // RAX; INS stores the port's value at ES:rDI and leaves RAX alone (its destination is checked
+    // before the port is read, so a fault never follows the side effect); OUTS reads seg:rSI and
+    // writes the port. rSI/rDI/rCX move at the address size; REP with a zero count does nothing.
+    private VieStatus PortElement()
+    {
+        ref readonly IoExit io = ref _ioExit;
+        int size = io.Size;
+        ulong v = 0;
+        VieStatus st;
+        if (!io.String)
+        {
+            if (io.In)
+            {
+                if ((st = Boundary(io.Port, size, write: false, port: true, ref v)) != VieStatus.Done)
+                    return st;
+                WriteRegister(_cpu, RegisterInfo.Gpr(0, size, false), v);
+                return VieStatus.Done;
+            }
+            v = _cpu.GetGpr(0) & Alu.Mask(size);
+            return Boundary(io.Port, size, write: true, port: true, ref v);
+        }
+        int adSize = io.AddressSize;
+        ulong adMask = Alu.Mask(adSize);
+        if (io.Rep && (_cpu.GetGpr(1) & adMask) == 0)
+            return VieStatus.Done;
+        ulong step = (_cpu.Rflags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
+        if (io.In)
+        {
+            ulong di = _cpu.GetGpr(7) & adMask;
+            if ((st = Probe(Register.ES, di, size, write: true)) != VieStatus.Done
+                || (st = Boundary(io.Port, size, write: false, port: true, ref v)) != VieStatus.Done
+                || (st = Write(Register.ES, di, size, v)) != VieStatus.Done)
+                return st;
+            StepIndex(_cpu, 7, step, adSize);
+        }
+        else
+        {
+            ulong si = _cpu.GetGpr(6) & adMask;
+            if ((st = Read(io.Segment, si, size, false, out v)) != VieStatus.Done
+                || (st = Boundary(io.Port, size, write: true, port: true, ref v)) != VieStatus.Done)
+                return st;
+            StepIndex(_cpu, 6, step, adSize);
+        }
+        if (!io.Rep)
+            return VieStatus.Done;
+        StepIndex(_cpu, 1, ulong.MaxValue, adSize);
+        return (_cpu.GetGpr(1) & adMask) == 0 ? VieStatus.Done : VieStatus.Repeat;
     }
 
     // ---- Strings ----------------------------------------------------------------------------------
