@@ -1,0 +1,147 @@
+// The contract between the vmm and a backend (the software CPU, KVM): what a vCPU must let the
+// vmm read, write and run. Backends live in their own projects and see nothing else of the vmm.
+using Hyve.Vmm.Emulation;
+using Hyve.X86;
+
+namespace Hyve.Vmm.Backend;
+
+/// <summary>Why the backend stopped running guest code.</summary>
+public enum BackendExitKind : byte
+{
+    /// <summary>A data access to guest-physical memory that is not RAM.</summary>
+    Mmio,
+    /// <summary>An IN, OUT, INS or OUTS (<see cref="BackendExit.Io"/>).</summary>
+    Io,
+    /// <summary>HLT (RIP already past it).</summary>
+    Hlt,
+    /// <summary>PAUSE (RIP already past it).</summary>
+    Pause,
+    /// <summary>CPUID: the vmm answers from its policy and advances RIP.</summary>
+    Cpuid,
+    /// <summary>RDMSR of ECX: the vmm answers and advances RIP.</summary>
+    Rdmsr,
+    /// <summary>WRMSR of ECX with EDX:EAX: the vmm handles it and advances RIP.</summary>
+    Wrmsr,
+    /// <summary>A triple fault (shutdown).</summary>
+    TripleFault,
+    /// <summary>The interrupt window the vmm asked for opened.</summary>
+    InterruptWindow,
+    /// <summary>The run was interrupted from outside (a kick, a host signal, a time slice).</summary>
+    Interrupted,
+    /// <summary>Anything else; <see cref="BackendExit.Reason"/> says what.</summary>
+    Unhandled,
+}
+
+/// <summary>One backend exit. Only the fields of its kind are meaningful.</summary>
+public struct BackendExit
+{
+    /// <summary>What happened.</summary>
+    public BackendExitKind Kind;
+    /// <summary>Guest-physical address of an MMIO access.</summary>
+    public ulong Gpa;
+    /// <summary>Guest-linear address of an MMIO access, when <see cref="GlaValid"/>.</summary>
+    public ulong Gla;
+    /// <summary>Whether <see cref="Gla"/> is known.</summary>
+    public bool GlaValid;
+    /// <summary>The instruction's bytes when the backend has them (<see cref="ByteCount"/> valid);
+    /// otherwise the vmm fetches them.</summary>
+    public InstructionBytes Bytes;
+    /// <summary>How many of <see cref="Bytes"/> are valid.</summary>
+    public byte ByteCount;
+    /// <summary>The port access of an <see cref="BackendExitKind.Io"/> exit.</summary>
+    public IoExit Io;
+    /// <summary>Length of the exiting instruction (CPUID, RDMSR, WRMSR): the RIP advance.</summary>
+    public byte InstructionLength;
+    /// <summary>A backend-specific reason for <see cref="BackendExitKind.Unhandled"/>.</summary>
+    public uint Reason;
+}
+
+/// <summary>Control registers and EFER.</summary>
+/// <param name="Cr0">CR0.</param>
+/// <param name="Cr2">CR2.</param>
+/// <param name="Cr3">CR3.</param>
+/// <param name="Cr4">CR4.</param>
+/// <param name="Efer">IA32_EFER.</param>
+public readonly record struct ControlState(ulong Cr0, ulong Cr2, ulong Cr3, ulong Cr4, ulong Efer);
+
+/// <summary>GDTR or IDTR.</summary>
+/// <param name="Base">Base address.</param>
+/// <param name="Limit">Limit.</param>
+public readonly record struct TableRegister(ulong Base, ushort Limit);
+
+/// <summary>Event types, as the VM-entry interruption-information field numbers them.</summary>
+public enum EventType : byte
+{
+    /// <summary>External interrupt.</summary>
+    External = 0,
+    /// <summary>NMI.</summary>
+    Nmi = 2,
+    /// <summary>Hardware exception.</summary>
+    HardwareException = 3,
+    /// <summary>Software interrupt (INT n).</summary>
+    SoftwareInterrupt = 4,
+    /// <summary>Software exception (INT3, INTO).</summary>
+    SoftwareException = 6,
+}
+
+/// <summary>An event to deliver on the next entry.</summary>
+/// <param name="Vector">Vector.</param>
+/// <param name="Type">Type.</param>
+/// <param name="ErrorCode">Error code, when <paramref name="HasErrorCode"/>.</param>
+/// <param name="HasErrorCode">Whether the event pushes an error code.</param>
+public readonly record struct Event(byte Vector, EventType Type, uint ErrorCode = 0, bool HasErrorCode = false);
+
+/// <summary>A backend's vCPU. The general registers, RIP, RFLAGS, segments and vector registers
+/// come through <see cref="IVieCpu"/>.</summary>
+public interface IBackendVcpu : IVieCpu
+{
+    /// <summary>Control registers and EFER.</summary>
+    ControlState Control { get; set; }
+
+    /// <summary>Loads a segment register's hidden and visible parts.</summary>
+    void SetSegment(Register segment, in Segment value);
+
+    /// <summary>GDTR.</summary>
+    TableRegister Gdtr { get; set; }
+
+    /// <summary>IDTR.</summary>
+    TableRegister Idtr { get; set; }
+
+    /// <summary>Reads an MSR the processor itself uses (SYSCALL/SYSENTER MSRs, FS/GS/kernel GS
+    /// base, PAT, TSC_AUX); false when the backend does not hold it.</summary>
+    bool TryGetMsr(uint msr, out ulong value);
+
+    /// <summary>Writes such an MSR; false when the backend does not hold it.</summary>
+    bool TrySetMsr(uint msr, ulong value);
+
+    /// <summary>Whether an external interrupt can be delivered now (RFLAGS.IF set, no STI or
+    /// MOV SS shadow, no event already pending).</summary>
+    bool InterruptWindowOpen { get; }
+
+    /// <summary>Whether an NMI can be delivered now (no NMI blocking, no event pending).</summary>
+    bool NmiWindowOpen { get; }
+
+    /// <summary>Delivers <paramref name="e"/> on the next entry.</summary>
+    void Inject(in Event e);
+
+    /// <summary>Asks for an <see cref="BackendExitKind.InterruptWindow"/> exit as soon as an
+    /// external interrupt could be delivered (or stops asking).</summary>
+    void RequestInterruptWindow(bool on);
+
+    /// <summary>Runs guest code until something needs the vmm.</summary>
+    BackendExit Run();
+
+    /// <summary>Makes a <see cref="Run"/> in progress (or the next one) return
+    /// <see cref="BackendExitKind.Interrupted"/> soon; callable from any thread.</summary>
+    void RequestExit();
+}
+
+/// <summary>A backend: creates vCPUs for a VM whose RAM it is given.</summary>
+public interface IBackend
+{
+    /// <summary>Short name ("soft", "kvm").</summary>
+    string Name { get; }
+
+    /// <summary>Creates vCPU <paramref name="id"/>.</summary>
+    IBackendVcpu CreateVcpu(int id);
+}

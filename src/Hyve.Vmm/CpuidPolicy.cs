@@ -1,0 +1,72 @@
+// The CPUID a guest sees: one consistent, configurable model of an Intel-compatible processor
+// that keeps guests off XSAVE and AVX (the software CPU does not implement them).
+using System;
+using System.Text;
+
+namespace Hyve.Vmm;
+
+/// <summary>Answers CPUID for every vCPU of a VM.</summary>
+public sealed class CpuidPolicy
+{
+    private const uint MaxBasic = 0x7;
+    private const uint MaxExtended = 0x8000_0008;
+    private static readonly byte[] Vendor = Encoding.ASCII.GetBytes("GenuineIntel");
+    private static readonly byte[] Hypervisor = Encoding.ASCII.GetBytes("HyveHyveHyve");
+    private static readonly byte[] Brand = Encoding.ASCII.GetBytes("Hyve virtual CPU".PadRight(48, '\0'));
+
+    /// <summary>Number of vCPUs (reported as logical processors in leaf 1).</summary>
+    public int Vcpus { get; init; } = 1;
+
+    /// <summary>Physical-address width reported in leaf 0x80000008 (and used for reserved bits).</summary>
+    public int PhysicalAddressBits { get; init; } = 46;
+
+    /// <summary>Processor signature of leaf 1 EAX (family 6).</summary>
+    public uint Signature { get; init; } = 0x000306A9;
+
+    /// <summary>Leaf 1 ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, MOVBE, POPCNT,
+    /// TSC-deadline, hypervisor. No XSAVE, OSXSAVE, AVX.</summary>
+    public const uint Leaf1Ecx = (1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 21)
+        | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 31);
+
+    /// <summary>Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36,
+    /// CLFSH, MMX, FXSR, SSE, SSE2.</summary>
+    public const uint Leaf1Edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9)
+        | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) | (1u << 23)
+        | (1u << 24) | (1u << 25) | (1u << 26);
+
+    /// <summary>Leaf 7 EBX: BMI1, SMEP, ERMS, SMAP, CLFLUSHOPT.</summary>
+    public const uint Leaf7Ebx = (1u << 3) | (1u << 7) | (1u << 9) | (1u << 20) | (1u << 23);
+
+    /// <summary>The answer for <paramref name="leaf"/>/<paramref name="subleaf"/> on the vCPU whose
+    /// APIC ID is <paramref name="apicId"/>.</summary>
+    public (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, int apicId)
+    {
+        switch (leaf)
+        {
+            case 0:
+                return (MaxBasic, Word(Vendor, 0), Word(Vendor, 8), Word(Vendor, 4));
+            case 1:
+                uint ebx = ((uint)apicId << 24) | ((uint)Math.Min(Vcpus, 255) << 16) | (8u << 8);
+                uint edx = Leaf1Edx | (Vcpus > 1 ? 1u << 28 : 0);
+                return (Signature, ebx, Leaf1Ecx, edx);
+            case 7:
+                return subleaf == 0 ? (0u, Leaf7Ebx, 0u, 0u) : (0u, 0u, 0u, 0u);
+            case 0x4000_0000:
+                return (0x4000_0000, Word(Hypervisor, 0), Word(Hypervisor, 4), Word(Hypervisor, 8));
+            case 0x8000_0000:
+                return (MaxExtended, 0, 0, 0);
+            case 0x8000_0001:
+                // LAHF/SAHF, LZCNT; SYSCALL, NX, 1 GiB pages, long mode.
+                return (0, 0, (1u << 0) | (1u << 5), (1u << 11) | (1u << 20) | (1u << 26) | (1u << 29));
+            case >= 0x8000_0002 and <= 0x8000_0004:
+                int o = (int)(leaf - 0x8000_0002) * 16;
+                return (Word(Brand, o), Word(Brand, o + 4), Word(Brand, o + 8), Word(Brand, o + 12));
+            case 0x8000_0008:
+                return ((48u << 8) | (uint)PhysicalAddressBits, 0, 0, 0);
+            default:
+                return (0, 0, 0, 0);
+        }
+    }
+
+    private static uint Word(byte[] s, int at) => BitConverter.ToUInt32(s, at);
+}

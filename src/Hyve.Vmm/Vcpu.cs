@@ -1,0 +1,475 @@
+// A vCPU and its run loop: entry actions, run-state work (INIT/SIPI, halt), event delivery,
+// entering the backend, and dispatching its exits, so the device half sees single requests and
+// answers them on the next entry.
+using System;
+using System.Threading;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Emulation;
+using Hyve.X86;
+
+namespace Hyve.Vmm;
+
+/// <summary>A vCPU's run state (bhyve's Run/Init/Halt).</summary>
+public enum RunState : byte
+{
+    /// <summary>Running guest code.</summary>
+    Run,
+    /// <summary>Parked after INIT, waiting for a startup IPI.</summary>
+    Init,
+    /// <summary>Halted until an interrupt (or NMI, INIT) wakes it.</summary>
+    Halt,
+}
+
+/// <summary>The interrupts a vCPU's local APIC has for it.</summary>
+public interface IInterruptSource
+{
+    /// <summary>Whether an NMI is pending.</summary>
+    bool NmiPending { get; }
+
+    /// <summary>The NMI was delivered.</summary>
+    void AcceptNmi();
+
+    /// <summary>The highest-priority interrupt the APIC would deliver now, or -1.</summary>
+    int PendingInterrupt { get; }
+
+    /// <summary>Vector <paramref name="vector"/> was delivered (IRR to ISR).</summary>
+    void AcceptInterrupt(int vector);
+}
+
+/// <summary>A vCPU. <see cref="Run"/> is the only way the device half drives it.</summary>
+public sealed class Vcpu
+{
+    private const int ParkWaitMs = 50;
+
+    private readonly Vm _vm;
+    private readonly IBackendVcpu _cpu;
+    private readonly Vie _vie = new();
+    private readonly ManualResetEventSlim _wake = new(false);
+    private readonly long[] _exits = new long[24];
+    private readonly long[] _backendExits = new long[Enum.GetValues<BackendExitKind>().Length];
+    private int _pendInit;
+    private int _pendSipi;
+    private byte _sipiVector;
+    private RunState _state;
+    // An MSR exit waiting for the device half.
+    private bool _msrPending;
+    private bool _msrWrite;
+    private uint _msr;
+    private ulong _msrValue;
+    private byte _msrLength;
+
+    internal Vcpu(Vm vm, int id, IBackendVcpu cpu)
+    {
+        _vm = vm;
+        Id = id;
+        _cpu = cpu;
+        Msrs = new MsrFile(bootstrap: id == 0);
+        _state = id == 0 ? RunState.Run : RunState.Init;
+    }
+
+    /// <summary>vCPU number (its APIC ID).</summary>
+    public int Id { get; }
+
+    /// <summary>The backend's vCPU (registers, segments, control state).</summary>
+    public IBackendVcpu Cpu => _cpu;
+
+    /// <summary>The vmm's MSRs of this vCPU.</summary>
+    public MsrFile Msrs { get; }
+
+    /// <summary>The local APIC's interrupts for this vCPU, once there is one.</summary>
+    public IInterruptSource? Interrupts { get; set; }
+
+    /// <summary>The run state.</summary>
+    public RunState State => _state;
+
+    /// <summary>Exits returned to the device half, by <see cref="VmExitCode"/>.</summary>
+    public ReadOnlySpan<long> ExitCounts => _exits;
+
+    /// <summary>Backend exits, by <see cref="BackendExitKind"/>.</summary>
+    public ReadOnlySpan<long> BackendExitCounts => _backendExits;
+
+    /// <summary>Device-half requests made by instruction emulation.</summary>
+    public long Requests => _vie.Requests;
+
+    /// <summary>Sets the run state (for reset and snapshot); clears pending INIT and SIPI.</summary>
+    public void SetState(RunState state)
+    {
+        Volatile.Write(ref _pendInit, 0);
+        Volatile.Write(ref _pendSipi, 0);
+        _state = state;
+        Kick();
+    }
+
+    /// <summary>Records an INIT: the vCPU resets and parks at its next run-state check. A pending
+    /// startup IPI is dropped.</summary>
+    public void RequestInit()
+    {
+        Volatile.Write(ref _pendSipi, 0);
+        Volatile.Write(ref _pendInit, 1);
+        Kick();
+    }
+
+    /// <summary>Records a startup IPI; it takes effect only on a vCPU parked in (or about to enter)
+    /// Init. The first one wins: by the time a second arrives the processor has started.</summary>
+    public void RequestSipi(byte vector)
+    {
+        if (_state != RunState.Init && Volatile.Read(ref _pendInit) == 0)
+            return; // a running vCPU ignores SIPI
+        if (Volatile.Read(ref _pendSipi) != 0)
+            return;
+        _sipiVector = vector;
+        Volatile.Write(ref _pendSipi, 1);
+        Kick();
+    }
+
+    /// <summary>Wakes the vCPU: out of a halt or park, and out of the backend's run.</summary>
+    public void Kick()
+    {
+        _wake.Set();
+        _cpu.RequestExit();
+    }
+
+    /// <summary>
+    /// Enters the vCPU with <paramref name="entry"/> (an answer to the previous exit, or a plain
+    /// entry) and runs until the device half is needed. A fulfilment that does not match the
+    /// pending request throws <see cref="VmEntryException"/>.
+    /// </summary>
+    public VmExit Run(in VmEntry entry)
+    {
+        VmExit exit = default;
+        switch (entry.Command)
+        {
+            case VmEntryCommand.FulfillMmio:
+                if (!_vie.Active || _vie.PendingIsInout)
+                    throw new VmEntryException($"vCPU {Id}: no device-memory request is pending");
+                Check(_vie.Fulfill(in entry.Mmio), entry.Mmio.ToString());
+                break;
+            case VmEntryCommand.FulfillInout:
+                if (!_vie.Active || !_vie.PendingIsInout)
+                    throw new VmEntryException($"vCPU {Id}: no port request is pending");
+                Check(_vie.FulfillInout(in entry.Inout), entry.Inout.ToString());
+                break;
+            case VmEntryCommand.DiscardInstruction:
+                _vie.Reset();
+                _msrPending = false;
+                break;
+            case VmEntryCommand.FulfillMsr:
+                if (!_msrPending)
+                    throw new VmEntryException($"vCPU {Id}: no MSR exit is pending");
+                _msrPending = false;
+                if (entry.MsrFault)
+                    _cpu.Inject(new Event(ExceptionVector.GP, EventType.HardwareException, 0, true));
+                else
+                {
+                    if (!_msrWrite)
+                        SetEdxEax(entry.MsrValue);
+                    _cpu.Rip += _msrLength;
+                }
+                break;
+            default:
+                if (_msrPending)
+                    return MsrExit();
+                break;
+        }
+
+        while (true)
+        {
+            if (_vm.Suspended != SuspendReason.None)
+                return Count(Suspended(_vm.Suspended));
+
+            if (_vie.Active && Emulate(ref exit))
+                return Count(exit);
+            if (_vie.Active)
+                continue;
+
+            if (!RunStateWork(ref exit))
+                return Count(exit);
+            if (_state != RunState.Run)
+                continue;
+
+            DeliverEvents();
+            BackendExit be = _cpu.Run();
+            _backendExits[(int)be.Kind]++;
+            if (Dispatch(in be, ref exit))
+                return Count(exit);
+        }
+    }
+
+    private void Check(FulfillResult r, string answer)
+    {
+        if (r != FulfillResult.Ok)
+            throw new VmEntryException($"vCPU {Id}: the answer {answer} does not match the pending request ({r})");
+    }
+
+    private VmExit Count(in VmExit exit)
+    {
+        _exits[(int)exit.Code]++;
+        return exit;
+    }
+
+    private VmExit Suspended(SuspendReason reason) => new() { Code = VmExitCode.Suspended, Suspend = reason, Rip = _cpu.Rip };
+
+    private PagingState Paging()
+    {
+        ControlState c = _cpu.Control;
+        return new PagingState(c.Cr0, c.Cr3, c.Cr4, c.Efer, _cpu.GetSegment(Register.SS).Dpl, _vm.Cpuid.PhysicalAddressBits);
+    }
+
+    // One emulation pass. True when the device half is needed (exit filled in).
+    private bool Emulate(ref VmExit exit)
+    {
+        VieStatus st = _vie.Emulate(_cpu, _vm.Devices, _vm.Memory);
+        switch (st)
+        {
+            case VieStatus.NeedsDevice:
+                exit.Rip = _cpu.Rip;
+                if (_vie.PendingIsInout)
+                {
+                    exit.Code = VmExitCode.Inout;
+                    exit.Inout = _vie.PendingInout;
+                }
+                else
+                {
+                    exit.Code = VmExitCode.Mmio;
+                    exit.Mmio = _vie.Pending;
+                }
+                return true;
+            case VieStatus.Repeat:
+                // The next element runs at once unless an interrupt waits: then the guest takes it
+                // and re-executes the instruction, as on hardware.
+                if (Interrupts is { } src && (src.NmiPending || (src.PendingInterrupt >= 0 && _cpu.InterruptWindowOpen)))
+                    _vie.Reset();
+                return false;
+            case VieStatus.Fault:
+                GuestFault f = _vie.Fault;
+                if (f.Vector == ExceptionVector.PF)
+                    _cpu.Control = _cpu.Control with { Cr2 = f.Address };
+                _cpu.Inject(new Event(f.Vector, EventType.HardwareException, f.ErrorCode, f.HasErrorCode));
+                return false;
+            case VieStatus.Fallback:
+                exit.Code = VmExitCode.InstEmul;
+                exit.Rip = _cpu.Rip;
+                ReadOnlySpan<byte> bytes = _vie.InstructionBytes;
+                bytes.CopyTo(exit.InstructionBytes);
+                exit.InstructionLength = (byte)bytes.Length;
+                _vie.Reset();
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    // INIT, SIPI, halt. False when the device half should hear about it (exit filled in).
+    private bool RunStateWork(ref VmExit exit)
+    {
+        if (Interlocked.Exchange(ref _pendInit, 0) != 0)
+        {
+            InitReset();
+            _state = RunState.Init;
+        }
+        if (_state == RunState.Init)
+        {
+            if (Interlocked.Exchange(ref _pendSipi, 0) != 0)
+            {
+                StartAt(_sipiVector);
+                _state = RunState.Run;
+                return true;
+            }
+            // Parked: wait a little for a SIPI, then let the device half look around.
+            _wake.Reset();
+            if (Volatile.Read(ref _pendSipi) == 0 && Volatile.Read(ref _pendInit) == 0 && _vm.Suspended == SuspendReason.None)
+                _wake.Wait(ParkWaitMs);
+            if (Volatile.Read(ref _pendSipi) == 0 && Volatile.Read(ref _pendInit) == 0)
+            {
+                exit = new VmExit { Code = VmExitCode.RunState, Rip = _cpu.Rip };
+                return false;
+            }
+            return true;
+        }
+        if (_state == RunState.Halt)
+        {
+            if (CanWake())
+            {
+                _state = RunState.Run;
+                return true;
+            }
+            // Nothing to wake it yet: move virtual time to the next deadline, or wait for one.
+            _wake.Reset();
+            if (CanWake())
+                return true;
+            long next = _vm.Clock.NextDeadline;
+            if (!_vm.Clock.HostTime && _vm.Clock.SkipToNextDeadline())
+                return true;
+            if (next == long.MaxValue)
+            {
+                _wake.Wait(ParkWaitMs);
+                if (!CanWake())
+                {
+                    exit = new VmExit { Code = VmExitCode.Bogus, Rip = _cpu.Rip };
+                    return false;
+                }
+                return true;
+            }
+            long waitNs = next - _vm.Clock.Now;
+            if (waitNs > 0)
+                _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
+            _vm.Clock.FireDue();
+            return true;
+        }
+        return true;
+    }
+
+    private bool CanWake()
+    {
+        if (Volatile.Read(ref _pendInit) != 0)
+            return true;
+        IInterruptSource? src = Interrupts;
+        if (src == null)
+            return false;
+        return src.NmiPending || ((_cpu.Rflags & Rflags.IF) != 0 && src.PendingInterrupt >= 0);
+    }
+
+    private void DeliverEvents()
+    {
+        IInterruptSource? src = Interrupts;
+        if (src == null)
+            return;
+        if (src.NmiPending && _cpu.NmiWindowOpen)
+        {
+            src.AcceptNmi();
+            _cpu.Inject(new Event(2, EventType.Nmi));
+            return;
+        }
+        int vector = src.PendingInterrupt;
+        if (vector < 0)
+            return;
+        if (_cpu.InterruptWindowOpen)
+        {
+            src.AcceptInterrupt(vector);
+            _cpu.Inject(new Event((byte)vector, EventType.External));
+            _cpu.RequestInterruptWindow(false);
+        }
+        else
+        {
+            _cpu.RequestInterruptWindow(true);
+        }
+    }
+
+    // One backend exit. True when the device half is needed (exit filled in).
+    private bool Dispatch(in BackendExit be, ref VmExit exit)
+    {
+        switch (be.Kind)
+        {
+            case BackendExitKind.Mmio:
+                ReadOnlySpan<byte> bytes = ((ReadOnlySpan<byte>)be.Bytes)[..be.ByteCount];
+                _vie.Begin(be.Gpa, be.Gla, be.GlaValid, Paging(), _cpu, _vm.Memory, bytes);
+                return Emulate(ref exit);
+            case BackendExitKind.Io:
+                _vie.BeginIo(in be.Io, Paging(), _cpu);
+                return Emulate(ref exit);
+            case BackendExitKind.Hlt:
+                _state = RunState.Halt;
+                if ((_cpu.Rflags & Rflags.IF) == 0 && !CanWake())
+                {
+                    // Only an NMI or INIT can end this halt: the device half decides what it means.
+                    exit = new VmExit { Code = VmExitCode.Hlt, Rip = _cpu.Rip };
+                    return true;
+                }
+                return false;
+            case BackendExitKind.Pause:
+            case BackendExitKind.InterruptWindow:
+            case BackendExitKind.Interrupted:
+                return false;
+            case BackendExitKind.Cpuid:
+                {
+                    var (a, b, c, d) = _vm.Cpuid.Query((uint)_cpu.GetGpr(0), (uint)_cpu.GetGpr(1), Id);
+                    _cpu.SetGpr(0, a);
+                    _cpu.SetGpr(3, b);
+                    _cpu.SetGpr(1, c);
+                    _cpu.SetGpr(2, d);
+                    _cpu.Rip += be.InstructionLength;
+                    return false;
+                }
+            case BackendExitKind.Rdmsr:
+            case BackendExitKind.Wrmsr:
+                return Msr(in be, ref exit);
+            case BackendExitKind.TripleFault:
+                _vm.Suspend(SuspendReason.TripleFault);
+                exit = Suspended(_vm.Suspended);
+                return true;
+            default:
+                exit = new VmExit { Code = VmExitCode.Vmx, Rip = _cpu.Rip, Reason = be.Reason };
+                return true;
+        }
+    }
+
+    private bool Msr(in BackendExit be, ref VmExit exit)
+    {
+        uint msr = (uint)_cpu.GetGpr(1);
+        bool write = be.Kind == BackendExitKind.Wrmsr;
+        ulong value = (_cpu.GetGpr(2) << 32) | (uint)_cpu.GetGpr(0);
+        long now = _vm.Clock.Now;
+        MsrResult r = write ? Msrs.Write(msr, value, _cpu, now) : Msrs.Read(msr, _cpu, now, out value);
+        switch (r)
+        {
+            case MsrResult.Handled:
+                if (!write)
+                    SetEdxEax(value);
+                _cpu.Rip += be.InstructionLength;
+                return false;
+            case MsrResult.Fault:
+                _cpu.Inject(new Event(ExceptionVector.GP, EventType.HardwareException, 0, true));
+                return false;
+            default:
+                _msrPending = true;
+                _msrWrite = write;
+                _msr = msr;
+                _msrValue = write ? value : 0;
+                _msrLength = be.InstructionLength;
+                exit = MsrExit();
+                return true;
+        }
+    }
+
+    private VmExit MsrExit() => new()
+    {
+        Code = _msrWrite ? VmExitCode.Wrmsr : VmExitCode.Rdmsr,
+        Msr = _msr,
+        MsrValue = _msrValue,
+        Rip = _cpu.Rip,
+    };
+
+    private void SetEdxEax(ulong value)
+    {
+        _cpu.SetGpr(0, (uint)value);
+        _cpu.SetGpr(2, value >> 32);
+    }
+
+    // INIT: the processor state of the SDM's INIT column (real mode at F000:FFF0); MSRs and the
+    // vector registers are kept.
+    private void InitReset()
+    {
+        _vie.Reset();
+        _msrPending = false;
+        for (int r = 0; r < 16; r++)
+            _cpu.SetGpr(r, 0);
+        _cpu.SetGpr(2, _vm.Cpuid.Signature);
+        _cpu.Rflags = Rflags.Fixed1;
+        _cpu.Rip = 0xFFF0;
+        _cpu.Control = new ControlState(0x6000_0010, 0, 0, 0, 0);
+        _cpu.SetSegment(Register.CS, new Segment(0xF000, 0xFFFF_0000, 0xFFFF, 0x9B));
+        foreach (Register s in DataSegments)
+            _cpu.SetSegment(s, new Segment(0, 0, 0xFFFF, 0x93));
+        _cpu.Gdtr = new TableRegister(0, 0xFFFF);
+        _cpu.Idtr = new TableRegister(0, 0xFFFF);
+    }
+
+    private static readonly Register[] DataSegments = [Register.ES, Register.SS, Register.DS, Register.FS, Register.GS];
+
+    // SIPI: real mode at vector:0000.
+    private void StartAt(byte vector)
+    {
+        _cpu.SetSegment(Register.CS, new Segment((ushort)(vector << 8), (ulong)vector << 12, 0xFFFF, 0x9B));
+        _cpu.Rip = 0;
+    }
+}

@@ -1,0 +1,131 @@
+// A virtual machine: its guest-physical memory, vCPUs, the vmm's own devices, clock, CPUID
+// policy and suspend state. The device half drives it only through Vcpu.Run.
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Emulation;
+
+namespace Hyve.Vmm;
+
+/// <summary>The vmm's own devices: device-memory ranges and ports they own, tried before the device half.</summary>
+public sealed class VmmDevices : IVmmDevices
+{
+    private (ulong Start, ulong Size, IMmioHandler Handler)[] _mmio = [];
+
+    /// <summary>Ports of the vmm's devices (PIT, PIC, ELCR, RTC, PM timer, hooks).</summary>
+    public PortHooks Ports { get; } = new();
+
+    /// <summary>Gives device memory [<paramref name="start"/>, +<paramref name="size"/>) to <paramref name="handler"/>.</summary>
+    public void AddMmio(ulong start, ulong size, IMmioHandler handler)
+    {
+        foreach (var (s, n, _) in _mmio)
+        {
+            if (start < s + n && s < start + size)
+                throw new InvalidOperationException($"device memory at {start:X} overlaps {s:X}");
+        }
+        _mmio = [.. _mmio, (start, size, handler)];
+    }
+
+    /// <inheritdoc/>
+    public bool TryRead(ulong gpa, int bytes, out ulong value)
+    {
+        foreach (var (s, n, h) in _mmio)
+        {
+            if (gpa - s < n)
+            {
+                value = h.Read(gpa - s, bytes);
+                return true;
+            }
+        }
+        value = 0;
+        return false;
+    }
+
+    /// <inheritdoc/>
+    public bool TryWrite(ulong gpa, int bytes, ulong value)
+    {
+        foreach (var (s, n, h) in _mmio)
+        {
+            if (gpa - s < n)
+            {
+                h.Write(gpa - s, bytes, value);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <inheritdoc/>
+    public bool TryIn(ushort port, int bytes, out uint value) => Ports.TryIn(port, bytes, out value);
+
+    /// <inheritdoc/>
+    public bool TryOut(ushort port, int bytes, uint value) => Ports.TryOut(port, bytes, value);
+}
+
+/// <summary>A vmm device's register page: an offset and a sized access.</summary>
+public interface IMmioHandler
+{
+    /// <summary>Reads <paramref name="bytes"/> at <paramref name="offset"/>.</summary>
+    ulong Read(ulong offset, int bytes);
+
+    /// <summary>Writes <paramref name="bytes"/> at <paramref name="offset"/>.</summary>
+    void Write(ulong offset, int bytes, ulong value);
+}
+
+/// <summary>A virtual machine.</summary>
+public sealed class Vm : IDisposable
+{
+    private readonly Vcpu[] _vcpus;
+    private int _suspend;
+
+    /// <summary>A VM on <paramref name="backend"/> with <paramref name="cpus"/> vCPUs and the RAM
+    /// regions in <paramref name="memory"/>.</summary>
+    public Vm(IBackend backend, int cpus, GuestMemory memory, VmClock? clock = null)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        if (cpus is < 1 or > 255)
+            throw new ArgumentOutOfRangeException(nameof(cpus), "1 to 255 vCPUs");
+        Memory = memory;
+        Clock = clock ?? new VmClock();
+        Cpuid = new CpuidPolicy { Vcpus = cpus };
+        _vcpus = new Vcpu[cpus];
+        for (int i = 0; i < cpus; i++)
+            _vcpus[i] = new Vcpu(this, i, backend.CreateVcpu(i));
+    }
+
+    /// <summary>Guest-physical memory.</summary>
+    public GuestMemory Memory { get; }
+
+    /// <summary>The VM's clock.</summary>
+    public VmClock Clock { get; }
+
+    /// <summary>The CPUID every vCPU answers with.</summary>
+    public CpuidPolicy Cpuid { get; }
+
+    /// <summary>The vmm's own devices.</summary>
+    public VmmDevices Devices { get; } = new();
+
+    /// <summary>The vCPUs; vCPU 0 is the bootstrap processor.</summary>
+    public IReadOnlyList<Vcpu> Vcpus => _vcpus;
+
+    /// <summary>Why the VM stopped, or <see cref="SuspendReason.None"/>.</summary>
+    public SuspendReason Suspended => (SuspendReason)Volatile.Read(ref _suspend);
+
+    /// <summary>Stops the VM (the first reason wins) and makes every vCPU return.</summary>
+    public void Suspend(SuspendReason reason)
+    {
+        Interlocked.CompareExchange(ref _suspend, (int)reason, 0);
+        foreach (Vcpu v in _vcpus)
+            v.Kick();
+    }
+
+    /// <summary>Sends INIT to vCPU <paramref name="target"/> (from an ICR write: recorded only).</summary>
+    public void SendInit(int target) => _vcpus[target].RequestInit();
+
+    /// <summary>Sends a startup IPI with <paramref name="vector"/> to vCPU <paramref name="target"/>.</summary>
+    public void SendSipi(int target, byte vector) => _vcpus[target].RequestSipi(vector);
+
+    /// <summary>Frees guest memory.</summary>
+    public void Dispose() => Memory.Dispose();
+}
