@@ -142,12 +142,14 @@ public sealed class Vcpu
             case VmEntryCommand.FulfillMmio:
                 if (!_vie.Active || _vie.PendingIsInout)
                     throw new VmEntryException($"vCPU {Id}: no device-memory request is pending");
-                Check(_vie.Fulfill(in entry.Mmio), entry.Mmio.ToString());
+                if (_vie.Fulfill(in entry.Mmio) is var mr && mr != FulfillResult.Ok)
+                    throw Mismatch(entry.Mmio.ToString(), mr);
                 break;
             case VmEntryCommand.FulfillInout:
                 if (!_vie.Active || !_vie.PendingIsInout)
                     throw new VmEntryException($"vCPU {Id}: no port request is pending");
-                Check(_vie.FulfillInout(in entry.Inout), entry.Inout.ToString());
+                if (_vie.FulfillInout(in entry.Inout) is var ir && ir != FulfillResult.Ok)
+                    throw Mismatch(entry.Inout.ToString(), ir);
                 break;
             case VmEntryCommand.DiscardInstruction:
                 _vie.Reset();
@@ -195,11 +197,9 @@ public sealed class Vcpu
         }
     }
 
-    private void Check(FulfillResult r, string answer)
-    {
-        if (r != FulfillResult.Ok)
-            throw new VmEntryException($"vCPU {Id}: the answer {answer} does not match the pending request ({r})");
-    }
+    // Built only when the answer is wrong: the message would cost an allocation per entry.
+    private VmEntryException Mismatch(string answer, FulfillResult r) =>
+        new($"vCPU {Id}: the answer {answer} does not match the pending request ({r})");
 
     private VmExit Count(in VmExit exit)
     {

@@ -96,7 +96,20 @@ public sealed class FakeVcpu : IBackendVcpu
 
     public void RequestExit() => ExitRequests++;
 
-    public BackendExit Run() => Script.Count > 0 ? Script.Dequeue()(this) : new BackendExit { Kind = BackendExitKind.TripleFault };
+    /// <summary>When set, the exit every run returns once the script is empty (RIP goes back to 0x1000).</summary>
+    public BackendExit? Forever { get; set; }
+
+    public BackendExit Run()
+    {
+        if (Script.Count > 0)
+            return Script.Dequeue()(this);
+        if (Forever is { } f)
+        {
+            Rip = 0x1000;
+            return f;
+        }
+        return new BackendExit { Kind = BackendExitKind.TripleFault };
+    }
 
     /// <summary>An MMIO exit for the instruction <paramref name="hex"/> at RIP touching <paramref name="gpa"/>.</summary>
     public static BackendExit Mmio(ulong gpa, string hex)

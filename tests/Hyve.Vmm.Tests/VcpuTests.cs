@@ -258,4 +258,21 @@ public sealed class VcpuTests : IDisposable
         Bsp.Script.Enqueue(v => { Assert.Equal(0x8000UL, v.Segments[Register.CS].Base); return Stop(v); });
         Assert.Equal(VmExitCode.Suspended, _vm.Vcpus[0].Run(VmEntry.Default).Code);
     }
+
+    [Fact]
+    public void ExitRoundTripsAllocateNothing()
+    {
+        Bsp.Gpr[0] = Mmio;
+        Bsp.Forever = FakeVcpu.Mmio(Mmio, "8908");
+        Vcpu vcpu = _vm.Vcpus[0];
+        VmExit exit = vcpu.Run(VmEntry.Default);
+        for (int i = 0; i < 100; i++)
+            exit = vcpu.Run(VmEntry.FulfillMmio(exit.Mmio)); // warm up
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+            exit = vcpu.Run(VmEntry.FulfillMmio(exit.Mmio));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(VmExitCode.Mmio, exit.Code);
+        Assert.Equal(0, allocated);
+    }
 }
