@@ -2,6 +2,7 @@
 // the feature and miscellaneous ones; the SYSCALL/SYSENTER and segment-base MSRs are kept by
 // the backend (the processor uses them). Anything else goes to the device half.
 using Hyve.Vmm.Backend;
+using Hyve.Vmm.Devices;
 using Hyve.X86;
 
 namespace Hyve.Vmm;
@@ -45,6 +46,9 @@ public sealed class MsrFile
     /// <summary>IA32_APIC_BASE.</summary>
     public ulong ApicBase { get; private set; }
 
+    /// <summary>The vCPU's local APIC: the x2APIC MSRs, TSC deadline and APIC base mode go to it.</summary>
+    public LocalApic? Apic { get; set; }
+
     /// <summary>IA32_TSC_DEADLINE (the local APIC reads it).</summary>
     public ulong TscDeadline { get; private set; }
 
@@ -70,7 +74,7 @@ public sealed class MsrFile
             case Msr.ApicBase: value = ApicBase; return MsrResult.Handled;
             case Msr.Tsc: value = Tsc(nowNs); return MsrResult.Handled;
             case Msr.TscAdjust: value = _tscOffset; return MsrResult.Handled;
-            case Msr.TscDeadline: value = TscDeadline; return MsrResult.Handled;
+            case Msr.TscDeadline: value = Apic?.TscDeadline ?? TscDeadline; return MsrResult.Handled;
             case Msr.Pat: value = Pat; return MsrResult.Handled;
             case Msr.MtrrCap: value = 0x508; return MsrResult.Handled; // 8 variable ranges, fixed ranges, write-combining
             case Msr.MtrrDefType: value = MtrrDefType; return MsrResult.Handled;
@@ -93,7 +97,7 @@ public sealed class MsrFile
             return MsrResult.Handled;
         }
         if (msr is >= Msr.X2ApicFirst and <= Msr.X2ApicLast)
-            return MsrResult.Fault; // x2APIC is off until the local APIC model turns it on
+            return Apic != null && Apic.ReadMsr(msr, out value) ? MsrResult.Handled : MsrResult.Fault;
         return MsrResult.NotOwned;
     }
 
@@ -117,11 +121,21 @@ public sealed class MsrFile
             case Msr.ApicBase:
                 if ((value & ~0xF_FFFF_FFFF_FD00UL) != 0)
                     return MsrResult.Fault;
+                if ((value & 0xC00) == 0x400)
+                    return MsrResult.Fault; // x2APIC without the global enable is invalid
+                if ((ApicBase & 0x400) != 0 && (value & 0xC00) == 0x800)
+                    return MsrResult.Fault; // leaving x2APIC goes through disabled
                 ApicBase = (value & ~0x100UL) | (ApicBase & 0x100); // the BSP flag is read-only
+                if (Apic != null)
+                    Apic.X2Apic = (value & 0x400) != 0;
                 return MsrResult.Handled;
             case Msr.Tsc: _tscOffset = value - (ulong)nowNs; return MsrResult.Handled;
             case Msr.TscAdjust: _tscOffset = value; return MsrResult.Handled;
-            case Msr.TscDeadline: TscDeadline = value; return MsrResult.Handled;
+            case Msr.TscDeadline:
+                TscDeadline = value;
+                if (Apic != null)
+                    Apic.TscDeadline = value;
+                return MsrResult.Handled;
             case Msr.Pat:
                 for (int i = 0; i < 8; i++)
                 {
@@ -158,7 +172,7 @@ public sealed class MsrFile
             return MsrResult.Handled;
         }
         if (msr is >= Msr.X2ApicFirst and <= Msr.X2ApicLast)
-            return MsrResult.Fault;
+            return Apic != null && Apic.WriteMsr(msr, value) ? MsrResult.Handled : MsrResult.Fault;
         return MsrResult.NotOwned;
     }
 

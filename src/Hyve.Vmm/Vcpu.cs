@@ -4,6 +4,7 @@
 using System;
 using System.Threading;
 using Hyve.Vmm.Backend;
+using Hyve.Vmm.Devices;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 
@@ -64,7 +65,52 @@ public sealed class Vcpu
         Id = id;
         _cpu = cpu;
         Msrs = new MsrFile(bootstrap: id == 0);
+        Apic = new LocalApic(id, vm.ApicBus, vm.Clock, Kick);
+        Apic.TscAt = Msrs.Tsc;
+        Msrs.Apic = Apic;
+        Interrupts = Apic;
+        _devices = new VcpuDevices(this);
         _state = id == 0 ? RunState.Run : RunState.Init;
+    }
+
+    private readonly VcpuDevices _devices;
+
+    /// <summary>This vCPU's local APIC.</summary>
+    public LocalApic Apic { get; }
+
+    // The vmm's devices as this vCPU sees them: its own APIC page first (wherever IA32_APIC_BASE
+    // puts it, while the APIC is enabled and in xAPIC mode), then the VM's.
+    private sealed class VcpuDevices(Vcpu vcpu) : IVmmDevices
+    {
+        private bool OwnPage(ulong gpa)
+        {
+            ulong b = vcpu.Msrs.ApicBase;
+            return (b & 0x800) != 0 && (b & 0x400) == 0 && (gpa & ~0xFFFUL) == (b & 0xF_FFFF_FFFF_F000UL);
+        }
+
+        public bool TryRead(ulong gpa, int bytes, out ulong value)
+        {
+            if (OwnPage(gpa))
+            {
+                value = vcpu.Apic.Read(gpa & 0xFFF, bytes);
+                return true;
+            }
+            return vcpu._vm.Devices.TryRead(gpa, bytes, out value);
+        }
+
+        public bool TryWrite(ulong gpa, int bytes, ulong value)
+        {
+            if (OwnPage(gpa))
+            {
+                vcpu.Apic.Write(gpa & 0xFFF, bytes, value);
+                return true;
+            }
+            return vcpu._vm.Devices.TryWrite(gpa, bytes, value);
+        }
+
+        public bool TryIn(ushort port, int bytes, out uint value) => vcpu._vm.Devices.TryIn(port, bytes, out value);
+
+        public bool TryOut(ushort port, int bytes, uint value) => vcpu._vm.Devices.TryOut(port, bytes, value);
     }
 
     /// <summary>vCPU number (its APIC ID).</summary>
@@ -218,7 +264,7 @@ public sealed class Vcpu
     // One emulation pass. True when the device half is needed (exit filled in).
     private bool Emulate(ref VmExit exit)
     {
-        VieStatus st = _vie.Emulate(_cpu, _vm.Devices, _vm.Memory);
+        VieStatus st = _vie.Emulate(_cpu, _devices, _vm.Memory);
         switch (st)
         {
             case VieStatus.NeedsDevice:

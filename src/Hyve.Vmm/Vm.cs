@@ -89,10 +89,14 @@ public sealed class Vm : IDisposable
         Memory = memory;
         Clock = clock ?? new VmClock();
         Cpuid = new CpuidPolicy { Vcpus = cpus };
+        ApicBus = new Devices.ApicBus(this);
         _vcpus = new Vcpu[cpus];
         for (int i = 0; i < cpus; i++)
             _vcpus[i] = new Vcpu(this, i, backend.CreateVcpu(i));
     }
+
+    /// <summary>The bus the local APICs send interrupt messages on.</summary>
+    public Devices.ApicBus ApicBus { get; }
 
     /// <summary>Guest-physical memory.</summary>
     public GuestMemory Memory { get; }
