@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 using Hyve.Vmm.Backend;
+using Hyve.Vmm.Devices;
 using Hyve.Vmm.Emulation;
 
 namespace Hyve.Vmm;
@@ -89,14 +90,37 @@ public sealed class Vm : IDisposable
         Memory = memory;
         Clock = clock ?? new VmClock();
         Cpuid = new CpuidPolicy { Vcpus = cpus };
-        ApicBus = new Devices.ApicBus(this);
+        ApicBus = new ApicBus(this);
         _vcpus = new Vcpu[cpus];
         for (int i = 0; i < cpus; i++)
             _vcpus[i] = new Vcpu(this, i, backend.CreateVcpu(i));
+
+        // The PC's interrupt wiring: the 8259 pair behind the BSP's LINT0, the I/O APIC on the
+        // APIC bus taking its EOIs.
+        Pic = new Pic8259(() => _vcpus[0].Kick());
+        Pic.Register(Devices.Ports);
+        _vcpus[0].Apic.ExtInt = Pic;
+        IoApic = new IoApic(ApicBus);
+        Devices.AddMmio(IoApic.DefaultBase, 0x1000, IoApic);
+        ApicBus.LevelEoi = IoApic.EndOfInterrupt;
+    }
+
+    /// <summary>The 8259 pair.</summary>
+    public Pic8259 Pic { get; }
+
+    /// <summary>The I/O APIC.</summary>
+    public IoApic IoApic { get; }
+
+    /// <summary>Sets ISA interrupt line <paramref name="irq"/> (0-15): to the 8259 pair and to the
+    /// I/O APIC (IRQ 0 arrives on pin 2, the usual interrupt source override).</summary>
+    public void SetIsaIrq(int irq, bool level)
+    {
+        Pic.SetIrq(irq, level);
+        IoApic.SetPin(irq == 0 ? 2 : irq, level);
     }
 
     /// <summary>The bus the local APICs send interrupt messages on.</summary>
-    public Devices.ApicBus ApicBus { get; }
+    public ApicBus ApicBus { get; }
 
     /// <summary>Guest-physical memory.</summary>
     public GuestMemory Memory { get; }
@@ -109,6 +133,7 @@ public sealed class Vm : IDisposable
 
     /// <summary>The vmm's own devices.</summary>
     public VmmDevices Devices { get; } = new();
+
 
     /// <summary>The vCPUs; vCPU 0 is the bootstrap processor.</summary>
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;

@@ -22,7 +22,7 @@ public sealed class ApicBus : IApicBus
     public void EndOfInterrupt(int vector) => LevelEoi?.Invoke(vector);
 
     /// <inheritdoc/>
-    public void Deliver(LocalApic source, in ApicMessage m)
+    public void Deliver(LocalApic? source, in ApicMessage m)
     {
         bool any = false;
         foreach (Vcpu v in _vm.Vcpus)

@@ -11,8 +11,8 @@ namespace Hyve.Vmm.Devices;
 /// <summary>Where an APIC's interrupt messages go: the VM's APIC bus.</summary>
 public interface IApicBus
 {
-    /// <summary>Delivers an interrupt message from <paramref name="source"/>.</summary>
-    void Deliver(LocalApic source, in ApicMessage message);
+    /// <summary>Delivers an interrupt message from <paramref name="source"/> (null: the I/O APIC).</summary>
+    void Deliver(LocalApic? source, in ApicMessage message);
 
     /// <summary>An EOI for a level-triggered <paramref name="vector"/> (the I/O APIC clears remote IRR).</summary>
     void EndOfInterrupt(int vector);

@@ -229,24 +229,24 @@ public sealed class Pic8259 : IExtIntSource
                 case 0: _rotateOnAutoEoi = false; break;
                 case 4: _rotateOnAutoEoi = true; break;
                 case 1 or 5: // non-specific EOI (with rotation for 5)
-                {
-                    int rank = Rank(Isr);
-                    if (rank == 8)
+                    {
+                        int rank = Rank(Isr);
+                        if (rank == 8)
+                            break;
+                        int irq = (rank + _priorityAdd) & 7;
+                        Isr &= (byte)~(1 << irq);
+                        if (command == 5)
+                            _priorityAdd = (byte)((irq + 1) & 7);
                         break;
-                    int irq = (rank + _priorityAdd) & 7;
-                    Isr &= (byte)~(1 << irq);
-                    if (command == 5)
-                        _priorityAdd = (byte)((irq + 1) & 7);
-                    break;
-                }
+                    }
                 case 3 or 7: // specific EOI (with rotation for 7)
-                {
-                    int irq = v & 7;
-                    Isr &= (byte)~(1 << irq);
-                    if (command == 7)
-                        _priorityAdd = (byte)((irq + 1) & 7);
-                    break;
-                }
+                    {
+                        int irq = v & 7;
+                        Isr &= (byte)~(1 << irq);
+                        if (command == 7)
+                            _priorityAdd = (byte)((irq + 1) & 7);
+                        break;
+                    }
                 case 6: _priorityAdd = (byte)((v + 1) & 7); break; // set priority: v & 7 becomes the lowest
             }
         }
