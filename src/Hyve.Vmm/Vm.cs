@@ -103,7 +103,12 @@ public sealed class Vm : IDisposable
         IoApic = new IoApic(ApicBus);
         Devices.AddMmio(IoApic.DefaultBase, 0x1000, IoApic);
         ApicBus.LevelEoi = IoApic.EndOfInterrupt;
+        Pit = new Pit8254(Clock, level => SetIsaIrq(0, level));
+        Pit.Register(Devices.Ports);
     }
+
+    /// <summary>The 8254 interval timer (and port 0x61).</summary>
+    public Pit8254 Pit { get; }
 
     /// <summary>The 8259 pair.</summary>
     public Pic8259 Pic { get; }
