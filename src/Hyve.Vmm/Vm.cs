@@ -105,7 +105,19 @@ public sealed class Vm : IDisposable
         ApicBus.LevelEoi = IoApic.EndOfInterrupt;
         Pit = new Pit8254(Clock, level => SetIsaIrq(0, level));
         Pit.Register(Devices.Ports);
+        // Virtual time starts on a fixed date so runs repeat; host time starts now.
+        DateTime start = Clock.HostTime ? DateTime.UtcNow : new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        Rtc = new Rtc146818(Clock, start, level => SetIsaIrq(8, level));
+        Rtc.Register(Devices.Ports);
+        PmTimer = new PmTimer(Clock);
+        Devices.Ports.Register(Hyve.Vmm.Devices.PmTimer.DefaultPort, 4, PmTimer);
     }
+
+    /// <summary>The RTC and CMOS RAM.</summary>
+    public Rtc146818 Rtc { get; }
+
+    /// <summary>The ACPI PM timer.</summary>
+    public PmTimer PmTimer { get; }
 
     /// <summary>The 8254 interval timer (and port 0x61).</summary>
     public Pit8254 Pit { get; }
