@@ -344,9 +344,10 @@ public sealed class Vcpu
             if (CanWake())
                 return true;
             long next = _vm.Clock.NextDeadline;
-            if (!_vm.Clock.HostTime && _vm.Clock.SkipToNextDeadline())
+            // Virtual time jumps only when no vCPU is running: a running one moves the clock itself.
+            if (!_vm.Clock.HostTime && _vm.OthersIdle(this) && _vm.Clock.SkipToNextDeadline())
                 return true;
-            if (next == long.MaxValue)
+            if (next == long.MaxValue || !_vm.Clock.HostTime)
             {
                 _wake.Wait(ParkWaitMs);
                 if (!CanWake())

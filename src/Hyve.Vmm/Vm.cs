@@ -166,6 +166,18 @@ public sealed class Vm : IDisposable
             v.Kick();
     }
 
+    /// <summary>Whether every vCPU but <paramref name="self"/> is halted or parked (virtual time may
+    /// then jump to the next deadline).</summary>
+    public bool OthersIdle(Vcpu self)
+    {
+        foreach (Vcpu v in _vcpus)
+        {
+            if (v != self && v.State == RunState.Run)
+                return false;
+        }
+        return true;
+    }
+
     /// <summary>Sends INIT to vCPU <paramref name="target"/> (from an ICR write: recorded only).</summary>
     public void SendInit(int target) => _vcpus[target].RequestInit();
 

@@ -199,6 +199,24 @@ public sealed class VcpuTests : IDisposable
     }
 
     [Fact]
+    public void VirtualTimeWaitsForRunningVcpus()
+    {
+        var apic = new FakeInterrupts();
+        _vm.Vcpus[0].Interrupts = apic;
+        var timer = new ClockTimer(() => apic.Pending.Add(0x30));
+        _vm.Clock.Add(timer);
+        VmClock.Arm(timer, 1_000_000);
+        _vm.Vcpus[1].SetState(RunState.Run); // an AP that is running somewhere
+        Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.Hlt });
+        Assert.Equal(VmExitCode.Bogus, _vm.Vcpus[0].Run(VmEntry.Default).Code); // waited, nothing came
+        Assert.Equal(0, _vm.Clock.Now);
+        _vm.Vcpus[1].SetState(RunState.Init); // now every other vCPU is idle
+        Bsp.Script.Enqueue(v => { Assert.Equal(0x30, v.Injected[^1].Vector); return Stop(v); });
+        Assert.Equal(VmExitCode.Suspended, _vm.Vcpus[0].Run(VmEntry.Default).Code);
+        Assert.Equal(1_000_000, _vm.Clock.Now);
+    }
+
+    [Fact]
     public void HaltWithInterruptsOffGoesToTheDeviceHalf()
     {
         Bsp.Rflags = Rflags.Fixed1;
