@@ -1,0 +1,415 @@
+// The software CPU's instruction step: fetch, decode with the shared decoder, execute with the
+// shared flag arithmetic. Instructions that leave VMX non-root operation (IN/OUT, HLT, CPUID,
+// RDMSR/WRMSR) exit with RIP on them, as VMX reports them.
+using System;
+using Hyve.Vmm.Emulation;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+
+namespace Hyve.SoftCpu;
+
+public sealed partial class SoftProcessor
+{
+    // One instruction. False when the processor exits (the exit information is stored).
+    private bool Step()
+    {
+        Span<byte> bytes = stackalloc byte[15];
+        int n = Fetch(bytes);
+        DecodeStatus ds = Decoder.Decode(bytes[..n], _bitness, out _insn);
+        if (ds == DecodeStatus.NoMoreBytes)
+        {
+            // The rest of the instruction is not fetchable: a page fault, or code in device memory.
+            ulong la = Linear(Register.CS, _rip + (ulong)n);
+            if (!Translate(la, AccessType.Fetch, out ulong pa))
+                return false;
+            return DeviceAccess(pa, la, AccessType.Fetch);
+        }
+        if (ds != DecodeStatus.Ok)
+            return Raise(ds == DecodeStatus.TooLong ? ExceptionVector.GP : ExceptionVector.UD);
+        ulong next = (_rip + _insn.Length) & IpMask;
+        return Execute(next);
+    }
+
+    private ulong IpMask => _bitness == Bitness.Bits64 ? ulong.MaxValue : _bitness == Bitness.Bits32 ? 0xFFFF_FFFFUL : 0xFFFFUL;
+
+    private bool Execute(ulong next)
+    {
+        ref readonly Instruction i = ref _insn;
+        Mnemonic m = i.Mnemonic;
+        switch (m)
+        {
+            case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence:
+                break;
+            case Mnemonic.Hlt:
+                Exit(VmxExitReason.Hlt, 0, i.Length);
+                return false;
+            case Mnemonic.Cpuid:
+                Exit(VmxExitReason.Cpuid, 0, i.Length);
+                return false;
+            case Mnemonic.Rdmsr:
+                Exit(VmxExitReason.Rdmsr, 0, i.Length);
+                return false;
+            case Mnemonic.Wrmsr:
+                Exit(VmxExitReason.Wrmsr, 0, i.Length);
+                return false;
+            case Mnemonic.In or Mnemonic.Out or Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd
+                or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
+                return PortExit();
+            case Mnemonic.Cli: _rflags &= ~Rflags.IF; break;
+            case Mnemonic.Sti:
+                if ((_rflags & Rflags.IF) == 0)
+                    _interruptibility |= Interruptibility.Sti; // interrupts wait one instruction
+                _rflags |= Rflags.IF;
+                break;
+            case Mnemonic.Cld: _rflags &= ~Rflags.DF; break;
+            case Mnemonic.Std: _rflags |= Rflags.DF; break;
+            case Mnemonic.Clc: _rflags &= ~Rflags.CF; break;
+            case Mnemonic.Stc: _rflags |= Rflags.CF; break;
+            case Mnemonic.Cmc: _rflags ^= Rflags.CF; break;
+            case Mnemonic.Jmp:
+                return Jump(i.GetOperandKind(0), next);
+            case Mnemonic.Call:
+                return Call(next);
+            case Mnemonic.Ret when i.OpcodeByte is 0xC2 or 0xC3:
+                {
+                    int size = i.OperandSize;
+                    if (!Read(Register.SS, _gpr[4] & Alu.Mask(StackWidth), size, out ulong target))
+                        return false;
+                    ulong sp = _gpr[4] + (ulong)size + (i.OpcodeByte == 0xC2 ? i.Immediate & 0xFFFF : 0);
+                    SetStackPointer(sp & Alu.Mask(StackWidth), StackWidth);
+                    _rip = target;
+                    return true;
+                }
+            case Mnemonic.Push when i.GetOperandKind(0) != OperandKind.Register || IsGpr(i.GetRegister(0)):
+                {
+                    int size = i.OperandSize;
+                    ulong v;
+                    if (i.GetOperandKind(0) == OperandKind.Memory)
+                    {
+                        if (!Read(i.MemorySegment, Ea(), size, out v))
+                            return false;
+                    }
+                    else
+                    {
+                        v = i.GetOperandKind(0) == OperandKind.Register ? Get(i.GetRegister(0)) : i.Immediate & Alu.Mask(size);
+                    }
+                    if (!Push(v, size))
+                        return false;
+                    break;
+                }
+            case Mnemonic.Pop when i.GetOperandKind(0) == OperandKind.Register && IsGpr(i.GetRegister(0)):
+                {
+                    int size = i.OperandSize;
+                    int sw = StackWidth;
+                    if (!Read(Register.SS, _gpr[4] & Alu.Mask(sw), size, out ulong v))
+                        return false;
+                    SetStackPointer((_gpr[4] + (ulong)size) & Alu.Mask(sw), sw);
+                    Set(i.GetRegister(0), v);
+                    break;
+                }
+            case Mnemonic.Lea:
+                Set(i.GetRegister(0), Ea());
+                break;
+            case Mnemonic.Cbw or Mnemonic.Cwde or Mnemonic.Cdqe:
+                {
+                    int size = i.OperandSize;
+                    Set(RegisterInfo.Gpr(0, size, false), (ulong)Alu.SignExtend(_gpr[0], size / 2));
+                    break;
+                }
+            case Mnemonic.Cwd or Mnemonic.Cdq or Mnemonic.Cqo:
+                {
+                    int size = i.OperandSize;
+                    bool negative = (_gpr[0] & Alu.SignBit(size)) != 0;
+                    Set(RegisterInfo.Gpr(2, size, false), negative ? ulong.MaxValue : 0);
+                    break;
+                }
+            default:
+                if (IsJcc(in i))
+                {
+                    if (Conditions.Holds(i.OpcodeByte & 0xF, _rflags))
+                        next = i.NearBranchTarget(_rip);
+                    break;
+                }
+                if (!Integer(m))
+                    return false;
+                break;
+        }
+        _rip = next;
+        return true;
+    }
+
+    private static bool IsJcc(in Instruction i) =>
+        i.OperandCount == 1 && i.GetOperandKind(0) is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64
+        && (i.OpcodeByte & 0xF0) is 0x70 or 0x80 && i.Mnemonic is not (Mnemonic.Jmp or Mnemonic.Call);
+
+    private static bool IsGpr(Register r) => r is >= Register.AL and <= Register.R15;
+
+    private bool Jump(OperandKind kind, ulong next)
+    {
+        ulong target;
+        if (kind is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64)
+            target = _insn.NearBranchTarget(_rip);
+        else if (kind == OperandKind.Register)
+            target = Get(_insn.GetRegister(0));
+        else if (kind == OperandKind.Memory && _insn.MemorySize == _insn.OperandSize)
+        {
+            if (!Read(_insn.MemorySegment, Ea(), _insn.OperandSize, out target))
+                return false;
+        }
+        else
+            return ExitException(ExceptionVector.UD); // far jumps are not in this slice
+        _ = next;
+        _rip = target & IpMask;
+        return true;
+    }
+
+    private bool Call(ulong next)
+    {
+        OperandKind kind = _insn.GetOperandKind(0);
+        int size = _insn.OperandSize;
+        ulong target;
+        if (kind is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64)
+            target = _insn.NearBranchTarget(_rip);
+        else if (kind == OperandKind.Register)
+            target = Get(_insn.GetRegister(0));
+        else if (kind == OperandKind.Memory && _insn.MemorySize == size)
+        {
+            if (!Read(_insn.MemorySegment, Ea(), size, out target))
+                return false;
+        }
+        else
+            return ExitException(ExceptionVector.UD);
+        if (!Push(next, size))
+            return false;
+        _rip = target & IpMask;
+        return true;
+    }
+
+    private bool PortExit()
+    {
+        IoExit exit = IoExit.FromInstruction(in _insn, (ushort)_gpr[2])!.Value;
+        _vmcs.Store(VmcsField.ExitInstructionInfo, exit.String ? VmxIoExit.InstructionInformation(in exit) : 0);
+        Exit(VmxExitReason.IoInstruction, VmxIoExit.Qualification(in exit), _insn.Length);
+        return false;
+    }
+
+    // The integer instructions with register or memory operands. False: exited or raised.
+    private bool Integer(Mnemonic m)
+    {
+        ref readonly Instruction i = ref _insn;
+        int size = i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register ? RegisterInfo.GprNumber(i.GetRegister(0)).Size
+            : i.MemorySize > 0 ? i.MemorySize : i.OperandSize;
+        if (i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register && !IsGpr(i.GetRegister(0)))
+            return ExitException(ExceptionVector.UD);
+        ulong flags = _rflags;
+        switch (m)
+        {
+            case Mnemonic.Mov:
+                {
+                    if (i.GetOperandKind(1) == OperandKind.Register && !IsGpr(i.GetRegister(1)))
+                        return ExitException(ExceptionVector.UD); // segment and control registers: later
+                    if (!Source(1, size, out ulong v))
+                        return false;
+                    return Destination(size, v);
+                }
+            case Mnemonic.Movzx or Mnemonic.Movsx or Mnemonic.Movsxd:
+                {
+                    int srcSize = i.GetOperandKind(1) == OperandKind.Memory ? i.MemorySize : RegisterInfo.GprNumber(i.GetRegister(1)).Size;
+                    if (!Source(1, srcSize, out ulong v))
+                        return false;
+                    Set(i.GetRegister(0), m == Mnemonic.Movzx ? v : (ulong)Alu.SignExtend(v, srcSize));
+                    return true;
+                }
+            case Mnemonic.Add or Mnemonic.Or or Mnemonic.Adc or Mnemonic.Sbb or Mnemonic.And or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Cmp:
+                {
+                    var op = m switch
+                    {
+                        Mnemonic.Add => Alu.Op.Add,
+                        Mnemonic.Or => Alu.Op.Or,
+                        Mnemonic.Adc => Alu.Op.Adc,
+                        Mnemonic.Sbb => Alu.Op.Sbb,
+                        Mnemonic.And => Alu.Op.And,
+                        Mnemonic.Sub => Alu.Op.Sub,
+                        Mnemonic.Xor => Alu.Op.Xor,
+                        _ => Alu.Op.Cmp,
+                    };
+                    if (!Source(0, size, out ulong a, forWrite: op != Alu.Op.Cmp) || !Source(1, size, out ulong b))
+                        return false;
+                    ulong r = Alu.Binary(op, a, b, size, ref flags);
+                    if (op != Alu.Op.Cmp && !Destination(size, r))
+                        return false;
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Test:
+                {
+                    if (!Source(0, size, out ulong a) || !Source(1, size, out ulong b))
+                        return false;
+                    Alu.Binary(Alu.Op.And, a, b, size, ref flags);
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Inc or Mnemonic.Dec or Mnemonic.Not or Mnemonic.Neg:
+                {
+                    if (!Source(0, size, out ulong a, forWrite: true))
+                        return false;
+                    ulong r = m switch
+                    {
+                        Mnemonic.Inc => Alu.Inc(a, size, ref flags),
+                        Mnemonic.Dec => Alu.Dec(a, size, ref flags),
+                        Mnemonic.Neg => Alu.Neg(a, size, ref flags),
+                        _ => ~a & Alu.Mask(size),
+                    };
+                    if (!Destination(size, r))
+                        return false;
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar:
+                {
+                    if (!Source(0, size, out ulong a, forWrite: true))
+                        return false;
+                    ulong count = i.OperandCount > 1 ? (i.GetOperandKind(1) == OperandKind.Register ? _gpr[1] & 0xFF : i.Immediate) : 1;
+                    if (Alu.MaskCount(count, size) == 0)
+                        return true;
+                    ulong r = Alu.ShiftRotate((Alu.Shift)((i.ModRM >> 3) & 7), a, count, size, ref flags);
+                    if (!Destination(size, r))
+                        return false;
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Xchg:
+                {
+                    if (i.GetOperandKind(0) == OperandKind.Memory || i.GetOperandKind(1) == OperandKind.Memory)
+                    {
+                        int mem = i.GetOperandKind(0) == OperandKind.Memory ? 0 : 1;
+                        Register reg = i.GetRegister(1 - mem);
+                        if (!Read(i.MemorySegment, Ea(), size, out ulong old, forWrite: true) || !Write(i.MemorySegment, Ea(), size, Get(reg)))
+                            return false;
+                        Set(reg, old);
+                        return true;
+                    }
+                    ulong x = Get(i.GetRegister(0)), y = Get(i.GetRegister(1));
+                    Set(i.GetRegister(0), y);
+                    Set(i.GetRegister(1), x);
+                    return true;
+                }
+            case >= Mnemonic.Seta and <= Mnemonic.Sets when i.OperandCount == 1:
+                return Destination(1, Conditions.Holds(i.OpcodeByte & 0xF, _rflags) ? 1UL : 0);
+            case >= Mnemonic.Cmova and <= Mnemonic.Cmovs:
+                {
+                    if (!Source(1, size, out ulong v))
+                        return false;
+                    Register dst = i.GetRegister(0);
+                    Set(dst, Conditions.Holds(i.OpcodeByte & 0xF, _rflags) ? v : Get(dst));
+                    return true;
+                }
+            case Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv:
+                return MulDiv(m, size);
+            default:
+                return ExitException(ExceptionVector.UD); // not in this slice yet
+        }
+    }
+
+    private bool MulDiv(Mnemonic m, int size)
+    {
+        ref readonly Instruction i = ref _insn;
+        ulong flags = _rflags;
+        if (i.OperandCount > 1)
+        {
+            // IMUL r, r/m (, imm)
+            if (!Source(1, size, out ulong b))
+                return false;
+            Register dst = i.GetRegister(0);
+            ulong a = i.OperandCount == 3 ? b : Get(dst);
+            ulong c = i.OperandCount == 3 ? i.Immediate : b;
+            Set(dst, Alu.Imul(a, c, size, out _, ref flags));
+            _rflags = flags;
+            return true;
+        }
+        int width = i.GetOperandKind(0) == OperandKind.Memory ? i.MemorySize : RegisterInfo.GprNumber(i.GetRegister(0)).Size;
+        if (!Source(0, width, out ulong src))
+            return false;
+        ulong lowIn = width == 1 ? _gpr[0] & 0xFF : _gpr[0];
+        ulong highIn = width == 1 ? (_gpr[0] >> 8) & 0xFF : _gpr[2];
+        ulong lo, hi;
+        switch (m)
+        {
+            case Mnemonic.Mul: lo = Alu.Mul(lowIn, src, width, out hi, ref flags); break;
+            case Mnemonic.Imul: lo = Alu.Imul(lowIn, src, width, out hi, ref flags); break;
+            default:
+                bool ok = m == Mnemonic.Div ? Alu.Div(highIn, lowIn, src, width, out lo, out hi) : Alu.Idiv(highIn, lowIn, src, width, out lo, out hi);
+                if (!ok)
+                    return Raise(ExceptionVector.DE);
+                break;
+        }
+        if (width == 1)
+            Set(Register.AX, (lo & 0xFF) | ((hi & 0xFF) << 8));
+        else
+        {
+            Set(RegisterInfo.Gpr(0, width, false), lo);
+            Set(RegisterInfo.Gpr(2, width, false), hi);
+        }
+        _rflags = flags;
+        return true;
+    }
+
+    // Operand k as a value: register, immediate or memory.
+    private bool Source(int k, int size, out ulong value, bool forWrite = false)
+    {
+        switch (_insn.GetOperandKind(k))
+        {
+            case OperandKind.Register:
+                value = Get(_insn.GetRegister(k));
+                return true;
+            case OperandKind.Memory:
+                return Read(_insn.MemorySegment, Ea(), size, out value, forWrite);
+            default:
+                value = _insn.Immediate & Alu.Mask(size);
+                return true;
+        }
+    }
+
+    // Operand 0 written.
+    private bool Destination(int size, ulong value)
+    {
+        if (_insn.GetOperandKind(0) == OperandKind.Memory)
+            return Write(_insn.MemorySegment, Ea(), size, value);
+        Set(_insn.GetRegister(0), value);
+        return true;
+    }
+
+    private ulong Ea()
+    {
+        ref readonly Instruction i = ref _insn;
+        if (i.IsIpRelative)
+            return i.IpRelativeTarget(_rip);
+        ulong ea = (ulong)i.Displacement;
+        if (i.MemoryBase != Register.None)
+            ea += Get(i.MemoryBase);
+        if (i.MemoryIndex != Register.None)
+            ea += Get(i.MemoryIndex) * i.MemoryScale;
+        return ea & Alu.Mask(i.AddressSize);
+    }
+
+    private ulong Get(Register r)
+    {
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
+        ulong v = _gpr[n];
+        return high ? (v >> 8) & 0xFF : v & Alu.Mask(size);
+    }
+
+    private void Set(Register r, ulong value)
+    {
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
+        ulong old = _gpr[n];
+        _gpr[n] = size switch
+        {
+            8 => value,
+            4 => (uint)value,
+            _ when high => (old & ~0xFF00UL) | ((value & 0xFF) << 8),
+            _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
+        };
+    }
+}

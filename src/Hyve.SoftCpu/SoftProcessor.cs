@@ -1,0 +1,173 @@
+// The software CPU as a VMX processor: VM entry loads the guest state from the VMCS, delivers
+// the injected event, interprets guest code until something exits (port I/O, HLT, CPUID,
+// RDMSR/WRMSR, an access to memory that is not RAM, an interrupt window, a request from the
+// vmm), then stores the guest state and the exit information back, as hardware would. This is
+// the first slice: 64-bit and real-mode event delivery, the general-purpose integer
+// instructions, no segment-limit checks yet; anything else exits as an exception.
+using Hyve.Vmm;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+
+namespace Hyve.SoftCpu;
+
+/// <summary>A VMX processor that interprets guest code.</summary>
+public sealed partial class SoftProcessor : IVmxProcessor
+{
+    private const int Batch = 1024;
+
+    private readonly GuestMemory _memory;
+    private readonly VmClock _clock;
+    private volatile bool _exitRequested;
+
+    // Guest state while running (loaded at entry, stored at exit).
+    private VmcsRegion _vmcs = null!;
+    private VmxGuestArea _area = null!;
+    private ulong[] _gpr = null!;
+    private ulong _rip, _rflags;
+    private readonly Segment[] _seg = new Segment[6];
+    private ulong _cr0, _cr3, _cr4, _efer;
+    private ulong _gdtrBase, _idtrBase;
+    private uint _idtrLimit;
+    private uint _interruptibility;
+    private PagingState _paging;
+    private Bitness _bitness;
+    private Instruction _insn;
+
+    /// <summary>A processor over <paramref name="memory"/> whose retired instructions move <paramref name="clock"/>
+    /// (one nanosecond each).</summary>
+    public SoftProcessor(GuestMemory memory, VmClock clock)
+    {
+        _memory = memory;
+        _clock = clock;
+    }
+
+    /// <summary>Instructions retired.</summary>
+    public long Retired { get; private set; }
+
+    /// <inheritdoc/>
+    public void RequestExit() => _exitRequested = true;
+
+    /// <inheritdoc/>
+    public void Enter(VmxState state, VmxGuestArea area, bool resume)
+    {
+        _vmcs = state.Current ?? throw new VmmPanicException("VM entry without a current VMCS");
+        _area = area;
+        _gpr = area.Gpr;
+        Load();
+        _vmcs.Store(VmcsField.IdtVectoringInfo, 0);
+        uint info = (uint)_vmcs.Load(VmcsField.EntryInterruptionInfo);
+        if ((info & (1u << 31)) != 0)
+        {
+            _vmcs.Store(VmcsField.EntryInterruptionInfo, info & ~(1u << 31));
+            if (!Deliver((byte)info, (EventType)((info >> 8) & 7), (info & (1 << 11)) != 0, (uint)_vmcs.Load(VmcsField.EntryExceptionErrorCode), software: false))
+            {
+                Store();
+                return;
+            }
+        }
+        Run();
+        Store();
+    }
+
+    private void Run()
+    {
+        int budget = Batch;
+        while (true)
+        {
+            if (_exitRequested)
+            {
+                _exitRequested = false;
+                Exit(VmxExitReason.ExternalInterrupt);
+                return;
+            }
+            uint primary = (uint)_vmcs.Load(VmcsField.PrimaryProcessorControls);
+            if ((primary & VmxVcpu.InterruptWindowExiting) != 0 && Interruptibility.InterruptWindowOpen(_interruptibility, _rflags))
+            {
+                Exit(VmxExitReason.InterruptWindow);
+                return;
+            }
+            _interruptibility &= ~(Interruptibility.Sti | Interruptibility.MovSs); // the shadow lasts one instruction
+            if (!Step())
+                return;
+            Retired++;
+            if (--budget == 0)
+            {
+                budget = Batch;
+                _clock.Advance(Batch); // may fire timers, which kick the vCPU (RequestExit)
+            }
+        }
+    }
+
+    private void Load()
+    {
+        _gpr[4] = _vmcs.Load(VmcsField.GuestRsp);
+        _rip = _vmcs.Load(VmcsField.GuestRip);
+        _rflags = _vmcs.Load(VmcsField.GuestRflags);
+        for (uint i = 0; i < 6; i++)
+        {
+            _seg[i] = new Segment((ushort)_vmcs.Load(VmcsField.GuestEsSelector + 2 * i), _vmcs.Load(VmcsField.GuestEsBase + 2 * i),
+                (uint)_vmcs.Load(VmcsField.GuestEsLimit + 2 * i), (uint)_vmcs.Load(VmcsField.GuestEsAccessRights + 2 * i));
+        }
+        _cr0 = _vmcs.Load(VmcsField.GuestCr0);
+        _cr3 = _vmcs.Load(VmcsField.GuestCr3);
+        _cr4 = _vmcs.Load(VmcsField.GuestCr4);
+        uint entry = (uint)_vmcs.Load(VmcsField.EntryControls);
+        _efer = VmxConversions.EferFor(_vmcs.Load(VmcsField.GuestEfer), entry);
+        _gdtrBase = _vmcs.Load(VmcsField.GuestGdtrBase);
+        _idtrBase = _vmcs.Load(VmcsField.GuestIdtrBase);
+        _idtrLimit = (uint)_vmcs.Load(VmcsField.GuestIdtrLimit);
+        _interruptibility = (uint)_vmcs.Load(VmcsField.GuestInterruptibility);
+        Modes();
+    }
+
+    private void Modes()
+    {
+        _paging = new PagingState(_cr0, _cr3, _cr4, _efer, _seg[2].Dpl);
+        bool real = (_cr0 & PagingState.Cr0PE) == 0;
+        Segment cs = _seg[1];
+        _bitness = (_efer & PagingState.EferLMA) != 0 && cs.Long && !real ? Bitness.Bits64 : cs.Big ? Bitness.Bits32 : Bitness.Bits16;
+    }
+
+    private void Store()
+    {
+        _vmcs.Store(VmcsField.GuestRsp, _gpr[4]);
+        _vmcs.Store(VmcsField.GuestRip, _rip);
+        _vmcs.Store(VmcsField.GuestRflags, _rflags);
+        for (uint i = 0; i < 6; i++)
+        {
+            _vmcs.Store(VmcsField.GuestEsSelector + 2 * i, _seg[i].Selector);
+            _vmcs.Store(VmcsField.GuestEsBase + 2 * i, _seg[i].Base);
+            _vmcs.Store(VmcsField.GuestEsLimit + 2 * i, _seg[i].Limit);
+            _vmcs.Store(VmcsField.GuestEsAccessRights + 2 * i, _seg[i].Access);
+        }
+        _vmcs.Store(VmcsField.GuestInterruptibility, _interruptibility);
+    }
+
+    private void Exit(uint reason, ulong qualification = 0, int length = 0)
+    {
+        _vmcs.Store(VmcsField.ExitReason, reason);
+        _vmcs.Store(VmcsField.ExitQualification, qualification);
+        _vmcs.Store(VmcsField.ExitInstructionLength, (ulong)length);
+    }
+
+    // An exception the slice cannot deliver through the guest's tables exits instead, with the
+    // VM-exit interruption information a processor would report.
+    private bool ExitException(byte vector, uint errorCode = 0, bool hasError = false)
+    {
+        _vmcs.Store(VmcsField.ExitInterruptionInfo, vector | (3u << 8) | (hasError ? 1u << 11 : 0) | (1u << 31));
+        _vmcs.Store(VmcsField.ExitInterruptionErrorCode, errorCode);
+        Exit(VmxExitReason.ExceptionOrNmi);
+        return false;
+    }
+
+    // Raises an exception in the guest: delivered through its IDT (or IVT), or a triple fault.
+    private bool Raise(byte vector, uint errorCode = 0, ulong cr2 = 0)
+    {
+        bool hasError = ExceptionVector.HasErrorCode(vector) && (_cr0 & PagingState.Cr0PE) != 0;
+        if (vector == ExceptionVector.PF)
+            _area.Cr2 = cr2;
+        return Deliver(vector, EventType.HardwareException, hasError, errorCode, software: false);
+    }
+}

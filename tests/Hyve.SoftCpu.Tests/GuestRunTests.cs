@@ -1,0 +1,171 @@
+// Small guest programs run on the software CPU through the whole vmm: the VMX layer, the run
+// loop, instruction emulation and the device half's answers.
+using System;
+using System.Collections.Generic;
+using System.Text;
+using Hyve.Vmm;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Emulation;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Xunit;
+
+namespace Hyve.SoftCpu.Tests;
+
+public sealed class GuestRunTests : IDisposable
+{
+    private const ulong Code = 0x10000;
+    private readonly GuestMemory _memory = new();
+    private readonly VmClock _clock = new();
+    private readonly Vm _vm;
+    private readonly List<MmioAccess> _mmio = [];
+    private readonly StringBuilder _console = new();
+
+    public GuestRunTests()
+    {
+        _memory.AddRam(0, 0x20_0000);
+        _vm = new Vm(new VmxBackend(_memory, _ => new SoftProcessor(_memory, _clock), "soft"), 1, _memory, _clock);
+    }
+
+    public void Dispose() => _vm.Dispose();
+
+    private VmxVcpu Cpu => (VmxVcpu)_vm.Vcpus[0].Cpu;
+
+    // 64-bit mode with the first 2 MiB identity-mapped by one large page.
+    private void LongMode(byte[] code)
+    {
+        _memory.WriteRam(0x1000, BitConverter.GetBytes(0x2000UL | 3));        // PML4[0]
+        _memory.WriteRam(0x2000, BitConverter.GetBytes(0x3000UL | 3));        // PDPT[0]
+        _memory.WriteRam(0x3000, BitConverter.GetBytes(0x0UL | 0x83));        // PD[0]: 2 MiB at 0
+        _memory.WriteRam(0x2000 + 3 * 8, BitConverter.GetBytes(0x6000UL | 3)); // PDPT[3]: the top gigabyte below 4 GiB
+        _memory.WriteRam(0x6000 + 0x1F0 * 8, BitConverter.GetBytes(0xFE00_0000UL | 0x83)); // 2 MiB of device memory at 0xFE000000
+        _memory.WriteRam(Code, code);
+        Cpu.SetSegment(Register.CS, new Segment(0x08, 0, 0xFFFF_FFFF, 0xA09B));
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            Cpu.SetSegment(s, new Segment(0x10, 0, 0xFFFF_FFFF, 0xC093));
+        Cpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG | PagingState.Cr0WP, 0, 0x1000,
+            PagingState.Cr4PAE | PagingState.Cr4OSFXSR, PagingState.EferLME | PagingState.EferLMA);
+        Cpu.Rip = Code;
+        Cpu.SetGpr(4, 0x8000);
+    }
+
+    // The device half: a debug console on port 0xE9, device memory that remembers nothing.
+    private VmExit RunUntilStopped()
+    {
+        VmEntry entry = VmEntry.Default;
+        for (int i = 0; i < 1000; i++)
+        {
+            VmExit exit = _vm.Vcpus[0].Run(entry);
+            switch (exit.Code)
+            {
+                case VmExitCode.Inout:
+                    if (!exit.Inout.In && exit.Inout.Port == 0xE9)
+                        _console.Append((char)exit.Inout.Eax);
+                    entry = VmEntry.FulfillInout(exit.Inout.In ? exit.Inout with { Eax = 0xFF } : exit.Inout);
+                    break;
+                case VmExitCode.Mmio:
+                    _mmio.Add(exit.Mmio);
+                    entry = VmEntry.FulfillMmio(exit.Mmio);
+                    break;
+                default:
+                    return exit;
+            }
+        }
+        throw new InvalidOperationException("the guest did not stop");
+    }
+
+    [Fact]
+    public void LongModeGuestWritesToTheConsoleAndHalts()
+    {
+        LongMode(Convert.FromHexString(
+            "BAE9000000" +   // mov edx, 0xE9
+            "B06F" + "EE" +  // mov al, 'o'; out dx, al
+            "B06B" + "EE" +  // mov al, 'k'; out dx, al
+            "E8 05000000".Replace(" ", "") + // call +5
+            "F4" +           // hlt (after the call returns)
+            "90909090" +
+            "B00A" + "E6E9" + // mov al, '\n'; out 0xE9, al
+            "C3"));          // ret
+        VmExit exit = RunUntilStopped();
+        Assert.Equal(VmExitCode.Hlt, exit.Code);
+        Assert.Equal("ok\n", _console.ToString());
+        Assert.Equal(Code + 0x11, Cpu.Rip); // past the HLT
+        Assert.Equal(0x8000UL, Cpu.GetGpr(4));
+    }
+
+    [Fact]
+    public void RealModeGuestRunsAtItsSegment()
+    {
+        _memory.WriteRam(0x10000, Convert.FromHexString("B068" + "E6E9" + "B069" + "E6E9" + "F4")); // 'h', 'i', hlt
+        Cpu.SetSegment(Register.CS, Segment.Real(0x1000));
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            Cpu.SetSegment(s, Segment.Real(0));
+        Cpu.Control = new ControlState(0x60000010, 0, 0, 0, 0);
+        Cpu.Rip = 0;
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("hi", _console.ToString());
+        Assert.Equal(9UL, Cpu.Rip);
+    }
+
+    [Fact]
+    public void DeviceMemoryAccessesAreEmulatedByTheVmm()
+    {
+        LongMode(Convert.FromHexString(
+            "B8000000FE" +           // mov eax, 0xFE000000
+            "C70078563412" +         // mov dword [rax], 0x12345678
+            "8B5804" +               // mov ebx, [rax+4]
+            "F4"));
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal([new MmioAccess(0xFE00_0000, 4, true, 0x1234_5678), new MmioAccess(0xFE00_0004, 4, false, 0)], _mmio);
+        Assert.Equal(0UL, Cpu.GetGpr(3));
+    }
+
+    [Fact]
+    public void InterruptsAreDeliveredThroughTheIdt()
+    {
+        // IDT at 0x4000 with vector 0x40 -> handler at 0x10100; GDT at 0x5000 with the code segment at 0x08.
+        ulong handler = Code + 0x100;
+        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
+        _memory.WriteRam(0x4000 + 0x40 * 16, BitConverter.GetBytes(gate));
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        LongMode(Convert.FromHexString("FB" + "90" + "EBFE")); // sti; nop; jmp $
+        _memory.WriteRam(handler, Convert.FromHexString("B069" + "E6E9" + "F4")); // 'i'; hlt
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Cpu.Rflags = Rflags.Fixed1;
+        _vm.Vcpus[0].Apic.WriteRegister(0xF0, 0x1FF);
+        _vm.Vcpus[0].Apic.Accept(0x40, level: false);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code); // the handler halts with IF clear
+        Assert.Equal("i", _console.ToString());
+        Assert.Equal(handler + 5, Cpu.Rip);
+        ulong rsp = Cpu.GetGpr(4);
+        Span<byte> frame = stackalloc byte[40];
+        Assert.True(_memory.ReadRam(rsp, frame));
+        ulong returnRip = BitConverter.ToUInt64(frame);
+        Assert.InRange(returnRip, Code + 1, Code + 4); // interrupted after STI's shadow, in the loop
+        Assert.Equal(0x08UL, BitConverter.ToUInt64(frame[8..]));
+        Assert.NotEqual(0UL, BitConverter.ToUInt64(frame[16..]) & Rflags.IF);
+    }
+
+    [Fact]
+    public void TimersFireInVirtualTimeWhileTheGuestRuns()
+    {
+        // The local APIC timer interrupts a spinning guest: virtual time moves with retired instructions.
+        ulong handler = Code + 0x100;
+        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
+        _memory.WriteRam(0x4000 + 0x30 * 16, BitConverter.GetBytes(gate));
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        LongMode(Convert.FromHexString("FB" + "EBFE")); // sti; jmp $
+        _memory.WriteRam(handler, Convert.FromHexString("B074" + "E6E9" + "F4"));
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        var apic = _vm.Vcpus[0].Apic;
+        apic.WriteRegister(0xF0, 0x1FF);
+        apic.WriteRegister(0x3E0, 0xB);    // divide by 1
+        apic.WriteRegister(0x320, 0x30);   // one-shot, vector 0x30
+        apic.WriteRegister(0x380, 100_000); // 100 µs of virtual time
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("t", _console.ToString());
+        Assert.InRange(_clock.Now, 100_000, 110_000);
+    }
+}
