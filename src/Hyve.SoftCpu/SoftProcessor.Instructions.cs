@@ -272,7 +272,12 @@ public sealed partial class SoftProcessor
                         return false;
                     ulong count = i.OperandCount > 1 ? (i.GetOperandKind(1) == OperandKind.Register ? _gpr[1] & 0xFF : i.Immediate) : 1;
                     if (Alu.MaskCount(count, size) == 0)
+                    {
+                        // No flags change, but a 32-bit register is still written (its upper half cleared).
+                        if (i.GetOperandKind(0) == OperandKind.Register)
+                            Set(i.GetRegister(0), a);
                         return true;
+                    }
                     ulong r = Alu.ShiftRotate((Alu.Shift)((i.ModRM >> 3) & 7), a, count, size, ref flags);
                     if (!Destination(size, r))
                         return false;

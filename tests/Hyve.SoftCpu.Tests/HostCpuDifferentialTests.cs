@@ -1,0 +1,181 @@
+// The software CPU against the host CPU: random register-form integer instructions run natively
+// and on the software CPU from the same registers and flags; every register but RSP and the
+// flags the SDM defines must agree.
+using System;
+using System.Collections.Generic;
+using Hyve.TestSupport;
+using Hyve.Vmm;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Verification;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Hyve.SoftCpu.Tests;
+
+public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
+{
+    private static readonly int Cases = TestEnvironment.Int("HYVE_SOFTCPU_CASES", 20_000);
+    private static readonly int Seed = TestEnvironment.Int("HYVE_SEED", 20261122);
+
+    // Opcode bytes of register forms (ModRM mod = 3 added by the generator), immediate size,
+    // byte form, ModRM reg field (-1: a register).
+    private static readonly (byte[] Opcode, int Imm, bool Byte, int Digit)[] Forms = Build();
+
+    private static (byte[], int, bool, int)[] Build()
+    {
+        var f = new List<(byte[], int, bool, int)>();
+        for (int op = 0; op < 8; op++)
+        {
+            f.Add(([(byte)(op * 8)], 0, true, -1));
+            f.Add(([(byte)(op * 8 + 1)], 0, false, -1));
+            f.Add(([(byte)(op * 8 + 2)], 0, true, -1));
+            f.Add(([(byte)(op * 8 + 3)], 0, false, -1));
+            f.Add(([0x80], 1, true, op));
+            f.Add(([0x81], 4, false, op));
+            f.Add(([0x83], 1, false, op));
+        }
+        for (int sh = 0; sh < 8; sh++)
+        {
+            if (sh == 6)
+                continue;
+            f.Add(([0xC0], 1, true, sh));
+            f.Add(([0xC1], 1, false, sh));
+            f.Add(([0xD0], 0, true, sh));
+            f.Add(([0xD1], 0, false, sh));
+            f.Add(([0xD2], 0, true, sh));
+            f.Add(([0xD3], 0, false, sh));
+        }
+        for (int n = 0; n < 4; n++)
+        {
+            f.Add(([0xF6], 0, true, n == 0 ? 0 : n + 1)); // test r/m8, imm8 needs an immediate: handled below
+            f.Add(([0xF7], 0, false, n == 0 ? 0 : n + 1));
+        }
+        f.Add(([0xFE], 0, true, 0)); f.Add(([0xFE], 0, true, 1));
+        f.Add(([0xFF], 0, false, 0)); f.Add(([0xFF], 0, false, 1));
+        f.Add(([0xF6], 0, true, 4)); f.Add(([0xF7], 0, false, 4)); f.Add(([0xF6], 0, true, 5)); f.Add(([0xF7], 0, false, 5)); // mul, imul
+        f.Add(([0x84], 0, true, -1)); f.Add(([0x85], 0, false, -1));
+        f.Add(([0x86], 0, true, -1)); f.Add(([0x87], 0, false, -1));
+        f.Add(([0x88], 0, true, -1)); f.Add(([0x89], 0, false, -1)); f.Add(([0x8A], 0, true, -1)); f.Add(([0x8B], 0, false, -1));
+        f.Add(([0xC6], 1, true, 0)); f.Add(([0xC7], 4, false, 0));
+        f.Add(([0x0F, 0xAF], 0, false, -1)); f.Add(([0x69], 4, false, -1)); f.Add(([0x6B], 1, false, -1));
+        f.Add(([0x0F, 0xB6], 0, false, -1)); f.Add(([0x0F, 0xB7], 0, false, -1)); f.Add(([0x0F, 0xBE], 0, false, -1)); f.Add(([0x0F, 0xBF], 0, false, -1));
+        for (int cc = 0; cc < 16; cc++)
+        {
+            f.Add(([0x0F, (byte)(0x90 + cc)], 0, true, 0));
+            f.Add(([0x0F, (byte)(0x40 + cc)], 0, false, -1));
+        }
+        return [.. f];
+    }
+
+    [Fact]
+    public void RegisterInstructionsMatchTheHostCpu()
+    {
+        Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
+        using var native = new NativeCpu();
+        var rng = new Random(Seed);
+        using var memory = new GuestMemory();
+        memory.AddRam(0, 0x20_0000);
+        var clock = new VmClock();
+        var processor = new SoftProcessor(memory, clock);
+        var vcpu = new VmxVcpu(processor, 0xF000_0000) { Memory = memory };
+        // Identity-mapped 64-bit mode.
+        memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
+        memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
+        memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
+        vcpu.SetSegment(Register.CS, Segment.Code64);
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            vcpu.SetSegment(s, Segment.FlatData);
+        vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, PagingState.Cr4PAE, PagingState.EferLME | PagingState.EferLMA);
+        int failures = 0;
+        string first = "";
+        for (int k = 0; k < Cases; k++)
+        {
+            var (opcode, imm, isByte, digit) = Forms[rng.Next(Forms.Length)];
+            var b = new List<byte>();
+            int size = isByte ? 1 : rng.Next(3) switch { 0 => 2, 1 => 4, _ => 8 };
+            if (size == 2)
+                b.Add(0x66);
+            int reg = digit >= 0 ? digit : rng.Next(16);
+            int rm = rng.Next(16);
+            if (rm == 4 || (digit < 0 && reg == 4) || (isByte && (rm is 4 || reg is 4)))
+                continue; // RSP (and SPL/AH ambiguity with it) stays the host's
+            int rex = (size == 8 ? 8 : 0) | (reg >= 8 ? 4 : 0) | (rm >= 8 ? 1 : 0);
+            if (isByte && rng.Next(2) == 0)
+                rex |= 0x40;
+            if (rex != 0)
+                b.Add((byte)(0x40 | rex));
+            b.AddRange(opcode);
+            b.Add((byte)(0xC0 | ((reg & 7) << 3) | (rm & 7)));
+            int immSize = imm == 4 && size == 2 ? 2 : imm;
+            if (opcode[0] is 0xF6 or 0xF7 && digit == 0)
+                immSize = opcode[0] == 0xF6 ? 1 : size == 2 ? 2 : 4; // TEST r/m, imm
+            for (int i = 0; i < immSize; i++)
+                b.Add((byte)rng.Next(256));
+            byte[] insn = [.. b];
+            if (Decoder.Decode(insn, Bitness.Bits64, out Instruction d) != DecodeStatus.Ok)
+                continue;
+            if (Touches(in d, 4))
+                continue;
+
+            var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | ((ulong)rng.Next() & Rflags.Status) };
+            for (int r = 0; r < 16; r++)
+                st.In[r] = rng.Next(4) == 0 ? (ulong)rng.Next(-2, 3) : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
+
+            // The software CPU: the instruction then HLT.
+            memory.WriteRam(0x10000, [.. insn, 0xF4]);
+            for (int r = 0; r < 16; r++)
+            {
+                if (r != 4)
+                    vcpu.SetGpr(r, st.In[r]);
+            }
+            vcpu.SetGpr(4, 0x8000);
+            vcpu.Rip = 0x10000;
+            vcpu.Rflags = st.FlagsIn;
+            BackendExit exit = vcpu.Run();
+            native.Run(insn, ref st);
+
+            string? diff = exit.Kind != BackendExitKind.Hlt ? $"exit {exit.Kind} ({exit.Reason})" : null;
+            for (int r = 0; r < 16 && diff == null; r++)
+            {
+                if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
+                    diff = $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
+            }
+            ulong defined = Defined(in d, st, size);
+            if (diff == null && (vcpu.Rflags & defined) != (st.FlagsOut & defined))
+                diff = $"flags: cpu {st.FlagsOut & defined:X} soft {vcpu.Rflags & defined:X}";
+            if (diff != null && failures++ == 0)
+                first = $"{Convert.ToHexString(insn)}: {diff}";
+        }
+        output.WriteLine($"{Cases} cases, seed {Seed} (HYVE_SEED): {failures} failed {first}");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    private static bool Touches(in Instruction d, int n)
+    {
+        for (int i = 0; i < d.OperandCount; i++)
+        {
+            if (d.GetOperandKind(i) == OperandKind.Register && d.GetRegister(i) is >= Register.AL and <= Register.R15
+                && RegisterInfo.GprNumber(d.GetRegister(i)) is var g && g.N == n && !g.High)
+                return true;
+        }
+        return false;
+    }
+
+    private static ulong Defined(in Instruction d, in FullState st, int size)
+    {
+        ulong count = d.OperandCount > 1 && d.GetOperandKind(1) == OperandKind.Register ? st.In[1] & 0xFF : d.Immediate;
+        if (d.OperandCount == 1)
+            count = 1;
+        return d.Mnemonic switch
+        {
+            Mnemonic.And or Mnemonic.Or or Mnemonic.Xor or Mnemonic.Test => Rflags.Status & ~Rflags.AF,
+            Mnemonic.Mul or Mnemonic.Imul => Rflags.CF | Rflags.OF,
+            Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar
+                => Alu.DefinedFlags((Alu.Shift)((d.ModRM >> 3) & 7), Alu.MaskCount(count, size), size),
+            _ => Rflags.Status,
+        };
+    }
+}
