@@ -67,8 +67,28 @@ public sealed partial class SoftProcessor
             case Mnemonic.Clc: _rflags &= ~Rflags.CF; break;
             case Mnemonic.Stc: _rflags |= Rflags.CF; break;
             case Mnemonic.Cmc: _rflags ^= Rflags.CF; break;
+            case Mnemonic.Jmp when i.GetOperandKind(0) is OperandKind.FarBranch16 or OperandKind.FarBranch32
+                || (i.GetOperandKind(0) == OperandKind.Memory && i.MemorySize == i.OperandSize + 2):
+                return FarJump();
             case Mnemonic.Jmp:
                 return Jump(i.GetOperandKind(0), next);
+            case Mnemonic.Iret or Mnemonic.Iretd or Mnemonic.Iretq:
+                return InterruptReturn();
+            case Mnemonic.Lgdt or Mnemonic.Lidt:
+                return LoadTable(m == Mnemonic.Lgdt, next);
+            case Mnemonic.Mov when i.OperandCount == 2 && i.GetOperandKind(0) == OperandKind.Register && i.GetOperandKind(1) == OperandKind.Register
+                && (IsControl(i.GetRegister(0)) || IsControl(i.GetRegister(1))):
+                return MovControl(next);
+            case Mnemonic.Mov when i.GetOperandKind(0) == OperandKind.Register && IsSegment(i.GetRegister(0)):
+                return MovSegment(next);
+            case Mnemonic.Mov when i.GetOperandKind(1) == OperandKind.Register && IsSegment(i.GetRegister(1)):
+                {
+                    ulong selector = _seg[i.GetRegister(1) - Register.ES].Selector;
+                    bool toRegister = i.GetOperandKind(0) == OperandKind.Register;
+                    if (!Destination(toRegister ? RegisterInfo.GprNumber(i.GetRegister(0)).Size : 2, selector))
+                        return false;
+                    break;
+                }
             case Mnemonic.Call:
                 return Call(next);
             case Mnemonic.Ret when i.OpcodeByte is 0xC2 or 0xC3:
@@ -144,6 +164,10 @@ public sealed partial class SoftProcessor
         && (i.OpcodeByte & 0xF0) is 0x70 or 0x80 && i.Mnemonic is not (Mnemonic.Jmp or Mnemonic.Call);
 
     private static bool IsGpr(Register r) => r is >= Register.AL and <= Register.R15;
+
+    private static bool IsControl(Register r) => r is >= Register.CR0 and <= Register.CR15;
+
+    private static bool IsSegment(Register r) => r is >= Register.ES and <= Register.GS;
 
     private bool Jump(OperandKind kind, ulong next)
     {

@@ -139,7 +139,7 @@ public sealed partial class SoftProcessor
             return true;
         }
         if (_bitness != Bitness.Bits64)
-            return ExitException(vector, errorCode, hasError);
+            return Deliver32(vector, hasError, errorCode);
         if (vector * 16UL + 15 > _idtrLimit)
             return Shutdown();
         ulong gateLa = _idtrBase + vector * 16UL;

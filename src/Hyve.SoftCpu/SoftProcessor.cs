@@ -116,6 +116,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
         uint entry = (uint)_vmcs.Load(VmcsField.EntryControls);
         _efer = VmxConversions.EferFor(_vmcs.Load(VmcsField.GuestEfer), entry);
         _gdtrBase = _vmcs.Load(VmcsField.GuestGdtrBase);
+        _gdtrLimit = (ushort)_vmcs.Load(VmcsField.GuestGdtrLimit);
         _idtrBase = _vmcs.Load(VmcsField.GuestIdtrBase);
         _idtrLimit = (uint)_vmcs.Load(VmcsField.GuestIdtrLimit);
         _interruptibility = (uint)_vmcs.Load(VmcsField.GuestInterruptibility);
@@ -143,6 +144,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
             _vmcs.Store(VmcsField.GuestEsAccessRights + 2 * i, _seg[i].Access);
         }
         _vmcs.Store(VmcsField.GuestInterruptibility, _interruptibility);
+        StoreSystem();
     }
 
     private void Exit(uint reason, ulong qualification = 0, int length = 0)

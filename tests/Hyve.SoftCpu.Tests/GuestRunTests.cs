@@ -168,4 +168,60 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal("t", _console.ToString());
         Assert.InRange(_clock.Now, 100_000, 110_000);
     }
+
+    [Fact]
+    public void ProtectedModeGuestSwitchesToLongMode()
+    {
+        // What a Multiboot kernel does first: from flat 32-bit protected mode, PAE, CR3, EFER.LME
+        // (RDMSR/WRMSR through the vmm), paging on, a far jump into a 64-bit code segment.
+        _memory.WriteRam(0x1000, BitConverter.GetBytes(0x2000UL | 3));
+        _memory.WriteRam(0x2000, BitConverter.GetBytes(0x3000UL | 3));
+        _memory.WriteRam(0x3000, BitConverter.GetBytes(0x0UL | 0x83));
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00CF_9A00_0000_FFFFUL)); // 0x08: 32-bit code
+        _memory.WriteRam(0x5010, BitConverter.GetBytes(0x00CF_9200_0000_FFFFUL)); // 0x10: data
+        _memory.WriteRam(0x5018, BitConverter.GetBytes(0x00AF_9A00_0000_FFFFUL)); // 0x18: 64-bit code
+        _memory.WriteRam(Code, Convert.FromHexString(
+            "0F20E0" + "83C820" + "0F22E0" +      // mov eax, cr4; or eax, PAE; mov cr4, eax
+            "B800100000" + "0F22D8" +              // mov eax, 0x1000; mov cr3, eax
+            "B9800000C0" + "0F32" +                // mov ecx, EFER; rdmsr
+            "0D00010000" + "0F30" +                // or eax, LME; wrmsr
+            "0F20C0" + "0D00000080" + "0F22C0" +  // mov eax, cr0; or eax, PG; mov cr0, eax
+            "EA0001010018 00".Replace(" ", "")));  // jmp 0x18:0x10100
+        _memory.WriteRam(Code + 0x100, Convert.FromHexString("B036E6E9" + "B034E6E9" + "F4")); // '6', '4', hlt
+        Cpu.SetSegment(Register.CS, new Segment(0x08, 0, 0xFFFF_FFFF, 0xC09B));
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            Cpu.SetSegment(s, new Segment(0x10, 0, 0xFFFF_FFFF, 0xC093));
+        Cpu.Gdtr = new TableRegister(0x5000, 0x1F);
+        Cpu.Control = new ControlState(PagingState.Cr0PE | 0x10, 0, 0, 0, 0);
+        Cpu.Rip = Code;
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("64", _console.ToString());
+        ControlState c = Cpu.Control;
+        Assert.Equal(PagingState.EferLME | PagingState.EferLMA, c.Efer & (PagingState.EferLME | PagingState.EferLMA));
+        Assert.NotEqual(0UL, c.Cr0 & PagingState.Cr0PG);
+        Assert.Equal(0x18, Cpu.GetSegment(Register.CS).Selector);
+        Assert.True(Cpu.GetSegment(Register.CS).Long);
+        Assert.NotEqual(0UL, Vmcs.Read(Cpu.State, VmcsField.EntryControls) & VmxConversions.EntryIa32eMode);
+    }
+
+    [Fact]
+    public void HandlersReturnWithIret()
+    {
+        // 64-bit: an interrupt handler prints and returns with IRETQ; the main code then halts.
+        ulong handler = Code + 0x100;
+        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
+        _memory.WriteRam(0x4000 + 0x40 * 16, BitConverter.GetBytes(gate));
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        _memory.WriteRam(0x5010, BitConverter.GetBytes(0x00CF_9300_0000_FFFFUL));
+        LongMode(Convert.FromHexString("FB" + "90" + "90" + "FA" + "B072E6E9" + "F4")); // sti; nop; nop; cli; 'r'; hlt
+        _memory.WriteRam(handler, Convert.FromHexString("B069E6E9" + "48CF")); // 'i'; iretq
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0x17);
+        Cpu.Rflags = Rflags.Fixed1;
+        _vm.Vcpus[0].Apic.WriteRegister(0xF0, 0x1FF);
+        _vm.Vcpus[0].Apic.Accept(0x40, level: false);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("ir", _console.ToString());
+        Assert.Equal(0x8000UL, Cpu.GetGpr(4)); // the frame was popped
+    }
 }

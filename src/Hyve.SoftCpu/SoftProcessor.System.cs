@@ -1,0 +1,232 @@
+// The software CPU's system instructions: control registers (and the mode changes they make),
+// descriptor tables, segment loads from the GDT, far jumps, IRET; and 32-bit protected-mode
+// event delivery. Privilege changes and the LDT are still to come: they raise #GP here.
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+
+namespace Hyve.SoftCpu;
+
+public sealed partial class SoftProcessor
+{
+    private ushort _gdtrLimit;
+
+    // MOV to or from CR0, CR2, CR3, CR4 (CR8 raises #UD in this slice).
+    private bool MovControl(ulong next)
+    {
+        ref readonly Instruction i = ref _insn;
+        bool toCr = i.GetRegister(0) is >= Register.CR0 and <= Register.CR15;
+        Register cr = toCr ? i.GetRegister(0) : i.GetRegister(1);
+        Register gpr = toCr ? i.GetRegister(1) : i.GetRegister(0);
+        int n = cr - Register.CR0;
+        if (n is not (0 or 2 or 3 or 4))
+            return Raise(ExceptionVector.UD);
+        if (!toCr)
+        {
+            Set(gpr, n switch { 0 => _cr0, 2 => _area.Cr2, 3 => _cr3, _ => _cr4 });
+            _rip = next;
+            return true;
+        }
+        ulong v = Get(gpr);
+        switch (n)
+        {
+            case 0:
+                v |= 0x10; // ET is fixed
+                if ((v & PagingState.Cr0PG) != 0 && (v & PagingState.Cr0PE) == 0)
+                    return Raise(ExceptionVector.GP);
+                bool enablingPaging = (v & PagingState.Cr0PG) != 0 && (_cr0 & PagingState.Cr0PG) == 0;
+                if (enablingPaging && (_efer & PagingState.EferLME) != 0 && (_cr4 & PagingState.Cr4PAE) == 0)
+                    return Raise(ExceptionVector.GP);
+                _cr0 = v;
+                // EFER.LMA follows LME and PG.
+                _efer = (_efer & PagingState.EferLME) != 0 && (v & PagingState.Cr0PG) != 0
+                    ? _efer | PagingState.EferLMA : _efer & ~PagingState.EferLMA;
+                break;
+            case 2: _area.Cr2 = v; break;
+            case 3: _cr3 = v; break;
+            default:
+                if ((_efer & PagingState.EferLMA) != 0 && (v & PagingState.Cr4PAE) == 0)
+                    return Raise(ExceptionVector.GP); // PAE cannot go off in long mode
+                _cr4 = v;
+                break;
+        }
+        Modes();
+        _rip = next;
+        return true;
+    }
+
+    // LGDT/LIDT: a 2-byte limit and a 4-byte (8 in 64-bit mode) base.
+    private bool LoadTable(bool gdt, ulong next)
+    {
+        ulong ea = Ea();
+        if (!Read(_insn.MemorySegment, ea, 2, out ulong limit)
+            || !Read(_insn.MemorySegment, (ea + 2) & Alu.Mask(_insn.AddressSize), _bitness == Bitness.Bits64 ? 8 : 4, out ulong b))
+            return false;
+        if (_bitness != Bitness.Bits64 && _insn.OperandSize == 2)
+            b &= 0xFF_FFFF;
+        if (gdt)
+        {
+            _gdtrBase = b;
+            _gdtrLimit = (ushort)limit;
+        }
+        else
+        {
+            _idtrBase = b;
+            _idtrLimit = (uint)limit;
+        }
+        _rip = next;
+        return true;
+    }
+
+    // The segment a selector names: real mode makes it from the selector; protected mode reads
+    // the GDT (the LDT is not supported yet) and checks presence.
+    private bool SegmentFor(Register seg, ushort selector, out Segment s)
+    {
+        s = default;
+        if ((_cr0 & PagingState.Cr0PE) == 0)
+        {
+            s = _seg[seg - Register.ES] with { Selector = selector, Base = (ulong)selector << 4 };
+            return true;
+        }
+        if ((selector & ~3) == 0)
+        {
+            if (seg is Register.CS || (seg is Register.SS && _bitness != Bitness.Bits64))
+                return Raise(ExceptionVector.GP);
+            s = new Segment(selector, 0, 0, 0x1_0000);
+            return true;
+        }
+        if ((selector & 4) != 0 || (ulong)(selector | 7) > _gdtrLimit)
+            return Raise(ExceptionVector.GP, (uint)(selector & ~3));
+        if (!ReadLinear(_gdtrBase + (ulong)(selector & ~7), out ulong descriptor))
+            return Shutdown();
+        s = VmxConversions.SegmentFromDescriptor(descriptor, selector);
+        bool code = s.IsCode;
+        if ((s.Access & 0x10) == 0 || (seg == Register.CS && !code) || (seg == Register.SS && (code || (s.Type & 2) == 0)))
+            return Raise(ExceptionVector.GP, (uint)(selector & ~3));
+        if ((s.Access & 0x80) == 0)
+            return Raise(seg == Register.SS ? ExceptionVector.SS : (byte)11, (uint)(selector & ~3)); // #NP
+        return true;
+    }
+
+    // MOV Sreg, r/m16 (CS cannot be loaded this way).
+    private bool MovSegment(ulong next)
+    {
+        Register seg = _insn.GetRegister(0);
+        if (seg == Register.CS)
+            return Raise(ExceptionVector.UD);
+        if (!Source(1, 2, out ulong sel) || !SegmentFor(seg, (ushort)sel, out Segment s))
+            return false;
+        _seg[seg - Register.ES] = s;
+        if (seg == Register.SS)
+        {
+            _interruptibility |= Interruptibility.MovSs;
+            Modes();
+        }
+        _rip = next;
+        return true;
+    }
+
+    // Far JMP to ptr16:16/32 or m16:16/32/64, at the current privilege level.
+    private bool FarJump()
+    {
+        ulong offset;
+        ushort selector;
+        OperandKind kind = _insn.GetOperandKind(0);
+        if (kind is OperandKind.FarBranch16 or OperandKind.FarBranch32)
+        {
+            offset = _insn.Immediate;
+            selector = _insn.Immediate2;
+        }
+        else
+        {
+            int size = _insn.MemorySize - 2;
+            ulong ea = Ea();
+            if (!Read(_insn.MemorySegment, ea, size, out offset) || !Read(_insn.MemorySegment, (ea + (ulong)size) & Alu.Mask(_insn.AddressSize), 2, out ulong s16))
+                return false;
+            selector = (ushort)s16;
+        }
+        if (!SegmentFor(Register.CS, selector, out Segment cs))
+            return false;
+        _seg[1] = cs;
+        Modes();
+        _rip = offset & IpMask;
+        return true;
+    }
+
+    // IRET at the current privilege level: real mode, 32-bit protected mode and 64-bit mode
+    // (IRETQ also restores RSP and SS).
+    private bool InterruptReturn()
+    {
+        int size = _insn.OperandSize;
+        int sw = StackWidth;
+        ulong sp = _gpr[4] & Alu.Mask(sw);
+        if (!Read(Register.SS, sp, size, out ulong ip)
+            || !Read(Register.SS, (sp + (ulong)size) & Alu.Mask(sw), size, out ulong cs)
+            || !Read(Register.SS, (sp + 2 * (ulong)size) & Alu.Mask(sw), size, out ulong flags))
+            return false;
+        ulong rsp = 0, ss = 0;
+        if (_bitness == Bitness.Bits64 && (!Read(Register.SS, sp + 3 * (ulong)size, size, out rsp) || !Read(Register.SS, sp + 4 * (ulong)size, size, out ss)))
+            return false;
+        if (!SegmentFor(Register.CS, (ushort)cs, out Segment code))
+            return false;
+        Segment stack = default;
+        if (_bitness == Bitness.Bits64 && !SegmentFor(Register.SS, (ushort)ss, out stack))
+            return false;
+        const ulong writable = Rflags.Status | Rflags.TF | Rflags.IF | Rflags.DF | (3UL << 12) | (1UL << 14) | (1UL << 16) | Rflags.AC | (1UL << 21);
+        ulong mask = size == 2 ? writable & 0xFFFF : writable;
+        _rflags = (_rflags & ~mask) | (flags & mask) | Rflags.Fixed1;
+        _seg[1] = code;
+        if (_bitness == Bitness.Bits64)
+        {
+            _seg[2] = stack;
+            _gpr[4] = rsp;
+        }
+        else
+        {
+            SetStackPointer((sp + 3 * (ulong)size) & Alu.Mask(sw), sw);
+        }
+        Modes();
+        _rip = ip & IpMask;
+        return true;
+    }
+
+    // 32-bit protected-mode delivery through 8-byte interrupt and trap gates, same privilege.
+    private bool Deliver32(byte vector, bool hasError, uint errorCode)
+    {
+        if (vector * 8UL + 7 > _idtrLimit || !ReadLinear(_idtrBase + vector * 8UL, out ulong gate))
+            return Shutdown();
+        int type = (int)((gate >> 40) & 0xF);
+        if ((gate & (1UL << 47)) == 0 || type is not (0xE or 0xF or 0x6 or 0x7))
+            return Shutdown();
+        ulong target = (gate & 0xFFFF) | ((gate >> 32) & 0xFFFF_0000);
+        ushort selector = (ushort)(gate >> 16);
+        int size = (type & 8) != 0 ? 4 : 2;
+        if (!SegmentFor(Register.CS, selector, out Segment cs))
+            return Shutdown();
+        if (!Push(_rflags, size) || !Push(_seg[1].Selector, size) || !Push(_rip, size) || (hasError && !Push(errorCode, size)))
+            return Shutdown();
+        _seg[1] = cs;
+        _rip = size == 4 ? (uint)target : target & 0xFFFF;
+        _rflags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16));
+        if ((type & 1) == 0)
+            _rflags &= ~Rflags.IF;
+        Modes();
+        return true;
+    }
+
+    // The state VM exit stores besides what Store() covers: control registers, EFER (and the
+    // IA-32e-mode entry control with it), descriptor tables.
+    private void StoreSystem()
+    {
+        _vmcs.Store(VmcsField.GuestCr0, _cr0);
+        _vmcs.Store(VmcsField.GuestCr3, _cr3);
+        _vmcs.Store(VmcsField.GuestCr4, _cr4);
+        _vmcs.Store(VmcsField.GuestEfer, _efer);
+        uint entry = (uint)_vmcs.Load(VmcsField.EntryControls);
+        _vmcs.Store(VmcsField.EntryControls, VmxConversions.EntryControlsFor(entry, _efer));
+        _vmcs.Store(VmcsField.GuestGdtrBase, _gdtrBase);
+        _vmcs.Store(VmcsField.GuestGdtrLimit, _gdtrLimit);
+        _vmcs.Store(VmcsField.GuestIdtrBase, _idtrBase);
+        _vmcs.Store(VmcsField.GuestIdtrLimit, _idtrLimit);
+    }
+}
