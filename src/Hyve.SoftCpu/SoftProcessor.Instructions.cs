@@ -336,9 +336,107 @@ public sealed partial class SoftProcessor
                 }
             case Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv:
                 return MulDiv(m, size);
+            case Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc:
+                return BitTest(m, size);
+            case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt or Mnemonic.Popcnt:
+                {
+                    if (!Source(1, size, out ulong v))
+                        return false;
+                    Register dst = i.GetRegister(0);
+                    ulong r = m switch
+                    {
+                        Mnemonic.Bsf => Alu.Bsf(v, Get(dst), size, ref flags),
+                        Mnemonic.Bsr => Alu.Bsr(v, Get(dst), size, ref flags),
+                        Mnemonic.Tzcnt => Alu.Tzcnt(v, size, ref flags),
+                        Mnemonic.Lzcnt => Alu.Lzcnt(v, size, ref flags),
+                        _ => Alu.Popcnt(v, size, ref flags),
+                    };
+                    Set(dst, r);
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Xadd:
+                {
+                    if (!Source(0, size, out ulong a, forWrite: true))
+                        return false;
+                    Register src = i.GetRegister(1);
+                    ulong sum = Alu.Binary(Alu.Op.Add, a, Get(src), size, ref flags);
+                    if (!Destination(size, sum))
+                        return false;
+                    if (i.GetOperandKind(0) == OperandKind.Memory || RegisterInfo.GprNumber(src) != RegisterInfo.GprNumber(i.GetRegister(0)))
+                        Set(src, a);
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Cmpxchg:
+                {
+                    if (!Source(0, size, out ulong a, forWrite: true))
+                        return false;
+                    Register acc = RegisterInfo.Gpr(0, size, false);
+                    Alu.Binary(Alu.Op.Cmp, Get(acc), a, size, ref flags);
+                    bool equal = (flags & Rflags.ZF) != 0;
+                    // A memory destination is always written (the old value back on failure); a
+                    // register destination only on success (a 32-bit one keeps its upper half then).
+                    if ((equal || i.GetOperandKind(0) == OperandKind.Memory) && !Destination(size, equal ? Get(i.GetRegister(1)) : a))
+                        return false;
+                    if (!equal)
+                        Set(acc, a);
+                    _rflags = flags;
+                    return true;
+                }
+            case Mnemonic.Shld or Mnemonic.Shrd:
+                {
+                    if (!Source(0, size, out ulong a, forWrite: true))
+                        return false;
+                    ulong count = i.GetOperandKind(2) == OperandKind.Register ? _gpr[1] & 0xFF : i.Immediate;
+                    if (Alu.MaskCount(count, size) == 0)
+                    {
+                        if (i.GetOperandKind(0) == OperandKind.Register)
+                            Set(i.GetRegister(0), a);
+                        return true;
+                    }
+                    ulong b = Get(i.GetRegister(1));
+                    ulong r = m == Mnemonic.Shld ? Alu.Shld(a, b, count, size, ref flags) : Alu.Shrd(a, b, count, size, ref flags);
+                    if (!Destination(size, r))
+                        return false;
+                    _rflags = flags;
+                    return true;
+                }
             default:
                 return ExitException(ExceptionVector.UD); // not in this slice yet
         }
+    }
+
+    // BT/BTS/BTR/BTC: a register offset reaches memory beyond the operand, as on hardware.
+    private bool BitTest(Mnemonic m, int size)
+    {
+        ref readonly Instruction i = ref _insn;
+        var op = m switch { Mnemonic.Bts => Alu.BitOp.Bts, Mnemonic.Btr => Alu.BitOp.Btr, Mnemonic.Btc => Alu.BitOp.Btc, _ => Alu.BitOp.Bt };
+        ulong bit = i.GetOperandKind(1) == OperandKind.Register ? Get(i.GetRegister(1)) : i.Immediate;
+        ulong flags = _rflags;
+        bool writes = op != Alu.BitOp.Bt;
+        if (i.GetOperandKind(0) == OperandKind.Register)
+        {
+            ulong r = Alu.BitTest(op, Get(i.GetRegister(0)), bit, size, ref flags);
+            if (writes)
+                Set(i.GetRegister(0), r);
+            _rflags = flags;
+            return true;
+        }
+        ulong ea = Ea();
+        if (i.GetOperandKind(1) == OperandKind.Register)
+        {
+            long offset = Alu.SignExtend(bit, size);
+            ea = (ea + (ulong)((offset >> System.Numerics.BitOperations.Log2((uint)size * 8)) * size)) & Alu.Mask(i.AddressSize);
+            bit = (ulong)offset & (ulong)(size * 8 - 1);
+        }
+        if (!Read(i.MemorySegment, ea, size, out ulong v, writes))
+            return false;
+        ulong result = Alu.BitTest(op, v, bit, size, ref flags);
+        if (writes && !Write(i.MemorySegment, ea, size, result))
+            return false;
+        _rflags = flags;
+        return true;
     }
 
     private bool MulDiv(Mnemonic m, int size)

@@ -67,6 +67,17 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
             f.Add(([0x0F, (byte)(0x90 + cc)], 0, true, 0));
             f.Add(([0x0F, (byte)(0x40 + cc)], 0, false, -1));
         }
+        foreach (byte bt in new byte[] { 0xA3, 0xAB, 0xB3, 0xBB })
+            f.Add(([0x0F, bt], 0, false, -1));
+        for (int bt = 4; bt < 8; bt++)
+            f.Add(([0x0F, 0xBA], 1, false, bt));
+        f.Add(([0x0F, 0xBC], 0, false, -1)); f.Add(([0x0F, 0xBD], 0, false, -1));             // bsf, bsr
+        f.Add(([0xF3, 0x0F, 0xB8], 0, false, -1));                                               // popcnt
+        f.Add(([0xF3, 0x0F, 0xBC], 0, false, -1)); f.Add(([0xF3, 0x0F, 0xBD], 0, false, -1));   // tzcnt, lzcnt
+        f.Add(([0x0F, 0xC0], 0, true, -1)); f.Add(([0x0F, 0xC1], 0, false, -1));               // xadd
+        f.Add(([0x0F, 0xB0], 0, true, -1)); f.Add(([0x0F, 0xB1], 0, false, -1));               // cmpxchg
+        f.Add(([0x0F, 0xA4], 1, false, -1)); f.Add(([0x0F, 0xA5], 0, false, -1));              // shld
+        f.Add(([0x0F, 0xAC], 1, false, -1)); f.Add(([0x0F, 0xAD], 0, false, -1));              // shrd
         return [.. f];
     }
 
@@ -98,6 +109,8 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
             int size = isByte ? 1 : rng.Next(3) switch { 0 => 2, 1 => 4, _ => 8 };
             if (size == 2)
                 b.Add(0x66);
+            if (opcode[0] == 0xF3)
+                b.Add(0xF3); // a mandatory prefix goes before REX
             int reg = digit >= 0 ? digit : rng.Next(16);
             int rm = rng.Next(16);
             if (rm == 4 || (digit < 0 && reg == 4) || (isByte && (rm is 4 || reg is 4)))
@@ -107,7 +120,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                 rex |= 0x40;
             if (rex != 0)
                 b.Add((byte)(0x40 | rex));
-            b.AddRange(opcode);
+            b.AddRange(opcode[0] == 0xF3 ? opcode[1..] : opcode);
             b.Add((byte)(0xC0 | ((reg & 7) << 3) | (rm & 7)));
             int immSize = imm == 4 && size == 2 ? 2 : imm;
             if (opcode[0] is 0xF6 or 0xF7 && digit == 0)
@@ -117,6 +130,8 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
             byte[] insn = [.. b];
             if (Decoder.Decode(insn, Bitness.Bits64, out Instruction d) != DecodeStatus.Ok)
                 continue;
+            if (d.Mnemonic is Mnemonic.Shld or Mnemonic.Shrd && size == 2)
+                continue; // 16-bit double shifts by more than 16 are undefined
             if (Touches(in d, 4))
                 continue;
 
@@ -144,6 +159,8 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                     diff = $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
             }
             ulong defined = Defined(in d, st, size);
+            if (d.Mnemonic is Mnemonic.Bsf or Mnemonic.Bsr && (st.In[RegisterInfo.GprNumber(d.GetRegister(1)).N] & Alu.Mask(size)) == 0)
+                continue; // the destination of BSF/BSR of zero is undefined
             if (diff == null && (vcpu.Rflags & defined) != (st.FlagsOut & defined))
                 diff = $"flags: cpu {st.FlagsOut & defined:X} soft {vcpu.Rflags & defined:X}";
             if (diff != null && failures++ == 0)
@@ -173,6 +190,10 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         {
             Mnemonic.And or Mnemonic.Or or Mnemonic.Xor or Mnemonic.Test => Rflags.Status & ~Rflags.AF,
             Mnemonic.Mul or Mnemonic.Imul => Rflags.CF | Rflags.OF,
+            Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc => Rflags.CF,
+            Mnemonic.Bsf or Mnemonic.Bsr => Rflags.ZF,
+            Mnemonic.Tzcnt or Mnemonic.Lzcnt => Rflags.CF | Rflags.ZF,
+            Mnemonic.Shld or Mnemonic.Shrd => Alu.DefinedDoubleShiftFlags(Alu.MaskCount(d.GetOperandKind(2) == OperandKind.Register ? st.In[1] & 0xFF : d.Immediate, size), size),
             Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar
                 => Alu.DefinedFlags((Alu.Shift)((d.ModRM >> 3) & 7), Alu.MaskCount(count, size), size),
             _ => Rflags.Status,
