@@ -128,6 +128,13 @@ public sealed partial class SoftProcessor
                     Set(i.GetRegister(0), v);
                     break;
                 }
+            case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
+                or Mnemonic.Stosb or Mnemonic.Stosw or Mnemonic.Stosd or Mnemonic.Stosq
+                or Mnemonic.Lodsb or Mnemonic.Lodsw or Mnemonic.Lodsd or Mnemonic.Lodsq
+                or Mnemonic.Cmpsb or Mnemonic.Cmpsw or Mnemonic.Cmpsd or Mnemonic.Cmpsq
+                or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq
+                when i.OperandCount == 2 && (i.GetOperandKind(0) >= OperandKind.MemorySegSI || i.GetOperandKind(1) >= OperandKind.MemorySegSI):
+                return StringInstruction(next);
             case Mnemonic.Lea:
                 Set(i.GetRegister(0), Ea());
                 break;
@@ -157,6 +164,78 @@ public sealed partial class SoftProcessor
         }
         _rip = next;
         return true;
+    }
+
+    // MOVS/STOS/LODS/CMPS/SCAS, with REP/REPE/REPNE running element after element here. A device
+    // access or a fault stops at its element with the registers of the elements before it, so
+    // the vmm (or the handler) carries on from there; a request from the vmm stops between
+    // elements with RIP still on the instruction.
+    private bool StringInstruction(ulong next)
+    {
+        ref readonly Instruction i = ref _insn;
+        int size = i.MemorySize;
+        int ad = i.AddressSize;
+        ulong mask = Alu.Mask(ad);
+        bool repe = (i.Prefixes & Prefixes.Rep) != 0;
+        bool repne = (i.Prefixes & Prefixes.Repne) != 0;
+        bool rep = repe || repne;
+        int kind = i.OpcodeByte & 0xFE;
+        bool compare = kind is 0xA6 or 0xAE;
+        Register src = i.MemorySegment;
+        for (int done = 0; ; done++)
+        {
+            if (rep && (_gpr[1] & mask) == 0)
+                break;
+            if (rep && done > 0 && (done & 0xFFF) == 0 && _exitRequested)
+                return true; // RIP stays: the instruction resumes after the exit
+            ulong si = _gpr[6] & mask, di = _gpr[7] & mask, v = 0;
+            ulong flags = _rflags;
+            switch (kind)
+            {
+                case 0xA4:
+                    if (!Read(src, si, size, out v) || !Write(Register.ES, di, size, v))
+                        return false;
+                    break;
+                case 0xAA:
+                    if (!Write(Register.ES, di, size, _gpr[0] & Alu.Mask(size)))
+                        return false;
+                    break;
+                case 0xAC:
+                    if (!Read(src, si, size, out v))
+                        return false;
+                    Set(RegisterInfo.Gpr(0, size, false), v);
+                    break;
+                case 0xA6:
+                    if (!Read(src, si, size, out v) || !Read(Register.ES, di, size, out ulong w))
+                        return false;
+                    Alu.Binary(Alu.Op.Cmp, v, w, size, ref flags);
+                    break;
+                default:
+                    if (!Read(Register.ES, di, size, out ulong x))
+                        return false;
+                    Alu.Binary(Alu.Op.Cmp, _gpr[0] & Alu.Mask(size), x, size, ref flags);
+                    break;
+            }
+            _rflags = flags;
+            ulong step = (_rflags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
+            if (kind is 0xA4 or 0xAC or 0xA6)
+                StepIndex(6, step, ad);
+            if (kind != 0xAC)
+                StepIndex(7, step, ad);
+            if (!rep)
+                break;
+            StepIndex(1, ulong.MaxValue, ad);
+            if (compare && (((_rflags & Rflags.ZF) == 0 && repe) || ((_rflags & Rflags.ZF) != 0 && repne)))
+                break;
+        }
+        _rip = next;
+        return true;
+    }
+
+    private void StepIndex(int n, ulong delta, int ad)
+    {
+        ulong v = _gpr[n], r = v + delta;
+        _gpr[n] = ad switch { 2 => (v & ~0xFFFFUL) | (r & 0xFFFF), 4 => (uint)r, _ => r };
     }
 
     private static bool IsJcc(in Instruction i) =>

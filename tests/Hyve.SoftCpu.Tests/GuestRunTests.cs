@@ -224,4 +224,23 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal("ir", _console.ToString());
         Assert.Equal(0x8000UL, Cpu.GetGpr(4)); // the frame was popped
     }
+
+    [Fact]
+    public void StringInstructionsFillCopyAndCompare()
+    {
+        LongMode(Convert.FromHexString(
+            "BF00000200" + "B964000000" + "B041" + "F3AA" +          // rdi=0x20000, rcx=100, al='A', rep stosb
+            "BE00000200" + "BF00000300" + "B964000000" + "F3A4" +    // rep movsb to 0x30000
+            "BE00000200" + "BF00000300" + "B964000000" + "F3A6" +    // repe cmpsb
+            "7504" + "B079" + "EB02" + "B06E" + "E6E9" +             // jne +4; 'y' or 'n'; out
+            "F4"));
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("y", _console.ToString());
+        Span<byte> copy = stackalloc byte[101];
+        Assert.True(_memory.ReadRam(0x30000, copy));
+        Assert.Equal(100, copy[..100].IndexOfAnyExcept((byte)'A') is -1 ? 100 : 0);
+        Assert.Equal(0, copy[100]);
+        Assert.Equal(0UL, Cpu.GetGpr(1));
+        Assert.Equal(0x30064UL, Cpu.GetGpr(7));
+    }
 }
