@@ -326,17 +326,7 @@ public sealed partial class SoftProcessor
                 }
             case Mnemonic.Add or Mnemonic.Or or Mnemonic.Adc or Mnemonic.Sbb or Mnemonic.And or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Cmp:
                 {
-                    var op = m switch
-                    {
-                        Mnemonic.Add => Alu.Op.Add,
-                        Mnemonic.Or => Alu.Op.Or,
-                        Mnemonic.Adc => Alu.Op.Adc,
-                        Mnemonic.Sbb => Alu.Op.Sbb,
-                        Mnemonic.And => Alu.Op.And,
-                        Mnemonic.Sub => Alu.Op.Sub,
-                        Mnemonic.Xor => Alu.Op.Xor,
-                        _ => Alu.Op.Cmp,
-                    };
+                    Alu.Op op = Alu.OpOf(m);
                     if (!Source(0, size, out ulong a, forWrite: op != Alu.Op.Cmp) || !Source(1, size, out ulong b))
                         return false;
                     ulong r = Alu.Binary(op, a, b, size, ref flags);
@@ -599,23 +589,11 @@ public sealed partial class SoftProcessor
         return ea & Alu.Mask(i.AddressSize);
     }
 
-    private ulong Get(Register r)
-    {
-        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
-        ulong v = _gpr[n];
-        return high ? (v >> 8) & 0xFF : v & Alu.Mask(size);
-    }
+    private ulong Get(Register r) => RegisterInfo.Extract(_gpr[RegisterInfo.GprNumber(r).N], r);
 
     private void Set(Register r, ulong value)
     {
-        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
-        ulong old = _gpr[n];
-        _gpr[n] = size switch
-        {
-            8 => value,
-            4 => (uint)value,
-            _ when high => (old & ~0xFF00UL) | ((value & 0xFF) << 8),
-            _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
-        };
+        int n = RegisterInfo.GprNumber(r).N;
+        _gpr[n] = RegisterInfo.Merge(_gpr[n], r, value);
     }
 }

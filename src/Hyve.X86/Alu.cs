@@ -56,6 +56,19 @@ public static class Alu
         Sar,
     }
 
+    /// <summary>The operation of an ADD..CMP mnemonic (<see cref="Op.Cmp"/> for anything else).</summary>
+    public static Op OpOf(Decoding.Mnemonic m) => m switch
+    {
+        Decoding.Mnemonic.Add => Op.Add,
+        Decoding.Mnemonic.Or => Op.Or,
+        Decoding.Mnemonic.Adc => Op.Adc,
+        Decoding.Mnemonic.Sbb => Op.Sbb,
+        Decoding.Mnemonic.And => Op.And,
+        Decoding.Mnemonic.Sub => Op.Sub,
+        Decoding.Mnemonic.Xor => Op.Xor,
+        _ => Op.Cmp,
+    };
+
     /// <summary>All ones at <paramref name="size"/> bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Mask(int size) => ulong.MaxValue >> (64 - 8 * size);

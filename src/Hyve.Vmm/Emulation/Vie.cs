@@ -885,17 +885,7 @@ public sealed class Vie
 
     private VieStatus Arith(int mem, int size)
     {
-        var op = _mnemonic switch
-        {
-            Mnemonic.Add => Alu.Op.Add,
-            Mnemonic.Or => Alu.Op.Or,
-            Mnemonic.Adc => Alu.Op.Adc,
-            Mnemonic.Sbb => Alu.Op.Sbb,
-            Mnemonic.And => Alu.Op.And,
-            Mnemonic.Sub => Alu.Op.Sub,
-            Mnemonic.Xor => Alu.Op.Xor,
-            _ => Alu.Op.Cmp,
-        };
+        Alu.Op op = Alu.OpOf(_mnemonic);
         bool rmw = mem == 0 && op != Alu.Op.Cmp;
         VieStatus st = ReadOp(size, out ulong m, rmw);
         if (st != VieStatus.Done)
@@ -1558,26 +1548,13 @@ public sealed class Vie
         _insn.GetOperandKind(i) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(i)) : _insn.Immediate;
 
     /// <summary>Reads a general register as the instruction sees it (AH..BH are bits 15:8).</summary>
-    public static ulong ReadRegister(IVieCpu cpu, Register r)
-    {
-        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
-        ulong v = cpu.GetGpr(n);
-        return high ? (v >> 8) & 0xFF : v & Alu.Mask(size);
-    }
+    public static ulong ReadRegister(IVieCpu cpu, Register r) => RegisterInfo.Extract(cpu.GetGpr(RegisterInfo.GprNumber(r).N), r);
 
     /// <summary>Writes a general register as the instruction would: 32-bit writes zero the upper
     /// half, 8- and 16-bit writes keep the rest.</summary>
     public static void WriteRegister(IVieCpu cpu, Register r, ulong value)
     {
-        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
-        ulong old = cpu.GetGpr(n);
-        ulong v = size switch
-        {
-            8 => value,
-            4 => (uint)value,
-            _ when high => (old & ~0xFF00UL) | ((value & 0xFF) << 8),
-            _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
-        };
-        cpu.SetGpr(n, v);
+        int n = RegisterInfo.GprNumber(r).N;
+        cpu.SetGpr(n, RegisterInfo.Merge(cpu.GetGpr(n), r, value));
     }
 }
