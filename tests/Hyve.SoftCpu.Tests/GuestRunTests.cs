@@ -49,6 +49,17 @@ public sealed class GuestRunTests : IDisposable
         Cpu.SetGpr(4, 0x8000);
     }
 
+    // A 64-bit interrupt gate for vector at IDT 0x4000 to a handler at Code + 0x100, with the GDT
+    // at 0x5000 holding the 64-bit code segment 0x08. Returns the handler's address.
+    private ulong InstallGate(int vector)
+    {
+        ulong handler = Code + 0x100;
+        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
+        _memory.WriteRam(0x4000 + (ulong)vector * 16, BitConverter.GetBytes(gate));
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        return handler;
+    }
+
     // The device half: a debug console on port 0xE9, device memory that remembers nothing.
     private VmExit RunUntilStopped()
     {
@@ -124,10 +135,7 @@ public sealed class GuestRunTests : IDisposable
     public void InterruptsAreDeliveredThroughTheIdt()
     {
         // IDT at 0x4000 with vector 0x40 -> handler at 0x10100; GDT at 0x5000 with the code segment at 0x08.
-        ulong handler = Code + 0x100;
-        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
-        _memory.WriteRam(0x4000 + 0x40 * 16, BitConverter.GetBytes(gate));
-        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        ulong handler = InstallGate(0x40);
         LongMode(Convert.FromHexString("FB" + "90" + "EBFE")); // sti; nop; jmp $
         _memory.WriteRam(handler, Convert.FromHexString("B069" + "E6E9" + "F4")); // 'i'; hlt
         Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
@@ -151,10 +159,7 @@ public sealed class GuestRunTests : IDisposable
     public void TimersFireInVirtualTimeWhileTheGuestRuns()
     {
         // The local APIC timer interrupts a spinning guest: virtual time moves with retired instructions.
-        ulong handler = Code + 0x100;
-        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
-        _memory.WriteRam(0x4000 + 0x30 * 16, BitConverter.GetBytes(gate));
-        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        ulong handler = InstallGate(0x30);
         LongMode(Convert.FromHexString("FB" + "EBFE")); // sti; jmp $
         _memory.WriteRam(handler, Convert.FromHexString("B074" + "E6E9" + "F4"));
         Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
@@ -208,10 +213,7 @@ public sealed class GuestRunTests : IDisposable
     public void HandlersReturnWithIret()
     {
         // 64-bit: an interrupt handler prints and returns with IRETQ; the main code then halts.
-        ulong handler = Code + 0x100;
-        ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
-        _memory.WriteRam(0x4000 + 0x40 * 16, BitConverter.GetBytes(gate));
-        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        ulong handler = InstallGate(0x40);
         _memory.WriteRam(0x5010, BitConverter.GetBytes(0x00CF_9300_0000_FFFFUL));
         LongMode(Convert.FromHexString("FB" + "90" + "90" + "FA" + "B072E6E9" + "F4")); // sti; nop; nop; cli; 'r'; hlt
         _memory.WriteRam(handler, Convert.FromHexString("B069E6E9" + "48CF")); // 'i'; iretq
