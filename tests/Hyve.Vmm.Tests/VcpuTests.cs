@@ -286,11 +286,17 @@ public sealed class VcpuTests : IDisposable
         VmExit exit = vcpu.Run(VmEntry.Default);
         for (int i = 0; i < 100; i++)
             exit = vcpu.Run(VmEntry.FulfillMmio(exit.Mmio)); // warm up
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++)
-            exit = vcpu.Run(VmEntry.FulfillMmio(exit.Mmio));
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // The runtime may allocate once on this thread while it recompiles hot methods; an
+        // allocation per exit shows in every round, so the quietest of five rounds must be zero.
+        long least = long.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 10_000; i++)
+                exit = vcpu.Run(VmEntry.FulfillMmio(exit.Mmio));
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
         Assert.Equal(VmExitCode.Mmio, exit.Code);
-        Assert.Equal(0, allocated);
+        Assert.Equal(0, least);
     }
 }
