@@ -135,6 +135,46 @@ public sealed partial class SoftProcessor
                 or Mnemonic.Scasb or Mnemonic.Scasw or Mnemonic.Scasd or Mnemonic.Scasq
                 when i.OperandCount == 2 && (i.GetOperandKind(0) >= OperandKind.MemorySegSI || i.GetOperandKind(1) >= OperandKind.MemorySegSI):
                 return StringInstruction(next);
+            case Mnemonic.Leave:
+                {
+                    // RSP = RBP, then POP RBP, at the stack width.
+                    int sw = StackWidth;
+                    int size = i.OperandSize;
+                    ulong sp = _gpr[5] & Alu.Mask(sw);
+                    if (!Read(Register.SS, sp, size, out ulong rbp))
+                        return false;
+                    SetStackPointer((sp + (ulong)size) & Alu.Mask(sw), sw);
+                    Set(RegisterInfo.Gpr(5, size, false), rbp);
+                    break;
+                }
+            case Mnemonic.Bswap:
+                {
+                    Register r = i.GetRegister(0);
+                    int size = RegisterInfo.GprNumber(r).Size;
+                    ulong v = Get(r);
+                    Set(r, size == 8 ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v)
+                        : size == 4 ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)v) : 0); // BSWAP of a 16-bit register is undefined: zero
+                    break;
+                }
+            case Mnemonic.Loop or Mnemonic.Loope or Mnemonic.Loopne or Mnemonic.Jcxz or Mnemonic.Jecxz or Mnemonic.Jrcxz:
+                {
+                    // The counter is CX, ECX or RCX by address size.
+                    int ad = i.AddressSize;
+                    bool jump;
+                    if (m is Mnemonic.Jcxz or Mnemonic.Jecxz or Mnemonic.Jrcxz)
+                    {
+                        jump = (_gpr[1] & Alu.Mask(ad)) == 0;
+                    }
+                    else
+                    {
+                        StepIndex(1, ulong.MaxValue, ad);
+                        bool zf = (_rflags & Rflags.ZF) != 0;
+                        jump = (_gpr[1] & Alu.Mask(ad)) != 0 && (m == Mnemonic.Loop || (m == Mnemonic.Loope ? zf : !zf));
+                    }
+                    if (jump)
+                        next = i.NearBranchTarget(_rip);
+                    break;
+                }
             case Mnemonic.Lea:
                 Set(i.GetRegister(0), Ea());
                 break;

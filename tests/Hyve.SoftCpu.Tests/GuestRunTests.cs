@@ -245,4 +245,21 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(0UL, Cpu.GetGpr(1));
         Assert.Equal(0x30064UL, Cpu.GetGpr(7));
     }
+
+    [Fact]
+    public void FramesLoopsAndByteSwaps()
+    {
+        LongMode(Convert.FromHexString(
+            "55" + "4889E5" + "4883EC10" + "C9" +         // push rbp; mov rbp, rsp; sub rsp, 16; leave
+            "B903000000" + "31C0" + "FFC0" + "E2FC" +     // mov ecx, 3; xor eax, eax; L: inc eax; loop L
+            "67E302" + "B0FF" +                           // jecxz +2 (taken: ecx is 0); mov al, 0xFF (skipped)
+            "BB44332211" + "0FCB" +                       // mov ebx, 0x11223344; bswap ebx
+            "F4"));
+        Cpu.SetGpr(5, 0x1234);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(0x8000UL, Cpu.GetGpr(4));          // LEAVE undid the frame and popped RBP
+        Assert.Equal(0x1234UL, Cpu.GetGpr(5));
+        Assert.Equal(3UL, Cpu.GetGpr(0));               // LOOP ran three times; JECXZ skipped the MOV
+        Assert.Equal(0x4433_2211UL, Cpu.GetGpr(3));
+    }
 }
