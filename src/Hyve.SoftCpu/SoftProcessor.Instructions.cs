@@ -31,7 +31,7 @@ public sealed partial class SoftProcessor
         return Execute(next);
     }
 
-    private ulong IpMask => _bitness == Bitness.Bits64 ? ulong.MaxValue : _bitness == Bitness.Bits32 ? 0xFFFF_FFFFUL : 0xFFFFUL;
+    private ulong IpMask => CodeSize.IpMask(_bitness);
 
     private bool Execute(ulong next)
     {
@@ -71,7 +71,7 @@ public sealed partial class SoftProcessor
                 || (i.GetOperandKind(0) == OperandKind.Memory && i.MemorySize == i.OperandSize + 2):
                 return FarJump();
             case Mnemonic.Jmp:
-                return Jump(i.GetOperandKind(0), next);
+                return Jump(i.GetOperandKind(0));
             case Mnemonic.Iret or Mnemonic.Iretd or Mnemonic.Iretq:
                 return InterruptReturn();
             case Mnemonic.Lgdt or Mnemonic.Lidt:
@@ -272,11 +272,7 @@ public sealed partial class SoftProcessor
         return true;
     }
 
-    private void StepIndex(int n, ulong delta, int ad)
-    {
-        ulong v = _gpr[n], r = v + delta;
-        _gpr[n] = ad switch { 2 => (v & ~0xFFFFUL) | (r & 0xFFFF), 4 => (uint)r, _ => r };
-    }
+    private void StepIndex(int n, ulong delta, int ad) => _gpr[n] = CodeSize.AddAtWidth(_gpr[n], delta, ad);
 
     private static bool IsJcc(in Instruction i) =>
         i.OperandCount == 1 && i.GetOperandKind(0) is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64
@@ -288,7 +284,7 @@ public sealed partial class SoftProcessor
 
     private static bool IsSegment(Register r) => r is >= Register.ES and <= Register.GS;
 
-    private bool Jump(OperandKind kind, ulong next)
+    private bool Jump(OperandKind kind)
     {
         ulong target;
         if (kind is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64)
@@ -302,7 +298,6 @@ public sealed partial class SoftProcessor
         }
         else
             return ExitException(ExceptionVector.UD); // far jumps are not in this slice
-        _ = next;
         _rip = target & IpMask;
         return true;
     }

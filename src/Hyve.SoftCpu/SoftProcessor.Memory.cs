@@ -3,7 +3,6 @@
 // through the guest's interrupt tables.
 using System;
 using System.Buffers.Binary;
-using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -118,13 +117,12 @@ public sealed partial class SoftProcessor
 
     private int StackWidth => _bitness == Bitness.Bits64 ? 8 : _seg[2].Big ? 4 : 2;
 
-    private void SetStackPointer(ulong sp, int sw) =>
-        _gpr[4] = sw switch { 2 => (_gpr[4] & ~0xFFFFUL) | (sp & 0xFFFF), 4 => (uint)sp, _ => sp };
+    private void SetStackPointer(ulong sp, int sw) => _gpr[4] = CodeSize.AddAtWidth(_gpr[4], sp - _gpr[4], sw);
 
     // Event delivery: real mode through the IVT, 64-bit mode through 16-byte IDT gates at the
     // current privilege level (IST and privilege changes are still to come). A failure during
     // delivery shuts the processor down (a triple fault exit) in this slice.
-    private bool Deliver(byte vector, EventType type, bool hasError, uint errorCode, bool software)
+    private bool Deliver(byte vector, bool hasError, uint errorCode)
     {
         if ((_cr0 & PagingState.Cr0PE) == 0)
         {
@@ -163,7 +161,6 @@ public sealed partial class SoftProcessor
         _rflags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16)); // TF, NT, RF
         if (gateType == 0xE)
             _rflags &= ~Rflags.IF;
-        _ = software;
         Modes();
         return true;
     }

@@ -5,7 +5,6 @@
 // the first slice: 64-bit and real-mode event delivery, the general-purpose integer
 // instructions, no segment-limit checks yet; anything else exits as an exception.
 using Hyve.Vmm;
-using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -61,7 +60,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
         if ((info & (1u << 31)) != 0)
         {
             _vmcs.Store(VmcsField.EntryInterruptionInfo, info & ~(1u << 31));
-            if (!Deliver((byte)info, (EventType)((info >> 8) & 7), (info & (1 << 11)) != 0, (uint)_vmcs.Load(VmcsField.EntryExceptionErrorCode), software: false))
+            if (!Deliver((byte)info, (info & (1 << 11)) != 0, (uint)_vmcs.Load(VmcsField.EntryExceptionErrorCode)))
             {
                 Store();
                 return;
@@ -73,6 +72,8 @@ public sealed partial class SoftProcessor : IVmxProcessor
 
     private void Run()
     {
+        // The controls do not change while the guest runs: read the one that matters once.
+        bool windowExiting = (_vmcs.Load(VmcsField.PrimaryProcessorControls) & VmxVcpu.InterruptWindowExiting) != 0;
         int budget = Batch;
         while (true)
         {
@@ -82,8 +83,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 Exit(VmxExitReason.ExternalInterrupt);
                 return;
             }
-            uint primary = (uint)_vmcs.Load(VmcsField.PrimaryProcessorControls);
-            if ((primary & VmxVcpu.InterruptWindowExiting) != 0 && Interruptibility.InterruptWindowOpen(_interruptibility, _rflags))
+            if (windowExiting && Interruptibility.InterruptWindowOpen(_interruptibility, _rflags))
             {
                 Exit(VmxExitReason.InterruptWindow);
                 return;
@@ -126,9 +126,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
     private void Modes()
     {
         _paging = new PagingState(_cr0, _cr3, _cr4, _efer, _seg[2].Dpl);
-        bool real = (_cr0 & PagingState.Cr0PE) == 0;
-        Segment cs = _seg[1];
-        _bitness = (_efer & PagingState.EferLMA) != 0 && cs.Long && !real ? Bitness.Bits64 : cs.Big ? Bitness.Bits32 : Bitness.Bits16;
+        _bitness = CodeSize.Of(in _paging, in _seg[1]);
     }
 
     private void Store()
@@ -170,6 +168,6 @@ public sealed partial class SoftProcessor : IVmxProcessor
         bool hasError = ExceptionVector.HasErrorCode(vector) && (_cr0 & PagingState.Cr0PE) != 0;
         if (vector == ExceptionVector.PF)
             _area.Cr2 = cr2;
-        return Deliver(vector, EventType.HardwareException, hasError, errorCode, software: false);
+        return Deliver(vector, hasError, errorCode);
     }
 }

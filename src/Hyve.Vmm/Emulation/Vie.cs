@@ -217,8 +217,7 @@ public sealed class Vie
     {
         Segment cs = cpu.GetSegment(Register.CS);
         bool real = (paging.Cr0 & PagingState.Cr0PE) == 0;
-        Bitness bitness = (paging.Efer & PagingState.EferLMA) != 0 && cs.Long && !real ? Bitness.Bits64
-            : cs.Big ? Bitness.Bits32 : Bitness.Bits16;
+        Bitness bitness = CodeSize.Of(in paging, in cs);
         Start(gpa, gla, glaValid, in paging, bitness, real);
         if ((cpu.Rflags & (1UL << 17)) != 0)
         {
@@ -258,8 +257,7 @@ public sealed class Vie
     {
         Segment cs = cpu.GetSegment(Register.CS);
         bool real = (paging.Cr0 & PagingState.Cr0PE) == 0;
-        Bitness bitness = (paging.Efer & PagingState.EferLMA) != 0 && cs.Long && !real ? Bitness.Bits64
-            : cs.Big ? Bitness.Bits32 : Bitness.Bits16;
+        Bitness bitness = CodeSize.Of(in paging, in cs);
         Start(ulong.MaxValue, 0, glaValid: false, in paging, bitness, real);
         if (exit.Size is not (1 or 2 or 4) || (exit.String && exit.AddressSize is not (2 or 4 or 8)))
             throw new ArgumentException($"not a port access: {exit}", nameof(exit));
@@ -436,12 +434,7 @@ public sealed class Vie
         return st;
     }
 
-    private ulong IpMask => _bitness switch
-    {
-        Bitness.Bits64 => ulong.MaxValue,
-        Bitness.Bits32 => 0xFFFF_FFFFUL,
-        _ => 0xFFFFUL,
-    };
+    private ulong IpMask => CodeSize.IpMask(_bitness);
 
     private VieStatus Dispatch()
     {
@@ -1529,17 +1522,8 @@ public sealed class Vie
     }
 
     // Adds to a register at an address size: 16 bits keep the rest, 32 bits zero-extend.
-    private static void StepIndex(IVieCpu cpu, int n, ulong delta, int adSize)
-    {
-        ulong v = cpu.GetGpr(n);
-        ulong r = v + delta;
-        cpu.SetGpr(n, adSize switch
-        {
-            2 => (v & ~0xFFFFUL) | (r & 0xFFFF),
-            4 => (uint)r,
-            _ => r,
-        });
-    }
+    private static void StepIndex(IVieCpu cpu, int n, ulong delta, int adSize) =>
+        cpu.SetGpr(n, CodeSize.AddAtWidth(cpu.GetGpr(n), delta, adSize));
 
     // ---- Registers --------------------------------------------------------------------------------
 
