@@ -2,6 +2,7 @@
 // accesses, with the device half answering in-process.
 using System;
 using BenchmarkDotNet.Attributes;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -13,7 +14,7 @@ public class VieBench
 {
     private const ulong Gpa = 0xFE00_0000;
     private readonly Vie _vie = new();
-    private readonly Cpu _cpu = new();
+    private readonly MockCpu _cpu = new();
     private readonly NoDevices _devices = new();
     private static readonly byte[] Store = [0x89, 0x08];          // mov [rax], ecx
     private static readonly byte[] Load = [0x8B, 0x08];           // mov ecx, [rax]
@@ -110,33 +111,6 @@ public class VieBench
             _vie.Fulfill(req.Write ? req : req with { Data = 41 });
         }
         return _cpu.Rip;
-    }
-
-    private sealed class Cpu : IVieCpu
-    {
-        private readonly ulong[] _gpr = new ulong[16];
-
-        public ulong Rip { get; set; }
-
-        public ulong Rflags { get; set; } = 2;
-
-        public ulong GetGpr(int n) => _gpr[n];
-
-        public void SetGpr(int n, ulong value) => _gpr[n] = value;
-
-        public Segment GetSegment(Register segment) => segment == Register.CS ? Segment.Code64 : Segment.FlatData;
-
-        public UInt128 GetXmm(int n) => 0;
-
-        public void SetXmm(int n, UInt128 value)
-        {
-        }
-
-        public ulong GetMm(int n) => 0;
-
-        public void SetMm(int n, ulong value)
-        {
-        }
     }
 
     private sealed class Ram : IGuestMemory

@@ -1,6 +1,7 @@
 // The port bus: ownership, offsets, unclaimed ports, and a port I/O instruction answered by it.
 using System;
 using System.Collections.Generic;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -61,7 +62,7 @@ public sealed class PortBusTests
     public void RepInsbFromAnUnownedPortFillsMemoryWithOnes()
     {
         var bus = new PortBus();
-        var cpu = new Cpu();
+        var cpu = new MockCpu();
         cpu.Gpr[1] = 3;
         cpu.Gpr[2] = 0x300;
         cpu.Gpr[7] = 0x10;
@@ -78,33 +79,6 @@ public sealed class PortBusTests
         Assert.Equal(VieStatus.Done, st);
         Assert.Equal(new byte[] { 0, 0xFF, 0xFF, 0xFF, 0 }, ram.Bytes.AsSpan(0xF, 5).ToArray());
         Assert.Equal(3, bus.UnclaimedReads);
-    }
-
-    private sealed class Cpu : IVieCpu
-    {
-        public ulong[] Gpr { get; } = new ulong[16];
-
-        public ulong Rip { get; set; }
-
-        public ulong Rflags { get; set; } = 2;
-
-        public ulong GetGpr(int n) => Gpr[n];
-
-        public void SetGpr(int n, ulong value) => Gpr[n] = value;
-
-        public Segment GetSegment(Register segment) => segment == Register.CS ? Segment.Code64 : Segment.FlatData;
-
-        public UInt128 GetXmm(int n) => 0;
-
-        public void SetXmm(int n, UInt128 value)
-        {
-        }
-
-        public ulong GetMm(int n) => 0;
-
-        public void SetMm(int n, ulong value)
-        {
-        }
     }
 
     private sealed class NoDevices : IVmmDevices

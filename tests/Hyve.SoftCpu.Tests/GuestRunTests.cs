@@ -240,7 +240,7 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal("y", _console.ToString());
         Span<byte> copy = stackalloc byte[101];
         Assert.True(_memory.ReadRam(0x30000, copy));
-        Assert.Equal(100, copy[..100].IndexOfAnyExcept((byte)'A') is -1 ? 100 : 0);
+        Assert.Equal(-1, copy[..100].IndexOfAnyExcept((byte)'A')); // all 100 copied
         Assert.Equal(0, copy[100]);
         Assert.Equal(0UL, Cpu.GetGpr(1));
         Assert.Equal(0x30064UL, Cpu.GetGpr(7));

@@ -12,6 +12,21 @@ public sealed class FakeBackend : IBackend
 
     public string Name => "fake";
 
+    /// <summary>A VM on this backend with 1 MiB of RAM at 0; with <paramref name="enableApics"/> every
+    /// local APIC is software-enabled (spurious vector 0xFF).</summary>
+    public Vm NewVm(int cpus, bool enableApics = false)
+    {
+        var memory = new GuestMemory();
+        memory.AddRam(0, 0x10_0000);
+        var vm = new Vm(this, cpus, memory);
+        if (enableApics)
+        {
+            foreach (Vcpu v in vm.Vcpus)
+                v.Apic.WriteRegister(0xF0, 0x1FF);
+        }
+        return vm;
+    }
+
     public IBackendVcpu CreateVcpu(int id)
     {
         var v = new FakeVcpu();

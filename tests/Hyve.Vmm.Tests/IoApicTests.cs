@@ -14,11 +14,7 @@ public sealed class IoApicTests : IDisposable
 
     public IoApicTests()
     {
-        var memory = new GuestMemory();
-        memory.AddRam(0, 0x10_0000);
-        _vm = new Vm(_backend, 2, memory);
-        foreach (Vcpu v in _vm.Vcpus)
-            v.Apic.WriteRegister(0xF0, 0x1FF);
+        _vm = _backend.NewVm(2, enableApics: true);
     }
 
     public void Dispose() => _vm.Dispose();

@@ -17,11 +17,7 @@ public sealed class LocalApicTests : IDisposable
 
     public LocalApicTests()
     {
-        var memory = new GuestMemory();
-        memory.AddRam(0, 0x10_0000);
-        _vm = new Vm(_backend, 4, memory);
-        foreach (Vcpu v in _vm.Vcpus)
-            v.Apic.WriteRegister(0xF0, 0x1FF); // software-enabled, spurious vector 0xFF
+        _vm = _backend.NewVm(4, enableApics: true);
     }
 
     public void Dispose() => _vm.Dispose();

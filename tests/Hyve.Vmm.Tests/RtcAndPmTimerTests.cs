@@ -22,15 +22,14 @@ public sealed class RtcAndPmTimerTests
 
     private byte Cmos(int index)
     {
-        Assert.True(_ports.TryOut(0x70, 1, (uint)index));
-        Assert.True(_ports.TryIn(0x71, 1, out uint v));
-        return (byte)v;
+        _ports.Out(0x70, (byte)index);
+        return _ports.In(0x71);
     }
 
     private void SetCmos(int index, byte v)
     {
-        Assert.True(_ports.TryOut(0x70, 1, (uint)index));
-        Assert.True(_ports.TryOut(0x71, 1, v));
+        _ports.Out(0x70, (byte)index);
+        _ports.Out(0x71, v);
     }
 
     [Fact]

@@ -17,9 +17,7 @@ public sealed class VcpuTests : IDisposable
 
     public VcpuTests()
     {
-        var memory = new GuestMemory();
-        memory.AddRam(0, 0x10_0000);
-        _vm = new Vm(_backend, 2, memory);
+        _vm = _backend.NewVm(2);
     }
 
     public void Dispose() => _vm.Dispose();

@@ -3,6 +3,7 @@
 // memory side, in-vmm port devices, fulfilment checks; and the VMX I/O exit decoding.
 using System;
 using System.Collections.Generic;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -100,13 +101,13 @@ public sealed class VieIoTests
     }
 
     [Theory]
-    [InlineData("E460", 1, false)]   // in al, 0x60
-    [InlineData("66E560", 2, false)] // in ax, 0x60
-    [InlineData("E560", 4, false)]   // in eax, 0x60
-    [InlineData("EC", 1, true)]      // in al, dx
-    [InlineData("66ED", 2, true)]    // in ax, dx
-    [InlineData("ED", 4, true)]      // in eax, dx
-    public void InMergesNarrowValuesAndZeroExtendsEax(string hex, int size, bool dx)
+    [InlineData("E460", 1)]   // in al, 0x60
+    [InlineData("66E560", 2)] // in ax, 0x60
+    [InlineData("E560", 4)]   // in eax, 0x60
+    [InlineData("EC", 1)]      // in al, dx
+    [InlineData("66ED", 2)]    // in ax, dx
+    [InlineData("ED", 4)]      // in eax, dx
+    public void InMergesNarrowValuesAndZeroExtendsEax(string hex, int size)
     {
         var cpu = new MockCpu { Rip = 0x1000 };
         cpu.Gpr[0] = 0xFFFF_FFFF_FFFF_FFFF;
@@ -125,7 +126,6 @@ public sealed class VieIoTests
         };
         Assert.Equal(expected, cpu.Gpr[0]);
         Assert.Equal(0x1000UL + (ulong)(hex.Length / 2), cpu.Rip);
-        _ = dx;
     }
 
     [Theory]

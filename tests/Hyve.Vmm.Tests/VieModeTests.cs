@@ -2,6 +2,7 @@
 // compatibility mode, paging, the faults hardware raises (#GP, #SS, #PF, #AC, #UD, #NM), vector
 // and stack instructions, and REP strings continued inside the vmm.
 using System;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 using Hyve.X86.Decoding;

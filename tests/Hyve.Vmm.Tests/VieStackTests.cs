@@ -1,6 +1,7 @@
 // PUSH and POP through the emulation context: a device-memory operand with the stack in RAM,
 // and the stack itself in device memory.
 using System;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86.Decoding;
 using Xunit;

@@ -4,6 +4,7 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.Vmm.Verification;
 using Hyve.X86;

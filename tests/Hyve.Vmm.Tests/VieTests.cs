@@ -1,6 +1,7 @@
 // The emulation context through its request/fulfil cycle: exactly-once accesses, replay,
 // register semantics, fulfilment validation, in-vmm devices and fallbacks.
 using System;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 using Hyve.X86.Decoding;

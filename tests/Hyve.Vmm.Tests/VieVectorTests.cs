@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using Hyve.TestSupport;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 using Xunit;

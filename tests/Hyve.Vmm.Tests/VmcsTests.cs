@@ -1,7 +1,6 @@
 // The VMCS interface: field encodings and what they imply, the 4 KiB region, and the API's
 // operations with every failure fatal and named.
 using System.Collections.Generic;
-using System.Linq;
 using Hyve.Vmm.Vmx;
 using Xunit;
 
@@ -112,6 +111,5 @@ public sealed class VmcsTests
         region.Store(VmcsField.ExitQualification, 0x00F8_0040);
         Assert.Equal(30UL, Vmcs.Read(s, VmcsField.ExitReason));
         Assert.Equal(0x00F8_0040UL, Vmcs.Read(s, VmcsField.ExitQualification));
-        Assert.Equal(new[] { VmcsField.ExitReason }, VmcsField.All.Where(f => f == 0x4402).ToArray());
     }
 }

@@ -53,8 +53,8 @@ public static class EmulatorVerifier
     }
 
     /// <summary>An instruction form: mandatory prefix, opcode bytes, ModRM reg field (-1: a random
-    /// register), immediate size, byte form, how memory is used.</summary>
-    private sealed record Form(string Name, byte Mandatory, byte[] Opcode, int Digit, int Imm, bool Byte, Use Use,
+    /// register), immediate size, byte form. How it uses memory comes from the decoded instruction.</summary>
+    private sealed record Form(string Name, byte Mandatory, byte[] Opcode, int Digit, int Imm, bool Byte,
         bool Lockable = false, Special Special = Special.None, bool Align16 = false, int Implicit = 0);
 
     private const int RAX = 1, RCX = 2, RDX = 4, RBX = 8;
@@ -63,97 +63,95 @@ public static class EmulatorVerifier
     {
         var f = new List<Form>
         {
-            new("mov Eb,Gb", 0, [0x88], -1, 0, true, Use.Write), new("mov Ev,Gv", 0, [0x89], -1, 0, false, Use.Write),
-            new("mov Gb,Eb", 0, [0x8A], -1, 0, true, Use.Read), new("mov Gv,Ev", 0, [0x8B], -1, 0, false, Use.Read),
-            new("mov Eb,Ib", 0, [0xC6], 0, 1, true, Use.Write), new("mov Ev,Iz", 0, [0xC7], 0, 4, false, Use.Write),
-            new("movzx Gv,Eb", 0, [0x0F, 0xB6], -1, 0, false, Use.Read), new("movzx Gv,Ew", 0, [0x0F, 0xB7], -1, 0, false, Use.Read),
-            new("movsx Gv,Eb", 0, [0x0F, 0xBE], -1, 0, false, Use.Read), new("movsx Gv,Ew", 0, [0x0F, 0xBF], -1, 0, false, Use.Read),
-            new("movsxd Gq,Ed", 0, [0x63], -1, 0, false, Use.Read, Special: Special.Movsxd),
-            new("test Eb,Gb", 0, [0x84], -1, 0, true, Use.Read), new("test Ev,Gv", 0, [0x85], -1, 0, false, Use.Read),
-            new("test Eb,Ib", 0, [0xF6], 0, 1, true, Use.Read), new("test Ev,Iz", 0, [0xF7], 0, 4, false, Use.Read),
-            new("xchg Eb,Gb", 0, [0x86], -1, 0, true, Use.ReadWrite, true), new("xchg Ev,Gv", 0, [0x87], -1, 0, false, Use.ReadWrite, true),
-            new("xadd Eb,Gb", 0, [0x0F, 0xC0], -1, 0, true, Use.ReadWrite, true), new("xadd Ev,Gv", 0, [0x0F, 0xC1], -1, 0, false, Use.ReadWrite, true),
-            new("cmpxchg Eb,Gb", 0, [0x0F, 0xB0], -1, 0, true, Use.ReadWrite, true, Implicit: RAX),
-            new("cmpxchg Ev,Gv", 0, [0x0F, 0xB1], -1, 0, false, Use.ReadWrite, true, Implicit: RAX),
-            new("cmpxchg8b Mq", 0, [0x0F, 0xC7], 1, 0, false, Use.ReadWrite, true, Special.Wide, Implicit: RAX | RBX | RCX | RDX),
-            new("cmpxchg16b Mo", 0, [0x0F, 0xC7], 1, 0, false, Use.ReadWrite, true, Special.Wide, Align16: true, Implicit: RAX | RBX | RCX | RDX),
-            new("imul Gv,Ev", 0, [0x0F, 0xAF], -1, 0, false, Use.Read), new("imul Gv,Ev,Iz", 0, [0x69], -1, 4, false, Use.Read),
-            new("imul Gv,Ev,Ib", 0, [0x6B], -1, 1, false, Use.Read),
-            new("bsf Gv,Ev", 0, [0x0F, 0xBC], -1, 0, false, Use.Read), new("bsr Gv,Ev", 0, [0x0F, 0xBD], -1, 0, false, Use.Read),
-            new("popcnt Gv,Ev", 0xF3, [0x0F, 0xB8], -1, 0, false, Use.Read),
-            new("tzcnt Gv,Ev", 0xF3, [0x0F, 0xBC], -1, 0, false, Use.Read), new("lzcnt Gv,Ev", 0xF3, [0x0F, 0xBD], -1, 0, false, Use.Read),
-            new("movbe Gv,Mv", 0, [0x0F, 0x38, 0xF0], -1, 0, false, Use.Read), new("movbe Mv,Gv", 0, [0x0F, 0x38, 0xF1], -1, 0, false, Use.Write),
-            new("movnti My,Gy", 0, [0x0F, 0xC3], -1, 0, false, Use.Write, Special: Special.NoWord),
-            new("shld Ev,Gv,Ib", 0, [0x0F, 0xA4], -1, 1, false, Use.ReadWrite), new("shld Ev,Gv,CL", 0, [0x0F, 0xA5], -1, 0, false, Use.ReadWrite, Implicit: RCX),
-            new("shrd Ev,Gv,Ib", 0, [0x0F, 0xAC], -1, 1, false, Use.ReadWrite), new("shrd Ev,Gv,CL", 0, [0x0F, 0xAD], -1, 0, false, Use.ReadWrite, Implicit: RCX),
-            new("xlat", 0, [0xD7], -2, 0, true, Use.Read, Special: Special.Xlat, Implicit: RAX | RBX),
+            new("mov Eb,Gb", 0, [0x88], -1, 0, true), new("mov Ev,Gv", 0, [0x89], -1, 0, false),
+            new("mov Gb,Eb", 0, [0x8A], -1, 0, true), new("mov Gv,Ev", 0, [0x8B], -1, 0, false),
+            new("mov Eb,Ib", 0, [0xC6], 0, 1, true), new("mov Ev,Iz", 0, [0xC7], 0, 4, false),
+            new("movzx Gv,Eb", 0, [0x0F, 0xB6], -1, 0, false), new("movzx Gv,Ew", 0, [0x0F, 0xB7], -1, 0, false),
+            new("movsx Gv,Eb", 0, [0x0F, 0xBE], -1, 0, false), new("movsx Gv,Ew", 0, [0x0F, 0xBF], -1, 0, false),
+            new("movsxd Gq,Ed", 0, [0x63], -1, 0, false, Special: Special.Movsxd),
+            new("test Eb,Gb", 0, [0x84], -1, 0, true), new("test Ev,Gv", 0, [0x85], -1, 0, false),
+            new("test Eb,Ib", 0, [0xF6], 0, 1, true), new("test Ev,Iz", 0, [0xF7], 0, 4, false),
+            new("xchg Eb,Gb", 0, [0x86], -1, 0, true, true), new("xchg Ev,Gv", 0, [0x87], -1, 0, false, true),
+            new("xadd Eb,Gb", 0, [0x0F, 0xC0], -1, 0, true, true), new("xadd Ev,Gv", 0, [0x0F, 0xC1], -1, 0, false, true),
+            new("cmpxchg Eb,Gb", 0, [0x0F, 0xB0], -1, 0, true, true, Implicit: RAX),
+            new("cmpxchg Ev,Gv", 0, [0x0F, 0xB1], -1, 0, false, true, Implicit: RAX),
+            new("cmpxchg8b Mq", 0, [0x0F, 0xC7], 1, 0, false, true, Special.Wide, Implicit: RAX | RBX | RCX | RDX),
+            new("cmpxchg16b Mo", 0, [0x0F, 0xC7], 1, 0, false, true, Special.Wide, Align16: true, Implicit: RAX | RBX | RCX | RDX),
+            new("imul Gv,Ev", 0, [0x0F, 0xAF], -1, 0, false), new("imul Gv,Ev,Iz", 0, [0x69], -1, 4, false),
+            new("imul Gv,Ev,Ib", 0, [0x6B], -1, 1, false),
+            new("bsf Gv,Ev", 0, [0x0F, 0xBC], -1, 0, false), new("bsr Gv,Ev", 0, [0x0F, 0xBD], -1, 0, false),
+            new("popcnt Gv,Ev", 0xF3, [0x0F, 0xB8], -1, 0, false),
+            new("tzcnt Gv,Ev", 0xF3, [0x0F, 0xBC], -1, 0, false), new("lzcnt Gv,Ev", 0xF3, [0x0F, 0xBD], -1, 0, false),
+            new("movbe Gv,Mv", 0, [0x0F, 0x38, 0xF0], -1, 0, false), new("movbe Mv,Gv", 0, [0x0F, 0x38, 0xF1], -1, 0, false),
+            new("movnti My,Gy", 0, [0x0F, 0xC3], -1, 0, false, Special: Special.NoWord),
+            new("shld Ev,Gv,Ib", 0, [0x0F, 0xA4], -1, 1, false), new("shld Ev,Gv,CL", 0, [0x0F, 0xA5], -1, 0, false, Implicit: RCX),
+            new("shrd Ev,Gv,Ib", 0, [0x0F, 0xAC], -1, 1, false), new("shrd Ev,Gv,CL", 0, [0x0F, 0xAD], -1, 0, false, Implicit: RCX),
+            new("xlat", 0, [0xD7], -2, 0, true, Special: Special.Xlat, Implicit: RAX | RBX),
         };
         for (int n = 0; n < 2; n++)
         {
-            f.Add(new($"incdec{n} Eb", 0, [0xFE], n, 0, true, Use.ReadWrite, true));
-            f.Add(new($"incdec{n} Ev", 0, [0xFF], n, 0, false, Use.ReadWrite, true));
-            f.Add(new($"notneg{n} Eb", 0, [0xF6], 2 + n, 0, true, Use.ReadWrite, true));
-            f.Add(new($"notneg{n} Ev", 0, [0xF7], 2 + n, 0, false, Use.ReadWrite, true));
-            f.Add(new($"mul{n} Eb", 0, [0xF6], 4 + n, 0, true, Use.Read, Implicit: RAX | RDX));
-            f.Add(new($"mul{n} Ev", 0, [0xF7], 4 + n, 0, false, Use.Read, Implicit: RAX | RDX));
+            f.Add(new($"incdec{n} Eb", 0, [0xFE], n, 0, true, true));
+            f.Add(new($"incdec{n} Ev", 0, [0xFF], n, 0, false, true));
+            f.Add(new($"notneg{n} Eb", 0, [0xF6], 2 + n, 0, true, true));
+            f.Add(new($"notneg{n} Ev", 0, [0xF7], 2 + n, 0, false, true));
+            f.Add(new($"mul{n} Eb", 0, [0xF6], 4 + n, 0, true, Implicit: RAX | RDX));
+            f.Add(new($"mul{n} Ev", 0, [0xF7], 4 + n, 0, false, Implicit: RAX | RDX));
             Special div = n == 0 ? Special.Div : Special.Idiv;
-            f.Add(new($"div{n} Eb", 0, [0xF6], 6 + n, 0, true, Use.Read, Special: div, Implicit: RAX | RDX));
-            f.Add(new($"div{n} Ev", 0, [0xF7], 6 + n, 0, false, Use.Read, Special: div, Implicit: RAX | RDX));
+            f.Add(new($"div{n} Eb", 0, [0xF6], 6 + n, 0, true, Special: div, Implicit: RAX | RDX));
+            f.Add(new($"div{n} Ev", 0, [0xF7], 6 + n, 0, false, Special: div, Implicit: RAX | RDX));
         }
         for (int sh = 0; sh < 8; sh++)
         {
             if (sh == 6)
                 continue; // /6 is an undocumented alias of SHL
-            f.Add(new($"shift{sh} Eb,Ib", 0, [0xC0], sh, 1, true, Use.ReadWrite));
-            f.Add(new($"shift{sh} Ev,Ib", 0, [0xC1], sh, 1, false, Use.ReadWrite));
-            f.Add(new($"shift{sh} Eb,1", 0, [0xD0], sh, 0, true, Use.ReadWrite));
-            f.Add(new($"shift{sh} Ev,1", 0, [0xD1], sh, 0, false, Use.ReadWrite));
-            f.Add(new($"shift{sh} Eb,CL", 0, [0xD2], sh, 0, true, Use.ReadWrite, Implicit: RCX));
-            f.Add(new($"shift{sh} Ev,CL", 0, [0xD3], sh, 0, false, Use.ReadWrite, Implicit: RCX));
+            f.Add(new($"shift{sh} Eb,Ib", 0, [0xC0], sh, 1, true));
+            f.Add(new($"shift{sh} Ev,Ib", 0, [0xC1], sh, 1, false));
+            f.Add(new($"shift{sh} Eb,1", 0, [0xD0], sh, 0, true));
+            f.Add(new($"shift{sh} Ev,1", 0, [0xD1], sh, 0, false));
+            f.Add(new($"shift{sh} Eb,CL", 0, [0xD2], sh, 0, true, Implicit: RCX));
+            f.Add(new($"shift{sh} Ev,CL", 0, [0xD3], sh, 0, false, Implicit: RCX));
         }
         for (int bt = 4; bt < 8; bt++)
         {
-            Use use = bt == 4 ? Use.Read : Use.ReadWrite;
-            f.Add(new($"bt{bt} Ev,Ib", 0, [0x0F, 0xBA], bt, 1, false, use, bt != 4));
+            f.Add(new($"bt{bt} Ev,Ib", 0, [0x0F, 0xBA], bt, 1, false, bt != 4));
             byte op = (byte)(0xA3 + (bt - 4) * 8);
-            f.Add(new($"bt{bt} Ev,Gv", 0, [0x0F, op], -1, 0, false, use, bt != 4, Special.BitReg));
+            f.Add(new($"bt{bt} Ev,Gv", 0, [0x0F, op], -1, 0, false, bt != 4, Special.BitReg));
         }
         for (int cc = 0; cc < 16; cc++)
         {
-            f.Add(new($"set{cc} Eb", 0, [0x0F, (byte)(0x90 + cc)], 0, 0, true, Use.Write));
-            f.Add(new($"cmov{cc} Gv,Ev", 0, [0x0F, (byte)(0x40 + cc)], -1, 0, false, Use.Read));
+            f.Add(new($"set{cc} Eb", 0, [0x0F, (byte)(0x90 + cc)], 0, 0, true));
+            f.Add(new($"cmov{cc} Gv,Ev", 0, [0x0F, (byte)(0x40 + cc)], -1, 0, false));
         }
         for (int op = 0; op < 8; op++)
         {
             byte b = (byte)(op * 8);
-            Use dst = op == 7 ? Use.Read : Use.ReadWrite;
             bool lockable = op != 7;
-            f.Add(new($"alu{op} Eb,Gb", 0, [b], -1, 0, true, dst, lockable));
-            f.Add(new($"alu{op} Ev,Gv", 0, [(byte)(b + 1)], -1, 0, false, dst, lockable));
-            f.Add(new($"alu{op} Gb,Eb", 0, [(byte)(b + 2)], -1, 0, true, Use.Read));
-            f.Add(new($"alu{op} Gv,Ev", 0, [(byte)(b + 3)], -1, 0, false, Use.Read));
-            f.Add(new($"alu{op} Eb,Ib", 0, [0x80], op, 1, true, dst, lockable));
-            f.Add(new($"alu{op} Ev,Iz", 0, [0x81], op, 4, false, dst, lockable));
-            f.Add(new($"alu{op} Ev,Ib", 0, [0x83], op, 1, false, dst, lockable));
+            f.Add(new($"alu{op} Eb,Gb", 0, [b], -1, 0, true, lockable));
+            f.Add(new($"alu{op} Ev,Gv", 0, [(byte)(b + 1)], -1, 0, false, lockable));
+            f.Add(new($"alu{op} Gb,Eb", 0, [(byte)(b + 2)], -1, 0, true));
+            f.Add(new($"alu{op} Gv,Ev", 0, [(byte)(b + 3)], -1, 0, false));
+            f.Add(new($"alu{op} Eb,Ib", 0, [0x80], op, 1, true, lockable));
+            f.Add(new($"alu{op} Ev,Iz", 0, [0x81], op, 4, false, lockable));
+            f.Add(new($"alu{op} Ev,Ib", 0, [0x83], op, 1, false, lockable));
         }
         // SSE moves between an XMM register and memory (loads and stores).
-        (string, byte, byte[], Use, bool)[] vector =
+        (string, byte, byte[], bool)[] vector =
         [
-            ("movd V,Md", 0x66, [0x0F, 0x6E], Use.Read, false), ("movd Md,V", 0x66, [0x0F, 0x7E], Use.Write, false),
-            ("movq V,Mq", 0xF3, [0x0F, 0x7E], Use.Read, false), ("movq Mq,V", 0x66, [0x0F, 0xD6], Use.Write, false),
-            ("movss V,Md", 0xF3, [0x0F, 0x10], Use.Read, false), ("movss Md,V", 0xF3, [0x0F, 0x11], Use.Write, false),
-            ("movsd V,Mq", 0xF2, [0x0F, 0x10], Use.Read, false), ("movsd Mq,V", 0xF2, [0x0F, 0x11], Use.Write, false),
-            ("movups V,Mo", 0, [0x0F, 0x10], Use.Read, false), ("movups Mo,V", 0, [0x0F, 0x11], Use.Write, false),
-            ("movupd V,Mo", 0x66, [0x0F, 0x10], Use.Read, false), ("movupd Mo,V", 0x66, [0x0F, 0x11], Use.Write, false),
-            ("movaps V,Mo", 0, [0x0F, 0x28], Use.Read, true), ("movaps Mo,V", 0, [0x0F, 0x29], Use.Write, true),
-            ("movapd V,Mo", 0x66, [0x0F, 0x28], Use.Read, true), ("movapd Mo,V", 0x66, [0x0F, 0x29], Use.Write, true),
-            ("movdqa V,Mo", 0x66, [0x0F, 0x6F], Use.Read, true), ("movdqa Mo,V", 0x66, [0x0F, 0x7F], Use.Write, true),
-            ("movdqu V,Mo", 0xF3, [0x0F, 0x6F], Use.Read, false), ("movdqu Mo,V", 0xF3, [0x0F, 0x7F], Use.Write, false),
-            ("movntdq Mo,V", 0x66, [0x0F, 0xE7], Use.Write, true), ("movntps Mo,V", 0, [0x0F, 0x2B], Use.Write, true),
-            ("movntpd Mo,V", 0x66, [0x0F, 0x2B], Use.Write, true),
+            ("movd V,Md", 0x66, [0x0F, 0x6E], false), ("movd Md,V", 0x66, [0x0F, 0x7E], false),
+            ("movq V,Mq", 0xF3, [0x0F, 0x7E], false), ("movq Mq,V", 0x66, [0x0F, 0xD6], false),
+            ("movss V,Md", 0xF3, [0x0F, 0x10], false), ("movss Md,V", 0xF3, [0x0F, 0x11], false),
+            ("movsd V,Mq", 0xF2, [0x0F, 0x10], false), ("movsd Mq,V", 0xF2, [0x0F, 0x11], false),
+            ("movups V,Mo", 0, [0x0F, 0x10], false), ("movups Mo,V", 0, [0x0F, 0x11], false),
+            ("movupd V,Mo", 0x66, [0x0F, 0x10], false), ("movupd Mo,V", 0x66, [0x0F, 0x11], false),
+            ("movaps V,Mo", 0, [0x0F, 0x28], true), ("movaps Mo,V", 0, [0x0F, 0x29], true),
+            ("movapd V,Mo", 0x66, [0x0F, 0x28], true), ("movapd Mo,V", 0x66, [0x0F, 0x29], true),
+            ("movdqa V,Mo", 0x66, [0x0F, 0x6F], true), ("movdqa Mo,V", 0x66, [0x0F, 0x7F], true),
+            ("movdqu V,Mo", 0xF3, [0x0F, 0x6F], false), ("movdqu Mo,V", 0xF3, [0x0F, 0x7F], false),
+            ("movntdq Mo,V", 0x66, [0x0F, 0xE7], true), ("movntps Mo,V", 0, [0x0F, 0x2B], true),
+            ("movntpd Mo,V", 0x66, [0x0F, 0x2B], true),
         ];
-        foreach (var (name, pfx, opc, use, align) in vector)
-            f.Add(new(name, pfx, opc, -1, 0, false, use, Special: Special.Vector, Align16: align));
+        foreach (var (name, pfx, opc, align) in vector)
+            f.Add(new(name, pfx, opc, -1, 0, false, Special: Special.Vector, Align16: align));
         return f;
     }
 
