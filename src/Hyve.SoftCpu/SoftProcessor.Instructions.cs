@@ -624,11 +624,15 @@ public sealed partial class SoftProcessor
         return ea & Alu.Mask(i.AddressSize);
     }
 
-    private ulong Get(Register r) => RegisterInfo.Extract(_gpr[RegisterInfo.GprNumber(r).N], r);
+    private ulong Get(Register r)
+    {
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
+        return RegisterInfo.Extract(_gpr[n], size, high);
+    }
 
     private void Set(Register r, ulong value)
     {
-        int n = RegisterInfo.GprNumber(r).N;
-        _gpr[n] = RegisterInfo.Merge(_gpr[n], r, value);
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
+        _gpr[n] = RegisterInfo.Merge(_gpr[n], size, high, value);
     }
 }

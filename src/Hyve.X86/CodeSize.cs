@@ -26,5 +26,5 @@ public static class CodeSize
     /// <summary>Adds <paramref name="delta"/> to a register at an address or stack width of
     /// <paramref name="bytes"/>: 16 bits keep the rest of the register, 32 bits zero-extend.</summary>
     public static ulong AddAtWidth(ulong register, ulong delta, int bytes) =>
-        RegisterInfo.Merge(register, RegisterInfo.Gpr(0, bytes, false), register + delta);
+        RegisterInfo.Merge(register, bytes, high: false, register + delta);
 }

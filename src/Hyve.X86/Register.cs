@@ -326,27 +326,23 @@ public static class RegisterInfo
         throw new System.ArgumentOutOfRangeException(nameof(r), r, "not a general register");
     }
 
-    /// <summary>The value of general register <paramref name="r"/> within the full 64-bit register
-    /// <paramref name="full"/> (AH..BH are bits 15:8).</summary>
-    public static ulong Extract(ulong full, Register r)
-    {
-        (_, int size, bool high) = GprNumber(r);
-        return high ? (full >> 8) & 0xFF : full & Alu.Mask(size);
-    }
+    /// <summary>The value of a <paramref name="size"/>-byte register (bits 15:8 when
+    /// <paramref name="high"/>, for AH..BH) within the full 64-bit register <paramref name="full"/>;
+    /// size and high as <see cref="GprNumber"/> gives them.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static ulong Extract(ulong full, int size, bool high) => high ? (full >> 8) & 0xFF : full & Alu.Mask(size);
 
-    /// <summary>The full register after writing <paramref name="value"/> to <paramref name="r"/>:
-    /// 32-bit writes zero the upper half, 8- and 16-bit writes keep the rest.</summary>
-    public static ulong Merge(ulong old, Register r, ulong value)
+    /// <summary>The full register after writing <paramref name="value"/> to its
+    /// <paramref name="size"/>-byte part: 32-bit writes zero the upper half, 8- and 16-bit writes
+    /// keep the rest.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static ulong Merge(ulong old, int size, bool high, ulong value) => size switch
     {
-        (_, int size, bool high) = GprNumber(r);
-        return size switch
-        {
-            8 => value,
-            4 => (uint)value,
-            _ when high => (old & ~0xFF00UL) | ((value & 0xFF) << 8),
-            _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
-        };
-    }
+        8 => value,
+        4 => (uint)value,
+        _ when high => (old & ~0xFF00UL) | ((value & 0xFF) << 8),
+        _ => (old & ~Alu.Mask(size)) | (value & Alu.Mask(size)),
+    };
 
     /// <summary>The register <paramref name="n"/> places after <paramref name="r"/> in its group.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]

@@ -1532,13 +1532,17 @@ public sealed class Vie
         _insn.GetOperandKind(i) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(i)) : _insn.Immediate;
 
     /// <summary>Reads a general register as the instruction sees it (AH..BH are bits 15:8).</summary>
-    public static ulong ReadRegister(IVieCpu cpu, Register r) => RegisterInfo.Extract(cpu.GetGpr(RegisterInfo.GprNumber(r).N), r);
+    public static ulong ReadRegister(IVieCpu cpu, Register r)
+    {
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
+        return RegisterInfo.Extract(cpu.GetGpr(n), size, high);
+    }
 
     /// <summary>Writes a general register as the instruction would: 32-bit writes zero the upper
     /// half, 8- and 16-bit writes keep the rest.</summary>
     public static void WriteRegister(IVieCpu cpu, Register r, ulong value)
     {
-        int n = RegisterInfo.GprNumber(r).N;
-        cpu.SetGpr(n, RegisterInfo.Merge(cpu.GetGpr(n), r, value));
+        (int n, int size, bool high) = RegisterInfo.GprNumber(r);
+        cpu.SetGpr(n, RegisterInfo.Merge(cpu.GetGpr(n), size, high, value));
     }
 }
