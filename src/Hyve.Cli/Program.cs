@@ -14,6 +14,7 @@ try
     {
         "disasm" => DisasmCommand.Run(args.AsSpan(1)),
         "verify" => VerifyCommand.Run(args.AsSpan(1)),
+        "run" => RunCommand.Run(args.AsSpan(1)),
         _ => throw new UsageException($"unknown command '{args[0]}' (try 'hyve help')"),
     };
 }

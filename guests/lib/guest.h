@@ -1,0 +1,57 @@
+/* The test guests' small runtime: port I/O, COM1, formatted output, TAP-style checks and the
+ * ways a guest ends its run (isa-debug-exit, ACPI soft-off). */
+#ifndef GUEST_H
+#define GUEST_H
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long u64;
+typedef long i64;
+
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
+static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u16 inw(u16 port) { u16 v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+
+static inline u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((u64)hi << 32) | lo;
+}
+
+static inline void wrmsr(u32 msr, u64 v)
+{
+	__asm__ volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
+}
+
+void serial_init(void);
+void putc(char c);
+void puts(const char *s);
+void printf(const char *fmt, ...);
+void *memset(void *d, int c, u64 n);
+void *memcpy(void *d, const void *s, u64 n);
+int memcmp(const void *a, const void *b, u64 n);
+
+/* TAP-style checks: each prints "ok N - name" or "not ok N - name". */
+void check(int cond, const char *name);
+void check_eq(u64 got, u64 want, const char *name);
+int failures(void);
+
+/* Ends the run with isa-debug-exit: status (code << 1) | 1 on QEMU and Hyve. */
+void guest_exit(int code) __attribute__((noreturn));
+/* ACPI soft-off through PM1a_CNT (status 0). */
+void power_off(void) __attribute__((noreturn));
+
+/* fw_cfg items. */
+void fw_cfg_read(u16 key, void *buf, u32 len);
+
+/* pc-testdev. */
+#define TESTDEV_LATCH 0xE0
+#define TESTDEV_BYTE_LATCH 0xE8
+#define TESTDEV_MEM ((volatile u8 *)0xFF000000UL)
+
+#endif

@@ -1,0 +1,318 @@
+// A PC assembled from the vmm and the device half: RAM laid out by the memory map, the buses,
+// COM1, the i8042, power control, QEMU's test devices and fw_cfg; a loaded boot image; and the
+// device half's run loop (one host thread per vCPU) answering each vCPU's single requests until
+// the guest ends the run or the host does.
+using System;
+using System.IO;
+using System.Text;
+using System.Threading;
+using Hyve.Boot;
+using Hyve.Vmm;
+using Hyve.Vmm.Backend;
+using Hyve.X86;
+
+namespace Hyve.Devices;
+
+/// <summary>How a run ended.</summary>
+public enum MachineStop : byte
+{
+    /// <summary>Still running.</summary>
+    None,
+    /// <summary>The guest wrote to isa-debug-exit (<see cref="MachineResult.Status"/> carries its code).</summary>
+    DebugExit,
+    /// <summary>The guest powered off.</summary>
+    PowerOff,
+    /// <summary>The guest asked for a reset.</summary>
+    Reset,
+    /// <summary>Every vCPU halted with interrupts disabled (or parked): nothing can wake it.</summary>
+    Halted,
+    /// <summary>A vCPU triple-faulted.</summary>
+    TripleFault,
+    /// <summary>The host's time limit passed.</summary>
+    Timeout,
+    /// <summary>Something Hyve could not handle (<see cref="MachineResult.Message"/> says what).</summary>
+    Error,
+}
+
+/// <summary>How a run ended, and the process exit status that reports it.</summary>
+public readonly record struct MachineResult(MachineStop Stop, int Status, string? Message)
+{
+    /// <summary>The exit status of a run that ended this way: isa-debug-exit's (v &lt;&lt; 1) | 1,
+    /// 0 for power-off and reset, 124 for a timeout, 3 for a guest halted for good, 2 for a
+    /// triple fault or an internal error.</summary>
+    public static int StatusOf(MachineStop stop, int debugExit) => stop switch
+    {
+        MachineStop.DebugExit => debugExit,
+        MachineStop.PowerOff or MachineStop.Reset => 0,
+        MachineStop.Timeout => 124,
+        MachineStop.Halted => 3,
+        _ => 2,
+    };
+}
+
+/// <summary>What a machine is made of.</summary>
+public sealed class MachineOptions
+{
+    /// <summary>vCPUs (1-255).</summary>
+    public int Cpus { get; init; } = 1;
+
+    /// <summary>RAM in bytes.</summary>
+    public ulong MemoryBytes { get; init; } = 256UL << 20;
+
+    /// <summary>Creates the backend over the machine's RAM and clock.</summary>
+    public required Func<GuestMemory, VmClock, IBackend> Backend { get; init; }
+
+    /// <summary>Where COM1's output goes.</summary>
+    public required Stream Console { get; init; }
+}
+
+/// <summary>A PC-like virtual machine.</summary>
+public sealed class Machine : IDisposable
+{
+    private readonly Lock _devices = new();
+    private readonly Stream _console;
+    private readonly bool[] _haltedForGood;
+    private int _stop;
+    private int _debugStatus;
+    private string? _message;
+
+    /// <summary>Builds the machine described by <paramref name="options"/>.</summary>
+    public Machine(MachineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Map = MemoryMap.Pc(options.MemoryBytes);
+        var memory = new GuestMemory();
+        foreach (MemoryRange r in Map.RamRegions())
+            memory.AddRam(r.Base, r.Length);
+        var clock = new VmClock();
+        Vm = new Vm(options.Backend(memory, clock), options.Cpus, memory, clock);
+        _console = options.Console;
+        _haltedForGood = new bool[options.Cpus];
+
+        Com1 = new Uart16550(b => _console.WriteByte(b), level => Vm.SetIsaIrq(Uart16550.Com1Irq, level));
+        Ports.Register(Uart16550.Com1Port, 8, Com1);
+        new I8042(r => Stop(ToStop(r))).Register(Ports);
+        new PowerControl(r => Stop(ToStop(r))).Register(Ports);
+        Ports.Register(DebugExit.DefaultPort, 4, new DebugExit(status =>
+        {
+            _debugStatus = status;
+            Stop(MachineStop.DebugExit);
+        }));
+        TestDev = new PcTestDev((line, level) =>
+        {
+            if (line < 16)
+                Vm.SetIsaIrq(line, level);
+            else
+                Vm.IoApic.SetPin(line, level);
+        });
+        TestDev.Register(Ports, Mmio);
+        FwCfg = new FwCfg(options.MemoryBytes, options.Cpus);
+        Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
+    }
+
+    /// <summary>The vmm's VM.</summary>
+    public Vm Vm { get; }
+
+    /// <summary>The memory map RAM was laid out from.</summary>
+    public MemoryMap Map { get; }
+
+    /// <summary>The port bus.</summary>
+    public PortBus Ports { get; } = new();
+
+    /// <summary>The MMIO bus.</summary>
+    public MmioBus Mmio { get; } = new();
+
+    /// <summary>COM1.</summary>
+    public Uart16550 Com1 { get; }
+
+    /// <summary>QEMU's pc-testdev.</summary>
+    public PcTestDev TestDev { get; }
+
+    /// <summary>QEMU's fw_cfg.</summary>
+    public FwCfg FwCfg { get; }
+
+    /// <summary>MSR accesses the vmm did not own, answered with #GP.</summary>
+    public long UnknownMsrs { get; private set; }
+
+    /// <summary>How the run ended so far (<see cref="MachineStop.None"/> while it runs).</summary>
+    public MachineStop Stopped => (MachineStop)Volatile.Read(ref _stop);
+
+    /// <summary>Places <paramref name="image"/> in RAM and sets the bootstrap processor up to start it.</summary>
+    public void Load(BootImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        foreach (LoadSegment s in image.Segments)
+        {
+            if (!Vm.Memory.WriteRam(s.Address, s.Data) || !Vm.Memory.WriteRam(s.Address + (ulong)s.Data.Length, new byte[s.ZeroBytes]))
+                throw new InvalidDataException($"the image's segment at 0x{s.Address:X} is not in RAM");
+        }
+        IBackendVcpu cpu = Vm.Vcpus[0].Cpu;
+        // Multiboot's state: flat 4 GiB code and data segments (selectors as QEMU's loader uses
+        // them, with a matching GDT at 0x500 so reloading them works), CR0.PE only, IF clear.
+        const ulong Gdt = 0x500;
+        Span<byte> gdt = stackalloc byte[32];
+        gdt.Clear();
+        BitConverter.TryWriteBytes(gdt[16..], 0x00CF_9B00_0000_FFFFUL);
+        BitConverter.TryWriteBytes(gdt[24..], 0x00CF_9300_0000_FFFFUL);
+        Vm.Memory.WriteRam(Gdt, gdt);
+        cpu.Gdtr = new TableRegister(Gdt, 31);
+        cpu.Idtr = new TableRegister(0, 0x3FF);
+        cpu.SetSegment(Register.CS, new Segment(0x10, 0, 0xFFFF_FFFF, 0xC09B));
+        foreach (Register r in (ReadOnlySpan<Register>)[Register.DS, Register.ES, Register.FS, Register.GS, Register.SS])
+            cpu.SetSegment(r, new Segment(0x18, 0, 0xFFFF_FFFF, 0xC093));
+        cpu.Control = new ControlState(PagingState.Cr0PE | 0x10, 0, 0, 0, 0);
+        cpu.Rflags = Rflags.Fixed1;
+        cpu.Rip = image.Entry;
+        cpu.SetGpr(0, image.Eax);
+        cpu.SetGpr(3, image.Ebx);
+    }
+
+    /// <summary>A byte typed on COM1's terminal; false while its receive buffer is full (try again).</summary>
+    public bool Type(byte value)
+    {
+        lock (_devices)
+        {
+            if (!Com1.CanReceive)
+                return false;
+            Com1.Receive(value);
+        }
+        return true;
+    }
+
+    /// <summary>Ends the run (the first reason wins) and makes every vCPU return.</summary>
+    public void Stop(MachineStop why, string? message = null)
+    {
+        if (Interlocked.CompareExchange(ref _stop, (int)why, 0) != 0)
+            return;
+        _message = message;
+        Vm.Suspend(why switch
+        {
+            MachineStop.Reset => SuspendReason.Reset,
+            MachineStop.TripleFault => SuspendReason.TripleFault,
+            MachineStop.Halted => SuspendReason.Halt,
+            _ => SuspendReason.PowerOff,
+        });
+    }
+
+    /// <summary>Runs every vCPU on its own thread until the guest or <paramref name="timeout"/>
+    /// ends the run.</summary>
+    public MachineResult Run(TimeSpan? timeout = null)
+    {
+        var threads = new Thread[Vm.Vcpus.Count];
+        for (int i = 0; i < threads.Length; i++)
+        {
+            int id = i;
+            threads[i] = new Thread(() => RunVcpu(id)) { Name = $"vcpu{id}", IsBackground = true };
+        }
+        foreach (Thread t in threads)
+            t.Start();
+        using (timeout is { } limit ? new Timer(_ => Stop(MachineStop.Timeout), null, limit, Timeout.InfiniteTimeSpan) : null)
+        {
+            foreach (Thread t in threads)
+                t.Join();
+        }
+        _console.Flush();
+        MachineStop stop = Stopped;
+        return new MachineResult(stop, MachineResult.StatusOf(stop, _debugStatus), _message);
+    }
+
+    // The device half's loop for one vCPU: answer what it asks, until the machine stops.
+    private void RunVcpu(int id)
+    {
+        Vcpu vcpu = Vm.Vcpus[id];
+        VmEntry entry = VmEntry.Default;
+        try
+        {
+            while (true)
+            {
+                VmExit exit = vcpu.Run(entry);
+                entry = VmEntry.Default;
+                if (exit.Code is not (VmExitCode.Bogus or VmExitCode.RunState or VmExitCode.Hlt))
+                    Volatile.Write(ref _haltedForGood[id], false);
+                switch (exit.Code)
+                {
+                    case VmExitCode.Inout:
+                        lock (_devices)
+                            entry = VmEntry.FulfillInout(Ports.Handle(in exit.Inout));
+                        break;
+                    case VmExitCode.Mmio:
+                        lock (_devices)
+                            entry = VmEntry.FulfillMmio(Mmio.Handle(in exit.Mmio));
+                        break;
+                    case VmExitCode.Rdmsr:
+                    case VmExitCode.Wrmsr:
+                        // An MSR nobody implements: #GP, as a processor without it would raise.
+                        lock (_devices)
+                            UnknownMsrs++;
+                        entry = VmEntry.FulfillMsr(0, fault: true);
+                        break;
+                    case VmExitCode.Hlt:
+                        Volatile.Write(ref _haltedForGood[id], true);
+                        if (AllIdle())
+                            Stop(MachineStop.Halted, $"every vCPU halted with interrupts disabled (vCPU {id} at 0x{exit.Rip:X})");
+                        break;
+                    case VmExitCode.Bogus:
+                    case VmExitCode.RunState:
+                        if (Stopped == MachineStop.None && Volatile.Read(ref _haltedForGood[id]) && AllIdle())
+                            Stop(MachineStop.Halted, $"every vCPU halted with interrupts disabled (vCPU {id} at 0x{exit.Rip:X})");
+                        break;
+                    case VmExitCode.Suspended:
+                        Stop(ToStop(exit.Suspend));
+                        return;
+                    case VmExitCode.InstEmul:
+                        Stop(MachineStop.Error, $"vCPU {id}: cannot emulate the device-memory access at 0x{exit.Rip:X} " +
+                            $"(bytes {Convert.ToHexString(((ReadOnlySpan<byte>)exit.InstructionBytes)[..exit.InstructionLength])})");
+                        return;
+                    default:
+                        Stop(MachineStop.Error, $"vCPU {id}: unhandled exit {exit}");
+                        return;
+                }
+            }
+        }
+        catch (Exception e) when (e is VmmPanicException or VmEntryException or InvalidOperationException or NotSupportedException)
+        {
+            Stop(MachineStop.Error, $"vCPU {id}: {e.Message}");
+        }
+    }
+
+    private bool AllIdle()
+    {
+        for (int i = 0; i < _haltedForGood.Length; i++)
+        {
+            if (!Volatile.Read(ref _haltedForGood[i]) && Vm.Vcpus[i].State != RunState.Init)
+                return false;
+        }
+        return true;
+    }
+
+    private static MachineStop ToStop(SuspendReason r) => r switch
+    {
+        SuspendReason.Reset => MachineStop.Reset,
+        SuspendReason.TripleFault => MachineStop.TripleFault,
+        SuspendReason.Halt => MachineStop.Halted,
+        _ => MachineStop.PowerOff,
+    };
+
+    /// <summary>Exit counts by kind, per vCPU, and the buses' unclaimed accesses.</summary>
+    public string Statistics()
+    {
+        var sb = new StringBuilder();
+        foreach (Vcpu v in Vm.Vcpus)
+        {
+            sb.Append($"vcpu{v.Id}:");
+            ReadOnlySpan<long> counts = v.ExitCounts;
+            for (int k = 0; k < counts.Length; k++)
+            {
+                if (counts[k] != 0)
+                    sb.Append($" {(VmExitCode)k}={counts[k]}");
+            }
+            sb.Append($" device-requests={v.Requests}").AppendLine();
+        }
+        sb.AppendLine($"unclaimed: port reads={Ports.UnclaimedReads} port writes={Ports.UnclaimedWrites} " +
+            $"mmio reads={Mmio.UnclaimedReads} mmio writes={Mmio.UnclaimedWrites}; unknown MSRs={UnknownMsrs}; uart overruns={Com1.Overruns}");
+        return sb.ToString();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Vm.Dispose();
+}
