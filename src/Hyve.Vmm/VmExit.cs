@@ -109,6 +109,7 @@ public struct VmExit
         VmExitCode.Wrmsr => $"wrmsr {Msr:X} = {MsrValue:X}",
         VmExitCode.Suspended => $"suspended ({Suspend})",
         VmExitCode.InstEmul => $"instruction not emulated at {Rip:X}: {Convert.ToHexString(((ReadOnlySpan<byte>)InstructionBytes)[..InstructionLength])}",
+        VmExitCode.Vmx => $"vmx exit reason {Reason} at {Rip:X}",
         _ => Code.ToString(),
     };
 }

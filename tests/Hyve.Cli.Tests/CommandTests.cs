@@ -12,11 +12,12 @@ public sealed class CommandTests
     private static (int Code, string Out, string Err) Hyve(params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "hyve.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         psi.ArgumentList.Add(dll);
         foreach (string a in args)
             psi.ArgumentList.Add(a);
         using Process p = Process.Start(psi)!;
+        p.StandardInput.Close();
         string stdout = p.StandardOutput.ReadToEnd();
         string stderr = p.StandardError.ReadToEnd();
         p.WaitForExit();

@@ -1,0 +1,144 @@
+// Runs a test guest and collects what it reported: on Hyve (the software CPU, in process) and
+// on QEMU (the reference, as a child process with the suite's fixed command line).
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Text.RegularExpressions;
+using Hyve.Boot;
+using Hyve.Devices;
+using Hyve.SoftCpu;
+using Hyve.Vmm.Vmx;
+
+namespace Hyve.GuestTests;
+
+/// <summary>One run's console output and exit status.</summary>
+public sealed partial record GuestRun(string Output, int Status)
+{
+    /// <summary>The TAP-style result lines ("ok N - name" / "not ok N - name").</summary>
+    public IReadOnlyList<string> Results =>
+        [.. Output.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => ResultLine().IsMatch(l))];
+
+    [GeneratedRegex(@"^(not )?ok \d+ - ")]
+    private static partial Regex ResultLine();
+
+    /// <summary>The repository's guests/ folder.</summary>
+    public static string GuestsDir
+    {
+        get
+        {
+            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            {
+                if (File.Exists(Path.Combine(d.FullName, "Hyve.slnx")))
+                    return Path.Combine(d.FullName, "guests");
+            }
+            throw new DirectoryNotFoundException("the repository root (Hyve.slnx) is not above the test binaries");
+        }
+    }
+
+    /// <summary>The built image of guest <paramref name="name"/>.</summary>
+    public static string Image(string name) => Path.Combine(GuestsDir, "build", name + ".elf");
+
+    /// <summary>The test guests: every C file in guests/ but the demo.</summary>
+    public static IEnumerable<string> TestGuests() =>
+        Directory.GetFiles(GuestsDir, "*.c").Select(Path.GetFileNameWithoutExtension).Where(n => n != "demo").Order()!;
+
+    /// <summary>Runs <paramref name="image"/> on Hyve's software CPU.</summary>
+    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60)
+    {
+        using var console = new MemoryStream();
+        var options = new MachineOptions
+        {
+            Cpus = cpus,
+            MemoryBytes = 256UL << 20,
+            Console = console,
+            Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
+        };
+        using var machine = new Machine(options);
+        machine.Load(Multiboot.Load(File.ReadAllBytes(image), machine.Map));
+        MachineResult r = machine.Run(TimeSpan.FromSeconds(seconds));
+        string output = Encoding.UTF8.GetString(console.ToArray());
+        if (r.Message != null)
+            output += $"\n[hyve: {r.Stop}: {r.Message}]\n";
+        return new GuestRun(output, r.Status);
+    }
+
+    /// <summary>Runs <paramref name="image"/> on QEMU with TCG, as the guest suite's reference.</summary>
+    public static GuestRun OnQemu(string image, int seconds = 60)
+    {
+        var psi = new ProcessStartInfo(Qemu.Path!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (string a in new[] { "-accel", "tcg", "-nodefaults", "-display", "none", "-serial", "stdio", "-m", "256", "-smp", "4",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-device", "pc-testdev", "-kernel", image })
+            psi.ArgumentList.Add(a);
+        using Process p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        var stderr = p.StandardError.ReadToEndAsync();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(seconds)))
+        {
+            p.Kill(true);
+            p.WaitForExit();
+            return new GuestRun(stdout.Result + "\n[qemu: timed out]\n", 124);
+        }
+        string err = stderr.Result;
+        return new GuestRun(stdout.Result + (err.Length > 0 ? $"\n[qemu stderr: {err.Trim()}]\n" : ""), p.ExitCode);
+    }
+}
+
+/// <summary>Finds qemu-system-x86_64, installing Debian's package when it is absent and this
+/// process may (root with apt-get).</summary>
+public static class Qemu
+{
+    private static readonly Lazy<(string? Path, string Why)> Found = new(Find);
+
+    /// <summary>The emulator's path, or null.</summary>
+    public static string? Path => Found.Value.Path;
+
+    /// <summary>Why it is missing.</summary>
+    public static string Why => Found.Value.Why;
+
+    private static (string?, string) Find()
+    {
+        string? path = Which();
+        if (path != null)
+            return (path, "");
+        if (Environment.UserName == "root" && File.Exists("/usr/bin/apt-get"))
+        {
+            Sh("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86");
+            path = Which();
+            if (path != null)
+                return (path, "");
+        }
+        return (null, "qemu-system-x86_64 is not installed and could not be installed (apt-get install qemu-system-x86)");
+    }
+
+    private static string? Which()
+    {
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(':'))
+        {
+            string p = System.IO.Path.Combine(dir, "qemu-system-x86_64");
+            if (File.Exists(p))
+                return p;
+        }
+        return null;
+    }
+
+    private static void Sh(string command)
+    {
+        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(command);
+        using Process p = Process.Start(psi)!;
+        _ = p.StandardError.ReadToEndAsync();
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+    }
+}

@@ -1,0 +1,60 @@
+// The guest suite: every test guest passes on Hyve's software CPU, and QEMU reports the same
+// result lines and exit status for the same binary. Each run's output goes to the test log.
+using System.Collections.Generic;
+using System.Linq;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Hyve.GuestTests;
+
+public sealed class GuestSuiteTests(ITestOutputHelper log)
+{
+    public static TheoryData<string> Guests() => [.. GuestRun.TestGuests()];
+
+    // isa-debug-exit with code 0: every check passed.
+    private const int AllPassed = 1;
+
+    [Theory]
+    [MemberData(nameof(Guests))]
+    public void PassesOnTheSoftwareCpu(string guest)
+    {
+        GuestRun hyve = GuestRun.OnHyve(GuestRun.Image(guest));
+        log.WriteLine($"--- {guest} on hyve (soft), exit status {hyve.Status}");
+        log.WriteLine(hyve.Output);
+        Assert.NotEmpty(hyve.Results);
+        Assert.DoesNotContain(hyve.Results, l => l.StartsWith("not ok", System.StringComparison.Ordinal));
+        Assert.Equal(AllPassed, hyve.Status);
+    }
+
+    [Theory]
+    [MemberData(nameof(Guests))]
+    public void MatchesQemu(string guest)
+    {
+        Assert.True(Qemu.Path != null, Qemu.Why);
+        string image = GuestRun.Image(guest);
+        GuestRun qemu = GuestRun.OnQemu(image);
+        GuestRun hyve = GuestRun.OnHyve(image);
+        log.WriteLine($"--- {guest} on qemu (tcg), exit status {qemu.Status}");
+        log.WriteLine(qemu.Output);
+        Assert.NotEmpty(qemu.Results);
+        Assert.Equal(qemu.Results, hyve.Results);
+        Assert.Equal(qemu.Status, hyve.Status);
+    }
+
+    [Fact]
+    public void DemoGuestPowersOffOnBothMachines()
+    {
+        string image = GuestRun.Image("demo");
+        GuestRun hyve = GuestRun.OnHyve(image, cpus: 1);
+        log.WriteLine(hyve.Output);
+        Assert.Equal(0, hyve.Status);
+        List<string> lines = [.. hyve.Output.Split('\n').Select(l => l.TrimEnd('\r'))];
+        Assert.Contains("fw_cfg: signature \"QEMU\", 1 CPU(s), 256 MiB of RAM", lines);
+        Assert.Contains("mmio: 16 writes and 16 reads of pc-testdev memory, sum 0x78787878 (ok)", lines);
+        Assert.Equal("powering off", lines.Last(l => l.Length > 0));
+        Assert.True(Qemu.Path != null, Qemu.Why);
+        GuestRun qemu = GuestRun.OnQemu(image);
+        Assert.Equal(0, qemu.Status);
+        Assert.Contains("mmio: 16 writes and 16 reads of pc-testdev memory, sum 0x78787878 (ok)", qemu.Output);
+    }
+}
