@@ -10,6 +10,12 @@ internal static class Usage
         usage: hyve <command> [options]
 
         commands:
+          run [--kernel FILE] [--cmdline STR] [--cpus N] [--memory MiB] [--backend soft]
+              [--timeout SECONDS] [--stats]
+              Boot a Multiboot kernel (default: the built-in demo guest) on the software CPU with
+              COM1 on the terminal (Ctrl-A x quits). Exit status: (v << 1) | 1 for a write of v
+              to isa-debug-exit (port 0xF4), 0 for power-off or reset, 124 on timeout, 3 when
+              every vCPU halted with interrupts disabled, 2 for a triple fault or internal error.
           disasm --bits 16|32|64 FILE [--offset N] [--length N] [--section NAME]
               Disassemble FILE (raw bytes, or an ELF64 section with --section) in Intel syntax.
               Numbers are decimal or hex with 0x. Invalid bytes print as (bad) and decoding
