@@ -40,11 +40,23 @@ int memcmp(const void *a, const void *b, u64 n);
 void check(int cond, const char *name);
 void check_eq(u64 got, u64 want, const char *name);
 int failures(void);
+/* A check that cannot run here: "ok N - name # SKIP why". */
+void skip(const char *name, const char *why);
 
 /* Ends the run with isa-debug-exit: status (code << 1) | 1 on QEMU and Hyve. */
 void guest_exit(int code) __attribute__((noreturn));
 /* ACPI soft-off through PM1a_CNT (status 0). */
 void power_off(void) __attribute__((noreturn));
+
+/* Exceptions: every vector 0-31 has a gate; a handler set here gets the frame (and may change
+ * its rip to resume elsewhere); without one the guest reports the exception and exits. */
+struct trap_frame {
+	u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	u64 vector, error, rip, cs, rflags, rsp, ss;
+};
+typedef void (*trap_handler)(struct trap_frame *f);
+void set_trap_handler(int vector, trap_handler h);
+void set_gate(int vector, void *entry, int type_attr, int ist);
 
 /* fw_cfg items. */
 void fw_cfg_read(u16 key, void *buf, u32 len);

@@ -133,6 +133,12 @@ void check_eq(u64 got, u64 want, const char *name)
 		printf("#   got 0x%lx, want 0x%lx\n", got, want);
 }
 
+void skip(const char *name, const char *why)
+{
+	checks++;
+	printf("ok %d - %s # SKIP %s\n", checks, name, why);
+}
+
 int failures(void)
 {
 	return failed;
@@ -158,4 +164,53 @@ void fw_cfg_read(u16 key, void *buf, u32 len)
 	outw(0x510, key);
 	while (len--)
 		*p++ = inb(0x511);
+}
+
+struct gate {
+	u16 off0, sel;
+	u8 ist, type_attr;
+	u16 off1;
+	u32 off2, zero;
+} __attribute__((packed));
+
+static struct gate idt[256] __attribute__((aligned(16)));
+static trap_handler handlers[32];
+extern void *isr_table[32];
+
+void set_gate(int vector, void *entry, int type_attr, int ist)
+{
+	u64 a = (u64)entry;
+	idt[vector].off0 = (u16)a;
+	idt[vector].sel = 0x08;
+	idt[vector].ist = (u8)ist;
+	idt[vector].type_attr = (u8)type_attr;
+	idt[vector].off1 = (u16)(a >> 16);
+	idt[vector].off2 = (u32)(a >> 32);
+	idt[vector].zero = 0;
+}
+
+void idt_init(void)
+{
+	for (int v = 0; v < 32; v++)
+		set_gate(v, isr_table[v], 0x8E, 0);
+	struct {
+		u16 limit;
+		u64 base;
+	} __attribute__((packed)) idtr = { sizeof idt - 1, (u64)idt };
+	__asm__ volatile("lidt %0" : : "m"(idtr));
+}
+
+void set_trap_handler(int vector, trap_handler h)
+{
+	handlers[vector] = h;
+}
+
+void exception_entry(struct trap_frame *f)
+{
+	if (f->vector < 32 && handlers[f->vector]) {
+		handlers[f->vector](f);
+		return;
+	}
+	printf("# unexpected exception %lu (error 0x%lx) at rip 0x%lx\n", f->vector, f->error, f->rip);
+	guest_exit(0x7E);
 }

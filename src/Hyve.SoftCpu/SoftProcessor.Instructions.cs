@@ -91,6 +91,19 @@ public sealed partial class SoftProcessor
                 }
             case Mnemonic.Call:
                 return Call(next);
+            case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq or Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq
+                or Mnemonic.Lahf or Mnemonic.Sahf or Mnemonic.Xlatb or Mnemonic.Enter or Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b
+                or Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Into or Mnemonic.Int1 or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
+                or Mnemonic.Rdtsc or Mnemonic.Rdtscp or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts
+                or Mnemonic.Swapgs or Mnemonic.Smsw or Mnemonic.Lmsw or Mnemonic.Sgdt or Mnemonic.Sidt or Mnemonic.Str
+                or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt:
+                return Special(next);
+            case Mnemonic.Mov when i.OperandCount == 2 && i.GetOperandKind(0) == OperandKind.Register && i.GetOperandKind(1) == OperandKind.Register
+                && (IsDebug(i.GetRegister(0)) || IsDebug(i.GetRegister(1))):
+                return Special(next);
+            case Mnemonic.Prefetch or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
+                or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt or Mnemonic.Clwb:
+                break; // hints, and no caches to flush
             case Mnemonic.Ret when i.OpcodeByte is 0xC2 or 0xC3:
                 {
                     int size = i.OperandSize;
@@ -126,6 +139,24 @@ public sealed partial class SoftProcessor
                         return false;
                     SetStackPointer((_gpr[4] + (ulong)size) & Alu.Mask(sw), sw);
                     Set(i.GetRegister(0), v);
+                    break;
+                }
+            case Mnemonic.Pop when i.GetOperandKind(0) == OperandKind.Memory:
+                {
+                    // The destination's address uses the incremented stack pointer; RSP moves
+                    // only once the write is done, so a device access re-executes cleanly.
+                    int size = i.OperandSize;
+                    int sw = StackWidth;
+                    ulong old = _gpr[4];
+                    if (!Read(Register.SS, old & Alu.Mask(sw), size, out ulong v))
+                        return false;
+                    SetStackPointer((old + (ulong)size) & Alu.Mask(sw), sw);
+                    ulong ea = Ea();
+                    ulong popped = _gpr[4];
+                    _gpr[4] = old;
+                    if (!Write(i.MemorySegment, ea, size, v))
+                        return false;
+                    _gpr[4] = popped;
                     break;
                 }
             case Mnemonic.Movsb or Mnemonic.Movsw or Mnemonic.Movsd or Mnemonic.Movsq
@@ -280,6 +311,8 @@ public sealed partial class SoftProcessor
 
     private static bool IsGpr(Register r) => r is >= Register.AL and <= Register.R15;
 
+    private static bool IsDebug(Register r) => r is >= Register.DR0 and <= Register.DR15;
+
     private static bool IsControl(Register r) => r is >= Register.CR0 and <= Register.CR15;
 
     private static bool IsSegment(Register r) => r is >= Register.ES and <= Register.GS;
@@ -343,7 +376,7 @@ public sealed partial class SoftProcessor
         ulong flags = _rflags;
         switch (m)
         {
-            case Mnemonic.Mov:
+            case Mnemonic.Mov or Mnemonic.Movnti:
                 {
                     if (i.GetOperandKind(1) == OperandKind.Register && !IsGpr(i.GetRegister(1)))
                         return ExitException(ExceptionVector.UD); // segment and control registers: later

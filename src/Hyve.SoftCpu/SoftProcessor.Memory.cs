@@ -1,6 +1,5 @@
-// The software CPU's memory side: linear addresses, the page walk, RAM, exits for accesses to
-// memory that is not RAM (EPT violations the vmm turns into MMIO emulation), and event delivery
-// through the guest's interrupt tables.
+// The software CPU's memory side: linear addresses, the page walk, RAM, and exits for accesses
+// to memory that is not RAM (EPT violations the vmm turns into MMIO emulation).
 using System;
 using System.Buffers.Binary;
 using Hyve.Vmm.Vmx;
@@ -27,11 +26,9 @@ public sealed partial class SoftProcessor
             case WalkResult.Ok:
                 return true;
             case WalkResult.PageFault:
-                Raise(ExceptionVector.PF, f.ErrorCode, f.Address);
-                return false;
+                return Raise(ExceptionVector.PF, f.ErrorCode, f.Address);
             default:
-                Exit(VmxExitReason.TripleFault); // paging structures outside RAM: nothing sensible to do
-                return false;
+                return Shutdown(); // paging structures outside RAM: nothing sensible to do
         }
     }
 
@@ -119,52 +116,6 @@ public sealed partial class SoftProcessor
 
     private void SetStackPointer(ulong sp, int sw) => _gpr[4] = CodeSize.AddAtWidth(_gpr[4], sp - _gpr[4], sw);
 
-    // Event delivery: real mode through the IVT, 64-bit mode through 16-byte IDT gates at the
-    // current privilege level (IST and privilege changes are still to come). A failure during
-    // delivery shuts the processor down (a triple fault exit) in this slice.
-    private bool Deliver(byte vector, bool hasError, uint errorCode)
-    {
-        if ((_cr0 & PagingState.Cr0PE) == 0)
-        {
-            if (!ReadPhysical(_idtrBase + vector * 4UL, 4, out ulong ivt)
-                || !Push(_rflags & 0xFFFF, 2) || !Push(_seg[1].Selector, 2) || !Push(_rip & 0xFFFF, 2))
-                return Shutdown();
-            _rflags &= ~(Rflags.IF | Rflags.TF | Rflags.AC);
-            ushort cs = (ushort)(ivt >> 16);
-            _seg[1] = _seg[1] with { Selector = cs, Base = (ulong)cs << 4 };
-            _rip = ivt & 0xFFFF;
-            Modes();
-            return true;
-        }
-        if (_bitness != Bitness.Bits64)
-            return Deliver32(vector, hasError, errorCode);
-        if (vector * 16UL + 15 > _idtrLimit)
-            return Shutdown();
-        ulong gateLa = _idtrBase + vector * 16UL;
-        if (!ReadLinear(gateLa, out ulong low) || !ReadLinear(gateLa + 8, out ulong high))
-            return Shutdown();
-        bool present = (low & (1UL << 47)) != 0;
-        int gateType = (int)((low >> 40) & 0xF);
-        if (!present || gateType is not (0xE or 0xF))
-            return Shutdown();
-        ulong target = (low & 0xFFFF) | ((low >> 32) & 0xFFFF_0000) | (high << 32);
-        ushort selector = (ushort)(low >> 16);
-        if (!ReadLinear(_gdtrBase + (ulong)(selector & ~7), out ulong descriptor))
-            return Shutdown();
-        ulong oldRsp = _gpr[4];
-        _gpr[4] &= ~0xFUL; // the frame is 16-byte aligned
-        if (!Push(_seg[2].Selector, 8) || !Push(oldRsp, 8) || !Push(_rflags, 8) || !Push(_seg[1].Selector, 8) || !Push(_rip, 8)
-            || (hasError && !Push(errorCode, 8)))
-            return Shutdown();
-        _seg[1] = VmxConversions.SegmentFromDescriptor(descriptor, selector);
-        _rip = target;
-        _rflags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16)); // TF, NT, RF
-        if (gateType == 0xE)
-            _rflags &= ~Rflags.IF;
-        Modes();
-        return true;
-    }
-
     private bool ReadLinear(ulong la, out ulong value)
     {
         value = 0;
@@ -181,9 +132,4 @@ public sealed partial class SoftProcessor
         return ok;
     }
 
-    private bool Shutdown()
-    {
-        Exit(VmxExitReason.TripleFault);
-        return false;
-    }
 }

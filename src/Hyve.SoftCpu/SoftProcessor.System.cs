@@ -92,7 +92,7 @@ public sealed partial class SoftProcessor
         {
             if (seg is Register.CS || (seg is Register.SS && _bitness != Bitness.Bits64))
                 return Raise(ExceptionVector.GP);
-            s = new Segment(selector, 0, 0, 0x1_0000);
+            s = new Segment(selector, 0, 0, 0x1_0000 | (uint)((selector & 3) << 5)); // unusable, DPL from RPL (SS)
             return true;
         }
         if ((selector & 4) != 0 || (ulong)(selector | 7) > _gdtrLimit)
@@ -187,30 +187,6 @@ public sealed partial class SoftProcessor
         }
         Modes();
         _rip = ip & IpMask;
-        return true;
-    }
-
-    // 32-bit protected-mode delivery through 8-byte interrupt and trap gates, same privilege.
-    private bool Deliver32(byte vector, bool hasError, uint errorCode)
-    {
-        if (vector * 8UL + 7 > _idtrLimit || !ReadLinear(_idtrBase + vector * 8UL, out ulong gate))
-            return Shutdown();
-        int type = (int)((gate >> 40) & 0xF);
-        if ((gate & (1UL << 47)) == 0 || type is not (0xE or 0xF or 0x6 or 0x7))
-            return Shutdown();
-        ulong target = (gate & 0xFFFF) | ((gate >> 32) & 0xFFFF_0000);
-        ushort selector = (ushort)(gate >> 16);
-        int size = (type & 8) != 0 ? 4 : 2;
-        if (!SegmentFor(Register.CS, selector, out Segment cs))
-            return Shutdown();
-        if (!Push(_rflags, size) || !Push(_seg[1].Selector, size) || !Push(_rip, size) || (hasError && !Push(errorCode, size)))
-            return Shutdown();
-        _seg[1] = cs;
-        _rip = size == 4 ? (uint)target : target & 0xFFFF;
-        _rflags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16));
-        if ((type & 1) == 0)
-            _rflags &= ~Rflags.IF;
-        Modes();
         return true;
     }
 

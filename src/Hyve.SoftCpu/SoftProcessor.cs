@@ -57,10 +57,24 @@ public sealed partial class SoftProcessor : IVmxProcessor
         Load();
         _vmcs.Store(VmcsField.IdtVectoringInfo, 0);
         uint info = (uint)_vmcs.Load(VmcsField.EntryInterruptionInfo);
+        _exitPending = false;
         if ((info & (1u << 31)) != 0)
         {
             _vmcs.Store(VmcsField.EntryInterruptionInfo, info & ~(1u << 31));
-            if (!Deliver((byte)info, (info & (1 << 11)) != 0, (uint)_vmcs.Load(VmcsField.EntryExceptionErrorCode)))
+            int type = (int)((info >> 8) & 7);
+            EventSource source = type switch
+            {
+                2 => EventSource.Nmi,
+                3 => EventSource.Exception,
+                4 => EventSource.Software,
+                5 => EventSource.PrivilegedSoftware,
+                6 => EventSource.SoftwareException,
+                _ => EventSource.External,
+            };
+            // Software events return past their instruction (the entry instruction length).
+            ulong returnRip = type is 4 or 5 or 6 ? _rip + _vmcs.Load(VmcsField.EntryInstructionLength) : _rip;
+            Event((byte)info, source, (info & (1 << 11)) != 0, (uint)_vmcs.Load(VmcsField.EntryExceptionErrorCode), returnRip, injected: true);
+            if (_exitPending)
             {
                 Store();
                 return;
@@ -89,7 +103,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 return;
             }
             _interruptibility &= ~(Interruptibility.Sti | Interruptibility.MovSs); // the shadow lasts one instruction
-            if (!Step())
+            if (!Step() && _exitPending)
                 return;
             Retired++;
             if (--budget == 0)
@@ -120,6 +134,10 @@ public sealed partial class SoftProcessor : IVmxProcessor
         _idtrBase = _vmcs.Load(VmcsField.GuestIdtrBase);
         _idtrLimit = (uint)_vmcs.Load(VmcsField.GuestIdtrLimit);
         _interruptibility = (uint)_vmcs.Load(VmcsField.GuestInterruptibility);
+        _tr = new Segment((ushort)_vmcs.Load(VmcsField.GuestTrSelector), _vmcs.Load(VmcsField.GuestTrBase),
+            (uint)_vmcs.Load(VmcsField.GuestTrLimit), (uint)_vmcs.Load(VmcsField.GuestTrAccessRights));
+        _ldtr = new Segment((ushort)_vmcs.Load(VmcsField.GuestLdtrSelector), _vmcs.Load(VmcsField.GuestLdtrBase),
+            (uint)_vmcs.Load(VmcsField.GuestLdtrLimit), (uint)_vmcs.Load(VmcsField.GuestLdtrAccessRights));
         Modes();
     }
 
@@ -142,11 +160,20 @@ public sealed partial class SoftProcessor : IVmxProcessor
             _vmcs.Store(VmcsField.GuestEsAccessRights + 2 * i, _seg[i].Access);
         }
         _vmcs.Store(VmcsField.GuestInterruptibility, _interruptibility);
+        _vmcs.Store(VmcsField.GuestTrSelector, _tr.Selector);
+        _vmcs.Store(VmcsField.GuestTrBase, _tr.Base);
+        _vmcs.Store(VmcsField.GuestTrLimit, _tr.Limit);
+        _vmcs.Store(VmcsField.GuestTrAccessRights, _tr.Access);
+        _vmcs.Store(VmcsField.GuestLdtrSelector, _ldtr.Selector);
+        _vmcs.Store(VmcsField.GuestLdtrBase, _ldtr.Base);
+        _vmcs.Store(VmcsField.GuestLdtrLimit, _ldtr.Limit);
+        _vmcs.Store(VmcsField.GuestLdtrAccessRights, _ldtr.Access);
         StoreSystem();
     }
 
     private void Exit(uint reason, ulong qualification = 0, int length = 0)
     {
+        _exitPending = true;
         _vmcs.Store(VmcsField.ExitReason, reason);
         _vmcs.Store(VmcsField.ExitQualification, qualification);
         _vmcs.Store(VmcsField.ExitInstructionLength, (ulong)length);
@@ -162,12 +189,4 @@ public sealed partial class SoftProcessor : IVmxProcessor
         return false;
     }
 
-    // Raises an exception in the guest: delivered through its IDT (or IVT), or a triple fault.
-    private bool Raise(byte vector, uint errorCode = 0, ulong cr2 = 0)
-    {
-        bool hasError = ExceptionVector.HasErrorCode(vector) && (_cr0 & PagingState.Cr0PE) != 0;
-        if (vector == ExceptionVector.PF)
-            _area.Cr2 = cr2;
-        return Deliver(vector, hasError, errorCode);
-    }
 }

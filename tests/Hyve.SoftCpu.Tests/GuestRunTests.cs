@@ -105,6 +105,26 @@ public sealed class GuestRunTests : IDisposable
     }
 
     [Fact]
+    public void PushAndPopOfMemoryOperandsMoveTheStackOnce()
+    {
+        _memory.WriteRam(0x9000, BitConverter.GetBytes(0x1122_3344_5566_7788UL));
+        LongMode(Convert.FromHexString(
+            "BB00900000" +   // mov ebx, 0x9000
+            "FF33" +         // push qword [rbx]
+            "8F4308" +       // pop qword [rbx+8]
+            "FF33" +         // push qword [rbx]
+            "8F0424" +       // pop qword [rsp]: the address uses the incremented RSP
+            "F4"));
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(0x8000UL, Cpu.GetGpr(4));
+        Span<byte> b = stackalloc byte[8];
+        Assert.True(_memory.ReadRam(0x9008, b));
+        Assert.Equal(0x1122_3344_5566_7788UL, BitConverter.ToUInt64(b));
+        Assert.True(_memory.ReadRam(0x8000, b));
+        Assert.Equal(0x1122_3344_5566_7788UL, BitConverter.ToUInt64(b));
+    }
+
+    [Fact]
     public void RealModeGuestRunsAtItsSegment()
     {
         _memory.WriteRam(0x10000, Convert.FromHexString("B068" + "E6E9" + "B069" + "E6E9" + "F4")); // 'h', 'i', hlt

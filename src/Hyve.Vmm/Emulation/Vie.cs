@@ -442,6 +442,8 @@ public sealed class Vie
         {
             case Mnemonic.Push or Mnemonic.Pop:
                 return PushPop();
+            case Mnemonic.Jmp when _insn.GetOperandKind(0) == OperandKind.Memory && _insn.MemorySize == _insn.OperandSize:
+                return JumpThroughMemory();
             case Mnemonic.Call or Mnemonic.Ret:
                 return CallRet();
             case Mnemonic.Movd or Mnemonic.Movq or Mnemonic.Movss or Mnemonic.Movsd or Mnemonic.Movaps or Mnemonic.Movups
@@ -1385,6 +1387,15 @@ public sealed class Vie
             return st;
         StepIndex(_cpu, 4, (ulong)-size, sw);
         return VieStatus.Done;
+    }
+
+    // Near JMP with its target in device memory.
+    private VieStatus JumpThroughMemory()
+    {
+        VieStatus st;
+        if ((st = ReadOp(_insn.OperandSize, out ulong target)) != VieStatus.Done)
+            return st;
+        return Branch(target & Alu.Mask(_insn.OperandSize));
     }
 
     // A near branch target: canonical in 64-bit mode, inside CS's limit elsewhere (#GP(0)).
