@@ -34,6 +34,10 @@ gdt64:
 	.quad 0x008F93000000FFFF	/* 0x28: 16-bit data */
 	.quad 0x00009B000000FFFF	/* 0x30: 16-bit code, 64 KiB limit (real-mode style) */
 	.quad 0x000093000000FFFF	/* 0x38: 16-bit data, 64 KiB limit */
+	.quad 0, 0			/* 0x40: a 64-bit TSS, filled in by the guests that use one */
+	.quad 0x00CFF3000000FFFF	/* 0x50: user data */
+	.quad 0x00AFFB000000FFFF	/* 0x58: user 64-bit code */
+	.quad 0x00CFFB000000FFFF	/* 0x60: user 32-bit code */
 gdt64_end:
 	.globl gdt64_ptr
 gdt64_ptr:

@@ -40,6 +40,8 @@ int memcmp(const void *a, const void *b, u64 n);
 void check(int cond, const char *name);
 void check_eq(u64 got, u64 want, const char *name);
 int failures(void);
+/* A check QEMU's TCG is known to get wrong: printed with "# qemu-deviation", not counted. */
+void check_qemu_deviation(int cond, const char *name);
 /* A check that cannot run here: "ok N - name # SKIP why". */
 void skip(const char *name, const char *why);
 

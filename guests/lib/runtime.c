@@ -133,6 +133,12 @@ void check_eq(u64 got, u64 want, const char *name)
 		printf("#   got 0x%lx, want 0x%lx\n", got, want);
 }
 
+void check_qemu_deviation(int cond, const char *name)
+{
+	checks++;
+	printf("%s %d - %s # qemu-deviation\n", cond ? "ok" : "not ok", checks, name);
+}
+
 void skip(const char *name, const char *why)
 {
 	checks++;

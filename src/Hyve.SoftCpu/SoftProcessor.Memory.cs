@@ -43,10 +43,21 @@ public sealed partial class SoftProcessor
         return false;
     }
 
+    // In 64-bit mode both ends of an access must be canonical: #SS(0) for stack references,
+    // #GP(0) for the rest.
+    private bool Canonical(Register seg, ulong la, int size)
+    {
+        if (_bitness != Bitness.Bits64 || (_paging.IsCanonical(la) && _paging.IsCanonical(la + (ulong)size - 1)))
+            return true;
+        return Raise(seg == Register.SS ? ExceptionVector.SS : ExceptionVector.GP);
+    }
+
     private bool Read(Register seg, ulong offset, int size, out ulong value, bool forWrite = false)
     {
         value = 0;
         ulong la = Linear(seg, offset);
+        if (!Canonical(seg, la, size))
+            return false;
         Span<byte> b = stackalloc byte[8];
         int first = (int)Math.Min((ulong)size, 0x1000 - (la & 0xFFF));
         AccessType type = forWrite ? AccessType.Write : AccessType.Read;
@@ -66,6 +77,8 @@ public sealed partial class SoftProcessor
     private bool Write(Register seg, ulong offset, int size, ulong value)
     {
         ulong la = Linear(seg, offset);
+        if (!Canonical(seg, la, size))
+            return false;
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(b, value);
         int first = (int)Math.Min((ulong)size, 0x1000 - (la & 0xFFF));

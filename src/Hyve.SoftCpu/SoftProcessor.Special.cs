@@ -75,6 +75,11 @@ public sealed partial class SoftProcessor
                 break;
             case Mnemonic.Int1:
                 return SoftwareEvent(ExceptionVector.DB, EventSource.PrivilegedSoftware, next);
+            case Mnemonic.Wait:
+                // No x87 unit to wait for; CR0.MP with TS still raises #NM, as on hardware.
+                if ((_cr0 & (PagingState.Cr0TS | 2)) == (PagingState.Cr0TS | 2))
+                    return Raise(ExceptionVector.NM);
+                break;
             case Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2:
                 return Raise(ExceptionVector.UD);
             case Mnemonic.Rdtsc or Mnemonic.Rdtscp:

@@ -103,8 +103,20 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 return;
             }
             _interruptibility &= ~(Interruptibility.Sti | Interruptibility.MovSs); // the shadow lasts one instruction
-            if (!Step() && _exitPending)
-                return;
+            // TF at the start of an instruction traps after it completes (single step).
+            bool singleStep = (_rflags & Rflags.TF) != 0;
+            if (!Step())
+            {
+                if (_exitPending)
+                    return;
+            }
+            else if (singleStep)
+            {
+                _dr[6] |= 0x4000; // DR6.BS
+                Event(ExceptionVector.DB, EventSource.Exception, false, 0, _rip, injected: false);
+                if (_exitPending)
+                    return;
+            }
             Retired++;
             if (--budget == 0)
             {

@@ -23,6 +23,7 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         log.WriteLine(hyve.Output);
         Assert.NotEmpty(hyve.Results);
         Assert.DoesNotContain(hyve.Results, l => l.StartsWith("not ok", System.StringComparison.Ordinal));
+        Assert.DoesNotContain(hyve.Deviations, l => l.StartsWith("not ok", System.StringComparison.Ordinal));
         Assert.Equal(AllPassed, hyve.Status);
     }
 
