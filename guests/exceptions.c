@@ -108,7 +108,6 @@ struct tss {
 static struct tss tss __attribute__((aligned(16)));
 static u8 ist1[8192] __attribute__((aligned(16)));
 extern u64 gdt64[];
-extern void *isr_table[32];
 
 static void double_fault(void)
 {
@@ -124,17 +123,17 @@ static void double_fault(void)
 	check_eq(tr, 0x40, "LTR and STR");
 	check(((gdt64[8] >> 40) & 0xF) == 0xB, "LTR marks the TSS descriptor busy");
 
-	set_gate(8, isr_table[8], 0x8E, 1);
+	set_gate(8, isr_entry(8), 0x8E, 1);
 	set_trap_handler(8, record);
-	set_gate(14, isr_table[14], 0x0E, 0);		/* not present */
+	set_gate(14, isr_entry(14), 0x0E, 0);		/* not present */
 	pt1[0] = 0;
 	invlpg(PAGED);
 	expect_at((void (*)(u64))touch_read, PAGED, touch_read_end);
 	u64 ist_lo = (u64)ist1, ist_hi = (u64)(ist1 + sizeof ist1);
 	check(hits == 1 && seen_vector == 8 && seen_error == 0, "#PF with its gate not present becomes #DF (error 0)");
 	check(seen_rsp >= ist_lo && seen_rsp < ist_hi, "#DF runs on its IST stack");
-	set_gate(14, isr_table[14], 0x8E, 0);
-	set_gate(8, isr_table[8], 0x8E, 0);
+	set_gate(14, isr_entry(14), 0x8E, 0);
+	set_gate(8, isr_entry(8), 0x8E, 0);
 }
 
 int main(void)

@@ -114,53 +114,25 @@ long_entry:
 	hlt
 	jmp 3b
 
-/* Exception entry points for vectors 0-31: each pushes a zero error code where the CPU does
- * not, then its vector, and joins isr_common, which saves the general registers and calls
- * exception_entry(struct trap_frame *) in runtime.c. */
-	.macro ISR vector, has_error
-	.align 16
-isr_\vector:
-	.if !\has_error
-	pushq $0
-	.endif
-	pushq $\vector
-	jmp isr_common
-	.endm
-
+/* Entry points for all 256 vectors, 16 bytes apart from isr_base: each pushes a zero error
+ * code where the CPU does not, then its vector, and joins isr_common, which saves the general
+ * registers and calls exception_entry(struct trap_frame *) in runtime.c. */
 	.text
 	.code64
-	ISR 0, 0
-	ISR 1, 0
-	ISR 2, 0
-	ISR 3, 0
-	ISR 4, 0
-	ISR 5, 0
-	ISR 6, 0
-	ISR 7, 0
-	ISR 8, 1
-	ISR 9, 0
-	ISR 10, 1
-	ISR 11, 1
-	ISR 12, 1
-	ISR 13, 1
-	ISR 14, 1
-	ISR 15, 0
-	ISR 16, 0
-	ISR 17, 1
-	ISR 18, 0
-	ISR 19, 0
-	ISR 20, 0
-	ISR 21, 1
-	ISR 22, 0
-	ISR 23, 0
-	ISR 24, 0
-	ISR 25, 0
-	ISR 26, 0
-	ISR 27, 0
-	ISR 28, 0
-	ISR 29, 0
-	ISR 30, 0
-	ISR 31, 0
+	.align 16
+	.globl isr_base
+isr_base:
+	.set vec, 0
+	.rept 256
+	.align 16
+	.if (vec == 8) || (vec >= 10 && vec <= 14) || (vec == 17) || (vec == 21)
+	.else
+	pushq $0
+	.endif
+	pushq $vec
+	jmp isr_common
+	.set vec, vec + 1
+	.endr
 
 isr_common:
 	push %rax
@@ -199,10 +171,3 @@ isr_common:
 	add $16, %rsp
 	iretq
 
-	.section .rodata
-	.align 8
-	.globl isr_table
-isr_table:
-	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-	.quad isr_\v
-	.endr

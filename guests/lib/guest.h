@@ -50,7 +50,7 @@ void guest_exit(int code) __attribute__((noreturn));
 /* ACPI soft-off through PM1a_CNT (status 0). */
 void power_off(void) __attribute__((noreturn));
 
-/* Exceptions: every vector 0-31 has a gate; a handler set here gets the frame (and may change
+/* Interrupts and exceptions: every vector has a gate (an interrupt gate to isr_entry(v)); a handler set here gets the frame (and may change
  * its rip to resume elsewhere); without one the guest reports the exception and exits. */
 struct trap_frame {
 	u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
@@ -59,6 +59,7 @@ struct trap_frame {
 typedef void (*trap_handler)(struct trap_frame *f);
 void set_trap_handler(int vector, trap_handler h);
 void set_gate(int vector, void *entry, int type_attr, int ist);
+void *isr_entry(int vector);
 
 /* fw_cfg items. */
 void fw_cfg_read(u16 key, void *buf, u32 len);

@@ -180,8 +180,13 @@ struct gate {
 } __attribute__((packed));
 
 static struct gate idt[256] __attribute__((aligned(16)));
-static trap_handler handlers[32];
-extern void *isr_table[32];
+static trap_handler handlers[256];
+extern char isr_base[];
+
+void *isr_entry(int vector)
+{
+	return isr_base + 16 * vector;
+}
 
 void set_gate(int vector, void *entry, int type_attr, int ist)
 {
@@ -197,8 +202,8 @@ void set_gate(int vector, void *entry, int type_attr, int ist)
 
 void idt_init(void)
 {
-	for (int v = 0; v < 32; v++)
-		set_gate(v, isr_table[v], 0x8E, 0);
+	for (int v = 0; v < 256; v++)
+		set_gate(v, isr_entry(v), 0x8E, 0);
 	struct {
 		u16 limit;
 		u64 base;
@@ -213,10 +218,10 @@ void set_trap_handler(int vector, trap_handler h)
 
 void exception_entry(struct trap_frame *f)
 {
-	if (f->vector < 32 && handlers[f->vector]) {
+	if (handlers[f->vector & 0xFF]) {
 		handlers[f->vector](f);
 		return;
 	}
-	printf("# unexpected exception %lu (error 0x%lx) at rip 0x%lx\n", f->vector, f->error, f->rip);
+	printf("# unexpected %s %lu (error 0x%lx) at rip 0x%lx\n", f->vector < 32 ? "exception" : "interrupt", f->vector, f->error, f->rip);
 	guest_exit(0x7E);
 }
