@@ -42,20 +42,28 @@ public sealed partial class SoftProcessor
             case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence:
                 break;
             case Mnemonic.Hlt:
+                if (Cpl != 0)
+                    return Raise(ExceptionVector.GP);
                 Exit(VmxExitReason.Hlt, 0, i.Length);
                 return false;
             case Mnemonic.Cpuid:
                 Exit(VmxExitReason.Cpuid, 0, i.Length);
                 return false;
             case Mnemonic.Rdmsr:
+                if (Cpl != 0)
+                    return Raise(ExceptionVector.GP);
                 Exit(VmxExitReason.Rdmsr, 0, i.Length);
                 return false;
             case Mnemonic.Wrmsr:
+                if (Cpl != 0)
+                    return Raise(ExceptionVector.GP);
                 Exit(VmxExitReason.Wrmsr, 0, i.Length);
                 return false;
             case Mnemonic.In or Mnemonic.Out or Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd
                 or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
                 return PortExit();
+            case Mnemonic.Cli or Mnemonic.Sti when (_cr0 & PagingState.Cr0PE) != 0 && Cpl > Iopl:
+                return Raise(ExceptionVector.GP);
             case Mnemonic.Cli: _rflags &= ~Rflags.IF; break;
             case Mnemonic.Sti:
                 if ((_rflags & Rflags.IF) == 0)
@@ -91,6 +99,22 @@ public sealed partial class SoftProcessor
                 }
             case Mnemonic.Call:
                 return Call(next);
+            case Mnemonic.Retf:
+                return FarReturn();
+            case Mnemonic.Syscall:
+                return SystemCall(next);
+            case Mnemonic.Sysret or Mnemonic.Sysretq:
+                return SystemReturn();
+            case Mnemonic.Sysenter:
+                return SysEnter();
+            case Mnemonic.Sysexit or Mnemonic.Sysexitq:
+                return SysExit();
+            case Mnemonic.Pop when i.GetOperandKind(0) == OperandKind.Register && IsSegment(i.GetRegister(0)):
+                return PopSegment(next);
+            case Mnemonic.Push when i.GetOperandKind(0) == OperandKind.Register && IsSegment(i.GetRegister(0)):
+                if (!Push(_seg[i.GetRegister(0) - Register.ES].Selector, i.OperandSize))
+                    return false;
+                break;
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq or Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq
                 or Mnemonic.Lahf or Mnemonic.Sahf or Mnemonic.Xlatb or Mnemonic.Enter or Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b
                 or Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Into or Mnemonic.Int1 or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
@@ -350,7 +374,7 @@ public sealed partial class SoftProcessor
                 return false;
         }
         else
-            return ExitException(ExceptionVector.UD);
+            return FarCall(next);
         if (!Push(next, size))
             return false;
         _rip = target & IpMask;
@@ -360,6 +384,8 @@ public sealed partial class SoftProcessor
     private bool PortExit()
     {
         IoExit exit = IoExit.FromInstruction(in _insn, (ushort)_gpr[2])!.Value;
+        if (!IoPermitted(exit.Port, exit.Size))
+            return false;
         _vmcs.Store(VmcsField.ExitInstructionInfo, exit.String ? VmxIoExit.InstructionInformation(in exit) : 0);
         Exit(VmxExitReason.IoInstruction, VmxIoExit.Qualification(in exit), _insn.Length);
         return false;

@@ -56,7 +56,7 @@ public sealed partial class SoftProcessor
     {
         value = 0;
         ulong la = Linear(seg, offset);
-        if (!Canonical(seg, la, size))
+        if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
         Span<byte> b = stackalloc byte[8];
         int first = (int)Math.Min((ulong)size, 0x1000 - (la & 0xFFF));
@@ -77,7 +77,7 @@ public sealed partial class SoftProcessor
     private bool Write(Register seg, ulong offset, int size, ulong value)
     {
         ulong la = Linear(seg, offset);
-        if (!Canonical(seg, la, size))
+        if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(b, value);

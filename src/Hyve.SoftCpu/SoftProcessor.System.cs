@@ -19,6 +19,8 @@ public sealed partial class SoftProcessor
         Register cr = toCr ? i.GetRegister(0) : i.GetRegister(1);
         Register gpr = toCr ? i.GetRegister(1) : i.GetRegister(0);
         int n = cr - Register.CR0;
+        if (Cpl != 0)
+            return Raise(ExceptionVector.GP);
         if (n is not (0 or 2 or 3 or 4))
             return Raise(ExceptionVector.UD);
         if (!toCr)
@@ -58,6 +60,8 @@ public sealed partial class SoftProcessor
     // LGDT/LIDT: a 2-byte limit and a 4-byte (8 in 64-bit mode) base.
     private bool LoadTable(bool gdt, ulong next)
     {
+        if (Cpl != 0)
+            return Raise(ExceptionVector.GP);
         ulong ea = Ea();
         if (!Read(_insn.MemorySegment, ea, 2, out ulong limit)
             || !Read(_insn.MemorySegment, (ea + 2) & Alu.Mask(_insn.AddressSize), _bitness == Bitness.Bits64 ? 8 : 4, out ulong b))
@@ -165,21 +169,30 @@ public sealed partial class SoftProcessor
             || !Read(Register.SS, (sp + 2 * (ulong)size) & Alu.Mask(sw), size, out ulong flags))
             return false;
         ulong rsp = 0, ss = 0;
-        if (_bitness == Bitness.Bits64 && (!Read(Register.SS, sp + 3 * (ulong)size, size, out rsp) || !Read(Register.SS, sp + 4 * (ulong)size, size, out ss)))
+        // 64-bit IRET always pops SS:RSP; a protected-mode one does when it returns outward.
+        bool popStack = _bitness == Bitness.Bits64 || ((_cr0 & PagingState.Cr0PE) != 0 && (int)(cs & 3) > Cpl);
+        if (popStack && (!Read(Register.SS, (sp + 3 * (ulong)size) & Alu.Mask(sw), size, out rsp)
+            || !Read(Register.SS, (sp + 4 * (ulong)size) & Alu.Mask(sw), size, out ss)))
             return false;
         if (!SegmentFor(Register.CS, (ushort)cs, out Segment code))
             return false;
         Segment stack = default;
-        if (_bitness == Bitness.Bits64 && !SegmentFor(Register.SS, (ushort)ss, out stack))
+        if (popStack && !SegmentFor(Register.SS, (ushort)ss, out stack))
             return false;
-        const ulong writable = Rflags.Status | Rflags.TF | Rflags.IF | Rflags.DF | (3UL << 12) | (1UL << 14) | (1UL << 16) | Rflags.AC | (1UL << 21);
+        // IOPL changes only at CPL 0 and IF only at CPL <= IOPL, as with POPF.
+        ulong writable = Rflags.Status | Rflags.TF | Rflags.DF | FlagNt | FlagRf | Rflags.AC | FlagId;
+        if (Cpl == 0)
+            writable |= FlagIopl;
+        if (Cpl <= Iopl)
+            writable |= Rflags.IF;
         ulong mask = size == 2 ? writable & 0xFFFF : writable;
+        _interruptibility &= ~Interruptibility.Nmi; // IRET ends NMI blocking
         _rflags = (_rflags & ~mask) | (flags & mask) | Rflags.Fixed1;
         _seg[1] = code;
-        if (_bitness == Bitness.Bits64)
+        if (popStack)
         {
             _seg[2] = stack;
-            _gpr[4] = rsp;
+            _gpr[4] = _bitness == Bitness.Bits64 || stack.Big ? rsp : (_gpr[4] & ~0xFFFFUL) | (rsp & 0xFFFF);
         }
         else
         {

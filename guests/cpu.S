@@ -1,0 +1,124 @@
+/* User-mode trips for the CPU guest. user_call(fn, stack) enters CPL 3 at fn with SYSRET and
+ * returns when fn executes SYSCALL; sysexit_call does the same with SYSEXIT and SYSENTER. The
+ * entries record the registers the instructions define. */
+	.text
+	.globl user_call, syscall_entry, sysexit_call, sysenter_entry
+	.globl sys_rcx, sys_r11, sys_cs, sys_ss, kernel_rsp
+
+user_call:
+	push %rbx
+	push %rbp
+	push %r12
+	push %r13
+	push %r14
+	push %r15
+	mov %rsp, kernel_rsp(%rip)
+	mov %rdi, %rcx
+	mov $0x2, %r11
+	mov %rsi, %rsp
+	sysretq
+
+syscall_entry:
+	mov %rcx, sys_rcx(%rip)
+	mov %r11, sys_r11(%rip)
+	mov %cs, %rcx
+	mov %rcx, sys_cs(%rip)
+	mov %ss, %rcx
+	mov %rcx, sys_ss(%rip)
+back_to_kernel:
+	mov kernel_rsp(%rip), %rsp
+	pop %r15
+	pop %r14
+	pop %r13
+	pop %r12
+	pop %rbp
+	pop %rbx
+	ret
+
+sysexit_call:
+	push %rbx
+	push %rbp
+	push %r12
+	push %r13
+	push %r14
+	push %r15
+	mov %rsp, kernel_rsp(%rip)
+	mov %rdi, %rdx
+	mov %rsi, %rcx
+	sysexitq
+
+sysenter_entry:
+	mov %cs, %rcx
+	mov %rcx, sys_cs(%rip)
+	mov %ss, %rcx
+	mov %rcx, sys_ss(%rip)
+	jmp back_to_kernel
+
+	.data
+	.align 8
+sys_rcx: .quad 0
+sys_r11: .quad 0
+sys_cs: .quad 0
+sys_ss: .quad 0
+kernel_rsp: .quad 0
+
+	/* User-mode bodies: each ends with SYSCALL (or SYSENTER). */
+	.text
+	.globl u_segments, u_segments_ret, u_port_allowed, u_port_denied, u_port_denied_end
+	.globl u_cli, u_cli_end, u_hlt, u_hlt_end, u_ac, u_ac_end, u_rdtsc, u_sysenter
+	.globl user_cs, user_ss, user_value
+u_segments:
+	mov %cs, %rax
+	mov %rax, user_cs(%rip)
+	mov %ss, %rax
+	mov %rax, user_ss(%rip)
+	syscall
+u_segments_ret:
+
+u_port_allowed:
+	inl $0xE0, %eax
+	mov %rax, user_value(%rip)
+	syscall
+
+u_port_denied:
+	inb $0x80, %al
+u_port_denied_end:
+	syscall
+
+u_cli:	cli
+u_cli_end:
+	syscall
+
+u_hlt:	hlt
+u_hlt_end:
+	syscall
+
+u_ac:
+	pushfq
+	orq $0x40000, (%rsp)
+	popfq
+	mov user_buf+1(%rip), %eax
+u_ac_end:
+	pushfq
+	andq $~0x40000, (%rsp)
+	popfq
+	syscall
+
+u_rdtsc:
+	rdtsc
+	shl $32, %rdx
+	or %rdx, %rax
+	mov %rax, user_value(%rip)
+	syscall
+
+u_sysenter:
+	mov %cs, %rax
+	mov %rax, user_cs(%rip)
+	sysenter
+
+	.data
+	.align 16
+user_cs: .quad 0
+user_ss: .quad 0
+user_value: .quad 0
+user_buf: .quad 0, 0

@@ -1,0 +1,164 @@
+/* The processor as configured: CPUID and MSRs, RDTSC, SWAPGS, SYSCALL/SYSRET and
+ * SYSENTER/SYSEXIT round trips to CPL 3, and CPL 3's limits: the I/O permission bitmap, CLI and
+ * HLT (#GP), alignment checks (#AC). */
+#include "guest.h"
+
+extern void user_call(void *fn, void *stack), sysexit_call(void *fn, void *stack);
+extern char syscall_entry[], sysenter_entry[];
+extern char u_segments[], u_segments_ret[], u_port_allowed[], u_port_denied[], u_port_denied_end[];
+extern char u_cli[], u_cli_end[], u_hlt[], u_hlt_end[], u_ac[], u_ac_end[], u_rdtsc[], u_sysenter[];
+extern volatile u64 sys_rcx, sys_r11, sys_cs, sys_ss, user_cs, user_ss, user_value;
+extern u64 pml4[], pdpt[], pd[], gdt64[];
+
+static void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
+}
+
+struct tss {
+	u32 reserved0;
+	u64 rsp[3];
+	u64 reserved1;
+	u64 ist[7];
+	u64 reserved2;
+	u16 reserved3, iomap;
+	u8 bitmap[8193];
+} __attribute__((packed));
+
+static struct tss tss __attribute__((aligned(16)));
+static u8 kstack[16384] __attribute__((aligned(16)));
+static u8 ustack[16384] __attribute__((aligned(16)));
+
+static volatile u64 seen_vector, seen_error, seen_cs;
+static volatile int hits;
+static volatile u64 resume_at;
+
+static void record(struct trap_frame *f)
+{
+	seen_vector = f->vector, seen_error = f->error, seen_cs = f->cs;
+	hits++;
+	if (resume_at)
+		f->rip = resume_at;
+}
+
+static void user(char *fn, char *resume)
+{
+	hits = 0, seen_vector = 0xFF;
+	resume_at = (u64)resume;
+	user_call(fn, ustack + sizeof ustack);
+	resume_at = 0;
+}
+
+int main(void)
+{
+	serial_init();
+	printf("# cpu guest\n");
+	/* The 8259 pair masked: nothing but what the checks raise. */
+	outb(0x21, 0xFF);
+	outb(0xA1, 0xFF);
+	for (int v = 0; v < 32; v++)
+		set_trap_handler(v, record);
+
+	u32 a, b, c, d;
+	cpuid(0, &a, &b, &c, &d);
+	check(a >= 1, "CPUID leaf 0 reports basic leaves");
+	cpuid(1, &a, &b, &c, &d);
+	check((b >> 24) == 0, "CPUID 1: the BSP's initial APIC ID is 0");
+	check((d & (1 << 9)) && (d & (1 << 5)) && (d & (1 << 4)), "CPUID 1: APIC, MSR and TSC");
+	cpuid(0x80000000, &a, &b, &c, &d);
+	check(a >= 0x80000008, "CPUID 0x80000000 reports leaf 0x80000008");
+	cpuid(0x80000001, &a, &b, &c, &d);
+	check((d & (1u << 29)) && (d & (1u << 11)) && (d & (1u << 20)), "CPUID 0x80000001: long mode, SYSCALL, NX");
+	cpuid(0x80000008, &a, &b, &c, &d);
+	check((a & 0xFF) >= 36 && (a & 0xFF) <= 52 && ((a >> 8) & 0xFF) == 48, "CPUID 0x80000008: 36-52 physical, 48 linear address bits");
+
+	check_eq(rdmsr(0x1B), 0xFEE00900, "IA32_APIC_BASE: 0xFEE00000, enabled, BSP");
+	check_eq(rdmsr(0xC0000080) & 0x500, 0x500, "EFER: LME and LMA");
+	check_eq(rdmsr(0x277), 0x0007040600070406UL, "IA32_PAT at its reset value");
+	wrmsr(0xC0000100, 0x123456789000UL);
+	check_eq(rdmsr(0xC0000100), 0x123456789000UL, "FS_BASE round trip");
+	wrmsr(0xC0000100, 0);
+	wrmsr(0xC0000102, 0xABCD000UL);
+	wrmsr(0xC0000101, 0x1000UL);
+	__asm__ volatile("swapgs");
+	check(rdmsr(0xC0000101) == 0xABCD000UL && rdmsr(0xC0000102) == 0x1000UL, "SWAPGS exchanges GS_BASE and KERNEL_GS_BASE");
+	__asm__ volatile("swapgs");
+	wrmsr(0xC0000101, 0);
+	u32 lo, hi;
+	u64 t0, t1;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	t0 = ((u64)hi << 32) | lo;
+	for (volatile int i = 0; i < 1000; i++)
+		;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	t1 = ((u64)hi << 32) | lo;
+	check(t1 > t0, "RDTSC moves forward");
+
+	/* User pages: the U bit on every level of the identity map. */
+	pml4[0] |= 4;
+	for (int i = 0; i < 4; i++)
+		pdpt[i] |= 4;
+	for (int i = 0; i < 2048; i++)
+		pd[i] |= 4;
+	u64 cr3;
+	__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+
+	/* A TSS: RSP0 for traps from CPL 3, and an I/O bitmap allowing ports 0xE0-0xE3 only. */
+	tss.rsp[0] = (u64)(kstack + sizeof kstack);
+	tss.iomap = __builtin_offsetof(struct tss, bitmap);
+	memset(tss.bitmap, 0xFF, sizeof tss.bitmap);
+	tss.bitmap[0xE0 / 8] = 0xF0;
+	u64 base = (u64)&tss, limit = sizeof tss - 1;
+	gdt64[8] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89UL << 40) | (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
+	gdt64[9] = base >> 32;
+	__asm__ volatile("ltr %w0" : : "r"(0x40));
+
+	/* SYSCALL/SYSRET: STAR puts the kernel at 0x08/0x10 and the user at 0x5B/0x53. */
+	wrmsr(0xC0000081, (0x48UL << 48) | (0x08UL << 32));
+	wrmsr(0xC0000082, (u64)syscall_entry);
+	wrmsr(0xC0000084, 0x200);
+	wrmsr(0xC0000080, rdmsr(0xC0000080) | 1);
+	user(u_segments, 0);
+	check(user_cs == 0x5B && user_ss == 0x53, "SYSRET enters CPL 3 with CS 0x5B and SS 0x53");
+	check(sys_cs == 0x08 && sys_ss == 0x10, "SYSCALL enters CPL 0 with CS 0x08 and SS 0x10");
+	check(sys_rcx == (u64)u_segments_ret && (sys_r11 & 0x3C7FD7) == 0x2, "SYSCALL saves RIP in RCX and RFLAGS in R11");
+
+	outl(0xE0, 0xFEEDF00D);
+	user(u_port_allowed, 0);
+	check(hits == 0 && user_value == 0xFEEDF00D, "CPL 3 reads a port the I/O bitmap allows");
+	user(u_port_denied, u_port_denied_end);
+	check(hits == 1 && seen_vector == 13 && seen_error == 0 && (seen_cs & 3) == 3, "CPL 3 gets #GP(0) for a port the bitmap denies");
+	user(u_cli, u_cli_end);
+	check(hits == 1 && seen_vector == 13, "CLI at CPL 3 with IOPL 0: #GP");
+	user(u_hlt, u_hlt_end);
+	check(hits == 1 && seen_vector == 13, "HLT at CPL 3: #GP");
+	u64 cr0;
+	__asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
+	__asm__ volatile("mov %0, %%cr0" : : "r"(cr0 | (1 << 18)));
+	user(u_ac, u_ac_end);
+	check_qemu_deviation(hits == 1 && seen_vector == 17 && seen_error == 0, "a misaligned load at CPL 3 with AM and AC: #AC(0)");
+	__asm__ volatile("mov %0, %%cr0" : : "r"(cr0));
+	user(u_ac, u_ac_end);
+	check(hits == 0, "without CR0.AM the same load is fine");
+	user(u_rdtsc, 0);
+	check(hits == 0 && user_value > t1, "RDTSC at CPL 3");
+
+	/* SYSENTER/SYSEXIT with SYSENTER_CS 0x08: user CS 0x2B and SS 0x33 (fixed, not from the GDT).
+	 * AMD processors (QEMU's default model says AuthenticAMD) raise #UD for them in long mode. */
+	cpuid(0, &a, &b, &c, &d);
+	if (b == 0x756E6547 && d == 0x49656E69 && c == 0x6C65746E) {	/* GenuineIntel */
+		wrmsr(0x174, 0x08);
+		wrmsr(0x175, (u64)(kstack + sizeof kstack));
+		wrmsr(0x176, (u64)sysenter_entry);
+		hits = 0;
+		sysexit_call(u_sysenter, ustack + sizeof ustack);
+		check(hits == 0 && user_cs == 0x2B, "SYSEXIT enters CPL 3 with CS 0x2B");
+		check(sys_cs == 0x08 && sys_ss == 0x10, "SYSENTER enters CPL 0 with CS 0x08 and SS 0x10");
+	} else {
+		skip("SYSEXIT enters CPL 3 with CS 0x2B", "not an Intel processor: SYSENTER/SYSEXIT are #UD in long mode");
+		skip("SYSENTER enters CPL 0 with CS 0x08 and SS 0x10", "not an Intel processor: SYSENTER/SYSEXIT are #UD in long mode");
+	}
+
+	printf("# %d failed\n", failures());
+	return failures();
+}
