@@ -189,3 +189,22 @@ FORM "repe cmpsb", ALL, K_STRING, repe cmpsb
 FORM "repne scasw", ALL, K_STRING, repne scasw
 FORM "cmpsq", ALL, K_STRING, cmpsq
 FORMS "std; scasb", ALL, K_STRING_DOWN, "std", "scasb", "cld"
+
+	/* u64 stack_in_device_memory(u64 rsp): PUSH, CALL, RET and POP with RSP in device memory. */
+	.text
+	.globl stack_in_device_memory
+stack_in_device_memory:
+	mov %rsp, %r8
+	mov %rdi, %rsp
+	pushq $0x1234
+	pushq $0x5678
+	call 1f
+	jmp 2f
+1:	pop %rax
+	push %rax
+	ret
+2:	pop %rcx
+	pop %rdx
+	lea (%rcx,%rdx,2), %rax
+	mov %r8, %rsp
+	ret

@@ -155,6 +155,11 @@ int main(void)
 		}
 		check(ok, f->name);
 	}
+	extern u64 stack_in_device_memory(u64 rsp);
+	u64 top = (u64)TESTDEV_MEM + 0x8000;
+	u64 sum = stack_in_device_memory(top);
+	check(sum == 0x5678 + 2 * 0x1234 && *(volatile u64 *)(top - 8) == 0x1234 && *(volatile u64 *)(top - 16) == 0x5678,
+	      "the stack in device memory: push, call, ret, pop");
 	printf("# %d failed\n", failures());
 	return failures();
 }

@@ -9,7 +9,7 @@
 static u8 page_pair[8192] __attribute__((aligned(4096)));
 
 /* While the UART loops back, output would land in its own FIFO: results wait until it is off. */
-static struct { int ok; const char *name; } pending[32];
+static struct { int ok; const char *name; } pending[48];
 static int npending;
 
 static void later(int ok, const char *name)
@@ -120,6 +120,22 @@ static void string_forms(void)
 	outl(TESTDEV_LATCH, 0x77);
 	__asm__ volatile("rep outsb" : "+S"(si), "+c"(n) : "d"(TESTDEV_LATCH) : "memory");
 	later(si == (u64)buf && inl(TESTDEV_LATCH) == 0x77, "rep outsb with rcx 0 does nothing");
+
+	/* Count 1, and a large count across two pages (the latch keeps the last byte). */
+	si = (u64)buf, n = 1;
+	buf[0] = 0x31;
+	__asm__ volatile("cld; rep outsb" : "+S"(si), "+c"(n) : "d"(TESTDEV_LATCH) : "memory");
+	later(n == 0 && si == (u64)buf + 1 && (inl(TESTDEV_LATCH) & 0xFF) == 0x31, "rep outsb with rcx 1 moves one byte");
+	for (int i = 0; i < 5000; i++)
+		page_pair[i] = (u8)i;
+	si = (u64)page_pair, n = 5000;
+	__asm__ volatile("cld; rep outsb" : "+S"(si), "+c"(n) : "d"(TESTDEV_LATCH) : "memory");
+	later(n == 0 && si == (u64)page_pair + 5000 && (inl(TESTDEV_LATCH) & 0xFF) == (u8)4999, "rep outsb of 5000 bytes across pages");
+	outw(0x510, 0);
+	di = (u64)page_pair, n = 4096;
+	__asm__ volatile("cld; rep insb" : "+D"(di), "+c"(n) : "d"(0x511) : "memory");
+	later(n == 0 && di == (u64)page_pair + 4096 && memcmp(page_pair, "QEMU", 4) == 0 && page_pair[4] == 0 && page_pair[4095] == 0,
+	      "rep insb of 4096 bytes from fw_cfg (zeros past the item)");
 
 	/* Without REP: one element, RCX untouched. */
 	n = 5;

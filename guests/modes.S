@@ -1,0 +1,174 @@
+/* The mode tour: from 64-bit mode to compatibility mode, out of long mode to 32-bit protected
+ * mode without paging, then with 32-bit paging (4 MiB pages), then with PAE paging, then to
+ * 16-bit protected mode and real mode (code copied below 64 KiB), and back up to 64-bit mode.
+ * In each mode it writes and reads pc-testdev memory and stores what it read in the results
+ * array (EBX all the way). */
+	.text
+	.code64
+	.globl mode_tour, pd32, pae_pdpt, probe_va32, low16, low16_end, msg
+mode_tour:
+	push %rbx
+	push %rbp
+	push %r12
+	push %r13
+	push %r14
+	push %r15
+	mov %rsp, saved_rsp(%rip)
+	mov %rdi, %rbx
+	pushq $0x18
+	lea compat32(%rip), %rax
+	push %rax
+	lretq
+
+	.code32
+compat32:
+	mov $0x10, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	mov %ax, %ss
+	movl $0xC0A1C0A1, 0xFF000200
+	movl 0xFF000200, %eax
+	mov %eax, 0(%ebx)
+	mov $0xC0000080, %ecx
+	rdmsr
+	mov %eax, 4(%ebx)			/* EFER in compatibility mode: LMA set */
+
+	/* Out of long mode: paging off (LMA clears), then LME off. */
+	mov %cr0, %eax
+	and $0x7FFFFFFF, %eax
+	mov %eax, %cr0
+	mov $0xC0000080, %ecx
+	rdmsr
+	mov %eax, 8(%ebx)			/* LMA clear now */
+	and $~0x100, %eax
+	wrmsr
+	movl $0xB0B0B0B0, 0xFF000204
+	movl 0xFF000204, %eax
+	mov %eax, 12(%ebx)
+
+	/* 32-bit paging with 4 MiB pages. */
+	mov %cr4, %eax
+	and $~0x20, %eax
+	or $0x10, %eax
+	mov %eax, %cr4
+	mov $pd32, %eax
+	mov %eax, %cr3
+	mov %cr0, %eax
+	or $0x80000000, %eax
+	mov %eax, %cr0
+	movl $0x32323232, 0xFF000208
+	movl 0xFF000208, %eax
+	mov %eax, 16(%ebx)
+	mov probe_va32, %esi
+	mov (%esi), %eax
+	mov %eax, 20(%ebx)			/* through a 4 MiB page that is not identity-mapped */
+
+	/* PAE paging. */
+	mov %cr0, %eax
+	and $0x7FFFFFFF, %eax
+	mov %eax, %cr0
+	mov %cr4, %eax
+	or $0x20, %eax
+	mov %eax, %cr4
+	mov $pae_pdpt, %eax
+	mov %eax, %cr3
+	mov %cr0, %eax
+	or $0x80000000, %eax
+	mov %eax, %cr0
+	movl $0xAEAEAEAE, 0xFF00020C
+	movl 0xFF00020C, %eax
+	mov %eax, 24(%ebx)
+	mov %cr0, %eax
+	and $0x7FFFFFFF, %eax
+	mov %eax, %cr0
+
+	/* 16-bit protected mode, at the copy below 64 KiB. */
+	ljmp $0x20, $0x7000
+
+back32:
+	mov $0x10, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	mov %ax, %ss
+	mov $pml4, %eax
+	mov %eax, %cr3
+	mov $0xC0000080, %ecx
+	rdmsr
+	or $0x100, %eax
+	wrmsr
+	mov %cr0, %eax
+	or $0x80000000, %eax
+	mov %eax, %cr0
+	ljmp $0x08, $back64
+
+	.code64
+back64:
+	mov $0x10, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	mov %ax, %ss
+	mov saved_rsp(%rip), %rsp
+	pop %r15
+	pop %r14
+	pop %r13
+	pop %r12
+	pop %rbp
+	pop %rbx
+	ret
+
+	/* Copied to 0x7000: 16-bit protected mode, then real mode (CS 0x0700). */
+	.section .rodata
+	.code16
+low16:
+	mov $0x28, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	mov %ax, %ss
+	mov $0xFF000210, %esi
+	mov $0x16161616, %eax
+	addr32 movl %eax, (%esi)
+	addr32 movl (%esi), %eax
+	addr32 movl %eax, 28(%ebx)
+	/* REP OUTSB with 16-bit addresses: SI and CX count, the latch keeps the last byte. */
+	mov $(0x7000 + msg - low16), %si
+	mov $4, %cx
+	mov $0xE8, %dx
+	cld
+	rep outsb
+	addr32 movw %si, 32(%ebx)
+	addr32 movw %cx, 34(%ebx)
+	mov %cr0, %eax
+	and $~1, %eax
+	mov %eax, %cr0
+	ljmp $0x0700, $(real - low16)
+real:
+	xor %ax, %ax
+	mov %ax, %ds
+	mov %ax, %ss
+	mov %cs, %ax
+	addr32 movw %ax, 36(%ebx)
+	mov $0xFF000214, %esi
+	mov $0x80868086, %eax
+	addr32 movl %eax, (%esi)		/* DS keeps its 4 GiB limit from protected mode */
+	addr32 movl (%esi), %eax
+	addr32 movl %eax, 40(%ebx)
+	mov $0x5A, %al
+	out %al, $0xE0
+	xor %al, %al
+	in $0xE0, %al
+	addr32 movb %al, 44(%ebx)
+	mov %cr0, %eax
+	or $1, %eax
+	mov %eax, %cr0
+	ljmpl $0x18, $back32
+msg:	.ascii "mode"
+low16_end:
+
+	.data
+	.align 8
+saved_rsp:	.quad 0
+probe_va32:	.long 0
+	.bss
+	.align 4096
+pd32:		.skip 4096
+pae_pdpt:	.skip 32

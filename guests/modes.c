@@ -1,0 +1,63 @@
+/* Modes: a tour from 64-bit mode through compatibility mode, 32-bit protected mode with and
+ * without paging (32-bit with 4 MiB pages, then PAE), 16-bit protected mode and real mode, and
+ * back, touching device memory in each; then 1 GiB pages in long mode. */
+#include "guest.h"
+
+extern void mode_tour(u32 *results);
+extern u32 pd32[1024];
+extern u64 pae_pdpt[4], pd[], pml4[];
+extern u32 probe_va32;
+extern char low16[], low16_end[], msg[];
+
+static u32 results[16];
+static u32 probe = 0x600DF00D;
+static u64 pdpt_1g[512] __attribute__((aligned(4096)));
+
+int main(void)
+{
+	serial_init();
+	printf("# modes guest\n");
+
+	for (u32 i = 0; i < 1024; i++)
+		pd32[i] = (i << 22) | 0x83;
+	/* 0x40000000-0x403FFFFF onto the 4 MiB that holds `probe`. */
+	u32 phys = (u32)(u64)&probe;
+	pd32[0x100] = (phys & ~0x3FFFFFu) | 0x83;
+	probe_va32 = 0x40000000u | (phys & 0x3FFFFF);
+	for (int i = 0; i < 4; i++)
+		pae_pdpt[i] = ((u64)pd + 4096UL * i) | 1;
+	memcpy((void *)0x7000, low16, (u64)(low16_end - low16));
+
+	mode_tour(results);
+	check_eq(results[0], 0xC0A1C0A1, "compatibility mode: device memory");
+	check((results[1] & 0x500) == 0x500, "compatibility mode: EFER.LMA and LME");
+	check((results[2] & 0x400) == 0, "paging off leaves long mode (EFER.LMA clear)");
+	check_eq(results[3], 0xB0B0B0B0, "32-bit protected mode without paging: device memory");
+	check_eq(results[4], 0x32323232, "32-bit paging (4 MiB pages): device memory");
+	check_eq(results[5], 0x600DF00D, "32-bit paging: a 4 MiB page mapped elsewhere");
+	check_eq(results[6], 0xAEAEAEAE, "PAE paging: device memory");
+	check_eq(results[7], 0x16161616, "16-bit protected mode: device memory with 32-bit addresses");
+	check_eq(results[8], 0x7000 + (u32)(msg - low16) + 4, "16-bit protected mode: rep outsb counts in CX and steps SI");
+	check_eq(results[9], 0x0700, "real mode: CS 0x0700");
+	check_eq(results[10], 0x80868086, "real mode: device memory through a 4 GiB data limit");
+	check_eq(results[11] & 0xFF, 0x5A, "real mode: port I/O");
+
+	/* 1 GiB pages, where the CPU has them: linear 1 TiB + x onto physical x. */
+	u32 a, b, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000001), "c"(0));
+	if (d & (1u << 26)) {
+		pdpt_1g[0] = 0x83;
+		pml4[2] = (u64)pdpt_1g | 3;
+		u64 cr3;
+		__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+		volatile u32 *alias = (volatile u32 *)(0x10000000000UL + (u64)&probe);
+		check_eq(*alias, 0x600DF00D, "a 1 GiB page maps linear 1 TiB + x onto x");
+		*alias = 0x1A1A1A1A;
+		check_eq(probe, 0x1A1A1A1A, "writes through the 1 GiB page land in the same RAM");
+	} else {
+		skip("a 1 GiB page maps linear 1 TiB + x onto x", "no 1 GiB pages on this CPU");
+		skip("writes through the 1 GiB page land in the same RAM", "no 1 GiB pages on this CPU");
+	}
+	printf("# %d failed\n", failures());
+	return failures();
+}
