@@ -306,7 +306,10 @@ public sealed class Machine : IDisposable
                 if (counts[k] != 0)
                     sb.Append($" {(VmExitCode)k}={counts[k]}");
             }
-            sb.Append($" device-requests={v.Requests}").AppendLine();
+            sb.Append($" device-requests={v.Requests}");
+            if (v.Cpu.Retired > 0)
+                sb.Append($" instructions={v.Cpu.Retired}");
+            sb.AppendLine();
         }
         sb.AppendLine($"unclaimed: port reads={Ports.UnclaimedReads} port writes={Ports.UnclaimedWrites} " +
             $"mmio reads={Mmio.UnclaimedReads} mmio writes={Mmio.UnclaimedWrites}; unknown MSRs={UnknownMsrs}; uart overruns={Com1.Overruns}");

@@ -2,6 +2,8 @@
 // shared flag arithmetic. Instructions that leave VMX non-root operation (IN/OUT, HLT, CPUID,
 // RDMSR/WRMSR) exit with RIP on them, as VMX reports them.
 using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Hyve.Vmm.Emulation;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -11,9 +13,18 @@ namespace Hyve.SoftCpu;
 
 public sealed partial class SoftProcessor
 {
-    // One instruction. False when the processor exits (the exit information is stored).
+    // One instruction. False when it raised or the processor exits (the exit information is stored).
     private bool Step()
     {
+        int slot = LookupInstruction(Linear(Register.CS, _rip));
+        if (slot >= 0)
+        {
+            ref FastForm f = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_icacheFast), slot);
+            if (f.Kind != Fast.None)
+                return RunFast(ref f);
+            _insn = _icacheInsn[slot];
+            return Execute((_rip + _insn.Length) & IpMask);
+        }
         Span<byte> bytes = stackalloc byte[15];
         int n = Fetch(bytes);
         DecodeStatus ds = Decoder.Decode(bytes[..n], _bitness, out _insn);
@@ -31,9 +42,21 @@ public sealed partial class SoftProcessor
         return Execute(next);
     }
 
-    private ulong IpMask => CodeSize.IpMask(_bitness);
+    private ulong IpMask => _ipMask;
 
     private bool Execute(ulong next)
+    {
+        // LOCK (and XCHG with memory, locked without it) must be atomic against other vCPUs'
+        // locked instructions, which run on other host threads.
+        if ((_insn.Prefixes & Prefixes.Lock) != 0 || (_insn.Mnemonic == Mnemonic.Xchg && _insn.MemorySize != 0))
+        {
+            lock (_memory.Atomic)
+                return ExecuteOne(next);
+        }
+        return ExecuteOne(next);
+    }
+
+    private bool ExecuteOne(ulong next)
     {
         ref readonly Instruction i = ref _insn;
         Mnemonic m = i.Mnemonic;

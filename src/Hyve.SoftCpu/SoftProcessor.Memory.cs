@@ -58,11 +58,16 @@ public sealed partial class SoftProcessor
         ulong la = Linear(seg, offset);
         if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
+        int kind = forWrite ? KindWrite : KindRead;
+        if (TryReadFast(la, size, kind, out value))
+            return true;
         Span<byte> b = stackalloc byte[8];
         int first = (int)Math.Min((ulong)size, 0x1000 - (la & 0xFFF));
         AccessType type = forWrite ? AccessType.Write : AccessType.Read;
         if (!Translate(la, type, out ulong pa0))
             return false;
+        if (first == size)
+            TlbFill(la, pa0, kind);
         ulong pa1 = 0;
         if (first < size && !Translate(la + (ulong)first, type, out pa1))
             return false;
@@ -79,11 +84,15 @@ public sealed partial class SoftProcessor
         ulong la = Linear(seg, offset);
         if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
+        if (TryWriteFast(la, size, value))
+            return true;
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(b, value);
         int first = (int)Math.Min((ulong)size, 0x1000 - (la & 0xFFF));
         if (!Translate(la, AccessType.Write, out ulong pa0))
             return false;
+        if (first == size)
+            TlbFill(la, pa0, KindWrite);
         ulong pa1 = 0;
         if (first < size && !Translate(la + (ulong)first, AccessType.Write, out pa1))
             return false;

@@ -97,8 +97,13 @@ public sealed partial class SoftProcessor
                 if (Cpl != 0)
                     return Raise(ExceptionVector.GP);
                 if (m == Mnemonic.Clts)
+                {
                     _cr0 &= ~PagingState.Cr0TS;
-                break; // no caches, and no TLB: every access walks the tables
+                    Modes();
+                }
+                if (m == Mnemonic.Invlpg)
+                    FlushTlb();
+                break; // no caches to write back
             case Mnemonic.Swapgs:
                 {
                     if (_bitness != Bitness.Bits64)

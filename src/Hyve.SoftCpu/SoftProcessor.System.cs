@@ -45,7 +45,10 @@ public sealed partial class SoftProcessor
                     ? _efer | PagingState.EferLMA : _efer & ~PagingState.EferLMA;
                 break;
             case 2: _area.Cr2 = v; break;
-            case 3: _cr3 = v; break;
+            case 3:
+                _cr3 = v;
+                FlushTlb(); // a CR3 load flushes even when the value is the same
+                break;
             default:
                 if ((_efer & PagingState.EferLMA) != 0 && (v & PagingState.Cr4PAE) == 0)
                     return Raise(ExceptionVector.GP); // PAE cannot go off in long mode

@@ -32,6 +32,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
     private uint _interruptibility;
     private PagingState _paging;
     private Bitness _bitness;
+    private ulong _ipMask;
     private Instruction _insn;
 
     /// <summary>A processor over <paramref name="memory"/> whose retired instructions move <paramref name="clock"/>
@@ -157,6 +158,8 @@ public sealed partial class SoftProcessor : IVmxProcessor
     {
         _paging = new PagingState(_cr0, _cr3, _cr4, _efer, _seg[2].Dpl);
         _bitness = CodeSize.Of(in _paging, in _seg[1]);
+        _ipMask = CodeSize.IpMask(_bitness);
+        TlbCheck();
     }
 
     private void Store()

@@ -22,6 +22,11 @@ public sealed unsafe class GuestMemory : IGuestMemory, IDisposable
     /// <summary>The RAM regions, in the order they were added.</summary>
     public IReadOnlyList<RamRegion> Regions => _regions;
 
+    /// <summary>Serializes the locked read-modify-write instructions of processors that
+    /// interpret guest code on several host threads, so they are atomic with respect to each
+    /// other as LOCK makes them on hardware.</summary>
+    public System.Threading.Lock Atomic { get; } = new();
+
     /// <summary>Total RAM in bytes.</summary>
     public ulong RamSize { get; private set; }
 
@@ -45,6 +50,10 @@ public sealed unsafe class GuestMemory : IGuestMemory, IDisposable
 
     /// <summary>Whether <paramref name="gpa"/> is RAM.</summary>
     public bool IsRam(ulong gpa) => Find(gpa, 1, out _);
+
+    /// <summary>The host address of the 4 KiB page holding <paramref name="gpa"/>, or 0 when it
+    /// is not RAM (for a processor's translation cache; the page stays valid until Dispose).</summary>
+    public nint HostPage(ulong gpa) => Find(gpa & ~0xFFFUL, 4096, out byte* p) ? (nint)p : 0;
 
     /// <summary>The RAM at <paramref name="gpa"/> as a span (it must lie inside one region), for
     /// loaders and devices that move blocks of guest memory.</summary>

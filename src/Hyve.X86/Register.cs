@@ -310,21 +310,43 @@ public static class RegisterInfo
     /// <summary>The inverse of <see cref="Gpr"/>: register number (0-15), width in bytes, and whether it
     /// is one of AH..BH (bits 15:8 of register n).</summary>
     /// <exception cref="System.ArgumentOutOfRangeException"><paramref name="r"/> is not a general register.</exception>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static (int N, int Size, bool High) GprNumber(Register r)
     {
-        if (r >= Register.AL && r <= Register.R15L)
+        // One table lookup: this sits on the software CPU's path for every register operand.
+        byte[] table = GprTable;
+        uint i = (uint)r;
+        if (i >= (uint)table.Length || table[i] == 0)
+            ThrowNotGpr(r);
+        int e = table[i];
+        return (e & 15, 1 << ((e >> 4) & 3), (e & 0x40) != 0);
+    }
+
+    // Per register: bit 7 valid, bit 6 AH..BH, bits 5:4 log2 of the size, bits 3:0 the number.
+    private static readonly byte[] GprTable = BuildGprTable();
+
+    private static byte[] BuildGprTable()
+    {
+        var t = new byte[(int)Register.R15 + 1];
+        for (Register r = Register.AL; r <= Register.R15L; r++)
         {
             int i = r - Register.AL;
-            return i is >= 4 and < 8 ? (i - 4, 1, true) : (i < 4 ? i : i - 4, 1, false);
+            bool high = i is >= 4 and < 8;
+            int n = high ? i - 4 : i < 4 ? i : i - 4;
+            t[(int)r] = (byte)(0x80 | (high ? 0x40 : 0) | n);
         }
-        if (r >= Register.AX && r <= Register.R15W)
-            return (r - Register.AX, 2, false);
-        if (r >= Register.EAX && r <= Register.R15D)
-            return (r - Register.EAX, 4, false);
-        if (r >= Register.RAX && r <= Register.R15)
-            return (r - Register.RAX, 8, false);
-        throw new System.ArgumentOutOfRangeException(nameof(r), r, "not a general register");
+        for (Register r = Register.AX; r <= Register.R15W; r++)
+            t[(int)r] = (byte)(0x80 | (1 << 4) | (r - Register.AX));
+        for (Register r = Register.EAX; r <= Register.R15D; r++)
+            t[(int)r] = (byte)(0x80 | (2 << 4) | (r - Register.EAX));
+        for (Register r = Register.RAX; r <= Register.R15; r++)
+            t[(int)r] = (byte)(0x80 | (3 << 4) | (r - Register.RAX));
+        return t;
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowNotGpr(Register r) =>
+        throw new System.ArgumentOutOfRangeException(nameof(r), r, "not a general register");
 
     /// <summary>The value of a <paramref name="size"/>-byte register (bits 15:8 when
     /// <paramref name="high"/>, for AH..BH) within the full 64-bit register <paramref name="full"/>;

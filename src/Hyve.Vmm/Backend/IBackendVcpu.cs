@@ -95,6 +95,9 @@ public readonly record struct Event(byte Vector, EventType Type, uint ErrorCode 
 /// come through <see cref="IVieCpu"/>.</summary>
 public interface IBackendVcpu : IVieCpu
 {
+    /// <summary>Guest instructions retired so far (0 when the backend does not count them).</summary>
+    long Retired => 0;
+
     /// <summary>Control registers and EFER.</summary>
     ControlState Control { get; set; }
 

@@ -40,6 +40,9 @@ public interface IVmxProcessor
 
     /// <summary>Makes the guest exit soon (an external-interrupt exit); callable from any thread.</summary>
     void RequestExit();
+
+    /// <summary>Guest instructions retired so far (0 when the processor does not count them).</summary>
+    long Retired => 0;
 }
 
 /// <summary>A vCPU whose state is a VMCS.</summary>
@@ -231,6 +234,9 @@ public sealed class VmxVcpu : IBackendVcpu
             default: return false;
         }
     }
+
+    /// <inheritdoc/>
+    public long Retired => _cpu.Retired;
 
     /// <inheritdoc/>
     public bool InterruptWindowOpen =>

@@ -198,10 +198,14 @@ public struct Instruction
     public readonly bool IsValid => Status == DecodeStatus.Ok;
 
     /// <summary>Kind of operand <paramref name="i"/> (0-3).</summary>
-    public readonly OperandKind GetOperandKind(int i) => Kinds[i];
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public readonly OperandKind GetOperandKind(int i) =>
+        (uint)i < 4 ? System.Runtime.CompilerServices.Unsafe.Add(ref System.Runtime.CompilerServices.Unsafe.As<OperandKinds, OperandKind>(ref System.Runtime.CompilerServices.Unsafe.AsRef(in Kinds)), i) : OperandKind.None;
 
     /// <summary>Register of operand <paramref name="i"/> when its kind is Register.</summary>
-    public readonly Register GetRegister(int i) => Regs[i];
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public readonly Register GetRegister(int i) =>
+        (uint)i < 4 ? System.Runtime.CompilerServices.Unsafe.Add(ref System.Runtime.CompilerServices.Unsafe.As<OperandRegisters, Register>(ref System.Runtime.CompilerServices.Unsafe.AsRef(in Regs)), i) : Register.None;
 
     /// <summary>Whether the memory operand is RIP- or EIP-relative.</summary>
     public readonly bool IsIpRelative => MemoryBase is Register.RIP or Register.EIP;
