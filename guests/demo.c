@@ -1,5 +1,5 @@
-/* Hyve's built-in demo guest: reports what it finds (loader, CPUs, memory, devices), exercises
- * device memory and port I/O, and powers the machine off. */
+/* Hyve's built-in demo guest: reports what it finds (loader, memory, CPUs, devices), brings up
+ * every vCPU, exercises device memory and port I/O, and powers the machine off. */
 #include "guest.h"
 
 struct mb_info {
@@ -47,6 +47,14 @@ int main(u32 info_addr)
 	fw_cfg_read(0x0005, &cpus, 2);
 	fw_cfg_read(0x0003, &ram, 8);
 	printf("fw_cfg: signature \"%s\", %u CPU(s), %lu MiB of RAM\n", sig, cpus, ram >> 20);
+	if (cpus > MAX_CPUS)
+		cpus = MAX_CPUS;
+	int up = cpus > 1 ? start_aps(cpus) : 0;
+	printf("cpus: %d of %u online (APIC IDs 0", up + 1, cpus);
+	for (int i = 1; i < MAX_CPUS; i++)
+		if (ap_ids[i])
+			printf(" %u", ap_ids[i]);
+	printf(")\n");
 
 	u32 a, b, c, d;
 	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));

@@ -7,8 +7,6 @@
 #define APIC 0xFEE00000UL
 #define IOAPIC 0xFEC00000UL
 
-static u32 apic_read(u32 reg) { return *(volatile u32 *)(APIC + reg); }
-static void apic_write(u32 reg, u32 v) { *(volatile u32 *)(APIC + reg) = v; }
 
 static void ioapic_route(int pin, u8 vector, int masked, int level)
 {

@@ -61,6 +61,21 @@ void set_trap_handler(int vector, trap_handler h);
 void set_gate(int vector, void *entry, int type_attr, int ist);
 void *isr_entry(int vector);
 
+/* The local APIC and the APs. start_aps sends INIT-SIPI-SIPI to all but self and waits until
+ * cpus - 1 APs have run ap_main (a guest may define its own; the default checks in and halts);
+ * an ap_main must call load_bsp_idt and count itself in aps_started. */
+#define MAX_CPUS 8
+u32 apic_read(u32 reg);
+void apic_write(u32 reg, u32 v);
+void apic_icr(u32 dest, u32 low);
+void spin(long n);
+int wait_until(volatile int *p, int want);
+int start_aps(int cpus);
+void load_bsp_idt(void);
+void ap_main(void);
+extern volatile int aps_started;
+extern volatile u32 ap_ids[MAX_CPUS];
+
 /* fw_cfg items. */
 void fw_cfg_read(u16 key, void *buf, u32 len);
 

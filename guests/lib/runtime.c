@@ -225,3 +225,80 @@ void exception_entry(struct trap_frame *f)
 	printf("# unexpected %s %lu (error 0x%lx) at rip 0x%lx\n", f->vector < 32 ? "exception" : "interrupt", f->vector, f->error, f->rip);
 	guest_exit(0x7E);
 }
+
+/* The APs: INIT-SIPI-SIPI to all but self into the trampoline in ap.S. */
+extern char trampoline[], trampoline_end[], tramp_gdt[], tramp_cr3[], tramp_far64[];
+extern void ap_entry(void);
+extern u64 pml4[];
+extern char gdt64_ptr[];
+u8 bsp_idtr[10];
+
+#define APIC 0xFEE00000UL
+
+u32 apic_read(u32 reg)
+{
+	return *(volatile u32 *)(APIC + reg);
+}
+
+void apic_write(u32 reg, u32 v)
+{
+	*(volatile u32 *)(APIC + reg) = v;
+}
+
+void apic_icr(u32 dest, u32 low)
+{
+	apic_write(0x310, dest << 24);
+	apic_write(0x300, low);
+	for (int i = 0; i < 100000 && (apic_read(0x300) & (1 << 12)); i++)
+		__asm__ volatile("pause");
+}
+
+void spin(long n)
+{
+	for (volatile long i = 0; i < n; i++)
+		__asm__ volatile("pause");
+}
+
+int wait_until(volatile int *p, int want)
+{
+	for (long i = 0; i < 20000000 && *p < want; i++)
+		__asm__ volatile("pause");
+	return *p;
+}
+
+/* The APs' default: check in by APIC ID and wait for interrupts. */
+volatile int aps_started;
+volatile u32 ap_ids[MAX_CPUS];
+
+__attribute__((weak)) void ap_main(void)
+{
+	load_bsp_idt();
+	apic_write(0xF0, 0x1FF);
+	u32 id = apic_read(0x20) >> 24;
+	ap_ids[id % MAX_CPUS] = id;
+	__atomic_add_fetch(&aps_started, 1, __ATOMIC_SEQ_CST);
+	for (;;)
+		__asm__ volatile("sti; hlt");
+}
+
+void load_bsp_idt(void)
+{
+	__asm__ volatile("lidt %0" : : "m"(bsp_idtr));
+}
+
+int start_aps(int cpus)
+{
+	__asm__ volatile("sidt %0" : "=m"(bsp_idtr));
+	apic_write(0xF0, 0x1FF);
+	u8 *t = (u8 *)0x8000;
+	memcpy(t, trampoline, (u64)(trampoline_end - trampoline));
+	memcpy(t + (tramp_gdt - trampoline), gdt64_ptr, 6);
+	*(u32 *)(t + (tramp_cr3 - trampoline)) = (u32)(u64)pml4;
+	*(u32 *)(t + (tramp_far64 - trampoline)) = (u32)(u64)ap_entry;
+	apic_icr(0, (3 << 18) | (1 << 14) | 0x500);
+	spin(10000);
+	apic_icr(0, (3 << 18) | 0x600 | 0x08);
+	spin(2000);
+	apic_icr(0, (3 << 18) | 0x600 | 0x08);
+	return wait_until(&aps_started, cpus - 1);
+}

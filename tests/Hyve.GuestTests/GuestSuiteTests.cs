@@ -46,16 +46,18 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     public void DemoGuestPowersOffOnBothMachines()
     {
         string image = GuestRun.Image("demo");
-        GuestRun hyve = GuestRun.OnHyve(image, cpus: 1);
+        GuestRun hyve = GuestRun.OnHyve(image, cpus: 4);
         log.WriteLine(hyve.Output);
         Assert.Equal(0, hyve.Status);
         List<string> lines = [.. hyve.Output.Split('\n').Select(l => l.TrimEnd('\r'))];
-        Assert.Contains("fw_cfg: signature \"QEMU\", 1 CPU(s), 256 MiB of RAM", lines);
+        Assert.Contains("fw_cfg: signature \"QEMU\", 4 CPU(s), 256 MiB of RAM", lines);
+        Assert.Contains("cpus: 4 of 4 online (APIC IDs 0 1 2 3)", lines);
         Assert.Contains("mmio: 16 writes and 16 reads of pc-testdev memory, sum 0x78787878 (ok)", lines);
         Assert.Equal("powering off", lines.Last(l => l.Length > 0));
         Assert.True(Qemu.Path != null, Qemu.Why);
         GuestRun qemu = GuestRun.OnQemu(image);
         Assert.Equal(0, qemu.Status);
+        Assert.Contains("cpus: 4 of 4 online (APIC IDs 0 1 2 3)", qemu.Output);
         Assert.Contains("mmio: 16 writes and 16 reads of pc-testdev memory, sum 0x78787878 (ok)", qemu.Output);
     }
 }

@@ -1,7 +1,8 @@
-/* The application processors' way in: a real-mode trampoline the BSP copies to 0x8000 (SIPI
- * vector 0x08), which loads the kernel's GDT, enters 32-bit protected mode, turns on PAE,
- * long mode and paging with the BSP's page tables, and jumps to ap_entry in 64-bit mode. The
- * BSP patches the GDT pointer, CR3 and the far pointer before sending SIPIs. */
+/* The application processors' way in: a real-mode trampoline start_aps (runtime.c) copies to
+ * 0x8000 (SIPI vector 0x08), which loads the kernel's GDT, enters 32-bit protected mode, turns
+ * on PAE, long mode and paging with the BSP's page tables, and jumps to ap_entry in 64-bit
+ * mode, which gives each AP its own stack and calls ap_main. start_aps patches the GDT
+ * pointer, CR3 and the far pointer before sending the SIPIs. */
 #define TRAMP 0x8000
 #define AT(label) (TRAMP + (label) - trampoline)
 
