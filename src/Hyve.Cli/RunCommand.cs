@@ -20,7 +20,7 @@ internal static class RunCommand
 
     public static int Run(ReadOnlySpan<string> args)
     {
-        string? kernel = null, cmdline = null;
+        string? kernel = null, cmdline = null, disk = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false;
         for (int i = 0; i < args.Length; i++)
@@ -41,9 +41,9 @@ internal static class RunCommand
                     if (backend != "soft")
                         throw new UsageException($"run: --backend expects soft or kvm, got '{backend}'");
                     break;
+                case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd":
-                case "--disk":
-                    throw new UsageException($"run: {a} is not supported yet (Multiboot kernels only; no block devices)");
+                    throw new UsageException("run: --initrd is not supported yet (Multiboot kernels only)");
                 default: throw new UsageException($"run: unknown option '{a}'");
             }
         }
@@ -63,6 +63,7 @@ internal static class RunCommand
             Cpus = (int)cpus,
             MemoryBytes = (ulong)memoryMiB << 20,
             Console = console,
+            Disk = disk == null ? null : Path.GetFullPath(disk),
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
         using var machine = new Machine(options);

@@ -10,8 +10,8 @@ internal static class Usage
         usage: hyve <command> [options]
 
         commands:
-          run [--kernel FILE] [--cmdline STR] [--cpus N] [--memory MiB] [--backend soft]
-              [--timeout SECONDS] [--stats]
+          run [--kernel FILE] [--cmdline STR] [--cpus N] [--memory MiB] [--disk FILE]
+              [--backend soft] [--timeout SECONDS] [--stats]
               Boot a Multiboot kernel (default: the built-in demo guest) on the software CPU with
               COM1 on the terminal (Ctrl-A x quits). Exit status: (v << 1) | 1 for a write of v
               to isa-debug-exit (port 0xF4), 0 for power-off or reset, 124 on timeout, 3 when

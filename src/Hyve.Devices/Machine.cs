@@ -7,6 +7,7 @@ using System.IO;
 using System.Text;
 using System.Threading;
 using Hyve.Boot;
+using Hyve.Devices.Virtio;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
 using Hyve.X86;
@@ -64,6 +65,9 @@ public sealed class MachineOptions
 
     /// <summary>Where COM1's output goes.</summary>
     public required Stream Console { get; init; }
+
+    /// <summary>A disk image for the virtio block device (none when null).</summary>
+    public string? Disk { get; init; }
 }
 
 /// <summary>A PC-like virtual machine.</summary>
@@ -108,6 +112,37 @@ public sealed class Machine : IDisposable
         TestDev.Register(Ports, Mmio);
         FwCfg = new FwCfg(options.MemoryBytes, options.Cpus);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
+
+        // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1.
+        if (options.Disk != null)
+        {
+            Disk = new VirtioBlock(memory, options.Disk);
+            AddVirtio(0, Disk);
+        }
+        AddVirtio(1, new VirtioRng(memory));
+    }
+
+    /// <summary>Where the virtio-mmio register pages start (one 4 KiB page per slot).</summary>
+    public const ulong VirtioBase = 0xD000_0000;
+
+    /// <summary>The ISA interrupt line of each virtio slot.</summary>
+    public static ReadOnlySpan<int> VirtioIrqs => [5, 9, 10, 11];
+
+    /// <summary>The virtio block device, when the machine has a disk.</summary>
+    public VirtioBlock? Disk { get; }
+
+    /// <summary>The virtio devices, as Linux's virtio_mmio.device= parameters announce them.</summary>
+    public string VirtioCommandLine => string.Join(' ', _virtio.ConvertAll(v => $"virtio_mmio.device=4K@0x{v.Base:x}:{v.Irq}"));
+
+    private readonly System.Collections.Generic.List<(ulong Base, int Irq, VirtioMmio Transport)> _virtio = [];
+
+    private void AddVirtio(int slot, IVirtioDevice device)
+    {
+        ulong at = VirtioBase + (ulong)slot * VirtioMmio.Size;
+        int irq = VirtioIrqs[slot];
+        var transport = new VirtioMmio(device, Vm.Memory, level => Vm.SetIsaIrq(irq, level));
+        Mmio.Register(at, VirtioMmio.Size, transport);
+        _virtio.Add((at, irq, transport));
     }
 
     /// <summary>The vmm's VM.</summary>
@@ -311,11 +346,19 @@ public sealed class Machine : IDisposable
                 sb.Append($" instructions={v.Cpu.Retired}");
             sb.AppendLine();
         }
+        foreach (var v in _virtio)
+            sb.AppendLine($"virtio at 0x{v.Base:x} (irq {v.Irq}): status 0x{v.Transport.Status:x}, malformed chains {v.Transport.Malformed}, bad register accesses {v.Transport.BadAccesses}");
+        if (Disk != null)
+            sb.AppendLine($"disk: {Disk.Completed} requests, {Disk.Failed} failed");
         sb.AppendLine($"unclaimed: port reads={Ports.UnclaimedReads} port writes={Ports.UnclaimedWrites} " +
             $"mmio reads={Mmio.UnclaimedReads} mmio writes={Mmio.UnclaimedWrites}; unknown MSRs={UnknownMsrs}; uart overruns={Com1.Overruns}");
         return sb.ToString();
     }
 
     /// <inheritdoc/>
-    public void Dispose() => Vm.Dispose();
+    public void Dispose()
+    {
+        Disk?.Dispose();
+        Vm.Dispose();
+    }
 }

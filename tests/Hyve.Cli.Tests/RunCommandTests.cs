@@ -98,6 +98,8 @@ public sealed class RunCommandTests : IDisposable
     [InlineData(2, "--backend", "fast")]
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]
+    [InlineData(1, "--disk", "/nonexistent/disk.img")]
+    [InlineData(2, "--initrd", "/nonexistent/initrd")]
     public void BadOptionsAreOneLineErrors(int status, string option, string value)
     {
         var (code, _, err) = Hyve("run", option, value);

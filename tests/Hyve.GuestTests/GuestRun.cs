@@ -61,7 +61,7 @@ public sealed partial record GuestRun(string Output, int Status)
         Directory.GetFiles(GuestsDir, "*.c").Select(Path.GetFileNameWithoutExtension).Where(n => n != "demo").Order()!;
 
     /// <summary>Runs <paramref name="image"/> on Hyve's software CPU.</summary>
-    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60)
+    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null)
     {
         using var console = new MemoryStream();
         var options = new MachineOptions
@@ -69,6 +69,7 @@ public sealed partial record GuestRun(string Output, int Status)
             Cpus = cpus,
             MemoryBytes = 256UL << 20,
             Console = console,
+            Disk = disk,
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
         using var machine = new Machine(options);

@@ -43,6 +43,31 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void VirtioBlockWritesReachTheDiskFileExactly()
+    {
+        string disk = System.IO.Path.GetTempFileName();
+        try
+        {
+            byte[] before = new byte[64 * 1024];
+            System.Array.Fill(before, (byte)0xEE);
+            System.IO.File.WriteAllBytes(disk, before);
+            GuestRun hyve = GuestRun.OnHyve(GuestRun.Image("virtio"), cpus: 1, disk: disk);
+            log.WriteLine(hyve.Output);
+            Assert.Equal(AllPassed, hyve.Status);
+            Assert.DoesNotContain("# SKIP", hyve.Output, System.StringComparison.Ordinal);
+            byte[] after = System.IO.File.ReadAllBytes(disk);
+            byte[] expected = (byte[])before.Clone();
+            for (int i = 0; i < 1024; i++)
+                expected[1024 + i] = (byte)(i * 7 + 1); // sectors 2 and 3, as the guest wrote them
+            Assert.Equal(expected, after);
+        }
+        finally
+        {
+            System.IO.File.Delete(disk);
+        }
+    }
+
+    [Fact]
     public void DemoGuestPowersOffOnBothMachines()
     {
         string image = GuestRun.Image("demo");
