@@ -66,7 +66,7 @@ kernel_rsp: .quad 0
 	.text
 	.globl u_segments, u_segments_ret, u_port_allowed, u_port_denied, u_port_denied_end
 	.globl u_cli, u_cli_end, u_hlt, u_hlt_end, u_ac, u_ac_end, u_rdtsc, u_sysenter
-	.globl user_cs, user_ss, user_value
+	.globl user_cs, user_ss, user_value, u_movss, u_movss_end, u_movds, u_movds_end
 u_segments:
 	mov %cs, %rax
 	mov %rax, user_cs(%rip)
@@ -109,6 +109,22 @@ u_rdtsc:
 	shl $32, %rdx
 	or %rdx, %rax
 	mov %rax, user_value(%rip)
+	syscall
+
+u_movss:
+	mov $0x10, %ax
+	mov %ax, %ss			/* a DPL 0 stack at CPL 3: #GP(0x10) */
+u_movss_end:
+	syscall
+
+u_movds:
+	mov $0x53, %ax
+	mov %ax, %ds			/* the user data segment: fine (the GDT is read as a supervisor) */
+	mov %ds, %rax
+	mov %rax, user_value(%rip)
+	mov $0x10, %ax
+	mov %ax, %es			/* a DPL 0 data segment at CPL 3: #GP(0x10) */
+u_movds_end:
 	syscall
 
 u_sysenter:

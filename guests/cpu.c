@@ -6,6 +6,7 @@
 extern void user_call(void *fn, void *stack), sysexit_call(void *fn, void *stack);
 extern char syscall_entry[], sysenter_entry[];
 extern char u_segments[], u_segments_ret[], u_port_allowed[], u_port_denied[], u_port_denied_end[];
+extern char u_movss[], u_movss_end[], u_movds[], u_movds_end[];
 extern char u_cli[], u_cli_end[], u_hlt[], u_hlt_end[], u_ac[], u_ac_end[], u_rdtsc[], u_sysenter[];
 extern volatile u64 sys_rcx, sys_r11, sys_cs, sys_ss, user_cs, user_ss, user_value;
 extern u64 pml4[], pdpt[], pd[], gdt64[];
@@ -128,6 +129,11 @@ int main(void)
 	check(hits == 0 && user_value == 0xFEEDF00D, "CPL 3 reads a port the I/O bitmap allows");
 	user(u_port_denied, u_port_denied_end);
 	check(hits == 1 && seen_vector == 13 && seen_error == 0 && (seen_cs & 3) == 3, "CPL 3 gets #GP(0) for a port the bitmap denies");
+	user(u_movss, u_movss_end);
+	check(hits == 1 && seen_vector == 13 && seen_error == 0x10, "MOV SS of a DPL 0 selector at CPL 3: #GP(0x10)");
+	user(u_movds, u_movds_end);
+	check(user_value == 0x53 && hits == 1 && seen_vector == 13 && seen_error == 0x10,
+	      "CPL 3 loads DS with its own data segment, and gets #GP(0x10) for a DPL 0 one");
 	user(u_cli, u_cli_end);
 	check(hits == 1 && seen_vector == 13, "CLI at CPL 3 with IOPL 0: #GP");
 	user(u_hlt, u_hlt_end);

@@ -97,6 +97,8 @@ public sealed class Machine : IDisposable
         Ports.Register(Uart16550.Com1Port, 8, Com1);
         new I8042(r => Stop(ToStop(r))).Register(Ports);
         new PowerControl(r => Stop(ToStop(r))).Register(Ports);
+        Pci = new PciHost();
+        Pci.Register(Ports);
         Ports.Register(DebugExit.DefaultPort, 4, new DebugExit(status =>
         {
             _debugStatus = status;
@@ -156,6 +158,9 @@ public sealed class Machine : IDisposable
 
     /// <summary>The MMIO bus.</summary>
     public MmioBus Mmio { get; } = new();
+
+    /// <summary>The PCI host bridge (configuration mechanism #1).</summary>
+    public PciHost Pci { get; }
 
     /// <summary>COM1.</summary>
     public Uart16550 Com1 { get; }

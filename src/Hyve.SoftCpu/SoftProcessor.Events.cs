@@ -103,7 +103,7 @@ public sealed partial class SoftProcessor
             }
             // A fault while delivering: it reports the interrupted instruction's RIP.
             previous = cls;
-            bool fromHardware = source is EventSource.External or EventSource.Nmi or EventSource.Exception;
+            bool fromHardware = source is EventSource.External or EventSource.Nmi or EventSource.Exception or EventSource.PrivilegedSoftware;
             vector = _faultVector;
             source = EventSource.Exception;
             hasError = ExceptionVector.HasErrorCode(vector);
@@ -144,7 +144,7 @@ public sealed partial class SoftProcessor
         _faultShutdown = false;
         if ((_cr0 & PagingState.Cr0PE) == 0)
             return ThroughIvt(vector, returnRip);
-        uint ext = source is EventSource.External or EventSource.Nmi or EventSource.Exception ? 1u : 0u;
+        uint ext = source is EventSource.Software or EventSource.SoftwareException ? 0u : 1u; // only INT n, INT3 and INTO clear EXT
         uint idtError = (uint)vector * 8 + 2 + ext;
         bool long64 = (_efer & PagingState.EferLMA) != 0;
         int gateSize = long64 ? 16 : 8;
@@ -176,9 +176,9 @@ public sealed partial class SoftProcessor
         if ((cs.Access & 0x80) == 0)
             return Fail(VectorNp, selError);
         int cpl = Cpl;
-        int newCpl = (cs.Type & 4) != 0 ? cpl : cs.Dpl; // a conforming segment keeps the privilege
-        if (newCpl > cpl)
+        if (cs.Dpl > cpl)
             return Fail(ExceptionVector.GP, selError);
+        int newCpl = (cs.Type & 4) != 0 ? cpl : cs.Dpl; // a conforming segment keeps the privilege
         bool outward = newCpl < cpl;
 
         ulong oldSp = _gpr[4];

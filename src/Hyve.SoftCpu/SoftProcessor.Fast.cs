@@ -3,7 +3,7 @@
 // PUSH/POP, Jcc, JMP, CALL, RET with general registers, immediates and one memory operand)
 // run from the cached register numbers, sizes and address parts, without the general
 // dispatcher. Everything else, and every form these do not cover (high-byte registers, LOCK,
-// segment or control registers), goes the general way.
+// segment or control registers, branches in 16-bit code), goes the general way.
 using System.Runtime.CompilerServices;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -42,7 +42,7 @@ public sealed partial class SoftProcessor
 
     private const byte NoReg = 0xFF, RipReg = 16;
 
-    private static FastForm Classify(in Instruction i)
+    private static FastForm Classify(in Instruction i, Bitness bitness)
     {
         var f = new FastForm { Length = i.Length, AddressSize = i.AddressSize, Segment = i.MemorySegment, Disp = i.Displacement };
         if ((i.Prefixes & Prefixes.Lock) != 0)
@@ -117,21 +117,21 @@ public sealed partial class SoftProcessor
                 f.Kind = Fast.PopR;
                 f.Size = (byte)i.OperandSize;
                 break;
-            case Mnemonic.Jmp when k0 is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64 && i.OperandSize != 2:
+            case Mnemonic.Jmp when k0 is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64 && i.OperandSize != 2 && bitness != Bitness.Bits16:
                 f.Kind = Fast.JmpRel;
                 f.Imm = i.NearBranchTarget(0) - i.Length;
                 break;
-            case Mnemonic.Call when k0 is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64 && i.OperandSize != 2:
+            case Mnemonic.Call when k0 is >= OperandKind.NearBranch16 and <= OperandKind.NearBranch64 && i.OperandSize != 2 && bitness != Bitness.Bits16:
                 f.Kind = Fast.CallRel;
                 f.Size = (byte)i.OperandSize;
                 f.Imm = i.NearBranchTarget(0) - i.Length;
                 break;
-            case Mnemonic.Ret when i.OpcodeByte == 0xC3:
+            case Mnemonic.Ret when i.OpcodeByte == 0xC3 && bitness != Bitness.Bits16:
                 f.Kind = Fast.Ret;
                 f.Size = (byte)i.OperandSize;
                 break;
             default:
-                if (IsJcc(in i) && i.OperandSize != 2)
+                if (IsJcc(in i) && i.OperandSize != 2 && bitness != Bitness.Bits16)
                 {
                     f.Kind = Fast.Jcc;
                     f.Cond = (byte)(i.OpcodeByte & 0xF);

@@ -20,7 +20,8 @@ public sealed partial class SoftProcessor
 
     private bool SystemCall(ulong next)
     {
-        if ((_efer & EferSce) == 0 || (_efer & PagingState.EferLMA) == 0)
+        // Intel processors (the CPUID policy says GenuineIntel) allow SYSCALL in 64-bit mode only.
+        if ((_efer & EferSce) == 0 || _bitness != Bitness.Bits64)
             return Raise(ExceptionVector.UD);
         ushort cs = (ushort)((_area.Star >> 32) & 0xFFFC);
         _gpr[1] = next;
@@ -28,7 +29,7 @@ public sealed partial class SoftProcessor
         _seg[1] = FlatCode(cs, 0, true);
         _seg[2] = FlatStack((ushort)(cs + 8), 0);
         _rflags = (_rflags & ~(_area.Fmask | FlagRf)) | Rflags.Fixed1;
-        _rip = _bitness == Bitness.Bits64 ? _area.Lstar : _area.Cstar;
+        _rip = _area.Lstar;
         Modes();
         return true;
     }
@@ -72,6 +73,8 @@ public sealed partial class SoftProcessor
         if ((_cr0 & PagingState.Cr0PE) == 0 || cs == 0 || Cpl != 0)
             return Raise(ExceptionVector.GP);
         bool to64 = _insn.OperandSize == 8;
+        if (to64 && (!_paging.IsCanonical(_gpr[1]) || !_paging.IsCanonical(_gpr[2])))
+            return Raise(ExceptionVector.GP);
         _seg[1] = FlatCode((ushort)((cs + (to64 ? 32UL : 16UL)) | 3), 3, to64);
         _seg[2] = FlatStack((ushort)((cs + (to64 ? 40UL : 24UL)) | 3), 3);
         _rip = to64 ? _gpr[2] : (uint)_gpr[2];
@@ -112,7 +115,7 @@ public sealed partial class SoftProcessor
     // return offset at the operand size.
     private bool FarCall(ulong next)
     {
-        if (!FarPointer(out ushort selector, out ulong offset) || !SegmentFor(Register.CS, selector, out Segment cs))
+        if (!FarPointer(out ushort selector, out ulong offset) || !CodeAtSameLevel(selector, out Segment cs))
             return false;
         int size = _insn.OperandSize;
         int sw = StackWidth;
@@ -139,7 +142,7 @@ public sealed partial class SoftProcessor
             return false;
         if (((ushort)cs & 3) != Cpl && (_cr0 & PagingState.Cr0PE) != 0)
             return Raise(ExceptionVector.GP, (uint)(cs & 0xFFFC)); // returns to another privilege level: not supported
-        if (!SegmentFor(Register.CS, (ushort)cs, out Segment code))
+        if (!CodeAtSameLevel((ushort)cs, out Segment code))
             return false;
         ulong imm = _insn.OpcodeByte == 0xCA ? _insn.Immediate & 0xFFFF : 0;
         SetStackPointer((sp + 2 * (ulong)size + imm) & Alu.Mask(sw), sw);

@@ -166,6 +166,15 @@ public sealed partial class SoftProcessor
     // ENTER size, level: push RBP, copy level-1 frame pointers, set RBP, reserve size bytes.
     private bool EnterFrame(int size, int level)
     {
+        ulong rsp = _gpr[4];
+        if (EnterSteps(size, level))
+            return true;
+        _gpr[4] = rsp; // faults are precise: RSP as before the instruction
+        return false;
+    }
+
+    private bool EnterSteps(int size, int level)
+    {
         int sw = StackWidth;
         int os = _insn.OperandSize;
         ulong mask = Alu.Mask(sw);
@@ -236,16 +245,16 @@ public sealed partial class SoftProcessor
             _ldtr = new Segment(selector, 0, 0, 0x1_0000);
             return true;
         }
-        if ((selector & 4) != 0 || (ulong)(selector | 7) > _gdtrLimit)
+        bool long64 = (_efer & PagingState.EferLMA) != 0;
+        if ((selector & 4) != 0 || (ulong)(selector & ~7) + (long64 ? 15UL : 7UL) > _gdtrLimit)
             return Raise(ExceptionVector.GP, error);
         ulong la = _gdtrBase + (ulong)(selector & ~7);
         ulong high = 0;
-        bool long64 = (_efer & PagingState.EferLMA) != 0;
         if (!SystemRead(la, 8, out ulong low) || (long64 && !SystemRead(la + 8, 8, out high)))
             return RaiseFault();
         Segment s = VmxConversions.SegmentFromDescriptor(low, selector);
         int type = s.Type;
-        bool ok = (s.Access & 0x10) == 0 && (task ? type is 0x1 or 0x9 : type == 0x2);
+        bool ok = (s.Access & 0x10) == 0 && (task ? (long64 ? type == 0x9 : type is 0x1 or 0x9) : type == 0x2);
         if (!ok)
             return Raise(ExceptionVector.GP, error);
         if ((s.Access & 0x80) == 0)

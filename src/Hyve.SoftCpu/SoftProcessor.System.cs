@@ -1,6 +1,7 @@
 // The software CPU's system instructions: control registers (and the mode changes they make),
 // descriptor tables, segment loads from the GDT, far jumps, IRET; and 32-bit protected-mode
 // event delivery. Privilege changes and the LDT are still to come: they raise #GP here.
+using System;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -86,8 +87,12 @@ public sealed partial class SoftProcessor
     }
 
     // The segment a selector names: real mode makes it from the selector; protected mode reads
-    // the GDT (the LDT is not supported yet) and checks presence.
-    private bool SegmentFor(Register seg, ushort selector, out Segment s)
+    // the GDT or LDT (as a supervisor access) and applies the SDM's checks for loading it at
+    // privilege level cpl (the current one unless an IRET or RET is returning outward): SS must
+    // be writable data with RPL = DPL = cpl (a null SS only in 64-bit mode below CPL 3), data
+    // segments need max(cpl, RPL) <= DPL unless conforming code, and CS must be code (its
+    // privilege rules are the caller's, since they differ between JMP, CALL, RET and IRET).
+    private bool SegmentFor(Register seg, ushort selector, out Segment s, int cpl = -1)
     {
         s = default;
         if ((_cr0 & PagingState.Cr0PE) == 0)
@@ -95,23 +100,61 @@ public sealed partial class SoftProcessor
             s = _seg[seg - Register.ES] with { Selector = selector, Base = (ulong)selector << 4 };
             return true;
         }
+        if (cpl < 0)
+            cpl = Cpl;
+        uint error = (uint)(selector & ~3);
+        int rpl = selector & 3;
         if ((selector & ~3) == 0)
         {
-            if (seg is Register.CS || (seg is Register.SS && _bitness != Bitness.Bits64))
+            if (seg is Register.CS)
                 return Raise(ExceptionVector.GP);
-            s = new Segment(selector, 0, 0, 0x1_0000 | (uint)((selector & 3) << 5)); // unusable, DPL from RPL (SS)
+            // A null SS only in IA-32e mode below CPL 3 with RPL = CPL (MOV/POP SS: in 64-bit mode).
+            bool nullStackOk = (_efer & PagingState.EferLMA) != 0 && cpl < 3 && rpl == cpl && (_bitness == Bitness.Bits64 || cpl != Cpl);
+            if (seg is Register.SS && !nullStackOk)
+                return Raise(ExceptionVector.GP);
+            s = new Segment(selector, 0, 0, 0x1_0000 | (uint)(rpl << 5)); // unusable; for SS the DPL is the CPL
             return true;
         }
-        if ((selector & 4) != 0 || (ulong)(selector | 7) > _gdtrLimit)
-            return Raise(ExceptionVector.GP, (uint)(selector & ~3));
-        if (!ReadLinear(_gdtrBase + (ulong)(selector & ~7), out ulong descriptor))
-            return Shutdown();
+        if (!DescriptorOf(selector, out ulong descriptor, error))
+            return RaiseFault();
         s = VmxConversions.SegmentFromDescriptor(descriptor, selector);
-        bool code = s.IsCode;
-        if ((s.Access & 0x10) == 0 || (seg == Register.CS && !code) || (seg == Register.SS && (code || (s.Type & 2) == 0)))
-            return Raise(ExceptionVector.GP, (uint)(selector & ~3));
+        bool code = s.IsCode, conforming = code && (s.Type & 4) != 0, readable = !code || (s.Type & 2) != 0;
+        if ((s.Access & 0x10) == 0)
+            return Raise(ExceptionVector.GP, error);
+        switch (seg)
+        {
+            case Register.CS:
+                if (!code)
+                    return Raise(ExceptionVector.GP, error);
+                break;
+            case Register.SS:
+                if (code || (s.Type & 2) == 0 || rpl != cpl || s.Dpl != cpl)
+                    return Raise(ExceptionVector.GP, error);
+                break;
+            default:
+                if (!readable || (!conforming && Math.Max(cpl, rpl) > s.Dpl))
+                    return Raise(ExceptionVector.GP, error);
+                break;
+        }
         if ((s.Access & 0x80) == 0)
-            return Raise(seg == Register.SS ? ExceptionVector.SS : (byte)11, (uint)(selector & ~3)); // #NP
+            return Raise(seg == Register.SS ? ExceptionVector.SS : VectorNp, error);
+        return true;
+    }
+
+    // Far JMP or CALL straight to a code segment keeps the privilege level: non-conforming code
+    // needs RPL <= CPL and DPL = CPL, conforming code DPL <= CPL; CS.RPL becomes the CPL.
+    // (Call gates and task switches are not supported: #GP.)
+    private bool CodeAtSameLevel(ushort selector, out Segment cs)
+    {
+        if (!SegmentFor(Register.CS, selector, out cs))
+            return false;
+        if ((_cr0 & PagingState.Cr0PE) == 0)
+            return true;
+        int cpl = Cpl;
+        bool conforming = (cs.Type & 4) != 0;
+        if (conforming ? cs.Dpl > cpl : (selector & 3) > cpl || cs.Dpl != cpl)
+            return Raise(ExceptionVector.GP, (uint)(selector & ~3));
+        cs = cs with { Selector = (ushort)((selector & ~3) | cpl) };
         return true;
     }
 
@@ -152,7 +195,7 @@ public sealed partial class SoftProcessor
                 return false;
             selector = (ushort)s16;
         }
-        if (!SegmentFor(Register.CS, selector, out Segment cs))
+        if (!CodeAtSameLevel(selector, out Segment cs))
             return false;
         _seg[1] = cs;
         Modes();
@@ -177,10 +220,15 @@ public sealed partial class SoftProcessor
         if (popStack && (!Read(Register.SS, (sp + 3 * (ulong)size) & Alu.Mask(sw), size, out rsp)
             || !Read(Register.SS, (sp + 4 * (ulong)size) & Alu.Mask(sw), size, out ss)))
             return false;
+        int newCpl = (_cr0 & PagingState.Cr0PE) == 0 ? 0 : (int)(cs & 3);
+        if ((_cr0 & PagingState.Cr0PE) != 0 && newCpl < Cpl)
+            return Raise(ExceptionVector.GP, (uint)(cs & 0xFFFC)); // IRET never returns inward
         if (!SegmentFor(Register.CS, (ushort)cs, out Segment code))
             return false;
+        if ((_cr0 & PagingState.Cr0PE) != 0 && ((code.Type & 4) != 0 ? code.Dpl > newCpl : code.Dpl != newCpl))
+            return Raise(ExceptionVector.GP, (uint)(cs & 0xFFFC));
         Segment stack = default;
-        if (popStack && !SegmentFor(Register.SS, (ushort)ss, out stack))
+        if (popStack && !SegmentFor(Register.SS, (ushort)ss, out stack, newCpl))
             return false;
         // IOPL changes only at CPL 0 and IF only at CPL <= IOPL, as with POPF.
         ulong writable = Rflags.Status | Rflags.TF | Rflags.DF | FlagNt | FlagRf | Rflags.AC | FlagId;
@@ -191,6 +239,7 @@ public sealed partial class SoftProcessor
         ulong mask = size == 2 ? writable & 0xFFFF : writable;
         _interruptibility &= ~Interruptibility.Nmi; // IRET ends NMI blocking
         _rflags = (_rflags & ~mask) | (flags & mask) | Rflags.Fixed1;
+        bool outward = (_cr0 & PagingState.Cr0PE) != 0 && newCpl > Cpl;
         _seg[1] = code;
         if (popStack)
         {
@@ -200,6 +249,17 @@ public sealed partial class SoftProcessor
         else
         {
             SetStackPointer((sp + 3 * (ulong)size) & Alu.Mask(sw), sw);
+        }
+        if (outward)
+        {
+            // Data segments the outer level may not use become null.
+            foreach (int k in (ReadOnlySpan<int>)[0, 3, 4, 5])
+            {
+                Segment d = _seg[k];
+                bool conformingCode = d.IsCode && (d.Type & 4) != 0;
+                if (!d.Unusable && !conformingCode && d.Dpl < newCpl)
+                    _seg[k] = new Segment(0, 0, 0, 0x1_0000);
+            }
         }
         Modes();
         _rip = ip & IpMask;

@@ -171,7 +171,7 @@ public sealed unsafe partial class SoftProcessor
         k.Bytes1 = b1;
         k.Bitness = _bitness;
         k.Length = insn.Length;
-        _icacheFast[slot] = Classify(in insn);
+        _icacheFast[slot] = Classify(in insn, _bitness);
         return slot;
     }
 
