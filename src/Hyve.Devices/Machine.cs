@@ -1,7 +1,7 @@
 // A PC assembled from the vmm and the device half: RAM laid out by the memory map, the buses,
 // COM1, the i8042, power control, QEMU's test devices and fw_cfg; a loaded boot image; and the
-// device half's run loop (one host thread per vCPU) answering each vCPU's single requests until
-// the guest ends the run or the host does.
+// device half's run loop (all vCPUs in turn on one thread by default, or a host thread each)
+// answering each vCPU's single requests until the guest ends the run or the host does.
 using System;
 using System.IO;
 using System.Text;
@@ -68,6 +68,10 @@ public sealed class MachineOptions
 
     /// <summary>A disk image for the virtio block device (none when null).</summary>
     public string? Disk { get; init; }
+
+    /// <summary>Whether every vCPU runs on the calling thread in turn (round-robin quanta, so runs
+    /// repeat exactly); otherwise each vCPU gets a host thread.</summary>
+    public bool OneThread { get; init; } = true;
 }
 
 /// <summary>A PC-like virtual machine.</summary>
@@ -76,6 +80,7 @@ public sealed class Machine : IDisposable
     private readonly Lock _devices = new();
     private readonly Stream _console;
     private readonly bool[] _haltedForGood;
+    private readonly bool _oneThread;
     private int _stop;
     private int _debugStatus;
     private string? _message;
@@ -91,6 +96,7 @@ public sealed class Machine : IDisposable
         var clock = new VmClock();
         Vm = new Vm(options.Backend(memory, clock), options.Cpus, memory, clock);
         _console = options.Console;
+        _oneThread = options.OneThread;
         _haltedForGood = new bool[options.Cpus];
 
         Com1 = new Uart16550(b => _console.WriteByte(b), level => Vm.SetIsaIrq(Uart16550.Com1Irq, level));
@@ -234,29 +240,37 @@ public sealed class Machine : IDisposable
         });
     }
 
-    /// <summary>Runs every vCPU on its own thread until the guest or <paramref name="timeout"/>
-    /// ends the run.</summary>
+    /// <summary>Runs the vCPUs (in turn on this thread, or each on its own thread when the options
+    /// say so) until the guest or <paramref name="timeout"/> ends the run.</summary>
     public MachineResult Run(TimeSpan? timeout = null)
     {
-        var threads = new Thread[Vm.Vcpus.Count];
-        for (int i = 0; i < threads.Length; i++)
-        {
-            int id = i;
-            threads[i] = new Thread(() => RunVcpu(id)) { Name = $"vcpu{id}", IsBackground = true };
-        }
-        foreach (Thread t in threads)
-            t.Start();
         using (timeout is { } limit ? new Timer(_ => Stop(MachineStop.Timeout), null, limit, Timeout.InfiniteTimeSpan) : null)
         {
-            foreach (Thread t in threads)
-                t.Join();
+            if (_oneThread)
+            {
+                RunRoundRobin();
+            }
+            else
+            {
+                var threads = new Thread[Vm.Vcpus.Count];
+                for (int i = 0; i < threads.Length; i++)
+                {
+                    int id = i;
+                    threads[i] = new Thread(() => RunVcpu(id)) { Name = $"vcpu{id}", IsBackground = true };
+                }
+                foreach (Thread t in threads)
+                    t.Start();
+                foreach (Thread t in threads)
+                    t.Join();
+            }
         }
         _console.Flush();
         MachineStop stop = Stopped;
         return new MachineResult(stop, MachineResult.StatusOf(stop, _debugStatus), _message);
     }
 
-    // The device half's loop for one vCPU: answer what it asks, until the machine stops.
+    // The device half's loop for one vCPU on its own thread: answer what it asks, until the
+    // machine stops.
     private void RunVcpu(int id)
     {
         Vcpu vcpu = Vm.Vcpus[id];
@@ -266,52 +280,102 @@ public sealed class Machine : IDisposable
             while (true)
             {
                 VmExit exit = vcpu.Run(entry);
-                entry = VmEntry.Default;
-                if (exit.Code is not (VmExitCode.Bogus or VmExitCode.RunState or VmExitCode.Hlt))
-                    Volatile.Write(ref _haltedForGood[id], false);
-                switch (exit.Code)
-                {
-                    case VmExitCode.Inout:
-                        lock (_devices)
-                            entry = VmEntry.FulfillInout(Ports.Handle(in exit.Inout));
-                        break;
-                    case VmExitCode.Mmio:
-                        lock (_devices)
-                            entry = VmEntry.FulfillMmio(Mmio.Handle(in exit.Mmio));
-                        break;
-                    case VmExitCode.Rdmsr:
-                    case VmExitCode.Wrmsr:
-                        // An MSR nobody implements: #GP, as a processor without it would raise.
-                        lock (_devices)
-                            UnknownMsrs++;
-                        entry = VmEntry.FulfillMsr(0, fault: true);
-                        break;
-                    case VmExitCode.Hlt:
-                        Volatile.Write(ref _haltedForGood[id], true);
-                        if (AllIdle())
-                            Stop(MachineStop.Halted, $"every vCPU halted with interrupts disabled (vCPU {id} at 0x{exit.Rip:X})");
-                        break;
-                    case VmExitCode.Bogus:
-                    case VmExitCode.RunState:
-                        if (Stopped == MachineStop.None && Volatile.Read(ref _haltedForGood[id]) && AllIdle())
-                            Stop(MachineStop.Halted, $"every vCPU halted with interrupts disabled (vCPU {id} at 0x{exit.Rip:X})");
-                        break;
-                    case VmExitCode.Suspended:
-                        Stop(ToStop(exit.Suspend));
-                        return;
-                    case VmExitCode.InstEmul:
-                        Stop(MachineStop.Error, $"vCPU {id}: cannot emulate the device-memory access at 0x{exit.Rip:X} " +
-                            $"(bytes {Convert.ToHexString(((ReadOnlySpan<byte>)exit.InstructionBytes)[..exit.InstructionLength])})");
-                        return;
-                    default:
-                        Stop(MachineStop.Error, $"vCPU {id}: unhandled exit {exit}");
-                        return;
-                }
+                if (!Answer(id, in exit, out entry))
+                    return;
             }
         }
         catch (Exception e) when (e is VmmPanicException or VmEntryException or InvalidOperationException or NotSupportedException)
         {
             Stop(MachineStop.Error, $"vCPU {id}: {e.Message}");
+        }
+    }
+
+    // Every vCPU on this thread, in turn, each for up to a quantum of instructions or until it
+    // halts or parks: runs repeat exactly, whatever the host's scheduling.
+    private void RunRoundRobin()
+    {
+        var entries = new VmEntry[Vm.Vcpus.Count];
+        foreach (Vcpu v in Vm.Vcpus)
+            v.Cooperative = true;
+        try
+        {
+            while (true)
+            {
+                bool progressed = false;
+                for (int id = 0; id < entries.Length; id++)
+                {
+                    Vcpu v = Vm.Vcpus[id];
+                    long start = v.Cpu.Retired;
+                    while (true)
+                    {
+                        long used = v.Cpu.Retired - start;
+                        if (used >= Quantum)
+                            break;
+                        v.Cpu.Quantum = (uint)(Quantum - used);
+                        VmExit exit = v.Run(entries[id]);
+                        if (!Answer(id, in exit, out entries[id]))
+                            return;
+                        if (exit.Code is VmExitCode.Bogus or VmExitCode.RunState or VmExitCode.Hlt)
+                            break;
+                    }
+                    progressed |= v.Cpu.Retired != start;
+                }
+                if (!progressed)
+                    Thread.Sleep(1); // every vCPU is waiting (for input, or for nothing at all)
+            }
+        }
+        catch (Exception e) when (e is VmmPanicException or VmEntryException or InvalidOperationException or NotSupportedException)
+        {
+            Stop(MachineStop.Error, e.Message);
+        }
+    }
+
+    /// <summary>Guest instructions a vCPU runs before the next one's turn (round-robin mode).</summary>
+    public const int Quantum = 50_000;
+
+    // One exit answered. False when this vCPU's loop is over (the machine stopped).
+    private bool Answer(int id, in VmExit exit, out VmEntry entry)
+    {
+        entry = VmEntry.Default;
+        if (exit.Code is not (VmExitCode.Bogus or VmExitCode.RunState or VmExitCode.Hlt))
+            Volatile.Write(ref _haltedForGood[id], false);
+        switch (exit.Code)
+        {
+            case VmExitCode.Inout:
+                lock (_devices)
+                    entry = VmEntry.FulfillInout(Ports.Handle(in exit.Inout));
+                return true;
+            case VmExitCode.Mmio:
+                lock (_devices)
+                    entry = VmEntry.FulfillMmio(Mmio.Handle(in exit.Mmio));
+                return true;
+            case VmExitCode.Rdmsr:
+            case VmExitCode.Wrmsr:
+                // An MSR nobody implements: #GP, as a processor without it would raise.
+                lock (_devices)
+                    UnknownMsrs++;
+                entry = VmEntry.FulfillMsr(0, fault: true);
+                return true;
+            case VmExitCode.Hlt:
+                Volatile.Write(ref _haltedForGood[id], true);
+                if (AllIdle())
+                    Stop(MachineStop.Halted, $"every vCPU halted with interrupts disabled (vCPU {id} at 0x{exit.Rip:X})");
+                return true;
+            case VmExitCode.Bogus:
+            case VmExitCode.RunState:
+                if (Stopped == MachineStop.None && Volatile.Read(ref _haltedForGood[id]) && AllIdle())
+                    Stop(MachineStop.Halted, $"every vCPU halted with interrupts disabled (vCPU {id} at 0x{exit.Rip:X})");
+                return true;
+            case VmExitCode.Suspended:
+                Stop(ToStop(exit.Suspend));
+                return false;
+            case VmExitCode.InstEmul:
+                Stop(MachineStop.Error, $"vCPU {id}: cannot emulate the device-memory access at 0x{exit.Rip:X} " +
+                    $"(bytes {Convert.ToHexString(((ReadOnlySpan<byte>)exit.InstructionBytes)[..exit.InstructionLength])})");
+                return false;
+            default:
+                Stop(MachineStop.Error, $"vCPU {id}: unhandled exit {exit}");
+                return false;
         }
     }
 

@@ -89,6 +89,9 @@ public sealed partial class SoftProcessor : IVmxProcessor
     {
         // The controls do not change while the guest runs: read the one that matters once.
         bool windowExiting = (_vmcs.Load(VmcsField.PrimaryProcessorControls) & VmxVcpu.InterruptWindowExiting) != 0;
+        // The VMX-preemption timer, counted here in retired instructions (checked per batch).
+        long slice = (_vmcs.Load(VmcsField.PinBasedControls) & VmxVcpu.PreemptionTimerControl) != 0
+            ? (long)_vmcs.Load(VmcsField.PreemptionTimerValue) : long.MaxValue;
         int budget = Batch;
         while (true)
         {
@@ -123,6 +126,11 @@ public sealed partial class SoftProcessor : IVmxProcessor
             {
                 budget = Batch;
                 _clock.Advance(Batch); // may fire timers, which kick the vCPU (RequestExit)
+                if ((slice -= Batch) <= 0)
+                {
+                    Exit(VmxExitReason.PreemptionTimer);
+                    return;
+                }
             }
         }
     }

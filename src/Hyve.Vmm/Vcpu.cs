@@ -324,7 +324,7 @@ public sealed class Vcpu
             // Parked: wait a little for a SIPI, then let the device half look around.
             _wake.Reset();
             if (Volatile.Read(ref _pendSipi) == 0 && Volatile.Read(ref _pendInit) == 0 && _vm.Suspended == SuspendReason.None)
-                _wake.Wait(ParkWaitMs);
+                Park();
             if (Volatile.Read(ref _pendSipi) == 0 && Volatile.Read(ref _pendInit) == 0)
             {
                 exit = new VmExit { Code = VmExitCode.RunState, Rip = _cpu.Rip };
@@ -349,7 +349,7 @@ public sealed class Vcpu
                 return true;
             if (next == long.MaxValue || !_vm.Clock.HostTime)
             {
-                _wake.Wait(ParkWaitMs);
+                Park();
                 if (!CanWake())
                 {
                     exit = new VmExit { Code = VmExitCode.Bogus, Rip = _cpu.Rip };
@@ -358,13 +358,25 @@ public sealed class Vcpu
                 return true;
             }
             long waitNs = next - _vm.Clock.Now;
-            if (waitNs > 0)
+            if (waitNs > 0 && !Cooperative)
                 _wake.Wait(TimeSpan.FromTicks(Math.Max(1, waitNs / 100)));
             _vm.Clock.FireDue();
             return true;
         }
         return true;
     }
+
+    // Waits a little for a wake-up; a cooperative vCPU returns at once so the thread that runs
+    // every vCPU goes on to the next.
+    private void Park()
+    {
+        if (!Cooperative)
+            _wake.Wait(ParkWaitMs);
+    }
+
+    /// <summary>Whether one host thread runs this vCPU among others: a parked or halted vCPU
+    /// then returns to its caller instead of waiting.</summary>
+    public bool Cooperative { get; set; }
 
     private bool CanWake()
     {
@@ -427,6 +439,10 @@ public sealed class Vcpu
             case BackendExitKind.InterruptWindow:
             case BackendExitKind.Interrupted:
                 return false;
+            case BackendExitKind.Preempted:
+                // The time slice is over: the caller runs the next vCPU.
+                exit = new VmExit { Code = VmExitCode.Bogus, Rip = _cpu.Rip };
+                return true;
             case BackendExitKind.Cpuid:
                 {
                     var (a, b, c, d) = _vm.Cpuid.Query((uint)_cpu.GetGpr(0), (uint)_cpu.GetGpr(1), Id);

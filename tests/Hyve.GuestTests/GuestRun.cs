@@ -17,6 +17,9 @@ namespace Hyve.GuestTests;
 /// <summary>One run's console output and exit status.</summary>
 public sealed partial record GuestRun(string Output, int Status)
 {
+    /// <summary>Instructions each vCPU retired (Hyve runs only).</summary>
+    public long[] Retired { get; init; } = [];
+
     /// <summary>The TAP-style result lines ("ok N - name" / "not ok N - name"), without their
     /// directives (a check one machine skips for lack of a CPU feature still lines up).</summary>
     public IReadOnlyList<string> Results =>
@@ -78,7 +81,7 @@ public sealed partial record GuestRun(string Output, int Status)
         string output = Encoding.UTF8.GetString(console.ToArray());
         if (r.Message != null)
             output += $"\n[hyve: {r.Stop}: {r.Message}]\n";
-        return new GuestRun(output, r.Status);
+        return new GuestRun(output, r.Status) { Retired = [.. machine.Vm.Vcpus.Select(v => v.Cpu.Retired)] };
     }
 
     /// <summary>Runs <paramref name="image"/> on QEMU with TCG, as the guest suite's reference.</summary>

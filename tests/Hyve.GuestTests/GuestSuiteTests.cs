@@ -43,6 +43,20 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void RunsWithSeveralVcpusRepeatExactly()
+    {
+        // Round-robin quanta on one thread and virtual time: the same instructions every time.
+        GuestRun first = GuestRun.OnHyve(GuestRun.Image("smp"));
+        GuestRun second = GuestRun.OnHyve(GuestRun.Image("smp"));
+        log.WriteLine($"instructions per vCPU: {string.Join(", ", first.Retired)}");
+        Assert.Equal(AllPassed, first.Status);
+        Assert.Equal(4, first.Retired.Length);
+        Assert.All(first.Retired, n => Assert.True(n > 0));
+        Assert.Equal(first.Retired, second.Retired);
+        Assert.Equal(first.Output, second.Output);
+    }
+
+    [Fact]
     public void VirtioBlockWritesReachTheDiskFileExactly()
     {
         string disk = System.IO.Path.GetTempFileName();

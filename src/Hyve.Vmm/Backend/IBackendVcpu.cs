@@ -26,8 +26,10 @@ public enum BackendExitKind : byte
     TripleFault,
     /// <summary>The interrupt window the vmm asked for opened.</summary>
     InterruptWindow,
-    /// <summary>The run was interrupted from outside (a kick, a host signal, a time slice).</summary>
+    /// <summary>The run was interrupted from outside (a kick, a host signal).</summary>
     Interrupted,
+    /// <summary>The time slice set by <see cref="IBackendVcpu.Quantum"/> ran out.</summary>
+    Preempted,
     /// <summary>Anything else; <see cref="BackendExit.Reason"/> says what.</summary>
     Unhandled,
 }
@@ -97,6 +99,14 @@ public interface IBackendVcpu : IVieCpu
 {
     /// <summary>Guest instructions retired so far (0 when the backend does not count them).</summary>
     long Retired => 0;
+
+    /// <summary>When not zero, a run ends with <see cref="BackendExitKind.Preempted"/> after about
+    /// this many guest instructions (backends without a time slice ignore it).</summary>
+    uint Quantum
+    {
+        get => 0;
+        set { }
+    }
 
     /// <summary>Control registers and EFER.</summary>
     ControlState Control { get; set; }

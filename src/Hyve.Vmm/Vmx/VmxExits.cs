@@ -66,7 +66,8 @@ public static class VmxExits
             case VmxExitReason.Wrmsr: exit.Kind = BackendExitKind.Wrmsr; break;
             case VmxExitReason.TripleFault: exit.Kind = BackendExitKind.TripleFault; break;
             case VmxExitReason.InterruptWindow or VmxExitReason.NmiWindow: exit.Kind = BackendExitKind.InterruptWindow; break;
-            case VmxExitReason.ExternalInterrupt or VmxExitReason.PreemptionTimer: exit.Kind = BackendExitKind.Interrupted; break;
+            case VmxExitReason.ExternalInterrupt: exit.Kind = BackendExitKind.Interrupted; break;
+            case VmxExitReason.PreemptionTimer: exit.Kind = BackendExitKind.Preempted; break;
             default: exit.Kind = BackendExitKind.Unhandled; break;
         }
         return exit;

@@ -265,9 +265,32 @@ public sealed class VmxVcpu : IBackendVcpu
     /// <summary>Must be wired by the VM: its guest memory, for telling RAM from device memory.</summary>
     public IGuestMemory? Memory { get; set; }
 
+    /// <summary>Pin-based control: activate the VMX-preemption timer.</summary>
+    public const uint PreemptionTimerControl = 1 << 6;
+
+    private uint _quantum;
+
+    /// <inheritdoc/>
+    /// <remarks>Through the VMX-preemption timer: the software CPU counts it in retired instructions.</remarks>
+    public uint Quantum
+    {
+        get => _quantum;
+        set
+        {
+            if (value == _quantum)
+                return;
+            _quantum = value;
+            ulong pin = Vmcs.Read(_state, VmcsField.PinBasedControls);
+            Vmcs.Write(_state, VmcsField.PinBasedControls, value != 0 ? pin | PreemptionTimerControl : pin & ~(ulong)PreemptionTimerControl);
+            Vmcs.Write(_state, VmcsField.PreemptionTimerValue, value);
+        }
+    }
+
     /// <inheritdoc/>
     public BackendExit Run()
     {
+        if (_quantum != 0)
+            Vmcs.Write(_state, VmcsField.PreemptionTimerValue, _quantum);
         bool resume = _state.IsLaunched(Region);
         Vmcs.Enter(_state, resume);
         _cpu.Enter(_state, _area, resume);
