@@ -16,6 +16,8 @@ public enum EntryMode : byte
 {
     /// <summary>32-bit protected mode, flat segments, paging off (Multiboot).</summary>
     Protected32,
+    /// <summary>64-bit mode with the image's page tables and GDT (Linux's 64-bit boot protocol).</summary>
+    Long64,
 }
 
 /// <summary>A loaded guest: memory contents and where and how to start.</summary>
@@ -35,6 +37,25 @@ public sealed class BootImage
 
     /// <summary>EBX at entry.</summary>
     public uint Ebx { get; set; }
+
+    /// <summary>RSI at entry (<see cref="EntryMode.Long64"/>: the boot parameters).</summary>
+    public ulong Rsi { get; set; }
+
+    /// <summary>CR3 at entry (<see cref="EntryMode.Long64"/>).</summary>
+    public ulong Cr3 { get; set; }
+
+    /// <summary>The GDT the image provides (<see cref="EntryMode.Long64"/>), and the code and
+    /// data selectors to load from it.</summary>
+    public ulong GdtBase { get; set; }
+
+    /// <summary>The GDT's limit.</summary>
+    public ushort GdtLimit { get; set; }
+
+    /// <summary>The code selector at entry.</summary>
+    public ushort CodeSelector { get; set; }
+
+    /// <summary>The data selector at entry.</summary>
+    public ushort DataSelector { get; set; }
 
     /// <summary>One past the highest byte any segment covers.</summary>
     public ulong End

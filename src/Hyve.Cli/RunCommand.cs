@@ -20,7 +20,7 @@ internal static class RunCommand
 
     public static int Run(ReadOnlySpan<string> args)
     {
-        string? kernel = null, cmdline = null, disk = null;
+        string? kernel = null, cmdline = null, disk = null, initrd = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false;
         for (int i = 0; i < args.Length; i++)
@@ -42,8 +42,7 @@ internal static class RunCommand
                         throw new UsageException($"run: --backend expects soft or kvm, got '{backend}'");
                     break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
-                case "--initrd":
-                    throw new UsageException("run: --initrd is not supported yet (Multiboot kernels only)");
+                case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 default: throw new UsageException($"run: unknown option '{a}'");
             }
         }
@@ -54,8 +53,12 @@ internal static class RunCommand
 
         byte[] image = kernel == null ? DefaultGuest() : File.ReadAllBytes(kernel);
         string what = kernel ?? "the built-in demo guest";
-        if (!Multiboot.IsMultiboot(image))
-            throw new InvalidDataException($"{what}: not a Multiboot kernel (no valid header in the first 8 KiB)");
+        bool linux = LinuxBoot.IsBzImage(image);
+        if (!linux && !Multiboot.IsMultiboot(image))
+            throw new InvalidDataException($"{what}: not a Multiboot kernel or a Linux bzImage");
+        if (initrd != null && !linux)
+            throw new UsageException("run: --initrd needs a Linux kernel");
+        byte[]? ramdisk = initrd == null ? null : File.ReadAllBytes(initrd);
 
         using Stream console = Console.OpenStandardOutput();
         var options = new MachineOptions
@@ -70,7 +73,10 @@ internal static class RunCommand
         BootImage boot;
         try
         {
-            boot = Multiboot.Load(image, machine.Map, cmdline ?? "");
+            // Linux hears of the virtio-mmio devices on its command line.
+            boot = linux
+                ? LinuxBoot.Load(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
+                : Multiboot.Load(image, machine.Map, cmdline ?? "");
         }
         catch (InvalidDataException e)
         {

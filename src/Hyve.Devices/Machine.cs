@@ -193,6 +193,21 @@ public sealed class Machine : IDisposable
                 throw new InvalidDataException($"the image's segment at 0x{s.Address:X} is not in RAM");
         }
         IBackendVcpu cpu = Vm.Vcpus[0].Cpu;
+        if (image.Mode == EntryMode.Long64)
+        {
+            // Linux's 64-bit entry: the image's GDT and page tables, flat 64-bit code and data.
+            cpu.Gdtr = new TableRegister(image.GdtBase, image.GdtLimit);
+            cpu.Idtr = new TableRegister(0, 0);
+            cpu.SetSegment(Register.CS, new Segment(image.CodeSelector, 0, 0xFFFF_FFFF, 0xA09B));
+            foreach (Register r in (ReadOnlySpan<Register>)[Register.DS, Register.ES, Register.FS, Register.GS, Register.SS])
+                cpu.SetSegment(r, new Segment(image.DataSelector, 0, 0xFFFF_FFFF, 0xC093));
+            cpu.Control = new ControlState(PagingState.Cr0PE | 0x10 | PagingState.Cr0PG, 0, image.Cr3, PagingState.Cr4PAE,
+                PagingState.EferLME | PagingState.EferLMA);
+            cpu.Rflags = Rflags.Fixed1;
+            cpu.Rip = image.Entry;
+            cpu.SetGpr(6, image.Rsi);
+            return;
+        }
         // Multiboot's state: flat 4 GiB code and data segments (selectors as QEMU's loader uses
         // them, with a matching GDT at 0x500 so reloading them works), CR0.PE only, IF clear.
         const ulong Gdt = 0x500;
@@ -419,8 +434,8 @@ public sealed class Machine : IDisposable
             sb.AppendLine($"virtio at 0x{v.Base:x} (irq {v.Irq}): status 0x{v.Transport.Status:x}, malformed chains {v.Transport.Malformed}, bad register accesses {v.Transport.BadAccesses}");
         if (Disk != null)
             sb.AppendLine($"disk: {Disk.Completed} requests, {Disk.Failed} failed");
-        sb.AppendLine($"unclaimed: port reads={Ports.UnclaimedReads} port writes={Ports.UnclaimedWrites} " +
-            $"mmio reads={Mmio.UnclaimedReads} mmio writes={Mmio.UnclaimedWrites}; unknown MSRs={UnknownMsrs}; uart overruns={Com1.Overruns}");
+        sb.AppendLine($"unclaimed: port reads={Ports.UnclaimedReads} port writes={Ports.UnclaimedWrites} (last 0x{Ports.LastUnclaimed:x}) " +
+            $"mmio reads={Mmio.UnclaimedReads} mmio writes={Mmio.UnclaimedWrites} (last 0x{Mmio.LastUnclaimed:x}); unknown MSRs={UnknownMsrs}; uart overruns={Com1.Overruns}");
         return sb.ToString();
     }
 

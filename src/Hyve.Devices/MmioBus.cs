@@ -21,6 +21,9 @@ public sealed class MmioBus
     /// <summary>Writes to addresses no device owns (dropped).</summary>
     public long UnclaimedWrites { get; private set; }
 
+    /// <summary>The last address no device owned (for diagnostics).</summary>
+    public ulong LastUnclaimed { get; private set; }
+
     /// <summary>Gives <paramref name="size"/> bytes from <paramref name="start"/> to
     /// <paramref name="device"/>; a range that overlaps another device's is refused.</summary>
     public void Register(ulong start, ulong size, IMmioHandler device)
@@ -61,6 +64,7 @@ public sealed class MmioBus
                 return request;
             }
         }
+        LastUnclaimed = request.Gpa;
         if (request.Write)
         {
             UnclaimedWrites++;

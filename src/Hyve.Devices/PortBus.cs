@@ -15,6 +15,9 @@ public sealed class PortBus
     /// <summary>Writes to ports no device owns (dropped).</summary>
     public long UnclaimedWrites { get; private set; }
 
+    /// <summary>The last port no device owned (for diagnostics).</summary>
+    public ushort LastUnclaimed { get; private set; }
+
     /// <summary>Gives <paramref name="count"/> ports from <paramref name="first"/> to
     /// <paramref name="device"/>; a range that overlaps another device's is refused.</summary>
     public void Register(ushort first, int count, IPortHandler device) => _ports.Register(first, count, device);
@@ -26,11 +29,15 @@ public sealed class PortBus
         {
             if (_ports.TryIn(request.Port, request.Bytes, out uint value))
                 return request with { Eax = value };
+            LastUnclaimed = request.Port;
             UnclaimedReads++;
             return request with { Eax = request.Bytes >= 4 ? uint.MaxValue : (1u << (8 * request.Bytes)) - 1 };
         }
         if (!_ports.TryOut(request.Port, request.Bytes, request.Eax))
+        {
             UnclaimedWrites++;
+            LastUnclaimed = request.Port;
+        }
         return request;
     }
 }

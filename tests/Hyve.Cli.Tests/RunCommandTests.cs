@@ -99,7 +99,7 @@ public sealed class RunCommandTests : IDisposable
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]
     [InlineData(1, "--disk", "/nonexistent/disk.img")]
-    [InlineData(2, "--initrd", "/nonexistent/initrd")]
+    [InlineData(2, "--initrd", "/nonexistent/initrd")] // the demo guest is not a Linux kernel
     public void BadOptionsAreOneLineErrors(int status, string option, string value)
     {
         var (code, _, err) = Hyve("run", option, value);
@@ -115,7 +115,7 @@ public sealed class RunCommandTests : IDisposable
         File.WriteAllBytes(path, new byte[10000]);
         var (code, _, err) = Hyve("run", "--kernel", path);
         Assert.Equal(1, code);
-        Assert.Contains("not a Multiboot kernel", err);
+        Assert.Contains("not a Multiboot kernel or a Linux bzImage", err);
         Assert.Single(err.TrimEnd().Split('\n'));
     }
 }

@@ -63,10 +63,11 @@ public sealed partial record GuestRun(string Output, int Status)
     public static IEnumerable<string> TestGuests() =>
         Directory.GetFiles(GuestsDir, "*.c").Select(Path.GetFileNameWithoutExtension).Where(n => n != "demo").Order()!;
 
-    /// <summary>Runs <paramref name="image"/> on Hyve's software CPU.</summary>
-    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null)
+    /// <summary>Runs <paramref name="image"/> on Hyve's software CPU; with <paramref name="until"/>,
+    /// the run ends (as a power-off) once the console has printed it.</summary>
+    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "")
     {
-        using var console = new MemoryStream();
+        using var console = new WatchedStream();
         var options = new MachineOptions
         {
             Cpus = cpus,
@@ -76,7 +77,12 @@ public sealed partial record GuestRun(string Output, int Status)
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
         using var machine = new Machine(options);
-        machine.Load(Multiboot.Load(File.ReadAllBytes(image), machine.Map));
+        byte[] file = File.ReadAllBytes(image);
+        machine.Load(LinuxBoot.IsBzImage(file)
+            ? LinuxBoot.Load(file, machine.Map, cmdline, null, cpus)
+            : Multiboot.Load(file, machine.Map, cmdline));
+        if (until != null)
+            console.Watch(until, () => machine.Stop(MachineStop.PowerOff));
         MachineResult r = machine.Run(TimeSpan.FromSeconds(seconds));
         string output = Encoding.UTF8.GetString(console.ToArray());
         if (r.Message != null)
@@ -109,6 +115,35 @@ public sealed partial record GuestRun(string Output, int Status)
         }
         string err = stderr.Result;
         return new GuestRun(stdout.Result + (err.Length > 0 ? $"\n[qemu stderr: {err.Trim()}]\n" : ""), p.ExitCode);
+    }
+}
+
+/// <summary>A console that can end the run when a given text appears.</summary>
+internal sealed class WatchedStream : MemoryStream
+{
+    private string? _marker;
+    private Action? _then;
+    private int _scanned;
+
+    public void Watch(string marker, Action then)
+    {
+        _marker = marker;
+        _then = then;
+    }
+
+    public override void WriteByte(byte value)
+    {
+        base.WriteByte(value);
+        if (_marker == null || value != '\n')
+            return;
+        // Only the text since the last check: each line is looked at once.
+        string recent = Encoding.UTF8.GetString(GetBuffer(), _scanned, (int)Length - _scanned);
+        _scanned = Math.Max(0, (int)Length - _marker.Length);
+        if (recent.Contains(_marker, StringComparison.Ordinal))
+        {
+            _marker = null;
+            _then?.Invoke();
+        }
     }
 }
 

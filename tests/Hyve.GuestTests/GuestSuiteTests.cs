@@ -43,6 +43,23 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void DebianLinuxBootsToItsConsoleOnTheSoftwareCpu()
+    {
+        // Debian's own kernel through the 64-bit boot protocol: it decompresses itself, reads the
+        // e820 map and the command line, and brings its serial console up. (It goes no further
+        // yet: see docs/roadmap.md.)
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 1, seconds: 240,
+            until: "printk: console [ttyS0] enabled", cmdline: "console=ttyS0 earlyprintk=serial,ttyS0 nokaslr");
+        log.WriteLine(linux.Output);
+        Assert.Contains("Linux version 6.", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("Command line: console=ttyS0 earlyprintk=serial,ttyS0 nokaslr", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("printk: console [ttyS0] enabled", linux.Output, System.StringComparison.Ordinal);
+        Assert.Equal(0, linux.Status); // stopped by the test once the console was up
+    }
+
+    [Fact]
     public void RunsWithSeveralVcpusRepeatExactly()
     {
         // Round-robin quanta on one thread and virtual time: the same instructions every time.

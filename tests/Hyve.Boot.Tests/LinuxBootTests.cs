@@ -1,0 +1,126 @@
+// The Linux loader on Debian's own kernel image: the setup header read and copied, the kernel
+// placed at its preferred address with room for its whole footprint, the boot parameters
+// (loader type, command line, initrd, e820 map), the 64-bit entry state; files that are not a
+// bzImage this loader can start rejected with one-line reasons; and the MP table's checksums.
+using System;
+using System.Buffers.Binary;
+using System.IO;
+using System.Linq;
+using System.Text;
+using Hyve.TestSupport;
+using Xunit;
+
+namespace Hyve.Boot.Tests;
+
+public sealed class LinuxBootTests
+{
+    private static readonly MemoryMap Map = MemoryMap.Pc(256UL << 20);
+
+    private static byte[] Kernel()
+    {
+        Assert.True(DebianKernel.Path != null, DebianKernel.Why);
+        return File.ReadAllBytes(DebianKernel.Path!);
+    }
+
+    private static LoadSegment At(BootImage image, ulong address) => image.Segments.Single(s => s.Address == address);
+
+    [Fact]
+    public void DebianBzImageIsPlacedAsTheBootProtocolSays()
+    {
+        byte[] k = Kernel();
+        Assert.True(LinuxBoot.IsBzImage(k));
+        int setupSects = k[0x1F1] == 0 ? 4 : k[0x1F1];
+        ulong pref = BinaryPrimitives.ReadUInt64LittleEndian(k.AsSpan(0x258));
+        ulong initSize = BinaryPrimitives.ReadUInt32LittleEndian(k.AsSpan(0x260));
+        byte[] initrd = Enumerable.Range(0, 10000).Select(i => (byte)i).ToArray();
+        BootImage image = LinuxBoot.Load(k, Map, "console=ttyS0 quiet", initrd, cpus: 2);
+
+        Assert.Equal(EntryMode.Long64, image.Mode);
+        LoadSegment kernel = At(image, pref); // relocatable, and RAM is there
+        Assert.Equal(k.AsSpan((setupSects + 1) * 512).ToArray(), kernel.Data);
+        Assert.Equal(initSize, kernel.End - kernel.Address);
+        Assert.Equal(pref + 0x200, image.Entry); // the 64-bit entry point
+        Assert.Equal(LinuxBoot.BootParams, image.Rsi);
+
+        byte[] zp = At(image, LinuxBoot.BootParams).Data;
+        int headerEnd = 0x202 + k[0x201];
+        Assert.Equal(k.AsSpan(0x1F1, 0x210 - 0x1F1).ToArray(), zp.AsSpan(0x1F1, 0x210 - 0x1F1).ToArray());
+        Assert.Equal("HdrS", Encoding.ASCII.GetString(zp, 0x202, 4));
+        Assert.Equal(k.AsSpan(0x230, headerEnd - 0x230).ToArray(), zp.AsSpan(0x230, headerEnd - 0x230).ToArray());
+        Assert.Equal(0xFF, zp[0x210]);
+        Assert.Equal((uint)LinuxBoot.CommandLine, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x228)));
+        Assert.Equal("console=ttyS0 quiet\0", Encoding.ASCII.GetString(At(image, LinuxBoot.CommandLine).Data));
+
+        uint ramdisk = BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x218));
+        Assert.Equal(10000u, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x21C)));
+        Assert.Equal(0u, ramdisk % 4096);
+        Assert.True(ramdisk >= kernel.End && ramdisk + 10000 <= Map.LowEnd);
+        Assert.Equal(initrd, At(image, ramdisk).Data);
+
+        Assert.Equal(Map.Ranges.Count, zp[0x1E8]);
+        for (int i = 0; i < Map.Ranges.Count; i++)
+        {
+            Assert.Equal(Map.Ranges[i].Base, BinaryPrimitives.ReadUInt64LittleEndian(zp.AsSpan(0x2D0 + 20 * i)));
+            Assert.Equal(Map.Ranges[i].Length, BinaryPrimitives.ReadUInt64LittleEndian(zp.AsSpan(0x2D0 + 20 * i + 8)));
+            Assert.Equal((uint)Map.Ranges[i].Type, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x2D0 + 20 * i + 16)));
+        }
+        // Every segment lies in RAM below 4 GiB, and none overlaps another.
+        var sorted = image.Segments.OrderBy(s => s.Address).ToList();
+        for (int i = 0; i < sorted.Count; i++)
+        {
+            Assert.True(Map.IsRam(sorted[i].Address, sorted[i].End) || sorted[i].Address == LinuxBoot.MpTable, $"0x{sorted[i].Address:X}");
+            if (i > 0)
+                Assert.True(sorted[i - 1].End <= sorted[i].Address, $"0x{sorted[i - 1].Address:X} overlaps 0x{sorted[i].Address:X}");
+        }
+    }
+
+    [Fact]
+    public void ASmallMachineLoadsTheKernelAtOneMegabyteOrRefusesIt()
+    {
+        byte[] k = Kernel();
+        BootImage image = LinuxBoot.Load(k, MemoryMap.Pc(64UL << 20), "");
+        Assert.Equal(0x10_0200UL, image.Entry);
+        InvalidDataException e = Assert.Throws<InvalidDataException>(() => LinuxBoot.Load(k, MemoryMap.Pc(32UL << 20), ""));
+        Assert.Contains("RAM", e.Message);
+    }
+
+    [Theory]
+    [InlineData("truncated")]
+    [InlineData("old-protocol")]
+    [InlineData("no-64-bit-entry")]
+    [InlineData("no-signature")]
+    [InlineData("long-command-line")]
+    public void UnusableImagesAreRejectedInOneLine(string kind)
+    {
+        byte[] k = Kernel();
+        string cmdline = "";
+        switch (kind)
+        {
+            case "truncated": k = k[..0x400]; break;
+            case "old-protocol": BinaryPrimitives.WriteUInt16LittleEndian(k.AsSpan(0x206), 0x0206); break;
+            case "no-64-bit-entry": BinaryPrimitives.WriteUInt16LittleEndian(k.AsSpan(0x236), 0); break;
+            case "no-signature": k[0x1FE] = 0; break;
+            case "long-command-line": cmdline = new string('x', 4096); break;
+        }
+        InvalidDataException e = Assert.Throws<InvalidDataException>(() => LinuxBoot.Load(k, Map, cmdline));
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void MpTableChecksumsAndEntriesAreRight()
+    {
+        byte[] t = LinuxBoot.MultiprocessorTable(0x9FC00, 4);
+        Assert.Equal("_MP_", Encoding.ASCII.GetString(t, 0, 4));
+        Assert.Equal(0, t.AsSpan(0, 16).ToArray().Aggregate(0, (a, b) => (a + b) & 0xFF));
+        Assert.Equal(0x9FC10u, BinaryPrimitives.ReadUInt32LittleEndian(t.AsSpan(4)));
+        int length = BinaryPrimitives.ReadUInt16LittleEndian(t.AsSpan(16 + 4));
+        Assert.Equal("PCMP", Encoding.ASCII.GetString(t, 16, 4));
+        Assert.Equal(0, t.AsSpan(16, length).ToArray().Aggregate(0, (a, b) => (a + b) & 0xFF));
+        Assert.Equal(16 + length, t.Length);
+        // Four processors (the first the BSP), the bus, the I/O APIC with ID 4, 15 IRQ routes, 2 LINTs.
+        Assert.Equal(4 + 1 + 1 + 15 + 2, BinaryPrimitives.ReadUInt16LittleEndian(t.AsSpan(16 + 34)));
+        Assert.Equal(3, t[16 + 44 + 3]);
+        Assert.Equal(1, t[16 + 44 + 20 + 3]);
+        Assert.True(t.Length <= 1024, "fits in the last KiB of base memory");
+    }
+}

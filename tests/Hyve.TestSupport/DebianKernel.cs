@@ -1,0 +1,75 @@
+// A real Linux kernel for the loader tests: Debian's current cloud kernel image (about 26 MB),
+// fetched once with apt-get into the temporary directory and unpacked with dpkg-deb. Where
+// apt-get cannot fetch it, the tests that need it fail and say why.
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+
+namespace Hyve.TestSupport;
+
+/// <summary>Debian's cloud kernel image, fetched on first use.</summary>
+public static class DebianKernel
+{
+    private static readonly Lazy<(string? Path, string Why)> Found = new(Fetch);
+
+    /// <summary>The bzImage's path, or null.</summary>
+    public static string? Path => Found.Value.Path;
+
+    /// <summary>Why it is missing.</summary>
+    public static string Why => Found.Value.Why;
+
+    private static (string?, string) Fetch()
+    {
+        string dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "hyve-debian-kernel");
+        string? have = Existing(dir);
+        if (have != null)
+            return (have, "");
+        if (!File.Exists("/usr/bin/apt-get") || !File.Exists("/usr/bin/dpkg-deb"))
+            return (null, "apt-get and dpkg-deb are needed to fetch Debian's kernel image");
+        Directory.CreateDirectory(dir);
+        // The cloud kernel metapackage names the current image package.
+        string? package = CurrentPackage();
+        if (package == null && Environment.UserName == "root")
+        {
+            Sh("apt-get update -q", dir);
+            package = CurrentPackage();
+        }
+        if (package == null)
+            return (null, "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)");
+        Sh($"apt-get download -q {package} && dpkg-deb -x {package}_*.deb unpacked", dir);
+        have = Existing(dir);
+        return have != null ? (have, "") : (null, $"could not fetch and unpack {package}");
+    }
+
+    private static string? Existing(string dir)
+    {
+        string boot = System.IO.Path.Combine(dir, "unpacked", "boot");
+        return Directory.Exists(boot) ? Directory.GetFiles(boot, "vmlinuz-*").FirstOrDefault() : null;
+    }
+
+    private static string? CurrentPackage()
+    {
+        string output = Sh("apt-cache depends linux-image-cloud-amd64", Environment.CurrentDirectory);
+        foreach (string line in output.Split('\n'))
+        {
+            string t = line.Trim();
+            if (t.StartsWith("Depends: linux-image-", StringComparison.Ordinal))
+                return t["Depends: ".Length..].Trim();
+        }
+        return null;
+    }
+
+    private static string Sh(string command, string dir)
+    {
+        var psi = new ProcessStartInfo("/bin/sh") { WorkingDirectory = dir, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(command);
+        using Process p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        _ = err.Result;
+        return output;
+    }
+}
