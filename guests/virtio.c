@@ -9,6 +9,7 @@
 #define QSIZE 8
 #define CHECKS_BLK 9
 #define CHECKS_RNG 2
+#define CHECKS_CON 2
 
 struct desc {
 	u64 addr;
@@ -26,7 +27,7 @@ struct queue {
 	} used_ring[QSIZE];
 } __attribute__((aligned(4096)));
 
-static struct queue blkq, rngq;
+static struct queue blkq, rngq, conq;
 static volatile int irqs;
 
 static u32 rd(u64 base, u32 off) { return *(volatile u32 *)(base + off); }
@@ -45,8 +46,8 @@ static int present(u64 base, u32 id)
 	return rd(base, 0x000) == 0x74726976 && rd(base, 0x004) == 2 && rd(base, 0x008) == id;
 }
 
-/* Reset, negotiate VERSION_1 plus `want`, set up queue 0; the status the device kept. */
-static u32 init(u64 base, struct queue *q, u32 want_low)
+/* Reset, negotiate VERSION_1 plus `want`, set up queue `index`; the status the device kept. */
+static u32 init_queue(u64 base, struct queue *q, u32 want_low, u32 index)
 {
 	wr(base, 0x070, 0);
 	wr(base, 0x070, 1);
@@ -61,7 +62,7 @@ static u32 init(u64 base, struct queue *q, u32 want_low)
 	wr(base, 0x020, high & 1);	/* VERSION_1 */
 	wr(base, 0x070, 3 | 8);
 	memset(q, 0, sizeof *q);
-	wr(base, 0x030, 0);
+	wr(base, 0x030, index);
 	wr(base, 0x038, QSIZE);
 	wr(base, 0x080, (u32)(u64)q->desc);
 	wr(base, 0x084, 0);
@@ -74,18 +75,29 @@ static u32 init(u64 base, struct queue *q, u32 want_low)
 	return rd(base, 0x070);
 }
 
-/* Makes chain `head` available, notifies and waits for the device to use it: its used length. */
-static u32 submit(u64 base, struct queue *q, u16 head)
+static u32 init(u64 base, struct queue *q, u32 want_low)
+{
+	return init_queue(base, q, want_low, 0);
+}
+
+/* Makes chain `head` available, notifies queue `index` and waits for the device to use it: its
+ * used length. */
+static u32 submit_to(u64 base, struct queue *q, u16 head, u32 index)
 {
 	u16 before = q->used_idx;
 	q->avail_ring[q->avail_idx % QSIZE] = head;
 	__asm__ volatile("" : : : "memory");
 	q->avail_idx++;
 	__asm__ volatile("mfence" : : : "memory");
-	wr(base, 0x050, 0);
+	wr(base, 0x050, index);
 	for (long i = 0; i < 1000000 && *(volatile u16 *)&q->used_idx == before; i++)
 		__asm__ volatile("pause");
 	return q->used_ring[before % QSIZE].len;
+}
+
+static u32 submit(u64 base, struct queue *q, u16 head)
+{
+	return submit_to(base, q, head, 0);
 }
 
 struct blk_req {
@@ -184,6 +196,27 @@ static void rng_checks(void)
 	check(len == 64 && nonzero, names[1]);
 }
 
+static void console_checks(void)
+{
+	const char *names[CHECKS_CON] = {
+		"virtio-console: magic, version 2, device ID 3",
+		"virtio-console: a line on the transmit queue comes back used",
+	};
+	u64 b = VIRTIO_BASE + 0x2000;
+	if (!present(b, 3)) {
+		for (int i = 0; i < CHECKS_CON; i++)
+			skip(names[i], "no virtio-mmio console here");
+		return;
+	}
+	check(1, names[0]);
+	init_queue(b, &conq, 0, 1);
+	static char line[] = "# hello from the virtio console\n";
+	conq.desc[0] = (struct desc){ (u64)line, sizeof line - 1, 0, 0 };
+	u16 before = conq.used_idx;
+	submit_to(b, &conq, 0, 1);
+	check(conq.used_idx == (u16)(before + 1), names[1]);
+}
+
 int main(void)
 {
 	serial_init();
@@ -192,6 +225,7 @@ int main(void)
 	outb(0xA1, 0xFF);
 	block_checks();
 	rng_checks();
+	console_checks();
 	printf("# %d failed\n", failures());
 	return failures();
 }

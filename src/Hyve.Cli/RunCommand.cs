@@ -21,6 +21,7 @@ internal static class RunCommand
     public static int Run(ReadOnlySpan<string> args)
     {
         string? kernel = null, cmdline = null, disk = null, initrd = null;
+        long? loadAddress = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false;
         for (int i = 0; i < args.Length; i++)
@@ -43,6 +44,7 @@ internal static class RunCommand
                     break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
+                case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 default: throw new UsageException($"run: unknown option '{a}'");
             }
         }
@@ -53,8 +55,10 @@ internal static class RunCommand
 
         byte[] image = kernel == null ? DefaultGuest() : File.ReadAllBytes(kernel);
         string what = kernel ?? "the built-in demo guest";
-        bool linux = LinuxBoot.IsBzImage(image);
-        if (!linux && !Multiboot.IsMultiboot(image))
+        bool linux = loadAddress == null && LinuxBoot.IsBzImage(image);
+        if (loadAddress != null && kernel == null)
+            throw new UsageException("run: --load needs --kernel (a flat binary to place there)");
+        if (!linux && loadAddress == null && !Multiboot.IsMultiboot(image))
             throw new InvalidDataException($"{what}: not a Multiboot kernel or a Linux bzImage");
         if (initrd != null && !linux)
             throw new UsageException("run: --initrd needs a Linux kernel");
@@ -74,7 +78,9 @@ internal static class RunCommand
         try
         {
             // Linux hears of the virtio-mmio devices on its command line.
-            boot = linux
+            boot = loadAddress is long at
+                ? FlatBinary.Load(image, (ulong)at, machine.Map)
+                : linux
                 ? LinuxBoot.Load(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
                 : Multiboot.Load(image, machine.Map, cmdline ?? "");
         }

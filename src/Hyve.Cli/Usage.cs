@@ -10,9 +10,10 @@ internal static class Usage
         usage: hyve <command> [options]
 
         commands:
-          run [--kernel FILE] [--cmdline STR] [--cpus N] [--memory MiB] [--disk FILE]
-              [--backend soft] [--timeout SECONDS] [--stats]
-              Boot a Multiboot kernel (default: the built-in demo guest) on the software CPU with
+          run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
+              [--memory MiB] [--disk FILE] [--backend soft] [--timeout SECONDS] [--stats]
+              Boot a Multiboot kernel, a Linux bzImage, or a flat binary at ADDR (entered in 32-bit
+              protected mode) (default: the built-in demo guest) on the software CPU with
               COM1 on the terminal (Ctrl-A x quits). Exit status: (v << 1) | 1 for a write of v
               to isa-debug-exit (port 0xF4), 0 for power-off or reset, 124 on timeout, 3 when
               every vCPU halted with interrupts disabled, 2 for a triple fault or internal error.

@@ -121,13 +121,15 @@ public sealed class Machine : IDisposable
         FwCfg = new FwCfg(options.MemoryBytes, options.Cpus);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
 
-        // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1.
+        // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1,
+        // the console (sharing COM1's output) in slot 2.
         if (options.Disk != null)
         {
             Disk = new VirtioBlock(memory, options.Disk);
             AddVirtio(0, Disk);
         }
         AddVirtio(1, new VirtioRng(memory));
+        AddVirtio(2, new VirtioConsole(memory, bytes => _console.Write(bytes)));
     }
 
     /// <summary>Where the virtio-mmio register pages start (one 4 KiB page per slot).</summary>

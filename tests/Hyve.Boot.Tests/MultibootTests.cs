@@ -221,4 +221,16 @@ public sealed class MultibootTests
         BinaryPrimitives.WriteUInt32LittleEndian(copy.AsSpan(at), value);
         return copy;
     }
+
+    [Fact]
+    public void FlatBinariesGoWhereTheyAreToldAndStartThere()
+    {
+        BootImage image = FlatBinary.Load([0xF4], 0x10_0000, Map);
+        Assert.Equal(0x10_0000UL, image.Entry);
+        Assert.Equal(EntryMode.Protected32, image.Mode);
+        Assert.Equal([0xF4], image.Segments.Single().Data);
+        Assert.Throws<InvalidDataException>(() => FlatBinary.Load([], 0x10_0000, Map));
+        Assert.Throws<InvalidDataException>(() => FlatBinary.Load([0xF4], 0xA_0000, Map)); // the legacy hole
+        Assert.Throws<InvalidDataException>(() => FlatBinary.Load(new byte[16], Map.LowEnd - 8, Map));
+    }
 }

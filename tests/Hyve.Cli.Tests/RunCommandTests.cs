@@ -77,6 +77,18 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public void FlatBinariesRunFromTheirLoadAddress()
+    {
+        string path = Path.Combine(_dir, "flat.bin");
+        File.WriteAllBytes(path, [0xB0, 0x05, 0xE6, 0xF4, 0xEB, 0xFE]); // mov al, 5; out 0xF4, al
+        var (code, _, _) = Hyve("run", "--kernel", path, "--load", "0x200000");
+        Assert.Equal(11, code);
+        var (bad, _, err) = Hyve("run", "--kernel", path, "--load", "0xA0000");
+        Assert.Equal(1, bad);
+        Assert.Contains("RAM", err);
+    }
+
+    [Fact]
     public void TimeoutHaltAndTripleFaultHaveTheirOwnStatus()
     {
         var (spin, _, err) = Hyve("run", "--kernel", Kernel("spin.bin", 0xEB, 0xFE), "--timeout", "1");

@@ -211,4 +211,33 @@ public sealed class VirtioTests : IDisposable
         t.Write(0x50, 4, 0);                                       // notify before DRIVER_OK
         Assert.Equal(1, t.BadAccesses);
     }
+
+    [Fact]
+    public void ConsoleWritesTheTransmitQueueToItsOutput()
+    {
+        var output = new List<byte>();
+        var con = new VirtioConsole(_memory, bytes => output.AddRange(bytes.ToArray()));
+        var t = new VirtioMmio(con, _memory, _irq.Add);
+        Assert.Equal(3UL, t.Read(8, 4));
+        t.Write(0x70, 4, 3);
+        t.Write(0x24, 4, 1);
+        t.Write(0x20, 4, 1);
+        t.Write(0x70, 4, 11);
+        t.Write(0x30, 4, 1);                                       // the transmit queue
+        t.Write(0x38, 4, 8);
+        t.Write(0x80, 4, (uint)Desc);
+        t.Write(0x90, 4, (uint)Avail);
+        t.Write(0xA0, 4, (uint)Used);
+        t.Write(0x44, 4, 1);
+        t.Write(0x70, 4, 15);
+        _memory.WriteRam(Data, "hi there"u8);
+        Descriptor(0, Data, 8, 1, 1);
+        Descriptor(1, Data + 3, 5, 0, 0);
+        Put(Avail + 4, 0, 2);
+        Put(Avail + 2, 1, 2);
+        t.Write(0x50, 4, 1);
+        Assert.Equal("hi therethere", System.Text.Encoding.ASCII.GetString([.. output]));
+        Assert.Equal(1UL, Get(Used + 2, 2));
+        Assert.Equal(13, con.Written);
+    }
 }

@@ -86,6 +86,7 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
             log.WriteLine(hyve.Output);
             Assert.Equal(AllPassed, hyve.Status);
             Assert.DoesNotContain("# SKIP", hyve.Output, System.StringComparison.Ordinal);
+            Assert.Contains("# hello from the virtio console", hyve.Output, System.StringComparison.Ordinal);
             byte[] after = System.IO.File.ReadAllBytes(disk);
             byte[] expected = (byte[])before.Clone();
             for (int i = 0; i < 1024; i++)
