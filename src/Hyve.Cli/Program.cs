@@ -32,5 +32,7 @@ catch (Exception e)
 {
     // A bug in Hyve itself: still one line for the user, with the exception type to report.
     Console.Error.WriteLine($"hyve: internal error: {e.GetType().Name}: {e.Message}");
+    if (Environment.GetEnvironmentVariable("HYVE_DEBUG") == "1")
+        Console.Error.WriteLine(e.StackTrace);
     return 2;
 }

@@ -11,6 +11,7 @@ using Hyve.Devices.Virtio;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
 using Hyve.X86;
+using Hyve.X86.Decoding;
 
 namespace Hyve.Devices;
 
@@ -391,9 +392,30 @@ public sealed class Machine : IDisposable
                     $"(bytes {Convert.ToHexString(((ReadOnlySpan<byte>)exit.InstructionBytes)[..exit.InstructionLength])})");
                 return false;
             default:
-                Stop(MachineStop.Error, $"vCPU {id}: unhandled exit {exit}");
+                Stop(MachineStop.Error, $"vCPU {id}: unhandled exit {exit}{Describe(Vm.Vcpus[id].Cpu, exit.Rip)}");
                 return false;
         }
+    }
+
+    // The instruction at rip, for an error message: ": the instruction is xorps xmm0, xmm0".
+    private string Describe(IBackendVcpu cpu, ulong rip)
+    {
+        ControlState c = cpu.Control;
+        var paging = new PagingState(c.Cr0, c.Cr3, c.Cr4, c.Efer, cpu.GetSegment(Register.SS).Dpl);
+        Segment cs = cpu.GetSegment(Register.CS);
+        Bitness bits = CodeSize.Of(in paging, in cs);
+        ulong la = bits == Bitness.Bits64 ? rip : (uint)(cs.Base + rip);
+        Span<byte> bytes = stackalloc byte[15];
+        int n = 0;
+        for (; n < bytes.Length; n++)
+        {
+            if (PageWalker.Translate(Vm.Memory, in paging, la + (ulong)n, AccessType.Fetch, false, out ulong pa, out _) != WalkResult.Ok
+                || !Vm.Memory.ReadRam(pa, bytes.Slice(n, 1)))
+                break;
+        }
+        if (n == 0 || Hyve.X86.Decoding.Decoder.Decode(bytes[..n], bits, out Instruction insn) != DecodeStatus.Ok)
+            return "";
+        return $": the instruction is {Formatter.Format(in insn, rip)} ({Convert.ToHexString(bytes[..insn.Length])})";
     }
 
     private bool AllIdle()

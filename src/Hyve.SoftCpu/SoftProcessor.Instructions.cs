@@ -62,7 +62,7 @@ public sealed partial class SoftProcessor
         Mnemonic m = i.Mnemonic;
         switch (m)
         {
-            case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence:
+            case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence or Mnemonic.Endbr64 or Mnemonic.Endbr32:
                 break;
             case Mnemonic.Hlt:
                 if (Cpl != 0)
@@ -143,11 +143,14 @@ public sealed partial class SoftProcessor
                 or Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Into or Mnemonic.Int1 or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
                 or Mnemonic.Rdtsc or Mnemonic.Rdtscp or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts
                 or Mnemonic.Swapgs or Mnemonic.Smsw or Mnemonic.Lmsw or Mnemonic.Sgdt or Mnemonic.Sidt or Mnemonic.Str
-                or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt or Mnemonic.Wait:
+                or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt or Mnemonic.Wait or Mnemonic.Clac or Mnemonic.Stac:
                 return Special(next);
             case Mnemonic.Mov when i.OperandCount == 2 && i.GetOperandKind(0) == OperandKind.Register && i.GetOperandKind(1) == OperandKind.Register
                 && (IsDebug(i.GetRegister(0)) || IsDebug(i.GetRegister(1))):
                 return Special(next);
+            case Mnemonic.Fninit or Mnemonic.Fnclex or Mnemonic.Fnstcw or Mnemonic.Fldcw or Mnemonic.Fnstsw or Mnemonic.Emms
+                or Mnemonic.Ldmxcsr or Mnemonic.Stmxcsr or Mnemonic.Fxsave or Mnemonic.Fxsave64 or Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
+                return FloatingPointState(next);
             case Mnemonic.Prefetch or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
                 or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt or Mnemonic.Clwb:
                 break; // hints, and no caches to flush
@@ -270,6 +273,9 @@ public sealed partial class SoftProcessor
                     break;
                 }
             default:
+                bool done = Sse(next, out bool sse);
+                if (sse)
+                    return done;
                 if (IsJcc(in i))
                 {
                     if (Conditions.Holds(i.OpcodeByte & 0xF, _rflags))
@@ -418,10 +424,15 @@ public sealed partial class SoftProcessor
     private bool Integer(Mnemonic m)
     {
         ref readonly Instruction i = ref _insn;
+        // Only general registers here: a vector, x87 or system register operand is a form this
+        // processor does not implement (it exits rather than misread the operand).
+        for (int k = 0; k < i.OperandCount; k++)
+        {
+            if (i.GetOperandKind(k) == OperandKind.Register && !IsGpr(i.GetRegister(k)))
+                return ExitException(ExceptionVector.UD);
+        }
         int size = i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register ? RegisterInfo.GprNumber(i.GetRegister(0)).Size
             : i.MemorySize > 0 ? i.MemorySize : i.OperandSize;
-        if (i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register && !IsGpr(i.GetRegister(0)))
-            return ExitException(ExceptionVector.UD);
         ulong flags = _rflags;
         switch (m)
         {

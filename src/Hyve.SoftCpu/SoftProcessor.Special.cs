@@ -75,6 +75,12 @@ public sealed partial class SoftProcessor
                 break;
             case Mnemonic.Int1:
                 return SoftwareEvent(ExceptionVector.DB, EventSource.PrivilegedSoftware, next);
+            case Mnemonic.Clac or Mnemonic.Stac:
+                // SMAP's AC flag: CPL 0 only (#UD elsewhere, as the SDM says).
+                if (Cpl != 0)
+                    return Raise(ExceptionVector.UD);
+                _rflags = m == Mnemonic.Stac ? _rflags | Rflags.AC : _rflags & ~Rflags.AC;
+                break;
             case Mnemonic.Wait:
                 // No x87 unit to wait for; CR0.MP with TS still raises #NM, as on hardware.
                 if ((_cr0 & (PagingState.Cr0TS | 2)) == (PagingState.Cr0TS | 2))

@@ -8,7 +8,7 @@ namespace Hyve.Vmm;
 /// <summary>Answers CPUID for every vCPU of a VM.</summary>
 public sealed class CpuidPolicy
 {
-    private const uint MaxBasic = 0x7;
+    private const uint MaxBasic = 0x15;
     private const uint MaxExtended = 0x8000_0008;
     private static readonly byte[] Vendor = Encoding.ASCII.GetBytes("GenuineIntel");
     private static readonly byte[] Hypervisor = Encoding.ASCII.GetBytes("HyveHyveHyve");
@@ -17,16 +17,19 @@ public sealed class CpuidPolicy
     /// <summary>Number of vCPUs (reported as logical processors in leaf 1).</summary>
     public int Vcpus { get; init; } = 1;
 
+    /// <summary>The time-stamp counter's frequency in Hz, reported in leaf 0x15.</summary>
+    public uint TscHz { get; init; } = 1_000_000_000;
+
     /// <summary>Physical-address width reported in leaf 0x80000008 (and used for reserved bits).</summary>
     public int PhysicalAddressBits { get; init; } = 46;
 
     /// <summary>Processor signature of leaf 1 EAX (family 6).</summary>
     public uint Signature { get; init; } = 0x000306A9;
 
-    /// <summary>Leaf 1 ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, x2APIC, MOVBE, POPCNT,
-    /// TSC-deadline, hypervisor. No XSAVE, OSXSAVE, AVX.</summary>
-    public const uint Leaf1Ecx = (1u << 0) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 21)
-        | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 31);
+    /// <summary>Leaf 1 ECX: CX16, x2APIC, POPCNT, TSC-deadline, hypervisor. The vector extensions
+    /// beyond SSE2 (SSE3, SSSE3, SSE4.1/4.2), MOVBE, XSAVE and AVX stay off until the software CPU
+    /// implements them, so guests pick the code paths it runs.</summary>
+    public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 31);
 
     /// <summary>Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36,
     /// CLFSH, MMX, FXSR, SSE, SSE2.</summary>
@@ -51,6 +54,10 @@ public sealed class CpuidPolicy
                 return (Signature, ebx, Leaf1Ecx, edx);
             case 7:
                 return subleaf == 0 ? (0u, Leaf7Ebx, 0u, 0u) : (0u, 0u, 0u, 0u);
+            case 0x15:
+                // TSC / crystal ratio 1/1 and the crystal's frequency: the TSC counts the VM clock's
+                // nanoseconds, so guests need not calibrate it against the PIT.
+                return (1, 1, TscHz, 0);
             case 0x4000_0000:
                 return (0x4000_0000, Word(Hypervisor, 0), Word(Hypervisor, 4), Word(Hypervisor, 8));
             case 0x8000_0000:

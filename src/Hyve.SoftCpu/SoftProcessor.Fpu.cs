@@ -1,0 +1,163 @@
+// The floating-point state of the software CPU, as far as operating systems manage it: FNINIT,
+// the x87 control and status words (FNSTCW/FLDCW/FNSTSW/FNCLEX), MXCSR (LDMXCSR/STMXCSR),
+// EMMS, and FXSAVE/FXRSTOR of the whole 512-byte image (x87 registers, MMX, XMM0-15, MXCSR).
+// x87 arithmetic and the SSE computations are not here yet: those instructions still exit as
+// not implemented. #NM follows CR0.TS, #UD CR0.EM.
+using System;
+using System.Buffers.Binary;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+
+namespace Hyve.SoftCpu;
+
+public sealed partial class SoftProcessor
+{
+    private ushort _fcw = 0x037F, _fsw, _ftw = 0xFFFF, _fop;
+    private ulong _fip, _fdp;
+    private uint _mxcsr = 0x1F80;
+    private readonly byte[] _st = new byte[8 * 10]; // ST0-ST7 (MM0-MM7 in the low 8 bytes), 80 bits each
+
+    private const uint MxcsrMask = 0xFFFF;
+
+    // True when the instruction completed (RIP set); false when it raised.
+    private bool FloatingPointState(ulong next)
+    {
+        ref readonly Instruction i = ref _insn;
+        Mnemonic m = i.Mnemonic;
+        // x87 instructions raise #NM under CR0.EM or TS; MMX, SSE and FXSAVE raise #UD under EM.
+        bool x87 = m is Mnemonic.Fninit or Mnemonic.Fnclex or Mnemonic.Fnstcw or Mnemonic.Fldcw or Mnemonic.Fnstsw;
+        if (!x87 && (_cr0 & PagingState.Cr0EM) != 0)
+            return Raise(ExceptionVector.UD);
+        if ((_cr0 & (PagingState.Cr0EM | PagingState.Cr0TS)) != 0)
+            return Raise(ExceptionVector.NM);
+        switch (m)
+        {
+            case Mnemonic.Fninit:
+                _fcw = 0x037F;
+                _fsw = 0;
+                _ftw = 0xFFFF;
+                _fop = 0;
+                _fip = _fdp = 0;
+                break;
+            case Mnemonic.Fnclex:
+                _fsw &= 0x7F00;
+                break;
+            case Mnemonic.Fnstcw:
+                if (!Write(i.MemorySegment, Ea(), 2, _fcw))
+                    return false;
+                break;
+            case Mnemonic.Fldcw:
+                {
+                    if (!Read(i.MemorySegment, Ea(), 2, out ulong v))
+                        return false;
+                    _fcw = (ushort)(v | 0x40);
+                    break;
+                }
+            case Mnemonic.Fnstsw:
+                if (i.GetOperandKind(0) == OperandKind.Register)
+                    Set(Register.AX, _fsw);
+                else if (!Write(i.MemorySegment, Ea(), 2, _fsw))
+                    return false;
+                break;
+            case Mnemonic.Emms:
+                _ftw = 0xFFFF;
+                break;
+            case Mnemonic.Ldmxcsr or Mnemonic.Stmxcsr:
+                {
+                    if ((_cr4 & PagingState.Cr4OSFXSR) == 0)
+                        return Raise(ExceptionVector.UD);
+                    if (m == Mnemonic.Stmxcsr)
+                    {
+                        if (!Write(i.MemorySegment, Ea(), 4, _mxcsr))
+                            return false;
+                        break;
+                    }
+                    if (!Read(i.MemorySegment, Ea(), 4, out ulong v))
+                        return false;
+                    if ((v & ~MxcsrMask) != 0)
+                        return Raise(ExceptionVector.GP);
+                    _mxcsr = (uint)v;
+                    break;
+                }
+            default: // FXSAVE, FXRSTOR (and their 64-bit forms)
+                if (!SaveOrRestore(m is Mnemonic.Fxrstor or Mnemonic.Fxrstor64, m is Mnemonic.Fxsave64 or Mnemonic.Fxrstor64))
+                    return false;
+                break;
+        }
+        _rip = next;
+        return true;
+    }
+
+    // The FXSAVE image: FCW, FSW, abridged FTW, FOP, FIP, FDP, MXCSR and its mask, the eight x87
+    // registers in 16-byte slots, then XMM0-15 (XMM0-7 outside 64-bit mode).
+    private bool SaveOrRestore(bool restore, bool wide)
+    {
+        ulong ea = Ea();
+        Register seg = _insn.MemorySegment;
+        if ((Linear(seg, ea) & 15) != 0)
+            return Raise(ExceptionVector.GP);
+        int xmms = _bitness == Bitness.Bits64 ? 16 : 8;
+        Span<byte> img = stackalloc byte[512];
+        if (restore)
+        {
+            for (int k = 0; k < 512; k += 8)
+            {
+                if (!Read(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, out ulong v))
+                    return false;
+                BinaryPrimitives.WriteUInt64LittleEndian(img[k..], v);
+            }
+            uint mxcsr = BinaryPrimitives.ReadUInt32LittleEndian(img[24..]);
+            if ((mxcsr & ~MxcsrMask) != 0)
+                return Raise(ExceptionVector.GP);
+            _fcw = BinaryPrimitives.ReadUInt16LittleEndian(img);
+            _fsw = BinaryPrimitives.ReadUInt16LittleEndian(img[2..]);
+            byte abridged = img[4];
+            _ftw = 0;
+            for (int r = 0; r < 8; r++)
+                _ftw |= (ushort)(((abridged >> r) & 1) != 0 ? 0 : 3 << (2 * r)); // valid, or empty
+            _fop = BinaryPrimitives.ReadUInt16LittleEndian(img[6..]);
+            _fip = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[8..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[8..]);
+            _fdp = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[16..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[16..]);
+            _mxcsr = mxcsr;
+            for (int r = 0; r < 8; r++)
+            {
+                img.Slice(32 + 16 * r, 10).CopyTo(_st.AsSpan(10 * r, 10));
+                _area.Mm[r] = BinaryPrimitives.ReadUInt64LittleEndian(img[(32 + 16 * r)..]);
+            }
+            for (int x = 0; x < xmms; x++)
+                _area.Xmm[x] = BinaryPrimitives.ReadUInt128LittleEndian(img[(160 + 16 * x)..]);
+            return true;
+        }
+        img.Clear();
+        BinaryPrimitives.WriteUInt16LittleEndian(img, _fcw);
+        BinaryPrimitives.WriteUInt16LittleEndian(img[2..], _fsw);
+        byte tags = 0;
+        for (int r = 0; r < 8; r++)
+        {
+            if (((_ftw >> (2 * r)) & 3) != 3)
+                tags |= (byte)(1 << r);
+        }
+        img[4] = tags;
+        BinaryPrimitives.WriteUInt16LittleEndian(img[6..], _fop);
+        BinaryPrimitives.WriteUInt64LittleEndian(img[8..], wide ? _fip : (uint)_fip);
+        BinaryPrimitives.WriteUInt64LittleEndian(img[16..], wide ? _fdp : (uint)_fdp);
+        BinaryPrimitives.WriteUInt32LittleEndian(img[24..], _mxcsr);
+        BinaryPrimitives.WriteUInt32LittleEndian(img[28..], MxcsrMask);
+        for (int r = 0; r < 8; r++)
+        {
+            _st.AsSpan(10 * r, 10).CopyTo(img[(32 + 16 * r)..]);
+            BinaryPrimitives.WriteUInt64LittleEndian(img[(32 + 16 * r)..], _area.Mm[r]);
+        }
+        for (int x = 0; x < xmms; x++)
+            BinaryPrimitives.WriteUInt128LittleEndian(img[(160 + 16 * x)..], _area.Xmm[x]);
+        // Probe both ends writable before writing anything, so a fault leaves memory untouched.
+        if (!Read(seg, ea, 1, out _, forWrite: true) || !Read(seg, (ea + 511) & Alu.Mask(_insn.AddressSize), 1, out _, forWrite: true))
+            return false;
+        for (int k = 0; k < 512; k += 8)
+        {
+            if (!Write(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, BinaryPrimitives.ReadUInt64LittleEndian(img[k..])))
+                return false;
+        }
+        return true;
+    }
+}
