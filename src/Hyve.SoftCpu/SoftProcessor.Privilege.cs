@@ -118,14 +118,12 @@ public sealed partial class SoftProcessor
         if (!FarPointer(out ushort selector, out ulong offset) || !CodeAtSameLevel(selector, out Segment cs))
             return false;
         int size = _insn.OperandSize;
-        int sw = StackWidth;
         ulong sp = _gpr[4];
         if (!Push(_seg[1].Selector, size) || !Push(next, size))
         {
             _gpr[4] = sp;
             return false;
         }
-        _ = sw;
         _seg[1] = cs;
         Modes();
         _rip = offset & IpMask;

@@ -286,11 +286,7 @@ public sealed partial class SoftProcessor
     // MOV to or from DR0-DR7 (DR4/DR5 alias DR6/DR7 unless CR4.DE).
     private bool MovDebug()
     {
-        ref readonly Instruction i = ref _insn;
-        bool toDr = i.GetRegister(0) is >= Register.DR0 and <= Register.DR15;
-        Register dr = toDr ? i.GetRegister(0) : i.GetRegister(1);
-        Register gpr = toDr ? i.GetRegister(1) : i.GetRegister(0);
-        int n = dr - Register.DR0;
+        bool toDr = SpecialMove(Register.DR0, Register.DR15, out int n, out Register gpr);
         if (Cpl != 0)
             return Raise(ExceptionVector.GP);
         if (n is 4 or 5)

@@ -15,11 +15,7 @@ public sealed partial class SoftProcessor
     // MOV to or from CR0, CR2, CR3, CR4 (CR8 raises #UD in this slice).
     private bool MovControl(ulong next)
     {
-        ref readonly Instruction i = ref _insn;
-        bool toCr = i.GetRegister(0) is >= Register.CR0 and <= Register.CR15;
-        Register cr = toCr ? i.GetRegister(0) : i.GetRegister(1);
-        Register gpr = toCr ? i.GetRegister(1) : i.GetRegister(0);
-        int n = cr - Register.CR0;
+        bool toCr = SpecialMove(Register.CR0, Register.CR15, out int n, out Register gpr);
         if (Cpl != 0)
             return Raise(ExceptionVector.GP);
         if (n is not (0 or 2 or 3 or 4))
@@ -59,6 +55,17 @@ public sealed partial class SoftProcessor
         Modes();
         _rip = next;
         return true;
+    }
+
+    // MOV between a general register and a control or debug register (first..last): whether it
+    // writes the special register, its number, and the general register.
+    private bool SpecialMove(Register first, Register last, out int n, out Register gpr)
+    {
+        ref readonly Instruction i = ref _insn;
+        bool to = i.GetRegister(0) >= first && i.GetRegister(0) <= last;
+        n = (to ? i.GetRegister(0) : i.GetRegister(1)) - first;
+        gpr = to ? i.GetRegister(1) : i.GetRegister(0);
+        return to;
     }
 
     // LGDT/LIDT: a 2-byte limit and a 4-byte (8 in 64-bit mode) base.
@@ -179,23 +186,7 @@ public sealed partial class SoftProcessor
     // Far JMP to ptr16:16/32 or m16:16/32/64, at the current privilege level.
     private bool FarJump()
     {
-        ulong offset;
-        ushort selector;
-        OperandKind kind = _insn.GetOperandKind(0);
-        if (kind is OperandKind.FarBranch16 or OperandKind.FarBranch32)
-        {
-            offset = _insn.Immediate;
-            selector = _insn.Immediate2;
-        }
-        else
-        {
-            int size = _insn.MemorySize - 2;
-            ulong ea = Ea();
-            if (!Read(_insn.MemorySegment, ea, size, out offset) || !Read(_insn.MemorySegment, (ea + (ulong)size) & Alu.Mask(_insn.AddressSize), 2, out ulong s16))
-                return false;
-            selector = (ushort)s16;
-        }
-        if (!CodeAtSameLevel(selector, out Segment cs))
+        if (!FarPointer(out ushort selector, out ulong offset) || !CodeAtSameLevel(selector, out Segment cs))
             return false;
         _seg[1] = cs;
         Modes();

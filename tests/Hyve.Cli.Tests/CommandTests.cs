@@ -1,7 +1,5 @@
 // The `hyve` command as a user meets it: one-line errors with exit status 2 for a bad command
 // line and 1 for bad input, and the verify command's summary line and status.
-using System;
-using System.Diagnostics;
 using System.IO;
 using Xunit;
 
@@ -9,20 +7,7 @@ namespace Hyve.Cli.Tests;
 
 public sealed class CommandTests
 {
-    private static (int Code, string Out, string Err) Hyve(params string[] args)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "hyve.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        psi.ArgumentList.Add(dll);
-        foreach (string a in args)
-            psi.ArgumentList.Add(a);
-        using Process p = Process.Start(psi)!;
-        p.StandardInput.Close();
-        string stdout = p.StandardOutput.ReadToEnd();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout, stderr);
-    }
+    private static (int Code, string Out, string Err) Hyve(params string[] args) => RunCommandTests.Hyve(args);
 
     private static void OneLineError(string err, string contains)
     {

@@ -15,7 +15,8 @@ public sealed class RunCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private static (int Code, string Out, string Err) Hyve(params string[] args)
+    /// <summary>Runs the built hyve with <paramref name="args"/>, stdin closed: exit status, stdout, stderr.</summary>
+    internal static (int Code, string Out, string Err) Hyve(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "hyve.dll"));

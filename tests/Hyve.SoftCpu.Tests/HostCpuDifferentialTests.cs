@@ -88,18 +88,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         using var native = new NativeCpu();
         var rng = new Random(Seed);
         using var memory = new GuestMemory();
-        memory.AddRam(0, 0x20_0000);
-        var clock = new VmClock();
-        var processor = new SoftProcessor(memory, clock);
-        var vcpu = new VmxVcpu(processor, 0xF000_0000) { Memory = memory };
-        // Identity-mapped 64-bit mode.
-        memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
-        memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
-        memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
-        vcpu.SetSegment(Register.CS, Segment.Code64);
-        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-            vcpu.SetSegment(s, Segment.FlatData);
-        vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, PagingState.Cr4PAE, PagingState.EferLME | PagingState.EferLMA);
+        VmxVcpu vcpu = LongModeVcpu(memory, PagingState.Cr4PAE);
         int failures = 0;
         string first = "";
         for (int k = 0; k < Cases; k++)
@@ -170,6 +159,21 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
+    // A software vCPU in 64-bit mode over 2 MiB of RAM, identity-mapped by one large page.
+    private static VmxVcpu LongModeVcpu(GuestMemory memory, ulong cr4)
+    {
+        memory.AddRam(0, 0x20_0000);
+        var vcpu = new VmxVcpu(new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory };
+        memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
+        memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
+        memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
+        vcpu.SetSegment(Register.CS, Segment.Code64);
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            vcpu.SetSegment(s, Segment.FlatData);
+        vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, cr4, PagingState.EferLME | PagingState.EferLMA);
+        return vcpu;
+    }
+
     private static bool Touches(in Instruction d, int n)
     {
         for (int i = 0; i < d.OperandCount; i++)
@@ -237,17 +241,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         using var native = new NativeCpu();
         var rng = new Random(Seed + 1);
         using var memory = new GuestMemory();
-        memory.AddRam(0, 0x20_0000);
-        var processor = new SoftProcessor(memory, new VmClock());
-        var vcpu = new VmxVcpu(processor, 0xF000_0000) { Memory = memory };
-        memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
-        memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
-        memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
-        vcpu.SetSegment(Register.CS, Segment.Code64);
-        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-            vcpu.SetSegment(s, Segment.FlatData);
-        vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, PagingState.Cr4PAE | PagingState.Cr4OSFXSR,
-            PagingState.EferLME | PagingState.EferLMA);
+        VmxVcpu vcpu = LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
         int cases = Math.Max(1000, Cases / 4), failures = 0, run = 0;
         string first = "";
         for (int k = 0; k < cases; k++)
