@@ -1,4 +1,5 @@
-// The Linux loader: a bzImage through the 64-bit boot protocol (Documentation/x86/boot.rst).
+// The Linux loader: a bzImage (or an uncompressed vmlinux ELF) through the 64-bit boot protocol
+// (Documentation/x86/boot.rst).
 // The protected-mode kernel goes to its preferred address (or 1 MiB), the boot parameters
 // ("zero page") get the file's setup header, the command line, the initrd and the e820 map,
 // and the processor starts in 64-bit mode at the kernel's 64-bit entry with the low 4 GiB
@@ -28,6 +29,70 @@ public static class LinuxBoot
     private const uint HeaderMagic = 0x5372_6448; // "HdrS"
     private const ushort MinVersion = 0x020C;     // xloadflags and the 64-bit entry
     private const ushort BootCs = 0x10, BootDs = 0x18;
+
+    /// <summary>Whether <paramref name="file"/> is an x86-64 ELF executable (an uncompressed vmlinux).</summary>
+    public static bool IsVmlinux(ReadOnlySpan<byte> file) =>
+        ElfFile.IsElf64(file) && BinaryPrimitives.ReadUInt16LittleEndian(file[16..]) == 2 && BinaryPrimitives.ReadUInt16LittleEndian(file[18..]) == 62
+        && !Multiboot.IsMultiboot(file);
+
+    /// <summary>Loads an uncompressed vmlinux: its PT_LOAD segments at their physical addresses, a
+    /// boot-parameter page with the fields a bzImage's setup header would give, and the same
+    /// 64-bit entry state (the ELF entry is startup_64's physical address).</summary>
+    /// <exception cref="InvalidDataException">Not an x86-64 vmlinux, truncated, or it does not fit.</exception>
+    public static BootImage LoadVmlinux(byte[] kernel, MemoryMap map, string commandLine, byte[]? initrd = null, int cpus = 1)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(map);
+        if (!IsVmlinux(kernel))
+            throw new InvalidDataException("not an x86-64 ELF vmlinux");
+        ReadOnlySpan<byte> f = kernel;
+        ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(f[24..]);
+        ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(f[32..]);
+        int phentsize = BinaryPrimitives.ReadUInt16LittleEndian(f[54..]), phnum = BinaryPrimitives.ReadUInt16LittleEndian(f[56..]);
+        var image = new BootImage
+        {
+            Mode = EntryMode.Long64,
+            Entry = entry,
+            Rsi = BootParams,
+            Cr3 = PageTables,
+            GdtBase = Gdt,
+            GdtLimit = 0x1F,
+            CodeSelector = BootCs,
+            DataSelector = BootDs,
+        };
+        ulong end = 0;
+        for (int i = 0; i < phnum; i++)
+        {
+            ulong ph = phoff + (ulong)(i * phentsize);
+            if (phentsize < 56 || ph + 56 > (ulong)f.Length)
+                throw new InvalidDataException("truncated ELF program headers");
+            ReadOnlySpan<byte> p = f[(int)ph..];
+            if (BinaryPrimitives.ReadUInt32LittleEndian(p) != 1)
+                continue;
+            ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(p[8..]), paddr = BinaryPrimitives.ReadUInt64LittleEndian(p[24..]);
+            ulong filesz = BinaryPrimitives.ReadUInt64LittleEndian(p[32..]), memsz = BinaryPrimitives.ReadUInt64LittleEndian(p[40..]);
+            if (filesz > memsz || offset > (ulong)f.Length || filesz > (ulong)f.Length - offset)
+                throw new InvalidDataException($"ELF segment {i} runs past the end of the file");
+            if (!map.IsRam(paddr, paddr + memsz))
+                throw new InvalidDataException($"the kernel's segment at 0x{paddr:X}-0x{paddr + memsz:X} is not in the machine's RAM");
+            image.Segments.Add(new LoadSegment(paddr, f.Slice((int)offset, (int)filesz).ToArray(), memsz - filesz));
+            end = Math.Max(end, paddr + memsz);
+        }
+        if (end == 0)
+            throw new InvalidDataException("the ELF file has no loadable segments");
+        byte[] zero = new byte[4096];
+        Span<byte> z = zero;
+        BinaryPrimitives.WriteUInt16LittleEndian(z[0x1FE..], 0xAA55);
+        BinaryPrimitives.WriteUInt32LittleEndian(z[0x202..], HeaderMagic);
+        BinaryPrimitives.WriteUInt16LittleEndian(z[0x206..], 0x020F);
+        z[0x211] = 0x01;                                    // LOADED_HIGH
+        BinaryPrimitives.WriteUInt32LittleEndian(z[0x230..], 0x20_0000); // kernel_alignment
+        BinaryPrimitives.WriteUInt32LittleEndian(z[0x238..], 2048);       // cmdline_size
+        BinaryPrimitives.WriteUInt32LittleEndian(z[0x22C..], 0x7FFF_FFFF); // initrd_addr_max
+        Finish(image, z, map, commandLine, 2048, initrd, end, cpus);
+        image.Segments.Add(new LoadSegment(BootParams, zero));
+        return image;
+    }
 
     /// <summary>Whether <paramref name="file"/> looks like a bzImage.</summary>
     public static bool IsBzImage(ReadOnlySpan<byte> file) =>
@@ -64,9 +129,6 @@ public static class LinuxBoot
         ulong load = relocatable && map.IsRam(pref, pref + need) ? pref : MemoryMap.HighMemory;
         if (!map.IsRam(load, load + need))
             throw new InvalidDataException($"the kernel needs {need >> 20} MiB from 0x{load:X}: more than the machine's RAM");
-        byte[] cmd = Encoding.ASCII.GetBytes(commandLine);
-        if ((uint)cmd.Length >= cmdlineSize)
-            throw new InvalidDataException($"the command line is longer than the kernel's {cmdlineSize - 1} bytes");
 
         var image = new BootImage
         {
@@ -80,28 +142,38 @@ public static class LinuxBoot
             DataSelector = BootDs,
         };
         image.Segments.Add(new LoadSegment(load, f[pmOffset..].ToArray(), need - payload));
-        image.Segments.Add(new LoadSegment(CommandLine, [.. cmd, 0]));
-
-        // The initrd: as high as the kernel allows, below the device window, page-aligned.
-        ulong ramdisk = 0;
-        if (initrd != null && initrd.Length > 0)
-        {
-            ulong max = Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(f[0x22C..]), map.LowEnd - 1);
-            ramdisk = (max + 1 - (ulong)initrd.Length) & ~0xFFFUL;
-            if (ramdisk < load + need || !map.IsRam(ramdisk, ramdisk + (ulong)initrd.Length))
-                throw new InvalidDataException($"the initrd ({initrd.Length >> 10} KiB) does not fit above the kernel");
-            image.Segments.Add(new LoadSegment(ramdisk, initrd));
-        }
-
         byte[] zero = new byte[4096];
         Span<byte> z = zero;
         f[0x1F1..headerEnd].CopyTo(z[0x1F1..]);
-        z[0x210] = 0xFF;                                    // type_of_loader: undefined
         z[0x211] |= 0x80;                                   // CAN_USE_HEAP
+        BinaryPrimitives.WriteUInt32LittleEndian(z[0x214..], (uint)load); // code32_start: where it is
+        Finish(image, z, map, commandLine, cmdlineSize, initrd, load + need, cpus);
+        image.Segments.Add(new LoadSegment(BootParams, zero));
+        return image;
+    }
+
+    // What both forms share: the command line, the initrd (as high as the kernel allows, below
+    // the device window, page-aligned, above kernelEnd), the loader type, e820, the page tables,
+    // the GDT and the MP table.
+    private static void Finish(BootImage image, Span<byte> z, MemoryMap map, string commandLine, uint cmdlineSize, byte[]? initrd, ulong kernelEnd, int cpus)
+    {
+        byte[] cmd = Encoding.ASCII.GetBytes(commandLine);
+        if ((uint)cmd.Length >= cmdlineSize)
+            throw new InvalidDataException($"the command line is longer than the kernel's {cmdlineSize - 1} bytes");
+        image.Segments.Add(new LoadSegment(CommandLine, [.. cmd, 0]));
+        ulong ramdisk = 0;
+        if (initrd != null && initrd.Length > 0)
+        {
+            ulong max = Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(z[0x22C..]), map.LowEnd - 1);
+            ramdisk = (max + 1 - (ulong)initrd.Length) & ~0xFFFUL;
+            if (ramdisk < kernelEnd || !map.IsRam(ramdisk, ramdisk + (ulong)initrd.Length))
+                throw new InvalidDataException($"the initrd ({initrd.Length >> 10} KiB) does not fit above the kernel");
+            image.Segments.Add(new LoadSegment(ramdisk, initrd));
+        }
+        z[0x210] = 0xFF;                                    // type_of_loader: undefined
         BinaryPrimitives.WriteUInt32LittleEndian(z[0x228..], (uint)CommandLine);
         BinaryPrimitives.WriteUInt32LittleEndian(z[0x218..], (uint)ramdisk);
         BinaryPrimitives.WriteUInt32LittleEndian(z[0x21C..], (uint)(initrd?.Length ?? 0));
-        BinaryPrimitives.WriteUInt32LittleEndian(z[0x214..], (uint)load); // code32_start: where it is
         int entries = 0;
         foreach (MemoryRange r in map.Ranges)
         {
@@ -112,15 +184,12 @@ public static class LinuxBoot
             entries++;
         }
         z[0x1E8] = (byte)entries;
-        image.Segments.Add(new LoadSegment(BootParams, zero));
-
         image.Segments.Add(new LoadSegment(PageTables, IdentityMap4G(PageTables)));
         byte[] gdt = new byte[32];
         BinaryPrimitives.WriteUInt64LittleEndian(gdt.AsSpan(BootCs), 0x00AF_9B00_0000_FFFFUL);
         BinaryPrimitives.WriteUInt64LittleEndian(gdt.AsSpan(BootDs), 0x00CF_9300_0000_FFFFUL);
         image.Segments.Add(new LoadSegment(Gdt, gdt));
         image.Segments.Add(new LoadSegment(MpTable, MultiprocessorTable(MpTable, cpus)));
-        return image;
     }
 
     // PML4, PDPT and four page directories of 2 MiB pages: linear = physical below 4 GiB.

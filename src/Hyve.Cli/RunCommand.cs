@@ -55,11 +55,12 @@ internal static class RunCommand
 
         byte[] image = kernel == null ? DefaultGuest() : File.ReadAllBytes(kernel);
         string what = kernel ?? "the built-in demo guest";
-        bool linux = loadAddress == null && LinuxBoot.IsBzImage(image);
+        bool vmlinux = loadAddress == null && LinuxBoot.IsVmlinux(image);
+        bool linux = loadAddress == null && (LinuxBoot.IsBzImage(image) || vmlinux);
         if (loadAddress != null && kernel == null)
             throw new UsageException("run: --load needs --kernel (a flat binary to place there)");
         if (!linux && loadAddress == null && !Multiboot.IsMultiboot(image))
-            throw new InvalidDataException($"{what}: not a Multiboot kernel or a Linux bzImage");
+            throw new InvalidDataException($"{what}: not a Multiboot kernel, a Linux bzImage or a vmlinux");
         if (initrd != null && !linux)
             throw new UsageException("run: --initrd needs a Linux kernel");
         byte[]? ramdisk = initrd == null ? null : File.ReadAllBytes(initrd);
@@ -80,6 +81,8 @@ internal static class RunCommand
             // Linux hears of the virtio-mmio devices on its command line.
             boot = loadAddress is long at
                 ? FlatBinary.Load(image, (ulong)at, machine.Map)
+                : vmlinux
+                ? LinuxBoot.LoadVmlinux(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
                 : linux
                 ? LinuxBoot.Load(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
                 : Multiboot.Load(image, machine.Map, cmdline ?? "");

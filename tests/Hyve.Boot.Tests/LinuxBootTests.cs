@@ -123,4 +123,37 @@ public sealed class LinuxBootTests
         Assert.Equal(1, t[16 + 44 + 20 + 3]);
         Assert.True(t.Length <= 1024, "fits in the last KiB of base memory");
     }
+
+    [Fact]
+    public void TheSameKernelAsAnUncompressedVmlinuxLoadsAtItsPhysicalAddresses()
+    {
+        Assert.True(DebianKernel.Path != null, DebianKernel.Why);
+        byte[] vmlinux = DebianKernel.Vmlinux();
+        Assert.True(LinuxBoot.IsVmlinux(vmlinux));
+        Assert.False(LinuxBoot.IsBzImage(vmlinux));
+        BootImage image = LinuxBoot.LoadVmlinux(vmlinux, Map, "console=ttyS0");
+        ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(vmlinux.AsSpan(24));
+        Assert.Equal(entry, image.Entry);
+        Assert.True(entry is >= 0x100_0000 and < 0x1000_0000, $"startup_64 at 0x{entry:X} is a physical address");
+        byte[] zp = At(image, LinuxBoot.BootParams).Data;
+        Assert.Equal("HdrS", Encoding.ASCII.GetString(zp, 0x202, 4));
+        Assert.Equal(0xFF, zp[0x210]);
+        Assert.Equal((uint)LinuxBoot.CommandLine, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x228)));
+        // Every PT_LOAD segment at its physical address, with its bytes.
+        ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(vmlinux.AsSpan(32));
+        int phnum = BinaryPrimitives.ReadUInt16LittleEndian(vmlinux.AsSpan(56)), loads = 0;
+        for (int i = 0; i < phnum; i++)
+        {
+            Span<byte> p = vmlinux.AsSpan((int)phoff + 56 * i);
+            if (BinaryPrimitives.ReadUInt32LittleEndian(p) != 1)
+                continue;
+            loads++;
+            LoadSegment s = At(image, BinaryPrimitives.ReadUInt64LittleEndian(p[24..]));
+            Assert.Equal(BinaryPrimitives.ReadUInt64LittleEndian(p[32..]), (ulong)s.Data.Length);
+            Assert.Equal(BinaryPrimitives.ReadUInt64LittleEndian(p[40..]), s.End - s.Address);
+        }
+        Assert.True(loads >= 2);
+        Assert.Throws<InvalidDataException>(() => LinuxBoot.LoadVmlinux(vmlinux[..64], Map, ""));
+        Assert.Throws<InvalidDataException>(() => LinuxBoot.LoadVmlinux(vmlinux, MemoryMap.Pc(16UL << 20), ""));
+    }
 }

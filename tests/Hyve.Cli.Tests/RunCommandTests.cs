@@ -128,7 +128,7 @@ public sealed class RunCommandTests : IDisposable
         File.WriteAllBytes(path, new byte[10000]);
         var (code, _, err) = Hyve("run", "--kernel", path);
         Assert.Equal(1, code);
-        Assert.Contains("not a Multiboot kernel or a Linux bzImage", err);
+        Assert.Contains("not a Multiboot kernel, a Linux bzImage or a vmlinux", err);
         Assert.Single(err.TrimEnd().Split('\n'));
     }
 }

@@ -78,8 +78,8 @@ public sealed partial record GuestRun(string Output, int Status)
         };
         using var machine = new Machine(options);
         byte[] file = File.ReadAllBytes(image);
-        machine.Load(LinuxBoot.IsBzImage(file)
-            ? LinuxBoot.Load(file, machine.Map, cmdline, null, cpus)
+        machine.Load(LinuxBoot.IsBzImage(file) ? LinuxBoot.Load(file, machine.Map, cmdline, null, cpus)
+            : LinuxBoot.IsVmlinux(file) ? LinuxBoot.LoadVmlinux(file, machine.Map, cmdline, null, cpus)
             : Multiboot.Load(file, machine.Map, cmdline));
         if (until != null)
             console.Watch(until, () => machine.Stop(MachineStop.PowerOff));

@@ -63,6 +63,27 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void TheSameKernelBootsAsAnUncompressedVmlinux()
+    {
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        string path = System.IO.Path.GetTempFileName();
+        try
+        {
+            System.IO.File.WriteAllBytes(path, Hyve.TestSupport.DebianKernel.Vmlinux());
+            GuestRun linux = GuestRun.OnHyve(path, cpus: 1, seconds: 120,
+                until: "printk: console [ttyS0] enabled", cmdline: "console=ttyS0 earlyprintk=serial,ttyS0 nokaslr");
+            log.WriteLine(linux.Output);
+            Assert.Contains("Linux version 6.", linux.Output, System.StringComparison.Ordinal);
+            Assert.Contains("printk: console [ttyS0] enabled", linux.Output, System.StringComparison.Ordinal);
+            Assert.Equal(0, linux.Status);
+        }
+        finally
+        {
+            System.IO.File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void RunsWithSeveralVcpusRepeatExactly()
     {
         // Round-robin quanta on one thread and virtual time: the same instructions every time.

@@ -19,6 +19,16 @@ public static class DebianKernel
     /// <summary>Why it is missing.</summary>
     public static string Why => Found.Value.Why;
 
+    /// <summary>The uncompressed vmlinux inside the bzImage (its LZ4 payload, decompressed once).</summary>
+    public static byte[] Vmlinux()
+    {
+        byte[] bz = File.ReadAllBytes(Path!);
+        int setup = ((bz[0x1F1] == 0 ? 4 : bz[0x1F1]) + 1) * 512;
+        int offset = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bz.AsSpan(0x248));
+        int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bz.AsSpan(0x24C));
+        return Lz4Legacy.Decompress(bz.AsSpan(setup + offset, length));
+    }
+
     private static (string?, string) Fetch()
     {
         string dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "hyve-debian-kernel");
