@@ -25,6 +25,8 @@ public static class LinuxBoot
     public const ulong Gdt = 0x1000;
     /// <summary>Where the MP floating pointer and table go (the last KiB of base memory).</summary>
     public const ulong MpTable = 0x9FC00;
+    /// <summary>Where the ACPI tables go (the RSDP first); boot_params.acpi_rsdp_addr points here.</summary>
+    public const ulong Acpi = 0x9E000;
 
     private const uint HeaderMagic = 0x5372_6448; // "HdrS"
     private const ushort MinVersion = 0x020C;     // xloadflags and the 64-bit entry
@@ -190,6 +192,8 @@ public static class LinuxBoot
         BinaryPrimitives.WriteUInt64LittleEndian(gdt.AsSpan(BootDs), 0x00CF_9300_0000_FFFFUL);
         image.Segments.Add(new LoadSegment(Gdt, gdt));
         image.Segments.Add(new LoadSegment(MpTable, MultiprocessorTable(MpTable, cpus)));
+        image.Segments.Add(new LoadSegment(Acpi, AcpiTables.Build(Acpi, cpus)));
+        BinaryPrimitives.WriteUInt64LittleEndian(z[0x070..], Acpi); // acpi_rsdp_addr (protocol 2.14)
     }
 
     // PML4, PDPT and four page directories of 2 MiB pages: linear = physical below 4 GiB.

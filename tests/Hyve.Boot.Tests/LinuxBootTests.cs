@@ -156,4 +156,39 @@ public sealed class LinuxBootTests
         Assert.Throws<InvalidDataException>(() => LinuxBoot.LoadVmlinux(vmlinux[..64], Map, ""));
         Assert.Throws<InvalidDataException>(() => LinuxBoot.LoadVmlinux(vmlinux, MemoryMap.Pc(16UL << 20), ""));
     }
+
+    [Fact]
+    public void AcpiTablesChecksumAndDescribeTheApics()
+    {
+        const ulong At = 0x9E000;
+        byte[] t = AcpiTables.Build(At, 3);
+        static int Sum(ReadOnlySpan<byte> b)
+        {
+            int s = 0;
+            foreach (byte x in b)
+                s += x;
+            return s & 0xFF;
+        }
+        Assert.Equal("RSD PTR ", Encoding.ASCII.GetString(t, 0, 8));
+        Assert.Equal(0, Sum(t.AsSpan(0, 20)));
+        Assert.Equal(0, Sum(t.AsSpan(0, 36)));
+        ulong xsdt = BinaryPrimitives.ReadUInt64LittleEndian(t.AsSpan(24));
+        Span<byte> x = t.AsSpan((int)(xsdt - At));
+        Assert.Equal("XSDT", Encoding.ASCII.GetString(x[..4]));
+        Assert.Equal(0, Sum(x[..(int)BinaryPrimitives.ReadUInt32LittleEndian(x[4..])]));
+        ulong madt = BinaryPrimitives.ReadUInt64LittleEndian(x[36..]);
+        Span<byte> m = t.AsSpan((int)(madt - At));
+        int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(m[4..]);
+        Assert.Equal("APIC", Encoding.ASCII.GetString(m[..4]));
+        Assert.Equal(0, Sum(m[..length]));
+        Assert.Equal(0xFEE0_0000u, BinaryPrimitives.ReadUInt32LittleEndian(m[36..]));
+        // The entries: three local APICs (enabled, IDs 0-2), the I/O APIC (ID 3), the IRQ 0 override, the NMI.
+        var types = new System.Collections.Generic.List<int>();
+        for (int at = 44; at < length; at += m[at + 1])
+            types.Add(m[at]);
+        Assert.Equal([0, 0, 0, 1, 2, 4], types);
+        Assert.Equal(2, m[44 + 8 * 2 + 3]);                 // the third processor's APIC ID
+        Assert.Equal(3, m[44 + 8 * 3 + 2]);                 // the I/O APIC's ID
+        Assert.Throws<ArgumentException>(() => AcpiTables.Build(At + 4, 1));
+    }
 }

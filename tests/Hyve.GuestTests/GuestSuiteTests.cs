@@ -57,6 +57,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         Assert.Contains("BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("printk: console [ttyS0] enabled", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("pci 0000:00:00.0: [8086:1237] type 00 class 0x060000", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("ACPI: Using ACPI (MADT) for SMP configuration information", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("APIC: Switch to symmetric I/O mode setup", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("clocksource: Switched to clocksource tsc", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("Kernel panic - not syncing: VFS: Unable to mount root fs", linux.Output, System.StringComparison.Ordinal);
         Assert.Equal(0, linux.Status); // stopped by the test once the console was up
