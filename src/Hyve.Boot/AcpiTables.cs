@@ -23,17 +23,17 @@ public static class AcpiTables
 
         // MADT: header, local APIC address, flags (PCAT_COMPAT: there are 8259s), then entries.
         var madt = new List<byte>(Header("APIC", 1));
-        madt.AddRange(Le(0xFEE0_0000, 4));
-        madt.AddRange(Le(1, 4));
+        madt.AddRange(LinuxBoot.Le(0xFEE0_0000, 4));
+        madt.AddRange(LinuxBoot.Le(1, 4));
         for (int i = 0; i < cpus; i++)
             madt.AddRange([0, 8, (byte)i, (byte)i, 1, 0, 0, 0]);          // processor local APIC, enabled
-        madt.AddRange([1, 12, (byte)cpus, 0, .. Le(0xFEC0_0000, 4), .. Le(0, 4)]); // I/O APIC, GSI base 0
-        madt.AddRange([2, 10, 0, 0, .. Le(2, 4), 0, 0]);                   // ISA IRQ 0 -> GSI 2
+        madt.AddRange([1, 12, (byte)cpus, 0, .. LinuxBoot.Le(0xFEC0_0000, 4), .. LinuxBoot.Le(0, 4)]); // I/O APIC, GSI base 0
+        madt.AddRange([2, 10, 0, 0, .. LinuxBoot.Le(2, 4), 0, 0]);                   // ISA IRQ 0 -> GSI 2
         madt.AddRange([4, 6, 0xFF, 0, 0, 1]);                              // LINT1 is NMI on all
         byte[] m = Finish(madt);
 
         var xsdt = new List<byte>(Header("XSDT", 1));
-        xsdt.AddRange(Le(madtAt, 8));
+        xsdt.AddRange(LinuxBoot.Le(madtAt, 8));
         byte[] x = Finish(xsdt);
         if (x.Length != XsdtSize)
             throw new InvalidOperationException("XSDT layout");
@@ -44,8 +44,8 @@ public static class AcpiTables
         rsdp[15] = 2;                                                      // ACPI 2.0+
         BinaryPrimitives.WriteUInt32LittleEndian(rsdp.AsSpan(20), RsdpSize);
         BinaryPrimitives.WriteUInt64LittleEndian(rsdp.AsSpan(24), xsdtAt);
-        rsdp[8] = Checksum(rsdp.AsSpan(0, 20));
-        rsdp[32] = Checksum(rsdp);
+        rsdp[8] = LinuxBoot.Checksum(rsdp.AsSpan(0, 20));
+        rsdp[32] = LinuxBoot.Checksum(rsdp);
 
         byte[] all = new byte[(int)(madtAt - at) + m.Length];
         rsdp.CopyTo(all, 0);
@@ -73,22 +73,7 @@ public static class AcpiTables
         byte[] t = [.. table];
         BinaryPrimitives.WriteUInt32LittleEndian(t.AsSpan(4), (uint)t.Length);
         t[9] = 0;
-        t[9] = Checksum(t);
+        t[9] = LinuxBoot.Checksum(t);
         return t;
-    }
-
-    private static byte Checksum(ReadOnlySpan<byte> data)
-    {
-        byte sum = 0;
-        foreach (byte b in data)
-            sum += b;
-        return (byte)-sum;
-    }
-
-    private static byte[] Le(ulong v, int bytes)
-    {
-        byte[] b = new byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, v);
-        return b[..bytes];
     }
 }

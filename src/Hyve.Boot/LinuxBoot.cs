@@ -267,7 +267,8 @@ public static class LinuxBoot
         return [.. t];
     }
 
-    private static byte Checksum(ReadOnlySpan<byte> data)
+    // The byte sum that makes a table's bytes add up to zero (MP and ACPI tables).
+    internal static byte Checksum(ReadOnlySpan<byte> data)
     {
         byte sum = 0;
         foreach (byte b in data)
@@ -275,10 +276,11 @@ public static class LinuxBoot
         return (byte)-sum;
     }
 
-    private static byte[] Le(uint v, int bytes)
+    // The low bytes of v, little-endian.
+    internal static byte[] Le(ulong v, int bytes)
     {
-        byte[] b = new byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(b, v);
+        byte[] b = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, v);
         return b[..bytes];
     }
 }

@@ -124,10 +124,7 @@ public sealed partial class SoftProcessor
             _gpr[4] = sp;
             return false;
         }
-        _seg[1] = cs;
-        Modes();
-        _rip = offset & IpMask;
-        return true;
+        return EnterCode(in cs, offset);
     }
 
     // Far RET (with an optional immediate) to the same privilege level.
@@ -144,10 +141,7 @@ public sealed partial class SoftProcessor
             return false;
         ulong imm = _insn.OpcodeByte == 0xCA ? _insn.Immediate & 0xFFFF : 0;
         SetStackPointer((sp + 2 * (ulong)size + imm) & Alu.Mask(sw), sw);
-        _seg[1] = code;
-        Modes();
-        _rip = ip & IpMask;
-        return true;
+        return EnterCode(in code, ip);
     }
 
     private bool FarPointer(out ushort selector, out ulong offset)

@@ -188,6 +188,12 @@ public sealed partial class SoftProcessor
     {
         if (!FarPointer(out ushort selector, out ulong offset) || !CodeAtSameLevel(selector, out Segment cs))
             return false;
+        return EnterCode(in cs, offset);
+    }
+
+    // Continues at offset in code segment cs (already checked).
+    private bool EnterCode(in Segment cs, ulong offset)
+    {
         _seg[1] = cs;
         Modes();
         _rip = offset & IpMask;
