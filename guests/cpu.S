@@ -1,17 +1,13 @@
 /* User-mode trips for the CPU guest. user_call(fn, stack) enters CPL 3 at fn with SYSRET and
  * returns when fn executes SYSCALL; sysexit_call does the same with SYSEXIT and SYSENTER. The
  * entries record the registers the instructions define. */
+#include "callee.h"
 	.text
 	.globl user_call, syscall_entry, sysexit_call, sysenter_entry
 	.globl sys_rcx, sys_r11, sys_cs, sys_ss, kernel_rsp
 
 user_call:
-	push %rbx
-	push %rbp
-	push %r12
-	push %r13
-	push %r14
-	push %r15
+	SAVE_CALLEE
 	mov %rsp, kernel_rsp(%rip)
 	mov %rdi, %rcx
 	mov $0x2, %r11
@@ -27,21 +23,11 @@ syscall_entry:
 	mov %rcx, sys_ss(%rip)
 back_to_kernel:
 	mov kernel_rsp(%rip), %rsp
-	pop %r15
-	pop %r14
-	pop %r13
-	pop %r12
-	pop %rbp
-	pop %rbx
+	RESTORE_CALLEE
 	ret
 
 sysexit_call:
-	push %rbx
-	push %rbp
-	push %r12
-	push %r13
-	push %r14
-	push %r15
+	SAVE_CALLEE
 	mov %rsp, kernel_rsp(%rip)
 	mov %rdi, %rdx
 	mov %rsi, %rcx

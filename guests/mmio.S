@@ -3,6 +3,7 @@
  * the registers and flags from a struct regs, calls the form and stores them back. FORM adds
  * the form to the table mmio.c walks: name, code, defined-flags mask and kind (how registers
  * and memory are prepared). */
+#include "callee.h"
 #include "mmio.h"
 
 	.macro FORM name, mask, kind, insn:vararg
@@ -35,12 +36,7 @@
 	.globl run_form
 /* void run_form(const struct form *f, struct regs *r) */
 run_form:
-	push %rbx
-	push %rbp
-	push %r12
-	push %r13
-	push %r14
-	push %r15
+	SAVE_CALLEE
 	mov 8(%rdi), %r14
 	mov %rsi, %r15
 	mov 64(%r15), %rax
@@ -67,12 +63,7 @@ run_form:
 	mov %r8, 48(%r15)
 	mov %r9, 56(%r15)
 	cld
-	pop %r15
-	pop %r14
-	pop %r13
-	pop %r12
-	pop %rbp
-	pop %rbx
+	RESTORE_CALLEE
 	ret
 
 	.globl ret_stub

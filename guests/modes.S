@@ -3,16 +3,12 @@
  * 16-bit protected mode and real mode (code copied below 64 KiB), and back up to 64-bit mode.
  * In each mode it writes and reads pc-testdev memory and stores what it read in the results
  * array (EBX all the way). */
+#include "callee.h"
 	.text
 	.code64
 	.globl mode_tour, pd32, pae_pdpt, probe_va32, low16, low16_end, msg
 mode_tour:
-	push %rbx
-	push %rbp
-	push %r12
-	push %r13
-	push %r14
-	push %r15
+	SAVE_CALLEE
 	mov %rsp, saved_rsp(%rip)
 	mov %rdi, %rbx
 	pushq $0x18
@@ -108,12 +104,7 @@ back64:
 	mov %ax, %es
 	mov %ax, %ss
 	mov saved_rsp(%rip), %rsp
-	pop %r15
-	pop %r14
-	pop %r13
-	pop %r12
-	pop %rbp
-	pop %rbx
+	RESTORE_CALLEE
 	ret
 
 	/* Copied to 0x7000: 16-bit protected mode, then real mode (CS 0x0700). */

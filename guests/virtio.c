@@ -141,7 +141,7 @@ static void block_checks(void)
 			skip(names[i], "no virtio-mmio block device here");
 		return;
 	}
-	check(1, names[0]);
+	check(present(b, 2), names[0]);
 	set_trap_handler(0x65, on_irq);
 	*(volatile u32 *)IOAPIC = 0x10 + 2 * 5 + 1;
 	*(volatile u32 *)(IOAPIC + 0x10) = 0;
@@ -185,7 +185,7 @@ static void rng_checks(void)
 			skip(names[i], "no virtio-mmio entropy device here");
 		return;
 	}
-	check(1, names[0]);
+	check(present(b, 4), names[0]);
 	init(b, &rngq, 0);
 	static u8 pool[64];
 	rngq.desc[0] = (struct desc){ (u64)pool, sizeof pool, 2, 0 };
@@ -208,7 +208,7 @@ static void console_checks(void)
 			skip(names[i], "no virtio-mmio console here");
 		return;
 	}
-	check(1, names[0]);
+	check(present(b, 3), names[0]);
 	init_queue(b, &conq, 0, 1);
 	static char line[] = "# hello from the virtio console\n";
 	conq.desc[0] = (struct desc){ (u64)line, sizeof line - 1, 0, 0 };

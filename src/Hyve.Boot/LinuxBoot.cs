@@ -51,17 +51,7 @@ public static class LinuxBoot
         ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(f[24..]);
         ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(f[32..]);
         int phentsize = BinaryPrimitives.ReadUInt16LittleEndian(f[54..]), phnum = BinaryPrimitives.ReadUInt16LittleEndian(f[56..]);
-        var image = new BootImage
-        {
-            Mode = EntryMode.Long64,
-            Entry = entry,
-            Rsi = BootParams,
-            Cr3 = PageTables,
-            GdtBase = Gdt,
-            GdtLimit = 0x1F,
-            CodeSelector = BootCs,
-            DataSelector = BootDs,
-        };
+        BootImage image = LongModeImage(entry);
         ulong end = 0;
         for (int i = 0; i < phnum; i++)
         {
@@ -132,17 +122,7 @@ public static class LinuxBoot
         if (!map.IsRam(load, load + need))
             throw new InvalidDataException($"the kernel needs {need >> 20} MiB from 0x{load:X}: more than the machine's RAM");
 
-        var image = new BootImage
-        {
-            Mode = EntryMode.Long64,
-            Entry = load + 0x200,
-            Rsi = BootParams,
-            Cr3 = PageTables,
-            GdtBase = Gdt,
-            GdtLimit = 0x1F,
-            CodeSelector = BootCs,
-            DataSelector = BootDs,
-        };
+        BootImage image = LongModeImage(load + 0x200);
         image.Segments.Add(new LoadSegment(load, f[pmOffset..].ToArray(), need - payload));
         byte[] zero = new byte[4096];
         Span<byte> z = zero;
@@ -153,6 +133,19 @@ public static class LinuxBoot
         image.Segments.Add(new LoadSegment(BootParams, zero));
         return image;
     }
+
+    // The 64-bit boot protocol's entry state: Hyve's page tables and GDT, RSI at the boot parameters.
+    private static BootImage LongModeImage(ulong entry) => new()
+    {
+        Mode = EntryMode.Long64,
+        Entry = entry,
+        Rsi = BootParams,
+        Cr3 = PageTables,
+        GdtBase = Gdt,
+        GdtLimit = 0x1F,
+        CodeSelector = BootCs,
+        DataSelector = BootDs,
+    };
 
     // What both forms share: the command line, the initrd (as high as the kernel allows, below
     // the device window, page-aligned, above kernelEnd), the loader type, e820, the page tables,
