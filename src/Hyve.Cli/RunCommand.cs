@@ -8,6 +8,7 @@ using System.Reflection;
 using System.Threading;
 using Hyve.Boot;
 using Hyve.Devices;
+using Hyve.Kvm;
 using Hyve.SoftCpu;
 using Hyve.Vmm.Vmx;
 
@@ -23,7 +24,7 @@ internal static class RunCommand
         string? kernel = null, cmdline = null, disk = null, initrd = null;
         long? loadAddress = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
-        bool stats = false;
+        bool stats = false, kvm = false, verify = false;
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -37,11 +38,11 @@ internal static class RunCommand
                 case "--stats": stats = true; break;
                 case "--backend":
                     string backend = Arguments.Value(Name, args, ref i, a);
-                    if (backend == "kvm")
-                        throw new UsageException("run: the kvm backend is not available in this build (use --backend soft)");
-                    if (backend != "soft")
+                    if (backend is not ("soft" or "kvm"))
                         throw new UsageException($"run: --backend expects soft or kvm, got '{backend}'");
+                    kvm = backend == "kvm";
                     break;
+                case "--verify-emulation": verify = true; break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -61,6 +62,10 @@ internal static class RunCommand
             throw new UsageException("run: --load needs --kernel (a flat binary to place there)");
         if (!linux && loadAddress == null && !Multiboot.IsMultiboot(image))
             throw new InvalidDataException($"{what}: not a Multiboot kernel, a Linux bzImage or a vmlinux");
+        if (verify && !kvm)
+            throw new UsageException("run: --verify-emulation checks the kvm backend's emulation (add --backend kvm)");
+        if (kvm && KvmSystem.Unusable is { } why)
+            throw new IOException($"run: the kvm backend cannot run here: {why}");
         if (initrd != null && !linux)
             throw new UsageException("run: --initrd needs a Linux kernel");
         byte[]? ramdisk = initrd == null ? null : File.ReadAllBytes(initrd);
@@ -72,7 +77,13 @@ internal static class RunCommand
             MemoryBytes = (ulong)memoryMiB << 20,
             Console = console,
             Disk = disk == null ? null : Path.GetFullPath(disk),
-            Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
+            Backend = kvm
+                ? (memory, _) => new KvmBackend(memory)
+                : (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
+            // KVM runs each vCPU on a host thread of its own, at the host's pace.
+            OneThread = !kvm,
+            HostTime = kvm,
+            VerifyEmulation = verify,
         };
         using var machine = new Machine(options);
         BootImage boot;

@@ -10,6 +10,7 @@ using Hyve.Boot;
 using Hyve.Devices.Virtio;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
+using Hyve.Vmm.Verification;
 using Hyve.X86;
 using Hyve.X86.Decoding;
 
@@ -73,6 +74,14 @@ public sealed class MachineOptions
     /// <summary>Whether every vCPU runs on the calling thread in turn (round-robin quanta, so runs
     /// repeat exactly); otherwise each vCPU gets a host thread.</summary>
     public bool OneThread { get; init; } = true;
+
+    /// <summary>Whether the VM's clock follows host time (a backend that runs guest code at the
+    /// host's pace, KVM) rather than counting retired instructions.</summary>
+    public bool HostTime { get; init; }
+
+    /// <summary>Whether every device-memory instruction a decoding backend (KVM) completes is also
+    /// emulated by the vmm and compared (<c>--verify-emulation</c>).</summary>
+    public bool VerifyEmulation { get; init; }
 }
 
 /// <summary>A PC-like virtual machine.</summary>
@@ -82,6 +91,7 @@ public sealed class Machine : IDisposable
     private readonly Stream _console;
     private readonly bool[] _haltedForGood;
     private readonly bool _oneThread;
+    private readonly IBackend _backend;
     private int _stop;
     private int _debugStatus;
     private string? _message;
@@ -94,8 +104,14 @@ public sealed class Machine : IDisposable
         var memory = new GuestMemory();
         foreach (MemoryRange r in Map.RamRegions())
             memory.AddRam(r.Base, r.Length);
-        var clock = new VmClock();
-        Vm = new Vm(options.Backend(memory, clock), options.Cpus, memory, clock);
+        var clock = new VmClock(options.HostTime);
+        _backend = options.Backend(memory, clock);
+        Vm = new Vm(_backend, options.Cpus, memory, clock);
+        if (options.VerifyEmulation)
+        {
+            foreach (Vcpu v in Vm.Vcpus)
+                v.Verifier = new AccessVerifier();
+        }
         _console = options.Console;
         _oneThread = options.OneThread;
         _haltedForGood = new bool[options.Cpus];
@@ -264,6 +280,12 @@ public sealed class Machine : IDisposable
     {
         using (timeout is { } limit ? new Timer(_ => Stop(MachineStop.Timeout), null, limit, Timeout.InfiniteTimeSpan) : null)
         {
+            Thread? timers = null;
+            if (Vm.Clock.HostTime)
+            {
+                timers = new Thread(FireTimers) { Name = "timers", IsBackground = true };
+                timers.Start();
+            }
             if (_oneThread)
             {
                 RunRoundRobin();
@@ -281,10 +303,25 @@ public sealed class Machine : IDisposable
                 foreach (Thread t in threads)
                     t.Join();
             }
+            timers?.Join();
         }
         _console.Flush();
         MachineStop stop = Stopped;
         return new MachineResult(stop, MachineResult.StatusOf(stop, _debugStatus), _message);
+    }
+
+    // Host time: timers fall due while vCPUs run guest code, so a thread of their own fires them
+    // (each fire kicks the vCPU it concerns). Deadlines are met to about a millisecond.
+    private void FireTimers()
+    {
+        using var tick = new ManualResetEventSlim(false);
+        while (Stopped == MachineStop.None)
+        {
+            long wait = Vm.Clock.NextDeadline - Vm.Clock.Now;
+            if (wait > 0)
+                tick.Wait(TimeSpan.FromTicks(Math.Clamp(wait / 100, 1, TimeSpan.TicksPerMillisecond)));
+            Vm.Clock.FireDue();
+        }
     }
 
     // The device half's loop for one vCPU on its own thread: answer what it asks, until the
@@ -449,7 +486,9 @@ public sealed class Machine : IDisposable
                 if (counts[k] != 0)
                     sb.Append($" {(VmExitCode)k}={counts[k]}");
             }
-            sb.Append($" device-requests={v.Requests}");
+            sb.Append($" device-requests={v.Requests} rip=0x{v.Cpu.Rip:x}");
+            if (v.Verifier is { } check)
+                sb.Append($" verified={check.Verified} accesses-compared={check.Accesses} not-emulated={check.Skipped} not-found={check.Unreconstructed} kvm-deviations={check.KnownDeviations} given-up={check.GivenUp}");
             if (v.Cpu.Retired > 0)
                 sb.Append($" instructions={v.Cpu.Retired}");
             sb.AppendLine();
@@ -467,6 +506,8 @@ public sealed class Machine : IDisposable
     public void Dispose()
     {
         Disk?.Dispose();
+        // The backend first: KVM's memory slots point into the RAM the VM frees.
+        (_backend as IDisposable)?.Dispose();
         Vm.Dispose();
     }
 }

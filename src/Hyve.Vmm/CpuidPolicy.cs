@@ -17,8 +17,11 @@ public sealed class CpuidPolicy
     /// <summary>Number of vCPUs (reported as logical processors in leaf 1).</summary>
     public int Vcpus { get; init; } = 1;
 
+    /// <summary>The TSC frequency when it counts the VM clock's nanoseconds.</summary>
+    public const uint ClockTscHz = 1_000_000_000;
+
     /// <summary>The time-stamp counter's frequency in Hz, reported in leaf 0x15.</summary>
-    public uint TscHz { get; init; } = 1_000_000_000;
+    public uint TscHz { get; init; } = ClockTscHz;
 
     /// <summary>Physical-address width reported in leaf 0x80000008 (and used for reserved bits).</summary>
     public int PhysicalAddressBits { get; init; } = 46;

@@ -58,6 +58,16 @@ public sealed class Vcpu
     private uint _msr;
     private ulong _msrValue;
     private byte _msrLength;
+    // A decoded access (from a backend that decodes, KVM) being answered piece by piece: each
+    // piece goes to the vmm's devices, then as a single request to the device half.
+    private DecodedAccess _access;
+    private bool _accessActive;
+    private bool _accessPort;
+    private bool _accessWaiting;
+    private int _accessOffset;
+    private int _pieceSize;
+    private ulong _pieceData;
+    private long _accessRequests;
 
     internal Vcpu(Vm vm, int id, IBackendVcpu cpu)
     {
@@ -66,7 +76,10 @@ public sealed class Vcpu
         _cpu = cpu;
         Msrs = new MsrFile(bootstrap: id == 0);
         Apic = new LocalApic(id, vm.ApicBus, vm.Clock, Kick);
-        Apic.TscAt = Msrs.Tsc;
+        // A backend that keeps the guest's TSC itself (KVM) is asked; otherwise it follows the clock.
+        Apic.TscAt = now => _cpu.TryGetMsr(Hyve.Vmm.Msr.Tsc, out ulong tsc) ? tsc : Msrs.Tsc(now);
+        Msrs.TscHz = vm.Cpuid.TscHz;
+        Apic.TscHz = vm.Cpuid.TscHz;
         Msrs.Apic = Apic;
         Interrupts = Apic;
         _devices = new VcpuDevices(this);
@@ -135,7 +148,11 @@ public sealed class Vcpu
     public ReadOnlySpan<long> BackendExitCounts => _backendExits;
 
     /// <summary>Device-half requests made by instruction emulation.</summary>
-    public long Requests => _vie.Requests;
+    public long Requests => _vie.Requests + _accessRequests;
+
+    /// <summary>When set, every decoded device-memory access (KVM) is emulated a second time by
+    /// the vmm and the two results compared (<c>--verify-emulation</c>).</summary>
+    public Verification.AccessVerifier? Verifier { get; set; }
 
     /// <summary>Sets the run state (for reset and snapshot); clears pending INIT and SIPI.</summary>
     public void SetState(RunState state)
@@ -185,6 +202,12 @@ public sealed class Vcpu
         VmExit exit = default;
         switch (entry.Command)
         {
+            case VmEntryCommand.FulfillMmio when _accessWaiting:
+                FulfillAccess(entry.Mmio.Gpa, entry.Mmio.Bytes, entry.Mmio.Write, port: false, entry.Mmio.Data, entry.Mmio.ToString());
+                break;
+            case VmEntryCommand.FulfillInout when _accessWaiting:
+                FulfillAccess(entry.Inout.Port, entry.Inout.Bytes, !entry.Inout.In, port: true, entry.Inout.Eax, entry.Inout.ToString());
+                break;
             case VmEntryCommand.FulfillMmio:
                 if (!_vie.Active || _vie.PendingIsInout)
                     throw new VmEntryException($"vCPU {Id}: no device-memory request is pending");
@@ -200,6 +223,7 @@ public sealed class Vcpu
             case VmEntryCommand.DiscardInstruction:
                 _vie.Reset();
                 _msrPending = false;
+                DiscardAccess();
                 break;
             case VmEntryCommand.FulfillMsr:
                 if (!_msrPending)
@@ -217,6 +241,8 @@ public sealed class Vcpu
             default:
                 if (_msrPending)
                     return MsrExit();
+                if (_accessWaiting)
+                    return Count(AccessRequest());
                 break;
         }
 
@@ -229,6 +255,8 @@ public sealed class Vcpu
                 return Count(exit);
             if (_vie.Active)
                 continue;
+            if (_accessActive && Access(ref exit))
+                return Count(exit);
 
             if (!RunStateWork(ref exit))
                 return Count(exit);
@@ -417,8 +445,24 @@ public sealed class Vcpu
     // One backend exit. True when the device half is needed (exit filled in).
     private bool Dispatch(in BackendExit be, ref VmExit exit)
     {
+        if (Verifier is { Active: true } check && be.Kind is not (BackendExitKind.DecodedMmio or BackendExitKind.DecodedIo))
+        {
+            // The backend gave the instruction up (the vmm emulates it now) or finished it.
+            if (be.Kind == BackendExitKind.Mmio)
+                check.Abandon();
+            else
+                check.Completed(_cpu, _vm.Memory);
+        }
         switch (be.Kind)
         {
+            case BackendExitKind.DecodedMmio:
+            case BackendExitKind.DecodedIo:
+                _access = be.Access;
+                _accessPort = be.Kind == BackendExitKind.DecodedIo;
+                _accessOffset = 0;
+                _accessActive = true;
+                Verifier?.Exit(_cpu, _vm.Memory, Paging(), in _access, _accessPort);
+                return Access(ref exit);
             case BackendExitKind.Mmio:
                 ReadOnlySpan<byte> bytes = ((ReadOnlySpan<byte>)be.Bytes)[..be.ByteCount];
                 _vie.Begin(be.Gpa, be.Gla, be.GlaValid, Paging(), _cpu, _vm.Memory, bytes);
@@ -464,6 +508,91 @@ public sealed class Vcpu
                 exit = new VmExit { Code = VmExitCode.Vmx, Rip = _cpu.Rip, Reason = be.Reason };
                 return true;
         }
+    }
+
+    // The pieces of a decoded access in order: each naturally sized (a page split can leave an
+    // MMIO access of 3, 5, 6 or 7 bytes), to the vmm's devices first, then to the device half.
+    // True when the device half is needed (exit filled in).
+    private bool Access(ref VmExit exit)
+    {
+        int total = _access.Size * _access.Count;
+        while (_accessOffset < total)
+        {
+            int left = total - _accessOffset;
+            int piece = _accessPort ? _access.Size : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            ulong at = AccessAddress;
+            ulong value = 0;
+            bool claimed;
+            if (_access.Write)
+            {
+                value = _cpu.GetAccessData(_accessOffset, piece);
+                claimed = _accessPort ? _devices.TryOut((ushort)at, piece, (uint)value) : _devices.TryWrite(at, piece, value);
+            }
+            else if (_accessPort)
+            {
+                claimed = _devices.TryIn((ushort)at, piece, out uint v);
+                value = v;
+            }
+            else
+            {
+                claimed = _devices.TryRead(at, piece, out value);
+            }
+            if (!claimed)
+            {
+                _pieceSize = piece;
+                _pieceData = _access.Write ? value & Alu.Mask(piece) : 0;
+                _accessWaiting = true;
+                _accessRequests++;
+                exit = AccessRequest();
+                return true;
+            }
+            PieceDone(piece, value);
+        }
+        _accessActive = false;
+        Verifier?.AccessDone(_cpu);
+        return false;
+    }
+
+    private ulong AccessAddress => _accessPort ? _access.Address : _access.Address + (ulong)_accessOffset;
+
+    private void PieceDone(int piece, ulong value)
+    {
+        value &= Alu.Mask(piece);
+        if (!_access.Write)
+            _cpu.SetAccessData(_accessOffset, piece, value);
+        Verifier?.Piece(AccessAddress, piece, _access.Write, _accessPort, value);
+        _accessOffset += piece;
+    }
+
+    // The request of the piece waiting for the device half.
+    private VmExit AccessRequest() => _accessPort
+        ? new VmExit { Code = VmExitCode.Inout, Rip = _cpu.Rip, Inout = new InoutAccess((ushort)_access.Address, (byte)_pieceSize, !_access.Write, (uint)_pieceData) }
+        : new VmExit { Code = VmExitCode.Mmio, Rip = _cpu.Rip, Mmio = new MmioAccess(AccessAddress, (byte)_pieceSize, _access.Write, _pieceData) };
+
+    private void FulfillAccess(ulong address, byte bytes, bool write, bool port, ulong data, string answer)
+    {
+        if (port != _accessPort || address != AccessAddress || bytes != _pieceSize || write != _access.Write)
+            throw Mismatch(answer, FulfillResult.Mismatch);
+        _accessWaiting = false;
+        PieceDone(_pieceSize, write ? _pieceData : data);
+    }
+
+    // The backend has the instruction in flight and cannot drop it: what is left of the access
+    // completes as an unclaimed one would (reads all ones, writes dropped).
+    private void DiscardAccess()
+    {
+        if (!_accessActive)
+            return;
+        int total = _access.Size * _access.Count;
+        if (!_access.Write)
+        {
+            for (int at = _accessOffset; at < total; at++)
+                _cpu.SetAccessData(at, 1, 0xFF);
+        }
+        _accessOffset = total;
+        _accessWaiting = false;
+        _accessActive = false;
+        Verifier?.Abandon();
     }
 
     private bool Msr(in BackendExit be, ref VmExit exit)

@@ -89,11 +89,18 @@ public sealed class Vm : IDisposable
             throw new ArgumentOutOfRangeException(nameof(cpus), "1 to 255 vCPUs");
         Memory = memory;
         Clock = clock ?? new VmClock();
-        Cpuid = new CpuidPolicy { Vcpus = cpus };
+        var backendVcpus = new IBackendVcpu[cpus];
+        for (int i = 0; i < cpus; i++)
+            backendVcpus[i] = backend.CreateVcpu(i);
+        ulong tscHz = backend.TscHz;
+        Cpuid = new CpuidPolicy { Vcpus = cpus, TscHz = tscHz != 0 ? (uint)tscHz : CpuidPolicy.ClockTscHz };
         ApicBus = new ApicBus(this);
         _vcpus = new Vcpu[cpus];
         for (int i = 0; i < cpus; i++)
-            _vcpus[i] = new Vcpu(this, i, backend.CreateVcpu(i));
+        {
+            backendVcpus[i].SetCpuid(Cpuid, i);
+            _vcpus[i] = new Vcpu(this, i, backendVcpus[i]);
+        }
 
         // The PC's interrupt wiring: the 8259 pair behind the BSP's LINT0, the I/O APIC on the
         // APIC bus taking its EOIs.

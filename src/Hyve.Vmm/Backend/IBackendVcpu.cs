@@ -1,5 +1,6 @@
 // The contract between the vmm and a backend (the software CPU, KVM): what a vCPU must let the
 // vmm read, write and run. Backends live in their own projects and see nothing else of the vmm.
+using System;
 using Hyve.Vmm.Emulation;
 using Hyve.X86;
 
@@ -30,8 +31,31 @@ public enum BackendExitKind : byte
     Interrupted,
     /// <summary>The time slice set by <see cref="IBackendVcpu.Quantum"/> ran out.</summary>
     Preempted,
+    /// <summary>A device-memory access the backend decoded itself (KVM): <see cref="BackendExit.Access"/>
+    /// says where and how big; the data is reached through <see cref="IBackendVcpu.GetAccessData"/> and
+    /// <see cref="IBackendVcpu.SetAccessData"/>, and the backend finishes the instruction on the next run.</summary>
+    DecodedMmio,
+    /// <summary>A port access the backend decoded itself, possibly several elements of a string
+    /// instruction (<see cref="DecodedAccess.Count"/>).</summary>
+    DecodedIo,
     /// <summary>Anything else; <see cref="BackendExit.Reason"/> says what.</summary>
     Unhandled,
+}
+
+/// <summary>An access a backend decoded itself: guest-physical address or port, element size,
+/// element count (port string I/O; 1 otherwise) and direction. Its data is
+/// <see cref="Size"/> × <see cref="Count"/> bytes, element after element.</summary>
+public struct DecodedAccess
+{
+    /// <summary>Guest-physical address (MMIO) or port.</summary>
+    public ulong Address;
+    /// <summary>Bytes per element: 1 to 8 for MMIO (any length, a page split gives odd ones), 1, 2
+    /// or 4 for ports.</summary>
+    public int Size;
+    /// <summary>Elements (1 unless a string port instruction was batched).</summary>
+    public int Count;
+    /// <summary>True for a write or OUT.</summary>
+    public bool Write;
 }
 
 /// <summary>One backend exit. Only the fields of its kind are meaningful.</summary>
@@ -56,6 +80,8 @@ public struct BackendExit
     public byte InstructionLength;
     /// <summary>A backend-specific reason for <see cref="BackendExitKind.Unhandled"/>.</summary>
     public uint Reason;
+    /// <summary>The access of a <see cref="BackendExitKind.DecodedMmio"/> or <see cref="BackendExitKind.DecodedIo"/> exit.</summary>
+    public DecodedAccess Access;
 }
 
 /// <summary>Control registers and EFER.</summary>
@@ -141,6 +167,20 @@ public interface IBackendVcpu : IVieCpu
     /// external interrupt could be delivered (or stops asking).</summary>
     void RequestInterruptWindow(bool on);
 
+    /// <summary>Bytes [<paramref name="offset"/>, +<paramref name="size"/>) of the pending decoded
+    /// access's data (a write's or OUT's value), little-endian.</summary>
+    ulong GetAccessData(int offset, int size) => throw new NotSupportedException("this backend does not decode accesses");
+
+    /// <summary>Stores a read's or IN's result into bytes [<paramref name="offset"/>, +<paramref name="size"/>)
+    /// of the pending decoded access's data.</summary>
+    void SetAccessData(int offset, int size, ulong value) => throw new NotSupportedException("this backend does not decode accesses");
+
+    /// <summary>Gives the backend the vmm's CPUID answers for this vCPU, for backends that answer
+    /// CPUID themselves (the software CPU exits to the vmm instead and ignores this).</summary>
+    void SetCpuid(CpuidPolicy policy, int apicId)
+    {
+    }
+
     /// <summary>Runs guest code until something needs the vmm.</summary>
     BackendExit Run();
 
@@ -157,4 +197,8 @@ public interface IBackend
 
     /// <summary>Creates vCPU <paramref name="id"/>.</summary>
     IBackendVcpu CreateVcpu(int id);
+
+    /// <summary>The guest's time-stamp counter frequency in Hz, or 0 when the TSC counts the VM
+    /// clock's nanoseconds (1 GHz).</summary>
+    ulong TscHz => 0;
 }

@@ -112,6 +112,9 @@ public sealed class LocalApic : IInterruptSource, IMmioHandler
     /// <summary>Offset from the TSC to VM nanoseconds, for TSC-deadline mode (the MSR file's).</summary>
     public Func<long, ulong>? TscAt { get; set; }
 
+    /// <summary>The TSC's frequency in Hz, for turning a TSC deadline into VM time.</summary>
+    public ulong TscHz { get; set; } = CpuidPolicy.ClockTscHz;
+
     /// <summary>Writes that were dropped (misaligned or narrow) or hit read-only registers.</summary>
     public long DroppedWrites { get; private set; }
 
@@ -367,9 +370,11 @@ public sealed class LocalApic : IInterruptSource, IMmioHandler
                 VmClock.Disarm(_timer);
                 return;
             }
-            // TSC = ns + offset: find the nanosecond the deadline falls on.
+            // Find the nanosecond the deadline falls on, at the TSC's frequency.
             ulong tscNow = TscAt(_clock.Now);
-            long at = value <= tscNow ? _clock.Now : _clock.Now + (long)(value - tscNow);
+            ulong ticks = value <= tscNow ? 0 : value - tscNow;
+            ulong ns = TscHz == CpuidPolicy.ClockTscHz ? ticks : (ulong)UInt128.Min((UInt128)ticks * CpuidPolicy.ClockTscHz / TscHz, long.MaxValue / 2);
+            long at = _clock.Now + (long)Math.Min(ns, long.MaxValue / 2);
             VmClock.Arm(_timer, at);
         }
     }

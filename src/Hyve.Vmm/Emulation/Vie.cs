@@ -939,8 +939,10 @@ public sealed class Vie
         if (st != VieStatus.Done)
             return st;
         ulong count = _insn.GetOperandKind(1) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(1)) : _insn.Immediate;
+        // A zero count changes no flag, but the read-modify-write still stores the operand back,
+        // as hardware's fixed micro-operation sequence (and KVM's emulator) does: a device sees it.
         if (Alu.MaskCount(count, size) == 0)
-            return VieStatus.Done; // a zero count neither writes nor changes flags (the read was still made)
+            return WriteOp(size, m);
         ulong flags = _cpu.Rflags;
         var op = (Alu.Shift)((_insn.ModRM >> 3) & 7);
         ulong r = Alu.ShiftRotate(op, m, count, size, ref flags);
@@ -1196,7 +1198,7 @@ public sealed class Vie
             return st;
         ulong count = _insn.GetOperandKind(2) == OperandKind.Register ? ReadRegister(_cpu, _insn.GetRegister(2)) : _insn.Immediate;
         if (Alu.MaskCount(count, size) == 0)
-            return VieStatus.Done;
+            return WriteOp(size, m); // stored back unchanged, flags untouched (as in Shift)
         ulong flags = _cpu.Rflags;
         ulong b = ReadRegister(_cpu, _insn.GetRegister(1));
         ulong r = _mnemonic == Mnemonic.Shld ? Alu.Shld(m, b, count, size, ref flags) : Alu.Shrd(m, b, count, size, ref flags);

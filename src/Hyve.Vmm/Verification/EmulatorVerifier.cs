@@ -510,14 +510,20 @@ public static class EmulatorVerifier
         }
     }
 
-    private static ulong ShiftCount(in Instruction d, in FullState native)
+    private static ulong ShiftCount(in Instruction d, in FullState native) => ShiftCount(in d, native.In[1]);
+
+    private static ulong ShiftCount(in Instruction d, ulong rcx)
     {
         int i = IsDoubleShift(d.Mnemonic) ? 2 : 1;
-        return d.GetOperandKind(i) == OperandKind.Register ? native.In[1] & 0xFF : d.Immediate;
+        return d.GetOperandKind(i) == OperandKind.Register ? rcx & 0xFF : d.Immediate;
     }
 
-    // The flags the SDM defines for the instruction (the rest may differ between processors).
-    private static ulong DefinedFlags(in Instruction d, in FullState native, int size) => d.Mnemonic switch
+    private static ulong DefinedFlags(in Instruction d, in FullState native, int size) => DefinedFlags(in d, native.In[1], size);
+
+    /// <summary>The flags the SDM defines for <paramref name="d"/> of operand size
+    /// <paramref name="size"/> with RCX holding <paramref name="rcx"/> before it (the rest may
+    /// differ between processors).</summary>
+    internal static ulong DefinedFlags(in Instruction d, ulong rcx, int size) => d.Mnemonic switch
     {
         Mnemonic.And or Mnemonic.Or or Mnemonic.Xor or Mnemonic.Test => Rflags.Status & ~Rflags.AF,
         Mnemonic.Mul or Mnemonic.Imul => Rflags.CF | Rflags.OF,
@@ -526,8 +532,8 @@ public static class EmulatorVerifier
         Mnemonic.Bsf or Mnemonic.Bsr => Rflags.ZF,
         Mnemonic.Tzcnt or Mnemonic.Lzcnt => Rflags.CF | Rflags.ZF,
         Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b => Rflags.ZF,
-        Mnemonic.Shld or Mnemonic.Shrd => Alu.DefinedDoubleShiftFlags(Alu.MaskCount(ShiftCount(in d, native), size), size),
-        _ when IsShift(d.Mnemonic) => Alu.DefinedFlags((Alu.Shift)((d.ModRM >> 3) & 7), Alu.MaskCount(ShiftCount(in d, native), size), size),
+        Mnemonic.Shld or Mnemonic.Shrd => Alu.DefinedDoubleShiftFlags(Alu.MaskCount(ShiftCount(in d, rcx), size), size),
+        _ when IsShift(d.Mnemonic) => Alu.DefinedFlags((Alu.Shift)((d.ModRM >> 3) & 7), Alu.MaskCount(ShiftCount(in d, rcx), size), size),
         _ => Rflags.Status,
     };
 
@@ -735,8 +741,7 @@ public static class EmulatorVerifier
         // by requests of 1, 2, 4 or 8 bytes inside device memory.
         public string? CheckTraffic(in Instruction d, Case c, in FullState native, ulong access, int size)
         {
-            bool zeroCount = (IsShift(d.Mnemonic) || IsDoubleShift(d.Mnemonic)) && Alu.MaskCount(ShiftCount(in d, native), d.MemorySize) == 0;
-            Use use = UseOf(d, zeroCount);
+            Use use = UseOf(d);
             int deviceBytes = 0;
             for (int i = 0; i < size; i++)
                 deviceBytes += IsDevice(access + (ulong)i) ? 1 : 0;
@@ -772,7 +777,7 @@ public static class EmulatorVerifier
             return null;
         }
 
-        private static Use UseOf(in Instruction d, bool zeroCount)
+        private static Use UseOf(in Instruction d)
         {
             bool store = d.GetOperandKind(0) == OperandKind.Memory;
             if (d.Mnemonic is >= Mnemonic.Seta and <= Mnemonic.Sets)
@@ -787,7 +792,7 @@ public static class EmulatorVerifier
                 return store ? Use.Write : Use.Read;
             if (!store)
                 return Use.Read;
-            return zeroCount ? Use.Read : Use.ReadWrite;
+            return Use.ReadWrite; // a zero shift count stores the operand back unchanged
         }
     }
 
