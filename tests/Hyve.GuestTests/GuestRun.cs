@@ -17,6 +17,9 @@ namespace Hyve.GuestTests;
 /// <summary>One run's console output and exit status.</summary>
 public sealed partial record GuestRun(string Output, int Status)
 {
+    /// <summary>The machine's exit and verification counts (Hyve runs only).</summary>
+    public string Statistics { get; init; } = "";
+
     /// <summary>Instructions each vCPU retired (Hyve runs only).</summary>
     public long[] Retired { get; init; } = [];
 
@@ -65,7 +68,29 @@ public sealed partial record GuestRun(string Output, int Status)
 
     /// <summary>Runs <paramref name="image"/> on Hyve's software CPU; with <paramref name="until"/>,
     /// the run ends (as a power-off) once the console has printed it.</summary>
-    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "")
+    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "") =>
+        Run(image, cpus, seconds, disk, until, cmdline, new MachineOptions
+        {
+            Cpus = cpus,
+            Console = Stream.Null,
+            Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
+        });
+
+    /// <summary>Runs <paramref name="image"/> on KVM (each vCPU on a host thread, host time); with
+    /// <paramref name="verify"/>, every device-memory instruction KVM completes is checked against
+    /// the vmm's emulator.</summary>
+    public static GuestRun OnKvm(string image, int cpus = 4, int seconds = 120, bool verify = false) =>
+        Run(image, cpus, seconds, null, null, "", new MachineOptions
+        {
+            Cpus = cpus,
+            Console = Stream.Null,
+            Backend = (memory, _) => new Hyve.Kvm.KvmBackend(memory),
+            OneThread = false,
+            HostTime = true,
+            VerifyEmulation = verify,
+        });
+
+    private static GuestRun Run(string image, int cpus, int seconds, string? disk, string? until, string cmdline, MachineOptions template)
     {
         using var console = new WatchedStream();
         var options = new MachineOptions
@@ -74,7 +99,10 @@ public sealed partial record GuestRun(string Output, int Status)
             MemoryBytes = 256UL << 20,
             Console = console,
             Disk = disk,
-            Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
+            Backend = template.Backend,
+            OneThread = template.OneThread,
+            HostTime = template.HostTime,
+            VerifyEmulation = template.VerifyEmulation,
         };
         using var machine = new Machine(options);
         byte[] file = File.ReadAllBytes(image);
@@ -87,7 +115,7 @@ public sealed partial record GuestRun(string Output, int Status)
         string output = Encoding.UTF8.GetString(console.ToArray());
         if (r.Message != null)
             output += $"\n[hyve: {r.Stop}: {r.Message}]\n";
-        return new GuestRun(output, r.Status) { Retired = [.. machine.Vm.Vcpus.Select(v => v.Cpu.Retired)] };
+        return new GuestRun(output, r.Status) { Retired = [.. machine.Vm.Vcpus.Select(v => v.Cpu.Retired)], Statistics = machine.Statistics() };
     }
 
     /// <summary>Runs <paramref name="image"/> on QEMU with TCG, as the guest suite's reference.</summary>
