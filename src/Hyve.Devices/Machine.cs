@@ -317,8 +317,13 @@ public sealed class Machine : IDisposable
         using var tick = new ManualResetEventSlim(false);
         while (Stopped == MachineStop.None)
         {
-            long wait = Vm.Clock.NextDeadline - Vm.Clock.Now;
-            if (wait > 0)
+            long next = Vm.Clock.NextDeadline;
+            long wait = next - Vm.Clock.Now;
+            // Nothing armed: look again in a few milliseconds (a timer armed meanwhile is late by
+            // at most that); otherwise sleep until the deadline, a millisecond at most.
+            if (next == long.MaxValue)
+                Thread.Sleep(5);
+            else if (wait > 0)
                 tick.Wait(TimeSpan.FromTicks(Math.Clamp(wait / 100, 1, TimeSpan.TicksPerMillisecond)));
             Vm.Clock.FireDue();
         }

@@ -23,6 +23,10 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
     [ThreadStatic]
     private static bool t_kickBlocked;
 
+    // The calling thread's kernel id, asked once per thread (a system call each time otherwise).
+    [ThreadStatic]
+    private static int t_tid;
+
     private readonly int _id;
     private readonly int _runSize;
     private byte* _run;
@@ -387,7 +391,7 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
         Volatile.Write(ref _run[KvmApi.RunOffset.ImmediateExit], 1);
         Interlocked.MemoryBarrier();
         int tid = Volatile.Read(ref _tid);
-        if (Volatile.Read(ref _inRun) != 0 && tid != 0 && tid != KvmApi.ThreadId())
+        if (Volatile.Read(ref _inRun) != 0 && tid != 0 && tid != t_tid)
             KvmApi.Kick(tid);
     }
 
@@ -437,6 +441,7 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
         {
             KvmApi.BlockKick();
             t_kickBlocked = true;
+            t_tid = KvmApi.ThreadId();
         }
         if (_msrExit)
         {
@@ -445,7 +450,7 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
                 *(ulong*)(_run + KvmApi.RunOffset.MsrData) = ((GetGpr(2) & 0xFFFF_FFFF) << 32) | (GetGpr(0) & 0xFFFF_FFFF);
         }
         FlushState();
-        Volatile.Write(ref _tid, KvmApi.ThreadId());
+        Volatile.Write(ref _tid, t_tid);
         Volatile.Write(ref _inRun, 1);
         Interlocked.MemoryBarrier();
         int r = KvmApi.TryIoctl(Fd, KvmApi.Run, 0);

@@ -564,10 +564,11 @@ public sealed class Vcpu
         _accessOffset += piece;
     }
 
-    // The request of the piece waiting for the device half.
+    // The request of the piece waiting for the device half. RIP is left out (0): a decoding
+    // backend's registers cost a system call to read, and the request does not need them.
     private VmExit AccessRequest() => _accessPort
-        ? new VmExit { Code = VmExitCode.Inout, Rip = _cpu.Rip, Inout = new InoutAccess((ushort)_access.Address, (byte)_pieceSize, !_access.Write, (uint)_pieceData) }
-        : new VmExit { Code = VmExitCode.Mmio, Rip = _cpu.Rip, Mmio = new MmioAccess(AccessAddress, (byte)_pieceSize, _access.Write, _pieceData) };
+        ? new VmExit { Code = VmExitCode.Inout, Inout = new InoutAccess((ushort)_access.Address, (byte)_pieceSize, !_access.Write, (uint)_pieceData) }
+        : new VmExit { Code = VmExitCode.Mmio, Mmio = new MmioAccess(AccessAddress, (byte)_pieceSize, _access.Write, _pieceData) };
 
     private void FulfillAccess(ulong address, byte bytes, bool write, bool port, ulong data, string answer)
     {

@@ -81,7 +81,8 @@ public struct VmExit
 {
     /// <summary>What happened.</summary>
     public VmExitCode Code;
-    /// <summary>RIP at the exit.</summary>
+    /// <summary>RIP at the exit (0 on the requests of a backend that decodes accesses itself,
+    /// KVM, where reading it costs a system call).</summary>
     public ulong Rip;
     /// <summary>The access of an <see cref="VmExitCode.Mmio"/> exit.</summary>
     public MmioAccess Mmio;
