@@ -11,9 +11,10 @@ internal static class Usage
 
         commands:
           run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--backend soft] [--timeout SECONDS] [--stats]
+              [--memory MiB] [--disk FILE] [--backend soft|kvm] [--verify-emulation]
+              [--timeout SECONDS] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, or a flat binary at ADDR (entered in 32-bit
-              protected mode) (default: the built-in demo guest) on the software CPU with
+              protected mode) (default: the built-in demo guest) on the software CPU (or KVM) with
               COM1 on the terminal (Ctrl-A x quits). Exit status: (v << 1) | 1 for a write of v
               to isa-debug-exit (port 0xF4), 0 for power-off or reset, 124 on timeout, 3 when
               every vCPU halted with interrupts disabled, 2 for a triple fault or internal error.

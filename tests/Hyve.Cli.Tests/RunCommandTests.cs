@@ -107,7 +107,6 @@ public sealed class RunCommandTests : IDisposable
     [Theory]
     [InlineData(2, "--cpus", "0")]
     [InlineData(2, "--memory", "1")]
-    [InlineData(2, "--backend", "kvm")]
     [InlineData(2, "--backend", "fast")]
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]
@@ -120,6 +119,31 @@ public sealed class RunCommandTests : IDisposable
         Assert.StartsWith("hyve: ", err);
         Assert.Single(err.TrimEnd().Split('\n'));
     }
+
+    [Fact]
+    public void VerifyEmulationNeedsTheKvmBackend()
+    {
+        var (code, _, err) = Hyve("run", "--verify-emulation");
+        Assert.Equal(2, code);
+        Assert.Contains("--backend kvm", err);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void TheKvmBackendRunsTheDemoGuestOrSaysWhyNot()
+    {
+        var (code, output, err) = Hyve("run", "--backend", "kvm", "--verify-emulation", "--timeout", "120");
+        if (KvmUnusable() is { } why)
+        {
+            Assert.Equal(1, code);
+            Assert.Contains(why, err);
+            return;
+        }
+        Assert.Equal(0, code);
+        Assert.Contains("powering off", output);
+    }
+
+    private static string? KvmUnusable() => global::Hyve.Kvm.KvmSystem.Unusable;
 
     [Fact]
     public void FilesThatAreNotMultibootKernelsAreRejected()
