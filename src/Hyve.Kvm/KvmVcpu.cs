@@ -62,44 +62,22 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
 
     // ---- State ------------------------------------------------------------------------------
 
-    private ref KvmRegs Regs
+    // KVM's copy of a register group, fetched once per exit and only when asked for.
+    private ref T Cached<T>(ref T value, ref bool valid, nuint request, string what) where T : unmanaged
     {
-        get
+        if (!valid)
         {
-            if (!_regsValid)
-            {
-                KvmApi.Ioctl(Fd, KvmApi.GetRegs, ref _regs, "KVM_GET_REGS");
-                _regsValid = true;
-            }
-            return ref _regs;
+            KvmApi.Ioctl(Fd, request, ref value, what);
+            valid = true;
         }
+        return ref value;
     }
 
-    private ref KvmSregs Sregs
-    {
-        get
-        {
-            if (!_sregsValid)
-            {
-                KvmApi.Ioctl(Fd, KvmApi.GetSregs, ref _sregs, "KVM_GET_SREGS");
-                _sregsValid = true;
-            }
-            return ref _sregs;
-        }
-    }
+    private ref KvmRegs Regs => ref Cached(ref _regs, ref _regsValid, KvmApi.GetRegs, "KVM_GET_REGS");
 
-    private ref KvmFpu Fpu
-    {
-        get
-        {
-            if (!_fpuValid)
-            {
-                KvmApi.Ioctl(Fd, KvmApi.GetFpu, ref _fpu, "KVM_GET_FPU");
-                _fpuValid = true;
-            }
-            return ref _fpu;
-        }
-    }
+    private ref KvmSregs Sregs => ref Cached(ref _sregs, ref _sregsValid, KvmApi.GetSregs, "KVM_GET_SREGS");
+
+    private ref KvmFpu Fpu => ref Cached(ref _fpu, ref _fpuValid, KvmApi.GetFpu, "KVM_GET_FPU");
 
     /// <inheritdoc/>
     public ulong GetGpr(int n) => Unsafe.Add(ref Regs.Rax, RegsIndex[n]);
