@@ -9,24 +9,20 @@ extern char u_segments[], u_segments_ret[], u_port_allowed[], u_port_denied[], u
 extern char u_movss[], u_movss_end[], u_movds[], u_movds_end[];
 extern char u_cli[], u_cli_end[], u_hlt[], u_hlt_end[], u_ac[], u_ac_end[], u_rdtsc[], u_sysenter[];
 extern volatile u64 sys_rcx, sys_r11, sys_cs, sys_ss, user_cs, user_ss, user_value;
-extern u64 pml4[], pdpt[], pd[], gdt64[];
+extern u64 pml4[], pdpt[], pd[];
 
 static void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
 {
 	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
 }
 
-struct tss {
-	u32 reserved0;
-	u64 rsp[3];
-	u64 reserved1;
-	u64 ist[7];
-	u64 reserved2;
-	u16 reserved3, iomap;
+/* The TSS with an I/O permission bitmap (and the byte of ones that must follow it). */
+struct io_tss {
+	struct tss64 t;
 	u8 bitmap[8193];
 } __attribute__((packed));
 
-static struct tss tss __attribute__((aligned(16)));
+static struct io_tss tss __attribute__((aligned(16)));
 static u8 kstack[16384] __attribute__((aligned(16)));
 static u8 ustack[16384] __attribute__((aligned(16)));
 
@@ -105,14 +101,11 @@ int main(void)
 	__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
 
 	/* A TSS: RSP0 for traps from CPL 3, and an I/O bitmap allowing ports 0xE0-0xE3 only. */
-	tss.rsp[0] = (u64)(kstack + sizeof kstack);
-	tss.iomap = __builtin_offsetof(struct tss, bitmap);
+	tss.t.rsp[0] = (u64)(kstack + sizeof kstack);
+	tss.t.iomap = __builtin_offsetof(struct io_tss, bitmap);
 	memset(tss.bitmap, 0xFF, sizeof tss.bitmap);
 	tss.bitmap[0xE0 / 8] = 0xF0;
-	u64 base = (u64)&tss, limit = sizeof tss - 1;
-	gdt64[8] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89UL << 40) | (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
-	gdt64[9] = base >> 32;
-	__asm__ volatile("ltr %w0" : : "r"(0x40));
+	load_tss(&tss, sizeof tss);
 
 	/* SYSCALL/SYSRET: STAR puts the kernel at 0x08/0x10 and the user at 0x5B/0x53. */
 	wrmsr(0xC0000081, (0x48UL << 48) | (0x08UL << 32));

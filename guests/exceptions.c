@@ -96,28 +96,14 @@ static void page_faults(void)
 
 /* The double fault: the #PF gate made not present, so delivering a page fault raises #NP,
  * which cannot follow a page fault: #DF, on IST stack 1. */
-struct tss {
-	u32 reserved0;
-	u64 rsp[3];
-	u64 reserved1;
-	u64 ist[7];
-	u64 reserved2;
-	u16 reserved3, iomap;
-} __attribute__((packed));
-
-static struct tss tss __attribute__((aligned(16)));
+static struct tss64 tss __attribute__((aligned(16)));
 static u8 ist1[8192] __attribute__((aligned(16)));
-extern u64 gdt64[];
 
 static void double_fault(void)
 {
-	/* The TSS descriptor at GDT slot 8 (0x40), 16 bytes. */
-	u64 base = (u64)&tss, limit = sizeof tss - 1;
 	tss.ist[0] = (u64)(ist1 + sizeof ist1);
 	tss.iomap = sizeof tss;
-	gdt64[8] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89UL << 40) | (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
-	gdt64[9] = base >> 32;
-	__asm__ volatile("ltr %w0" : : "r"(0x40));
+	load_tss(&tss, sizeof tss);
 	u16 tr;
 	__asm__ volatile("str %0" : "=r"(tr));
 	check_eq(tr, 0x40, "LTR and STR");

@@ -15,7 +15,6 @@ public class VieBench
     private const ulong Gpa = 0xFE00_0000;
     private readonly Vie _vie = new();
     private readonly MockCpu _cpu = new();
-    private readonly NoDevices _devices = new();
     private static readonly byte[] Store = [0x89, 0x08];          // mov [rax], ecx
     private static readonly byte[] Load = [0x8B, 0x08];           // mov ecx, [rax]
     private static readonly byte[] AddImm = [0x83, 0x00, 0x05];   // add dword [rax], 5
@@ -63,7 +62,7 @@ public class VieBench
         _cpu.SetGpr(7, Ram.Base);
         _vie.Begin(Gpa, Gpa, glaValid: true, Bitness.Bits64, RepMovsb);
         VieStatus st;
-        while ((st = _vie.Emulate(_cpu, _devices, _ram)) is VieStatus.NeedsDevice or VieStatus.Repeat)
+        while ((st = _vie.Emulate(_cpu, NoVmmDevices.Instance, _ram)) is VieStatus.NeedsDevice or VieStatus.Repeat)
         {
             if (st == VieStatus.NeedsDevice)
                 _vie.Fulfill(_vie.Pending with { Data = 0x5A });
@@ -78,7 +77,7 @@ public class VieBench
     {
         _cpu.Rip = 0x1000;
         _vie.BeginIo(in OutDx, PagingState.Flat, _cpu);
-        while (_vie.Emulate(_cpu, _devices) == VieStatus.NeedsDevice)
+        while (_vie.Emulate(_cpu, NoVmmDevices.Instance) == VieStatus.NeedsDevice)
             _vie.FulfillInout(_ports.Handle(_vie.PendingInout));
         return _cpu.Rip;
     }
@@ -92,7 +91,7 @@ public class VieBench
         _cpu.SetGpr(6, Ram.Base);
         _vie.BeginIo(in RepOutsb, PagingState.Flat, _cpu);
         VieStatus st;
-        while ((st = _vie.Emulate(_cpu, _devices, _ram)) is VieStatus.NeedsDevice or VieStatus.Repeat)
+        while ((st = _vie.Emulate(_cpu, NoVmmDevices.Instance, _ram)) is VieStatus.NeedsDevice or VieStatus.Repeat)
         {
             if (st == VieStatus.NeedsDevice)
                 _vie.FulfillInout(_ports.Handle(_vie.PendingInout));
@@ -105,7 +104,7 @@ public class VieBench
         _cpu.Rip = 0x1000;
         _cpu.SetGpr(0, Gpa);
         _vie.Begin(Gpa, Gpa, glaValid: true, Bitness.Bits64, insn);
-        while (_vie.Emulate(_cpu, _devices) == VieStatus.NeedsDevice)
+        while (_vie.Emulate(_cpu, NoVmmDevices.Instance) == VieStatus.NeedsDevice)
         {
             MmioAccess req = _vie.Pending;
             _vie.Fulfill(req.Write ? req : req with { Data = 41 });
@@ -135,14 +134,4 @@ public class VieBench
         }
     }
 
-    private sealed class NoDevices : IVmmDevices
-    {
-        public bool TryRead(ulong gpa, int bytes, out ulong value)
-        {
-            value = 0;
-            return false;
-        }
-
-        public bool TryWrite(ulong gpa, int bytes, ulong value) => false;
-    }
 }

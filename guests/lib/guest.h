@@ -61,6 +61,19 @@ void set_trap_handler(int vector, trap_handler h);
 void set_gate(int vector, void *entry, int type_attr, int ist);
 void *isr_entry(int vector);
 
+/* The 64-bit task-state segment. load_tss puts a TSS of size bytes (this header, maybe followed
+ * by an I/O bitmap) in GDT slots 8-9 (selector 0x40) and loads TR with it. */
+struct tss64 {
+	u32 reserved0;
+	u64 rsp[3];
+	u64 reserved1;
+	u64 ist[7];
+	u64 reserved2;
+	u16 reserved3, iomap;
+} __attribute__((packed));
+extern u64 gdt64[];
+void load_tss(void *tss, u64 size);
+
 /* The local APIC and the APs. start_aps sends INIT-SIPI-SIPI to all but self and waits until
  * cpus - 1 APs have run ap_main (a guest may define its own; the default checks in and halts);
  * an ap_main must call load_bsp_idt and count itself in aps_started. */

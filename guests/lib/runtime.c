@@ -302,3 +302,11 @@ int start_aps(int cpus)
 	apic_icr(0, (3 << 18) | 0x600 | 0x08);
 	return wait_until(&aps_started, cpus - 1);
 }
+
+void load_tss(void *tss, u64 size)
+{
+	u64 base = (u64)tss, limit = size - 1;
+	gdt64[8] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89UL << 40) | (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
+	gdt64[9] = base >> 32;
+	__asm__ volatile("ltr %w0" : : "r"(0x40));
+}

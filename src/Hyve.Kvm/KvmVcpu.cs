@@ -217,45 +217,29 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
         }
     }
 
+    // Register n of a 16-byte-per-register area of kvm_fpu (the x87/MMX or the XMM registers).
+    private static ref byte Slot(ref byte first, int n) => ref Unsafe.Add(ref first, 16 * n);
+
     /// <inheritdoc/>
-    public UInt128 GetXmm(int n)
-    {
-        ref KvmFpu f = ref Fpu;
-        // SAFETY: n is 0..15 and each XMM register is 16 bytes of the fixed 256-byte buffer.
-        fixed (byte* x = f.Xmm)
-            return Unsafe.ReadUnaligned<UInt128>(x + 16 * n);
-    }
+    public UInt128 GetXmm(int n) => Unsafe.ReadUnaligned<UInt128>(ref Slot(ref Fpu.Xmm[0], n));
 
     /// <inheritdoc/>
     public void SetXmm(int n, UInt128 value)
     {
-        ref KvmFpu f = ref Fpu;
-        // SAFETY: as in GetXmm.
-        fixed (byte* x = f.Xmm)
-            Unsafe.WriteUnaligned(x + 16 * n, value);
+        Unsafe.WriteUnaligned(ref Slot(ref Fpu.Xmm[0], n), value);
         _fpuDirty = true;
     }
 
     /// <inheritdoc/>
     /// <remarks>MMn is the low 64 bits of x87 register n (MMX code runs with TOP = 0).</remarks>
-    public ulong GetMm(int n)
-    {
-        ref KvmFpu f = ref Fpu;
-        // SAFETY: n is 0..7 and each x87 register slot is 16 bytes of the fixed 128-byte buffer.
-        fixed (byte* r = f.Fpr)
-            return Unsafe.ReadUnaligned<ulong>(r + 16 * n);
-    }
+    public ulong GetMm(int n) => Unsafe.ReadUnaligned<ulong>(ref Slot(ref Fpu.Fpr[0], n));
 
     /// <inheritdoc/>
     public void SetMm(int n, ulong value)
     {
-        ref KvmFpu f = ref Fpu;
-        // SAFETY: as in GetMm; the exponent and sign (bytes 8-9) become all ones, as an MMX write makes them.
-        fixed (byte* r = f.Fpr)
-        {
-            Unsafe.WriteUnaligned(r + 16 * n, value);
-            Unsafe.WriteUnaligned(r + 16 * n + 8, (ushort)0xFFFF);
-        }
+        ref byte slot = ref Slot(ref Fpu.Fpr[0], n);
+        Unsafe.WriteUnaligned(ref slot, value);
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref slot, 8), (ushort)0xFFFF); // sign and exponent all ones, as an MMX write leaves them
         _fpuDirty = true;
     }
 

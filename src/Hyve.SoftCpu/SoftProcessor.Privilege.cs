@@ -171,12 +171,7 @@ public sealed partial class SoftProcessor
         if (!Read(Register.SS, _gpr[4] & Alu.Mask(sw), size, out ulong v) || !SegmentFor(seg, (ushort)v, out Segment s))
             return false;
         SetStackPointer((_gpr[4] + (ulong)size) & Alu.Mask(sw), sw);
-        _seg[seg - Register.ES] = s;
-        if (seg == Register.SS)
-        {
-            _interruptibility |= Interruptibility.MovSs;
-            Modes();
-        }
+        LoadDataSegment(seg, in s);
         _rip = next;
         return true;
     }

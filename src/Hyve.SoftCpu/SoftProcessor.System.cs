@@ -173,14 +173,21 @@ public sealed partial class SoftProcessor
             return Raise(ExceptionVector.UD);
         if (!Source(1, 2, out ulong sel) || !SegmentFor(seg, (ushort)sel, out Segment s))
             return false;
+        LoadDataSegment(seg, in s);
+        _rip = next;
+        return true;
+    }
+
+    // A data or stack segment register takes a checked descriptor; loading SS starts the
+    // one-instruction interrupt shadow and may change the stack width.
+    private void LoadDataSegment(Register seg, in Segment s)
+    {
         _seg[seg - Register.ES] = s;
         if (seg == Register.SS)
         {
             _interruptibility |= Interruptibility.MovSs;
             Modes();
         }
-        _rip = next;
-        return true;
     }
 
     // Far JMP to ptr16:16/32 or m16:16/32/64, at the current privilege level.

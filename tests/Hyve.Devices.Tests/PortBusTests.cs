@@ -71,7 +71,7 @@ public sealed class PortBusTests
         vie.BeginIo(IoExit.FromInstruction(in insn, 0x300)!.Value, PagingState.Flat, cpu);
         var ram = new Ram();
         VieStatus st;
-        while ((st = vie.Emulate(cpu, new NoDevices(), ram)) is VieStatus.NeedsDevice or VieStatus.Repeat)
+        while ((st = vie.Emulate(cpu, NoVmmDevices.Instance, ram)) is VieStatus.NeedsDevice or VieStatus.Repeat)
         {
             if (st == VieStatus.NeedsDevice)
                 Assert.Equal(FulfillResult.Ok, vie.FulfillInout(bus.Handle(vie.PendingInout)));
@@ -81,16 +81,6 @@ public sealed class PortBusTests
         Assert.Equal(3, bus.UnclaimedReads);
     }
 
-    private sealed class NoDevices : IVmmDevices
-    {
-        public bool TryRead(ulong gpa, int bytes, out ulong value)
-        {
-            value = 0;
-            return false;
-        }
-
-        public bool TryWrite(ulong gpa, int bytes, ulong value) => false;
-    }
 
     private sealed class Ram : IGuestMemory
     {

@@ -53,8 +53,8 @@ public sealed class VirtioTests : IDisposable
         Put(Desc + 16UL * (ulong)i + 14, next, 2);
     }
 
-    // A driver's bring-up: reset, acknowledge, features (VERSION_1 and extra), queue 0 of 8.
-    private VirtioMmio Start(IVirtioDevice device, ulong extra = 0)
+    // A driver's bring-up: reset, acknowledge, features (VERSION_1 and extra), queue (0 by default) of 8.
+    private VirtioMmio Start(IVirtioDevice device, ulong extra = 0, uint queue = 0)
     {
         var t = new VirtioMmio(device, _memory, _irq.Add);
         Assert.Equal(0x7472_6976UL, t.Read(0, 4));
@@ -70,7 +70,7 @@ public sealed class VirtioTests : IDisposable
         t.Write(0x20, 4, 1);
         t.Write(0x70, 4, 11);
         Assert.Equal(11UL, t.Read(0x70, 4)); // FEATURES_OK kept
-        t.Write(0x30, 4, 0);
+        t.Write(0x30, 4, queue);
         t.Write(0x38, 4, 8);
         t.Write(0x80, 4, (uint)Desc);
         t.Write(0x90, 4, (uint)Avail);
@@ -217,19 +217,7 @@ public sealed class VirtioTests : IDisposable
     {
         var output = new List<byte>();
         var con = new VirtioConsole(_memory, bytes => output.AddRange(bytes.ToArray()));
-        var t = new VirtioMmio(con, _memory, _irq.Add);
-        Assert.Equal(3UL, t.Read(8, 4));
-        t.Write(0x70, 4, 3);
-        t.Write(0x24, 4, 1);
-        t.Write(0x20, 4, 1);
-        t.Write(0x70, 4, 11);
-        t.Write(0x30, 4, 1);                                       // the transmit queue
-        t.Write(0x38, 4, 8);
-        t.Write(0x80, 4, (uint)Desc);
-        t.Write(0x90, 4, (uint)Avail);
-        t.Write(0xA0, 4, (uint)Used);
-        t.Write(0x44, 4, 1);
-        t.Write(0x70, 4, 15);
+        VirtioMmio t = Start(con, queue: 1); // the transmit queue
         _memory.WriteRam(Data, "hi there"u8);
         Descriptor(0, Data, 8, 1, 1);
         Descriptor(1, Data + 3, 5, 0, 0);

@@ -46,6 +46,28 @@ public interface IVmmDevices
     bool TryOut(ushort port, int bytes, uint value) => false;
 }
 
+/// <summary>No vmm devices at all: every device access goes to the device half (for emulating an
+/// instruction away from a VM: verification, benchmarks, tests).</summary>
+public sealed class NoVmmDevices : IVmmDevices
+{
+    private NoVmmDevices()
+    {
+    }
+
+    /// <summary>The one instance.</summary>
+    public static NoVmmDevices Instance { get; } = new();
+
+    /// <inheritdoc/>
+    public bool TryRead(ulong gpa, int bytes, out ulong value)
+    {
+        value = 0;
+        return false;
+    }
+
+    /// <inheritdoc/>
+    public bool TryWrite(ulong gpa, int bytes, ulong value) => false;
+}
+
 /// <summary>Guest RAM as the emulator sees it (the page walk and the RAM side of an access).
 /// Anything that is not RAM is device memory.</summary>
 public interface IGuestMemory : IPhysicalMemory;

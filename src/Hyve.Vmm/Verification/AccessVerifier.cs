@@ -28,7 +28,6 @@ public sealed class AccessVerifier
     private readonly Vie _vie = new();
     private readonly ShadowCpu _shadow = new();
     private readonly OverlayMemory _overlay = new();
-    private readonly NoDevices _none = new();
     private readonly List<(ushort Port, int Size, bool Write, ulong Value)> _portLog = [];
     private ulong _portLogRip;
     private Phase _phase;
@@ -124,7 +123,7 @@ public sealed class AccessVerifier
             _vie.Reset();
             if (!_vie.Begin(access.Address, 0, false, in paging, _shadow, _overlay, bytes[..d.Length]))
                 continue;
-            VieStatus st = _vie.Emulate(_shadow, _none, _overlay);
+            VieStatus st = _vie.Emulate(_shadow, NoVmmDevices.Instance, _overlay);
             MmioAccess first = _vie.Pending;
             // The first piece as the vmm cuts the backend's access (naturally sized, largest first).
             int piece = access.Size >= 8 ? 8 : access.Size >= 4 ? 4 : access.Size >= 2 ? 2 : 1;
@@ -294,7 +293,7 @@ public sealed class AccessVerifier
     {
         while (true)
         {
-            VieStatus st = _vie.Emulate(_shadow, _none, _overlay);
+            VieStatus st = _vie.Emulate(_shadow, NoVmmDevices.Instance, _overlay);
             switch (st)
             {
                 case VieStatus.NeedsDevice:
@@ -453,15 +452,4 @@ public sealed class AccessVerifier
         }
     }
 
-    // Nothing is claimed: every device access becomes a request to compare.
-    private sealed class NoDevices : IVmmDevices
-    {
-        public bool TryRead(ulong gpa, int bytes, out ulong value)
-        {
-            value = 0;
-            return false;
-        }
-
-        public bool TryWrite(ulong gpa, int bytes, ulong value) => false;
-    }
 }
