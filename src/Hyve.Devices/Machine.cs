@@ -311,20 +311,13 @@ public sealed class Machine : IDisposable
     }
 
     // Host time: timers fall due while vCPUs run guest code, so a thread of their own fires them
-    // (each fire kicks the vCPU it concerns). Deadlines are met to about a millisecond.
+    // (each fire kicks the vCPU it concerns). It sleeps until the next deadline or until a timer
+    // is armed, and looks at the machine's state at least every 100 ms.
     private void FireTimers()
     {
-        using var tick = new ManualResetEventSlim(false);
         while (Stopped == MachineStop.None)
         {
-            long next = Vm.Clock.NextDeadline;
-            long wait = next - Vm.Clock.Now;
-            // Nothing armed: look again in a few milliseconds (a timer armed meanwhile is late by
-            // at most that); otherwise sleep until the deadline, a millisecond at most.
-            if (next == long.MaxValue)
-                Thread.Sleep(5);
-            else if (wait > 0)
-                tick.Wait(TimeSpan.FromTicks(Math.Clamp(wait / 100, 1, TimeSpan.TicksPerMillisecond)));
+            Vm.Clock.WaitForDeadline(TimeSpan.FromMilliseconds(100));
             Vm.Clock.FireDue();
         }
     }
@@ -448,13 +441,7 @@ public sealed class Machine : IDisposable
         Bitness bits = CodeSize.Of(in paging, in cs);
         ulong la = bits == Bitness.Bits64 ? rip : (uint)(cs.Base + rip);
         Span<byte> bytes = stackalloc byte[15];
-        int n = 0;
-        for (; n < bytes.Length; n++)
-        {
-            if (PageWalker.Translate(Vm.Memory, in paging, la + (ulong)n, AccessType.Fetch, false, out ulong pa, out _) != WalkResult.Ok
-                || !Vm.Memory.ReadRam(pa, bytes.Slice(n, 1)))
-                break;
-        }
+        int n = PageWalker.FetchLinear(Vm.Memory, in paging, la, bits == Bitness.Bits64, bytes);
         if (n == 0 || Hyve.X86.Decoding.Decoder.Decode(bytes[..n], bits, out Instruction insn) != DecodeStatus.Ok)
             return "";
         return $": the instruction is {Formatter.Format(in insn, rip)} ({Convert.ToHexString(bytes[..insn.Length])})";

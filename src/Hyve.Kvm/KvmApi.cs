@@ -19,11 +19,10 @@ public static unsafe partial class KvmApi
     public const int ApiVersion = 12;
 
     /// <summary>ioctls on /dev/kvm.</summary>
-    public const nuint GetApiVersion = 0xAE00, CreateVm = 0xAE01, CheckExtension = 0xAE03, GetVcpuMmapSize = 0xAE04,
-        GetSupportedCpuid = 0xC008AE05;
+    public const nuint GetApiVersion = 0xAE00, CreateVm = 0xAE01, CheckExtension = 0xAE03, GetVcpuMmapSize = 0xAE04;
     /// <summary>ioctls on a VM.</summary>
     public const nuint CreateVcpu = 0xAE41, SetUserMemoryRegion = 0x4020AE46, SetTssAddr = 0xAE47,
-        SetIdentityMapAddr = 0x4008AE48, EnableCap = 0x4068AEA3, X86SetMsrFilter = 0x4188AEC6;
+        EnableCap = 0x4068AEA3, X86SetMsrFilter = 0x4188AEC6;
     /// <summary>ioctls on a vCPU.</summary>
     public const nuint Run = 0xAE80, GetRegs = 0x8090AE81, SetRegs = 0x4090AE82, GetSregs = 0x8138AE83,
         SetSregs = 0x4138AE84, GetFpu = 0x81A0AE8C, SetFpu = 0x41A0AE8D, GetMsrs = 0xC008AE88, SetMsrs = 0x4008AE89,
@@ -31,8 +30,8 @@ public static unsafe partial class KvmApi
         SetVcpuEvents = 0x4040AEA0, SetSignalMask = 0x4004AE8B, GetTscKhz = 0xAEA3;
 
     /// <summary>Capabilities (KVM_CHECK_EXTENSION, KVM_ENABLE_CAP).</summary>
-    public const int CapImmediateExit = 136, CapX86UserSpaceMsr = 188, CapX86MsrFilter = 189, CapGetTscKhz = 61,
-        CapVcpuEvents = 41, CapMaxVcpus = 66;
+    public const int CapImmediateExit = 136, CapX86UserSpaceMsr = 188, CapX86MsrFilter = 189,
+        CapVcpuEvents = 41;
 
     /// <summary>kvm_run.exit_reason values.</summary>
     public const uint ExitUnknown = 0, ExitException = 1, ExitIo = 2, ExitHlt = 5, ExitMmio = 6, ExitIrqWindowOpen = 7,
@@ -55,8 +54,6 @@ public static unsafe partial class KvmApi
     public const int MsrFilterMaxRanges = 16;
     /// <summary>kvm_cpuid_entry2.flags: the subleaf matters.</summary>
     public const uint CpuidFlagSignificantIndex = 1;
-    /// <summary>kvm_vcpu_events.flags bits.</summary>
-    public const uint VcpuEventValidNmiPending = 1, VcpuEventValidShadow = 4;
 
     /// <summary>Offsets into struct kvm_run.</summary>
     public static class RunOffset
@@ -67,7 +64,7 @@ public static unsafe partial class KvmApi
             IoDirection = 32, IoSize = 33, IoPort = 34, IoCount = 36, IoDataOffset = 40,
             MmioPhysAddr = 32, MmioData = 40, MmioLen = 48, MmioIsWrite = 52,
             FailEntryReason = 32, InternalSuberror = 32, InternalNdata = 36, InternalData = 40, SystemEventType = 32,
-            MsrError = 32, MsrReason = 40, MsrIndex = 44, MsrData = 48,
+            MsrError = 32, MsrIndex = 44, MsrData = 48,
             EmulationFailureFlags = 40, EmulationFailureInsnSize = 48, EmulationFailureInsnBytes = 49;
         /// <summary>sizeof(struct kvm_run).</summary>
         public const int Size = 2352;
@@ -75,6 +72,16 @@ public static unsafe partial class KvmApi
 
     /// <summary>sizeof(struct kvm_msr_filter): flags, padding, 16 ranges.</summary>
     public const int MsrFilterSize = 392;
+
+    /// <summary>Where kvm_msr_filter's ranges start.</summary>
+    public const int MsrFilterRanges = 8;
+
+    /// <summary>sizeof(struct kvm_cpuid2) before its entries.</summary>
+    public const int Cpuid2Header = 8;
+
+    /// <summary>struct kvm_signal_mask before its sigset, and the kernel's sigset there (bytes:
+    /// one unsigned long on x86-64).</summary>
+    public const int SignalMaskHeader = 4, KernelSigsetSize = 8;
 
     // libc
     private const int ORdwr = 2, OCloexec = 0x80000;
@@ -168,8 +175,10 @@ public static unsafe partial class KvmApi
     /// <summary>The calling thread's kernel thread id.</summary>
     public static int ThreadId() => SysGettid();
 
+    private static readonly int s_pid = SysGetpid();
+
     /// <summary>Sends the kick signal to thread <paramref name="tid"/> of this process.</summary>
-    public static void Kick(int tid) => SysTgkill(SysGetpid(), tid, KickSignal);
+    public static void Kick(int tid) => SysTgkill(s_pid, tid, KickSignal);
 
     // glibc's sigset_t is 1024 bits; the kick signal is in its first word.
     private const int SigsetWords = 16;

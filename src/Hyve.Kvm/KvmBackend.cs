@@ -27,6 +27,8 @@ public sealed unsafe class KvmBackend : IBackend, IDisposable
     ];
 
     private readonly KvmSystem _system;
+
+    static KvmBackend() => System.Diagnostics.Debug.Assert(UserMsrs.Length <= KvmApi.MsrFilterMaxRanges, "one MSR filter holds 16 ranges");
     private readonly List<KvmVcpu> _vcpus = [];
     private KvmVcpu? _first;
 
@@ -100,7 +102,7 @@ public sealed unsafe class KvmBackend : IBackend, IDisposable
         try
         {
             *(uint*)filter = KvmApi.MsrFilterDefaultAllow;
-            var ranges = (KvmMsrFilterRange*)(filter + 8);
+            var ranges = (KvmMsrFilterRange*)(filter + KvmApi.MsrFilterRanges);
             for (int i = 0; i < UserMsrs.Length; i++)
             {
                 bitmaps[i] = (nint)NativeMemory.AllocZeroed((UserMsrs[i].Count + 7) / 8);

@@ -35,8 +35,8 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
     private KvmFpu _fpu;
     private bool _regsValid, _regsDirty, _sregsValid, _sregsDirty, _fpuValid, _fpuDirty;
     private bool _interruptQueued, _nmiQueued;
-    // The pending user-space MSR exit: KVM completes the instruction with our value or a #GP.
-    private bool _msrExit, _msrRead, _msrFault;
+    // The pending user-space MSR exit: KVM completes the instruction from kvm_run.msr (value or error).
+    private bool _msrExit;
     // Where the pending decoded access's data lives in kvm_run.
     private byte* _accessData;
     private int _tid;
@@ -51,9 +51,10 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
         // While in KVM_RUN nothing is blocked, so the kick signal (blocked on vCPU threads
         // otherwise) interrupts the guest.
         // SAFETY: struct kvm_signal_mask { u32 len; u8 sigset[8]; } built on this stack frame.
-        byte* mask = stackalloc byte[16];
-        new Span<byte>(mask, 16).Clear();
-        *(uint*)mask = 8;
+        const int size = KvmApi.SignalMaskHeader + KvmApi.KernelSigsetSize;
+        byte* mask = stackalloc byte[size];
+        new Span<byte>(mask, size).Clear();
+        *(uint*)mask = KvmApi.KernelSigsetSize;
         KvmApi.Ioctl(Fd, KvmApi.SetSignalMask, (nint)mask, "KVM_SET_SIGNAL_MASK");
     }
 
@@ -273,11 +274,11 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
         for (uint l = 0x8000_0000; l <= maxExt && n < leaves.Length; l++)
             leaves[n++] = (l, 0, false);
         // SAFETY: struct kvm_cpuid2 (8 bytes) followed by n entries of 40 bytes, zeroed, on this frame.
-        int bytes = 8 + n * sizeof(KvmCpuidEntry);
+        int bytes = KvmApi.Cpuid2Header + n * sizeof(KvmCpuidEntry);
         byte* buf = stackalloc byte[bytes];
         new Span<byte>(buf, bytes).Clear();
         *(uint*)buf = (uint)n;
-        var entries = (KvmCpuidEntry*)(buf + 8);
+        var entries = (KvmCpuidEntry*)(buf + KvmApi.Cpuid2Header);
         for (int i = 0; i < n; i++)
         {
             var (a, b, c, d) = policy.Query(leaves[i].Leaf, leaves[i].Subleaf, apicId);
@@ -322,10 +323,6 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
                 KvmApi.Ioctl(Fd, KvmApi.Nmi, 0, "KVM_NMI");
                 _nmiQueued = true;
                 return;
-            case EventType.HardwareException when _msrExit && e.Vector == ExceptionVector.GP:
-                // The answer to a user-space RDMSR/WRMSR: KVM raises the #GP itself.
-                _msrFault = true;
-                return;
             case EventType.HardwareException:
                 {
                     FlushState();
@@ -355,6 +352,25 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
         int tid = Volatile.Read(ref _tid);
         if (Volatile.Read(ref _inRun) != 0 && tid != 0 && tid != t_tid)
             KvmApi.Kick(tid);
+    }
+
+    // ---- MSR exits (KVM_CAP_X86_USER_SPACE_MSR) ----------------------------------------------
+
+    /// <inheritdoc/>
+    /// <remarks>From kvm_run.msr: no register fetch.</remarks>
+    public (uint Msr, ulong Value) MsrOperands =>
+        (*(uint*)(_run + KvmApi.RunOffset.MsrIndex), *(ulong*)(_run + KvmApi.RunOffset.MsrData));
+
+    /// <inheritdoc/>
+    /// <remarks>KVM finishes the instruction on the next run from kvm_run.msr: the value into EDX:EAX
+    /// and RIP past it, or a #GP for an error; the length is not needed.</remarks>
+    public void CompleteMsr(bool read, byte length, bool fault, ulong value)
+    {
+        if (!_msrExit)
+            throw new VmmPanicException($"vCPU {_id}: an MSR answer without an MSR exit");
+        _run[KvmApi.RunOffset.MsrError] = fault ? (byte)1 : (byte)0;
+        if (read && !fault)
+            *(ulong*)(_run + KvmApi.RunOffset.MsrData) = value;
     }
 
     // ---- Decoded accesses -------------------------------------------------------------------
@@ -405,22 +421,18 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
             t_kickBlocked = true;
             t_tid = KvmApi.ThreadId();
         }
-        if (_msrExit)
-        {
-            _run[KvmApi.RunOffset.MsrError] = _msrFault ? (byte)1 : (byte)0;
-            if (_msrRead && !_msrFault)
-                *(ulong*)(_run + KvmApi.RunOffset.MsrData) = ((GetGpr(2) & 0xFFFF_FFFF) << 32) | (GetGpr(0) & 0xFFFF_FFFF);
-        }
         FlushState();
         Volatile.Write(ref _tid, t_tid);
         Volatile.Write(ref _inRun, 1);
         Interlocked.MemoryBarrier();
         int r = KvmApi.TryIoctl(Fd, KvmApi.Run, 0);
+        // Cleared with a full fence before the vmm looks for new work: a kick that set it in
+        // between has already published what it kicked for.
+        Interlocked.Exchange(ref _run[KvmApi.RunOffset.ImmediateExit], 0);
         Volatile.Write(ref _inRun, 0);
-        _run[KvmApi.RunOffset.ImmediateExit] = 0;
         _regsValid = _sregsValid = _fpuValid = false;
         _interruptQueued = _nmiQueued = false;
-        _msrExit = _msrFault = false;
+        _msrExit = false;
         if (r < 0)
         {
             if (r is -Eintr or -Eagain)
@@ -459,7 +471,6 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
                 return new BackendExit
                 {
                     Kind = BackendExitKind.DecodedMmio,
-                    Gpa = *(ulong*)(_run + KvmApi.RunOffset.MmioPhysAddr),
                     Access = new DecodedAccess
                     {
                         Address = *(ulong*)(_run + KvmApi.RunOffset.MmioPhysAddr),
@@ -480,8 +491,7 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
             case KvmApi.ExitX86Wrmsr:
                 // KVM finishes the instruction (RIP, EDX:EAX, or #GP) on the next run; RIP does not move here.
                 _msrExit = true;
-                _msrRead = reason == KvmApi.ExitX86Rdmsr;
-                return new BackendExit { Kind = _msrRead ? BackendExitKind.Rdmsr : BackendExitKind.Wrmsr, InstructionLength = 0 };
+                return new BackendExit { Kind = reason == KvmApi.ExitX86Rdmsr ? BackendExitKind.Rdmsr : BackendExitKind.Wrmsr };
             case KvmApi.ExitFailEntry:
                 throw new VmmPanicException($"vCPU {_id}: KVM could not enter the guest (hardware reason 0x{*(ulong*)(_run + KvmApi.RunOffset.FailEntryReason):X}){State()}");
             case KvmApi.ExitInternalError when *(uint*)(_run + KvmApi.RunOffset.InternalSuberror) == KvmApi.InternalErrorEmulation
@@ -490,7 +500,9 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
                     // An instruction KVM's emulator does not know (POPCNT on device memory, for one):
                     // the vmm's emulator takes it over from the bytes KVM fetched, at the state
                     // before it (KVM changed nothing).
-                    var exit = new BackendExit { Kind = BackendExitKind.Mmio, GlaValid = false };
+                    // No guest-physical address: no page is taken for device memory but what the
+                    // vmm's own walk finds outside RAM.
+                    var exit = new BackendExit { Kind = BackendExitKind.Mmio, Gpa = ulong.MaxValue, GlaValid = false };
                     int n = Math.Min((int)_run[KvmApi.RunOffset.EmulationFailureInsnSize], 15);
                     for (int i = 0; i < n; i++)
                         exit.Bytes[i] = _run[KvmApi.RunOffset.EmulationFailureInsnBytes + i];

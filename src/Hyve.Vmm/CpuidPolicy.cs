@@ -18,10 +18,10 @@ public sealed class CpuidPolicy
     public int Vcpus { get; init; } = 1;
 
     /// <summary>The TSC frequency when it counts the VM clock's nanoseconds.</summary>
-    public const uint ClockTscHz = 1_000_000_000;
+    public const ulong ClockTscHz = 1_000_000_000;
 
     /// <summary>The time-stamp counter's frequency in Hz, reported in leaf 0x15.</summary>
-    public uint TscHz { get; init; } = ClockTscHz;
+    public ulong TscHz { get; init; } = ClockTscHz;
 
     /// <summary>Physical-address width reported in leaf 0x80000008 (and used for reserved bits).</summary>
     public int PhysicalAddressBits { get; init; } = 46;
@@ -60,7 +60,8 @@ public sealed class CpuidPolicy
             case 0x15:
                 // TSC / crystal ratio 1/1 and the crystal's frequency: the TSC counts the VM clock's
                 // nanoseconds, so guests need not calibrate it against the PIT.
-                return (1, 1, TscHz, 0);
+                // Above 4.29 GHz the crystal is reported as 1 kHz with the TSC a multiple of it.
+                return TscHz <= uint.MaxValue ? (1, 1, (uint)TscHz, 0) : (1, (uint)(TscHz / 1000), 1000, 0);
             case 0x4000_0000:
                 return (0x4000_0000, Word(Hypervisor, 0), Word(Hypervisor, 4), Word(Hypervisor, 8));
             case 0x8000_0000:

@@ -1,7 +1,6 @@
 // The MSRs the vmm owns for a vCPU: EFER, the APIC base, TSC and TSC deadline, PAT, the MTRRs,
 // the feature and miscellaneous ones; the SYSCALL/SYSENTER and segment-base MSRs are kept by
 // the backend (the processor uses them). Anything else goes to the device half.
-using System;
 using Hyve.Vmm.Backend;
 using Hyve.Vmm.Devices;
 using Hyve.X86;
@@ -62,14 +61,10 @@ public sealed class MsrFile
     /// <summary>IA32_MISC_ENABLE (fast strings on).</summary>
     public ulong MiscEnable { get; private set; } = 1;
 
-    /// <summary>The TSC's frequency in Hz (the VM clock's nanoseconds by default).</summary>
-    public ulong TscHz { get; set; } = CpuidPolicy.ClockTscHz;
-
-    /// <summary>The guest's TSC at VM time <paramref name="nowNs"/>.</summary>
-    public ulong Tsc(long nowNs) => Ticks(nowNs) + _tscOffset;
-
-    private ulong Ticks(long nowNs) =>
-        TscHz == CpuidPolicy.ClockTscHz ? (ulong)nowNs : (ulong)((UInt128)(ulong)nowNs * TscHz / CpuidPolicy.ClockTscHz);
+    /// <summary>The guest's TSC at VM time <paramref name="nowNs"/>, for a backend that leaves the
+    /// TSC to the vmm: it counts the clock's nanoseconds (1 GHz). A backend with a TSC of its own
+    /// (KVM) keeps IA32_TSC itself.</summary>
+    public ulong Tsc(long nowNs) => (ulong)nowNs + _tscOffset;
 
     /// <summary>RDMSR.</summary>
     public MsrResult Read(uint msr, IBackendVcpu cpu, long nowNs, out ulong value)
@@ -136,7 +131,7 @@ public sealed class MsrFile
                 if (Apic != null)
                     Apic.X2Apic = (value & 0x400) != 0;
                 return MsrResult.Handled;
-            case Msr.Tsc: _tscOffset = value - Ticks(nowNs); return MsrResult.Handled;
+            case Msr.Tsc: _tscOffset = value - (ulong)nowNs; return MsrResult.Handled;
             case Msr.TscAdjust: _tscOffset = value; return MsrResult.Handled;
             case Msr.TscDeadline:
                 TscDeadline = value;

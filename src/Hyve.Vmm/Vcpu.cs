@@ -78,7 +78,6 @@ public sealed class Vcpu
         Apic = new LocalApic(id, vm.ApicBus, vm.Clock, Kick);
         // A backend that keeps the guest's TSC itself (KVM) is asked; otherwise it follows the clock.
         Apic.TscAt = now => _cpu.TryGetMsr(Hyve.Vmm.Msr.Tsc, out ulong tsc) ? tsc : Msrs.Tsc(now);
-        Msrs.TscHz = vm.Cpuid.TscHz;
         Apic.TscHz = vm.Cpuid.TscHz;
         Msrs.Apic = Apic;
         Interrupts = Apic;
@@ -203,10 +202,8 @@ public sealed class Vcpu
         switch (entry.Command)
         {
             case VmEntryCommand.FulfillMmio when _accessWaiting:
-                FulfillAccess(entry.Mmio.Gpa, entry.Mmio.Bytes, entry.Mmio.Write, port: false, entry.Mmio.Data, entry.Mmio.ToString());
-                break;
             case VmEntryCommand.FulfillInout when _accessWaiting:
-                FulfillAccess(entry.Inout.Port, entry.Inout.Bytes, !entry.Inout.In, port: true, entry.Inout.Eax, entry.Inout.ToString());
+                FulfillAccess(in entry);
                 break;
             case VmEntryCommand.FulfillMmio:
                 if (!_vie.Active || _vie.PendingIsInout)
@@ -229,14 +226,7 @@ public sealed class Vcpu
                 if (!_msrPending)
                     throw new VmEntryException($"vCPU {Id}: no MSR exit is pending");
                 _msrPending = false;
-                if (entry.MsrFault)
-                    _cpu.Inject(new Event(ExceptionVector.GP, EventType.HardwareException, 0, true));
-                else
-                {
-                    if (!_msrWrite)
-                        SetEdxEax(entry.MsrValue);
-                    _cpu.Rip += _msrLength;
-                }
+                _cpu.CompleteMsr(!_msrWrite, _msrLength, entry.MsrFault, entry.MsrValue);
                 break;
             default:
                 if (_msrPending)
@@ -518,8 +508,7 @@ public sealed class Vcpu
         int total = _access.Size * _access.Count;
         while (_accessOffset < total)
         {
-            int left = total - _accessOffset;
-            int piece = _accessPort ? _access.Size : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            int piece = _accessPort ? _access.Size : MmioAccess.PieceSize(total - _accessOffset);
             ulong at = AccessAddress;
             ulong value = 0;
             bool claimed;
@@ -570,10 +559,14 @@ public sealed class Vcpu
         ? new VmExit { Code = VmExitCode.Inout, Inout = new InoutAccess((ushort)_access.Address, (byte)_pieceSize, !_access.Write, (uint)_pieceData) }
         : new VmExit { Code = VmExitCode.Mmio, Mmio = new MmioAccess(AccessAddress, (byte)_pieceSize, _access.Write, _pieceData) };
 
-    private void FulfillAccess(ulong address, byte bytes, bool write, bool port, ulong data, string answer)
+    private void FulfillAccess(in VmEntry entry)
     {
+        bool port = entry.Command == VmEntryCommand.FulfillInout;
+        (ulong address, int bytes, bool write, ulong data) = port
+            ? (entry.Inout.Port, entry.Inout.Bytes, !entry.Inout.In, entry.Inout.Eax)
+            : (entry.Mmio.Gpa, (int)entry.Mmio.Bytes, entry.Mmio.Write, entry.Mmio.Data);
         if (port != _accessPort || address != AccessAddress || bytes != _pieceSize || write != _access.Write)
-            throw Mismatch(answer, FulfillResult.Mismatch);
+            throw Mismatch(port ? entry.Inout.ToString() : entry.Mmio.ToString(), FulfillResult.Mismatch);
         _accessWaiting = false;
         PieceDone(_pieceSize, write ? _pieceData : data);
     }
@@ -598,20 +591,15 @@ public sealed class Vcpu
 
     private bool Msr(in BackendExit be, ref VmExit exit)
     {
-        uint msr = (uint)_cpu.GetGpr(1);
+        (uint msr, ulong value) = _cpu.MsrOperands;
         bool write = be.Kind == BackendExitKind.Wrmsr;
-        ulong value = (_cpu.GetGpr(2) << 32) | (uint)_cpu.GetGpr(0);
         long now = _vm.Clock.Now;
         MsrResult r = write ? Msrs.Write(msr, value, _cpu, now) : Msrs.Read(msr, _cpu, now, out value);
         switch (r)
         {
             case MsrResult.Handled:
-                if (!write)
-                    SetEdxEax(value);
-                _cpu.Rip += be.InstructionLength;
-                return false;
             case MsrResult.Fault:
-                _cpu.Inject(new Event(ExceptionVector.GP, EventType.HardwareException, 0, true));
+                _cpu.CompleteMsr(!write, be.InstructionLength, r == MsrResult.Fault, value);
                 return false;
             default:
                 _msrPending = true;
@@ -631,12 +619,6 @@ public sealed class Vcpu
         MsrValue = _msrValue,
         Rip = _cpu.Rip,
     };
-
-    private void SetEdxEax(ulong value)
-    {
-        _cpu.SetGpr(0, (uint)value);
-        _cpu.SetGpr(2, value >> 32);
-    }
 
     // INIT: the processor state of the SDM's INIT column (real mode at F000:FFF0); MSRs and the
     // vector registers are kept.

@@ -93,7 +93,7 @@ public sealed class Vm : IDisposable
         for (int i = 0; i < cpus; i++)
             backendVcpus[i] = backend.CreateVcpu(i);
         ulong tscHz = backend.TscHz;
-        Cpuid = new CpuidPolicy { Vcpus = cpus, TscHz = tscHz != 0 ? (uint)tscHz : CpuidPolicy.ClockTscHz };
+        Cpuid = new CpuidPolicy { Vcpus = cpus, TscHz = tscHz != 0 ? tscHz : CpuidPolicy.ClockTscHz };
         ApicBus = new ApicBus(this);
         _vcpus = new Vcpu[cpus];
         for (int i = 0; i < cpus; i++)

@@ -12,6 +12,7 @@ public sealed class ClockTimer
 {
     internal long Deadline = long.MaxValue;
     internal readonly Action Fire;
+    internal VmClock? Owner;
 
     /// <summary>A timer that runs <paramref name="fire"/> when its deadline passes (on the thread
     /// that moves the clock).</summary>
@@ -30,7 +31,15 @@ public sealed class VmClock
     private readonly Lock _lock = new();
 
     /// <summary>A virtual clock (the default), or one that follows host time.</summary>
-    public VmClock(bool hostTime = false) => _host = hostTime ? Stopwatch.StartNew() : null;
+    public VmClock(bool hostTime = false)
+    {
+        _host = hostTime ? Stopwatch.StartNew() : null;
+        _armed = hostTime ? new AutoResetEvent(false) : null;
+    }
+
+    // Host time: set whenever a timer is armed, so a thread waiting for the next deadline
+    // looks again (the new one may be earlier).
+    private readonly AutoResetEvent? _armed;
 
     /// <summary>Whether the clock follows host time.</summary>
     public bool HostTime => _host != null;
@@ -43,10 +52,29 @@ public sealed class VmClock
     {
         lock (_lock)
             _timers = [.. _timers, timer];
+        timer.Owner = this;
     }
 
     /// <summary>Arms <paramref name="timer"/> for <paramref name="deadline"/> (ns).</summary>
-    public static void Arm(ClockTimer timer, long deadline) => Volatile.Write(ref timer.Deadline, deadline);
+    public static void Arm(ClockTimer timer, long deadline)
+    {
+        Volatile.Write(ref timer.Deadline, deadline);
+        timer.Owner?._armed?.Set();
+    }
+
+    /// <summary>Host time: waits until the next deadline is due, a timer is armed, or
+    /// <paramref name="longest"/> has passed (the caller then fires what is due).</summary>
+    public void WaitForDeadline(TimeSpan longest)
+    {
+        if (_armed == null)
+            throw new InvalidOperationException("a virtual clock moves with the guest; nothing waits for it");
+        long wait = NextDeadline - Now;
+        if (wait <= 0)
+            return;
+        // Rounded up to whole milliseconds, the wait's resolution: never early, at most 1 ms late.
+        long ms = Math.Min((wait + 999_999) / 1_000_000, (long)longest.TotalMilliseconds);
+        _armed.WaitOne((int)ms);
+    }
 
     /// <summary>Disarms <paramref name="timer"/>.</summary>
     public static void Disarm(ClockTimer timer) => Volatile.Write(ref timer.Deadline, long.MaxValue);

@@ -118,6 +118,22 @@ public static class PageWalker
 {
     private const ulong P = 1, RW = 2, US = 4, A = 1 << 5, D = 1 << 6, PS = 1 << 7, XD = 1UL << 63;
 
+    /// <summary>Reads instruction bytes at linear address <paramref name="la"/> (wrapping at 4 GiB
+    /// unless <paramref name="bits64"/>) through the page walk, for messages and checks: stops at
+    /// the first byte that does not translate or is not RAM, and returns how many were read.</summary>
+    public static int FetchLinear(IPhysicalMemory memory, in PagingState s, ulong la, bool bits64, Span<byte> bytes)
+    {
+        int n = 0;
+        for (; n < bytes.Length; n++)
+        {
+            ulong at = bits64 ? la + (ulong)n : (uint)(la + (ulong)n);
+            if (Translate(memory, in s, at, AccessType.Fetch, false, out ulong pa, out _) != WalkResult.Ok
+                || !memory.ReadRam(pa, bytes.Slice(n, 1)))
+                break;
+        }
+        return n;
+    }
+
     /// <summary>
     /// Translates <paramref name="la"/> for an access of type <paramref name="type"/>. On success
     /// sets the accessed bits of every entry used (and the dirty bit of the final one for a write).

@@ -73,6 +73,16 @@ public sealed class VmPartsTests
         Assert.Equal((0u, 0u, 0u, 0u), p.Query(0x1234, 0, 0));
     }
 
+    [Theory]
+    [InlineData(1_000_000_000UL)]
+    [InlineData(2_596_096_000UL)]
+    [InlineData(4_500_000_000UL)] // above 32 bits: a 1 kHz crystal and a multiplier
+    public void Leaf15GivesTheTscFrequency(ulong hz)
+    {
+        var (den, num, crystal, _) = new CpuidPolicy { TscHz = hz }.Query(0x15, 0, 0);
+        Assert.Equal(hz, (ulong)crystal * num / den); // the SDM's formula: crystal * EBX / EAX
+    }
+
     private static string Text(uint w) => System.Text.Encoding.ASCII.GetString(BitConverter.GetBytes(w));
 
     [Fact]

@@ -175,6 +175,27 @@ public interface IBackendVcpu : IVieCpu
     /// of the pending decoded access's data.</summary>
     void SetAccessData(int offset, int size, ulong value) => throw new NotSupportedException("this backend does not decode accesses");
 
+    /// <summary>The MSR number (ECX) and EDX:EAX of the RDMSR or WRMSR exit just returned.</summary>
+    (uint Msr, ulong Value) MsrOperands => ((uint)GetGpr(1), (GetGpr(2) << 32) | (uint)GetGpr(0));
+
+    /// <summary>Finishes that RDMSR or WRMSR: with <paramref name="fault"/> it raises #GP(0);
+    /// otherwise an RDMSR returns <paramref name="value"/> in EDX:EAX and RIP moves past the
+    /// instruction (<paramref name="length"/> bytes).</summary>
+    void CompleteMsr(bool read, byte length, bool fault, ulong value)
+    {
+        if (fault)
+        {
+            Inject(new Event(ExceptionVector.GP, EventType.HardwareException, 0, true));
+            return;
+        }
+        if (read)
+        {
+            SetGpr(0, (uint)value);
+            SetGpr(2, value >> 32);
+        }
+        Rip += length;
+    }
+
     /// <summary>Gives the backend the vmm's CPUID answers for this vCPU, for backends that answer
     /// CPUID themselves (the software CPU exits to the vmm instead and ignores this).</summary>
     void SetCpuid(CpuidPolicy policy, int apicId)

@@ -373,8 +373,8 @@ public sealed class LocalApic : IInterruptSource, IMmioHandler
             // Find the nanosecond the deadline falls on, at the TSC's frequency.
             ulong tscNow = TscAt(_clock.Now);
             ulong ticks = value <= tscNow ? 0 : value - tscNow;
-            ulong ns = TscHz == CpuidPolicy.ClockTscHz ? ticks : (ulong)UInt128.Min((UInt128)ticks * CpuidPolicy.ClockTscHz / TscHz, long.MaxValue / 2);
-            long at = _clock.Now + (long)Math.Min(ns, long.MaxValue / 2);
+            UInt128 ns = TscHz == CpuidPolicy.ClockTscHz ? ticks : (UInt128)ticks * CpuidPolicy.ClockTscHz / TscHz;
+            long at = _clock.Now + (long)UInt128.Min(ns, long.MaxValue / 2);
             VmClock.Arm(_timer, at);
         }
     }

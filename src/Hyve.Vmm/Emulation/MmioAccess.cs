@@ -13,7 +13,12 @@ namespace Hyve.Vmm.Emulation;
 /// <param name="Bytes">Size in bytes (1, 2, 4 or 8).</param>
 /// <param name="Write">True for a write, false for a read.</param>
 /// <param name="Data">Write data, or the read result in a fulfilment.</param>
-public readonly record struct MmioAccess(ulong Gpa, byte Bytes, bool Write, ulong Data);
+public readonly record struct MmioAccess(ulong Gpa, byte Bytes, bool Write, ulong Data)
+{
+    /// <summary>The size of the next request when <paramref name="left"/> bytes of an access remain:
+    /// device memory sees naturally sized pieces, largest first.</summary>
+    public static int PieceSize(int left) => left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+}
 
 /// <summary>
 /// One port access of 1, 2 or 4 bytes. OUT carries the value (masked to the size); IN carries 0

@@ -751,8 +751,7 @@ public sealed class Vie
         int k = 0;
         while (k < n)
         {
-            int left = n - k;
-            int c = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            int c = MmioAccess.PieceSize(n - k);
             ulong v = (data >> (8 * k)) & Alu.Mask(c);
             VieStatus st = Device(pa + (ulong)k, c, write, ref v);
             if (st != VieStatus.Done)

@@ -100,14 +100,17 @@ public sealed class AccessVerifier
         Segment cs = cpu.GetSegment(Register.CS);
         Bitness bits = CodeSize.Of(in paging, in cs);
         ulong rip1 = cpu.Rip;
-        Span<byte> bytes = stackalloc byte[15];
+        // The 15 bytes before RIP and the 15 from it, fetched once; candidate k starts k bytes back.
+        Span<byte> window = stackalloc byte[30];
+        ulong start = rip1 - 15;
+        int got = PageWalker.FetchLinear(memory, in paging, bits == Bitness.Bits64 ? start : (uint)(cs.Base + start), bits == Bitness.Bits64, window);
         // Longest first: a prefix (REX, 66) belongs to the instruction it precedes.
-        for (int k = 15; k >= 0; k--)
+        for (int back = 15; back >= 0; back--)
         {
-            int back = k;
             ulong rip0 = rip1 - (ulong)back;
-            int n = Fetch(memory, in paging, bits, cs.Base, rip0, bytes);
-            if (n == 0 || Hyve.X86.Decoding.Decoder.Decode(bytes[..n], bits, out Instruction d) != DecodeStatus.Ok)
+            int from = 15 - back;
+            ReadOnlySpan<byte> bytes = window[from..Math.Max(from, Math.Min(got, from + 15))];
+            if (bytes.IsEmpty || Hyve.X86.Decoding.Decoder.Decode(bytes, bits, out Instruction d) != DecodeStatus.Ok)
                 continue;
             bool store = !d.HasModRM && d.OpcodeByte is 0xA4 or 0xA5 or 0xAA or 0xAB;
             bool rep = store && (d.Prefixes & Prefixes.Rep) != 0;
@@ -125,8 +128,8 @@ public sealed class AccessVerifier
                 continue;
             VieStatus st = _vie.Emulate(_shadow, NoVmmDevices.Instance, _overlay);
             MmioAccess first = _vie.Pending;
-            // The first piece as the vmm cuts the backend's access (naturally sized, largest first).
-            int piece = access.Size >= 8 ? 8 : access.Size >= 4 ? 4 : access.Size >= 2 ? 2 : 1;
+            // The first piece as the vmm cuts the backend's access.
+            int piece = MmioAccess.PieceSize(access.Size);
             if (st == VieStatus.NeedsDevice && !_vie.PendingIsInout && first.Write && first.Gpa == access.Address
                 && first.Bytes == piece && first.Data == (cpu.GetAccessData(0, piece) & Alu.Mask(piece)))
             {
@@ -170,20 +173,6 @@ public sealed class AccessVerifier
     {
         ulong v = _shadow.Gpr[r];
         _shadow.Gpr[r] = (v & ~mask) | ((v - step) & mask);
-    }
-
-    // Up to 15 instruction bytes at rip through the guest's page tables; how many could be read.
-    private static int Fetch(GuestMemory memory, in PagingState paging, Bitness bits, ulong csBase, ulong rip, Span<byte> bytes)
-    {
-        ulong la = bits == Bitness.Bits64 ? rip : (uint)(csBase + rip);
-        int n = 0;
-        for (; n < bytes.Length; n++)
-        {
-            if (PageWalker.Translate(memory, in paging, la + (ulong)n, AccessType.Fetch, false, out ulong pa, out _) != WalkResult.Ok
-                || !memory.ReadRam(pa, bytes.Slice(n, 1)))
-                break;
-        }
-        return n;
     }
 
     /// <summary>One piece of the backend's access, with its data (write data or the value read).</summary>
