@@ -118,8 +118,10 @@ public sealed partial record GuestRun(string Output, int Status)
         return new GuestRun(output, r.Status) { Retired = [.. machine.Vm.Vcpus.Select(v => v.Cpu.Retired)], Statistics = machine.Statistics() };
     }
 
-    /// <summary>Runs <paramref name="image"/> on QEMU with TCG, as the guest suite's reference.</summary>
-    public static GuestRun OnQemu(string image, int seconds = 60)
+    /// <summary>Runs <paramref name="image"/> on QEMU with TCG, as the guest suite's reference;
+    /// with <paramref name="accel"/> "kvm", on this host's KVM instead (a triple fault then ends
+    /// the run rather than resetting).</summary>
+    public static GuestRun OnQemu(string image, int seconds = 60, string accel = "tcg")
     {
         var psi = new ProcessStartInfo(Qemu.Path!)
         {
@@ -128,7 +130,9 @@ public sealed partial record GuestRun(string Output, int Status)
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        foreach (string a in new[] { "-accel", "tcg", "-nodefaults", "-display", "none", "-serial", "stdio", "-m", "256", "-smp", "4",
+        if (accel != "tcg")
+            psi.ArgumentList.Add("-no-reboot");
+        foreach (string a in new[] { "-accel", accel, "-nodefaults", "-display", "none", "-serial", "stdio", "-m", "256", "-smp", "4",
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-device", "pc-testdev", "-kernel", image })
             psi.ArgumentList.Add(a);
         using Process p = Process.Start(psi)!;
