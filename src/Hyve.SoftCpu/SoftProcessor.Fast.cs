@@ -20,6 +20,7 @@ public sealed partial class SoftProcessor
         TestRR, TestRI, IncDecR, Lea,
         PushR, PopR, Jcc, JmpRel, CallRel, Ret,
         MovzxRR, MovzxRM, MovsxRR, MovsxRM,
+        Nop, ShiftRI, ShiftRCl, ImulRR, ImulRM, ImulRRI, ImulRMI,
     }
 
     // What a fast path needs, fixed when the instruction is cached.
@@ -30,7 +31,7 @@ public sealed partial class SoftProcessor
         public byte Size;          // operand size
         public byte SrcSize;       // MOVZX/MOVSX source size
         public Alu.Op Op;
-        public byte Cond;          // Jcc condition, or 1 for DEC
+        public byte Cond;          // Jcc condition, 1 for DEC, the shift or rotate (ModRM.reg)
         public byte Base, Index;   // 0-15, 16 = RIP, 0xFF = none
         public byte Scale;
         public byte AddressSize;
@@ -54,7 +55,7 @@ public sealed partial class SoftProcessor
         bool r0 = k0 == OperandKind.Register && Plain(i.GetRegister(0), out f.N0, out int s0);
         bool r1 = k1 == OperandKind.Register && Plain(i.GetRegister(1), out f.N1, out int s1);
         bool mem0 = k0 == OperandKind.Memory, mem1 = k1 == OperandKind.Memory;
-        bool imm1 = k1 is >= OperandKind.Immediate8 and <= OperandKind.Immediate64;
+        bool imm1 = k1 is >= OperandKind.Immediate8 and <= OperandKind.Immediate32to64;
         if (mem0 || mem1)
         {
             if (!Address(in i, ref f))
@@ -108,6 +109,29 @@ public sealed partial class SoftProcessor
             case Mnemonic.Movzx or Mnemonic.Movsx when r0 && (r1 || mem1):
                 f.SrcSize = (byte)(mem1 ? i.MemorySize : RegisterInfo.GprNumber(i.GetRegister(1)).Size);
                 f.Kind = m == Mnemonic.Movzx ? (mem1 ? Fast.MovzxRM : Fast.MovzxRR) : (mem1 ? Fast.MovsxRM : Fast.MovsxRR);
+                break;
+            case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Endbr64 or Mnemonic.Endbr32:
+                f.Kind = Fast.Nop;
+                break;
+            case Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar when r0:
+                f.Cond = (byte)((i.ModRM >> 3) & 7);
+                if (count == 1 || imm1)
+                {
+                    // A count that masks to zero changes no flags: the general way handles it.
+                    f.Imm = count == 1 ? 1 : i.Immediate;
+                    if (Alu.MaskCount(f.Imm, f.Size) != 0)
+                        f.Kind = Fast.ShiftRI;
+                }
+                else if (k1 == OperandKind.Register && i.GetRegister(1) == Register.CL)
+                {
+                    f.Kind = Fast.ShiftRCl;
+                }
+                break;
+            case Mnemonic.Imul when r0 && count >= 2:
+                if (count == 2)
+                    f.Kind = r1 ? Fast.ImulRR : mem1 ? Fast.ImulRM : Fast.None;
+                else
+                    f.Kind = r1 ? Fast.ImulRRI : mem1 ? Fast.ImulRMI : Fast.None;
                 break;
             case Mnemonic.Push when r0 && count == 1:
                 f.Kind = Fast.PushR;
@@ -285,6 +309,38 @@ public sealed partial class SoftProcessor
                     if (!Read(f.Segment, FastEa(ref f), f.SrcSize, out ulong v))
                         return false;
                     SetReg(f.N0, size, f.Kind == Fast.MovzxRM ? v : (ulong)Alu.SignExtend(v, f.SrcSize));
+                    break;
+                }
+            case Fast.Nop:
+                break;
+            case Fast.ShiftRI:
+                SetReg(f.N0, size, Alu.ShiftRotate((Alu.Shift)f.Cond, _gpr[f.N0], f.Imm, size, ref flags));
+                _rflags = flags;
+                break;
+            case Fast.ShiftRCl:
+                {
+                    // A count that masks to zero leaves the flags but still writes the register
+                    // (a 32-bit one has its upper half cleared).
+                    ulong r = Alu.ShiftRotate((Alu.Shift)f.Cond, _gpr[f.N0], _gpr[1] & 0xFF, size, ref flags);
+                    SetReg(f.N0, size, r);
+                    _rflags = flags;
+                    break;
+                }
+            case Fast.ImulRR:
+                SetReg(f.N0, size, Alu.Imul(_gpr[f.N0], _gpr[f.N1], size, out _, ref flags));
+                _rflags = flags;
+                break;
+            case Fast.ImulRRI:
+                SetReg(f.N0, size, Alu.Imul(_gpr[f.N1], f.Imm, size, out _, ref flags));
+                _rflags = flags;
+                break;
+            case Fast.ImulRM or Fast.ImulRMI:
+                {
+                    if (!Read(f.Segment, FastEa(ref f), size, out ulong b))
+                        return false;
+                    ulong a = f.Kind == Fast.ImulRM ? _gpr[f.N0] : b;
+                    SetReg(f.N0, size, Alu.Imul(a, f.Kind == Fast.ImulRM ? b : f.Imm, size, out _, ref flags));
+                    _rflags = flags;
                     break;
                 }
             case Fast.PushR:

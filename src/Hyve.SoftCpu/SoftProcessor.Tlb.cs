@@ -132,8 +132,6 @@ public sealed unsafe partial class SoftProcessor
     // the TLB can reach): the caller fetches the slow way.
     private int LookupInstruction(ulong la)
     {
-        if ((la & 0xFFF) > 0x1000 - 16)
-            return -1;
         nint host;
         if ((la >> 12) == _fetchPage)
             host = _fetchHost; // still on the page the last instruction came from
@@ -151,15 +149,35 @@ public sealed unsafe partial class SoftProcessor
             _fetchPage = la >> 12;
             _fetchHost = host;
         }
-        // SAFETY: host is the start of a live 4 KiB RAM page and 16 bytes from la stay inside it.
-        byte* p = (byte*)host + (la & 0xFFF);
-        ulong b0 = Unsafe.ReadUnaligned<ulong>(p), b1 = Unsafe.ReadUnaligned<ulong>(p + 8);
+        ulong offset = la & 0xFFF;
+        ulong b0, b1;
+        int inPage = 16;
+        // SAFETY: host is the start of a live 4 KiB RAM page; the 16 bytes read start at most
+        // 16 bytes before its end.
+        if (offset <= 0x1000 - 16)
+        {
+            byte* p = (byte*)host + offset;
+            b0 = Unsafe.ReadUnaligned<ulong>(p);
+            b1 = Unsafe.ReadUnaligned<ulong>(p + 8);
+        }
+        else
+        {
+            // The last 15 bytes of the page: read the page's last 16 and shift, so only bytes
+            // of this page are compared; an instruction that goes on into the next page is not
+            // cached (the caller fetches it the slow way).
+            inPage = (int)(0x1000 - offset);
+            byte* end = (byte*)host + 0x1000 - 16;
+            UInt128 all = Unsafe.ReadUnaligned<UInt128>(end) >> (8 * (16 - inPage));
+            b0 = (ulong)all;
+            b1 = (ulong)(all >> 64);
+        }
         int slot = (int)((la ^ (la >> CacheBits)) & (CacheSize - 1));
         ref CacheKey k = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_icacheKey), slot);
         if (k.La == la && k.Bitness == _bitness && k.Length != 0 && Same(b0, b1, k.Bytes0, k.Bytes1, k.Length))
             return slot;
         ref Instruction insn = ref _icacheInsn[slot];
-        DecodeStatus ds = Decoder.Decode(new ReadOnlySpan<byte>(p, 15), _bitness, out insn);
+        // SAFETY: as above, inPage bytes from la lie inside the page.
+        DecodeStatus ds = Decoder.Decode(new ReadOnlySpan<byte>((byte*)host + offset, Math.Min(inPage, 15)), _bitness, out insn);
         Decoded++;
         if (ds != DecodeStatus.Ok)
         {
