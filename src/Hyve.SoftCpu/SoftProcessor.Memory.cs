@@ -84,6 +84,7 @@ public sealed partial class SoftProcessor
         ulong la = Linear(seg, offset);
         if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
+        NoteStore(la, size);
         if (TryWriteFast(la, size, value))
             return true;
         Span<byte> b = stackalloc byte[8];

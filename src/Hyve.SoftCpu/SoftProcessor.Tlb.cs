@@ -127,28 +127,35 @@ public sealed unsafe partial class SoftProcessor
         return true;
     }
 
+    // The host address of the RAM page code at linear address la is fetched from, or 0 when
+    // the page does not translate for a fetch or is not RAM (the slow way then faults or exits).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint FetchHost(ulong la)
+    {
+        if ((la >> 12) == _fetchPage)
+            return _fetchHost; // still on the page the last instruction came from
+        nint host = TlbLookup(la, KindFetch);
+        if (host == 0)
+        {
+            if (PageWalker.Translate(_memory, in _paging, la, AccessType.Fetch, false, out ulong pa, out _) != WalkResult.Ok)
+                return 0;
+            TlbFill(la, pa, KindFetch);
+            if ((host = TlbLookup(la, KindFetch)) == 0)
+                return 0;
+        }
+        _fetchPage = la >> 12;
+        _fetchHost = host;
+        return host;
+    }
+
     // The cache slot of the instruction at CS:RIP, decoded from RAM and cached on a miss; -1
     // when the cache does not apply (the instruction may cross a page, or its page is not RAM
     // the TLB can reach): the caller fetches the slow way.
     private int LookupInstruction(ulong la)
     {
-        nint host;
-        if ((la >> 12) == _fetchPage)
-            host = _fetchHost; // still on the page the last instruction came from
-        else
-        {
-            host = TlbLookup(la, KindFetch);
-            if (host == 0)
-            {
-                if (PageWalker.Translate(_memory, in _paging, la, AccessType.Fetch, false, out ulong pa, out _) != WalkResult.Ok)
-                    return -1;
-                TlbFill(la, pa, KindFetch);
-                if ((host = TlbLookup(la, KindFetch)) == 0)
-                    return -1;
-            }
-            _fetchPage = la >> 12;
-            _fetchHost = host;
-        }
+        nint host = FetchHost(la);
+        if (host == 0)
+            return -1;
         ulong offset = la & 0xFFF;
         ulong b0, b1;
         int inPage = 16;

@@ -106,10 +106,23 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 Exit(VmxExitReason.InterruptWindow);
                 return;
             }
+            bool shadow = (_interruptibility & (Interruptibility.Sti | Interruptibility.MovSs)) != 0;
             _interruptibility &= ~(Interruptibility.Sti | Interruptibility.MovSs); // the shadow lasts one instruction
             // TF at the start of an instruction traps after it completes (single step).
             bool singleStep = (_rflags & Rflags.TF) != 0;
-            if (!Step())
+            int retired = 1;
+            int block;
+            if (!shadow && !singleStep && (block = FindBlock(Linear(Register.CS, _rip))) >= 0)
+            {
+                // Nothing can stop a block between its instructions (see SoftProcessor.Blocks).
+                retired = RunBlock(block);
+                if (_exitPending)
+                {
+                    Retired += retired;
+                    return;
+                }
+            }
+            else if (!Step())
             {
                 if (_exitPending)
                     return;
@@ -121,10 +134,11 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 if (_exitPending)
                     return;
             }
-            Retired++;
-            if (--budget == 0)
+            Retired += retired;
+            budget -= retired;
+            while (budget <= 0)
             {
-                budget = Batch;
+                budget += Batch;
                 _clock.Advance(Batch); // may fire timers, which kick the vCPU (RequestExit)
                 if ((slice -= Batch) <= 0)
                 {

@@ -282,4 +282,34 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(3UL, Cpu.GetGpr(0));               // LOOP ran three times; JECXZ skipped the MOV
         Assert.Equal(0x4433_2211UL, Cpu.GetGpr(3));
     }
+
+    [Fact]
+    public void CodeWrittenInsideTheRunningBlockRunsAsWritten()
+    {
+        // Both instructions are fast forms, so they make one block; the store rewrites the
+        // immediate of the MOV that follows it in the same block.
+        LongMode(Convert.FromHexString(
+            "C605010000000" + "2" + // mov byte [rip+1], 2: the MOV's first immediate byte
+            "B801000000" +          // mov eax, 1 (becomes mov eax, 2)
+            "F4"));
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(2UL, Cpu.GetGpr(0));
+    }
+
+    [Fact]
+    public void CodeRewrittenBetweenRunsOfABlockRunsAsWritten()
+    {
+        LongMode(Convert.FromHexString(
+            "B902000000" +            // mov ecx, 2
+            "31DB" +                  // xor ebx, ebx
+            "B801000000" +            // L: mov eax, 1 (its immediate becomes 5)
+            "01C3" +                  // add ebx, eax
+            "C605F3FFFFFF05" +        // mov byte [rip-13], 5: the immediate above
+            "FFC9" +                  // dec ecx
+            "75EE" +                  // jnz L
+            "F4"));
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(6UL, Cpu.GetGpr(3));
+        Assert.Equal(1 + 1 + 2 * 5L, Cpu.Retired);
+    }
 }
