@@ -236,7 +236,7 @@ public sealed partial class SoftProcessor
             frame[n++] = oldSs.Selector;
             frame[n++] = oldSp;
         }
-        frame[n++] = _rflags;
+        frame[n++] = Flags;
         frame[n++] = _seg[1].Selector;
         frame[n++] = returnRip;
         if (hasError)
@@ -258,9 +258,9 @@ public sealed partial class SoftProcessor
         _gpr[4] = long64 ? top : (_gpr[4] & ~stackMask) | top;
         if (outward && !long64 && stackMask == 0xFFFF)
             _gpr[4] = top;
-        _rflags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16) | (1UL << 17)); // TF, NT, RF, VM
+        Flags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16) | (1UL << 17)); // TF, NT, RF, VM
         if ((type & 1) == 0)
-            _rflags &= ~Rflags.IF;
+            Flags &= ~Rflags.IF;
         _rip = width == 2 ? target & 0xFFFF : target;
         Modes();
         return true;
@@ -274,7 +274,7 @@ public sealed partial class SoftProcessor
         if (!SystemRead(_idtrBase + vector * 4UL, 4, out ulong ivt))
             return false;
         ulong sp = _gpr[4];
-        Span<ulong> frame = [_rflags & 0xFFFF, _seg[1].Selector, returnRip & 0xFFFF];
+        Span<ulong> frame = [Flags & 0xFFFF, _seg[1].Selector, returnRip & 0xFFFF];
         foreach (ulong v in frame)
         {
             sp = (sp - 2) & 0xFFFF;
@@ -282,7 +282,7 @@ public sealed partial class SoftProcessor
                 return false;
         }
         _gpr[4] = (_gpr[4] & ~0xFFFFUL) | sp;
-        _rflags &= ~(Rflags.IF | Rflags.TF | Rflags.AC);
+        Flags &= ~(Rflags.IF | Rflags.TF | Rflags.AC);
         ushort cs = (ushort)(ivt >> 16);
         _seg[1] = _seg[1] with { Selector = cs, Base = (ulong)cs << 4 };
         _rip = ivt & 0xFFFF;

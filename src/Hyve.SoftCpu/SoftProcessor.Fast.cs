@@ -221,7 +221,6 @@ public sealed partial class SoftProcessor
         ulong next = (_rip + f.Length) & IpMask;
         int size = f.Size;
         ulong mask = Alu.Mask(size);
-        ulong flags = _rflags;
         switch (f.Kind)
         {
             case Fast.MovRR:
@@ -247,28 +246,25 @@ public sealed partial class SoftProcessor
                 break;
             case Fast.AluRR:
                 {
-                    ulong r = Alu.Binary(f.Op, _gpr[f.N0], _gpr[f.N1], size, ref flags);
+                    ulong r = AluDeferred(f.Op, _gpr[f.N0], _gpr[f.N1], size);
                     if (f.Op != Alu.Op.Cmp)
                         SetReg(f.N0, size, r);
-                    _rflags = flags;
                     break;
                 }
             case Fast.AluRI:
                 {
-                    ulong r = Alu.Binary(f.Op, _gpr[f.N0], f.Imm, size, ref flags);
+                    ulong r = AluDeferred(f.Op, _gpr[f.N0], f.Imm, size);
                     if (f.Op != Alu.Op.Cmp)
                         SetReg(f.N0, size, r);
-                    _rflags = flags;
                     break;
                 }
             case Fast.AluRM:
                 {
                     if (!Read(f.Segment, FastEa(ref f), size, out ulong b))
                         return false;
-                    ulong r = Alu.Binary(f.Op, _gpr[f.N0], b, size, ref flags);
+                    ulong r = AluDeferred(f.Op, _gpr[f.N0], b, size);
                     if (f.Op != Alu.Op.Cmp)
                         SetReg(f.N0, size, r);
-                    _rflags = flags;
                     break;
                 }
             case Fast.AluMR or Fast.AluMI:
@@ -277,23 +273,43 @@ public sealed partial class SoftProcessor
                     bool cmp = f.Op == Alu.Op.Cmp;
                     if (!Read(f.Segment, ea, size, out ulong a, forWrite: !cmp))
                         return false;
-                    ulong r = Alu.Binary(f.Op, a, f.Kind == Fast.AluMR ? _gpr[f.N1] : f.Imm, size, ref flags);
-                    if (!cmp && !Write(f.Segment, ea, size, r))
+                    ulong b = f.Kind == Fast.AluMR ? _gpr[f.N1] : f.Imm;
+                    if (cmp)
+                    {
+                        AluDeferred(f.Op, a, b, size);
+                        break;
+                    }
+                    // The flags change only once the store has gone through (ADC and SBB read
+                    // CF, so they are computed eagerly on the side).
+                    if (f.Op is Alu.Op.Adc or Alu.Op.Sbb)
+                    {
+                        ulong flags = Flags;
+                        if (!Write(f.Segment, ea, size, Alu.Binary(f.Op, a, b, size, ref flags)))
+                            return false;
+                        _flags = flags;
+                        break;
+                    }
+                    ulong r = f.Op switch
+                    {
+                        Alu.Op.Add => a + b,
+                        Alu.Op.Sub => a - b,
+                        Alu.Op.And => a & b,
+                        Alu.Op.Or => a | b,
+                        _ => a ^ b,
+                    };
+                    if (!Write(f.Segment, ea, size, r & mask))
                         return false;
-                    _rflags = flags;
+                    AluDeferred(f.Op, a, b, size);
                     break;
                 }
             case Fast.TestRR:
-                Alu.Binary(Alu.Op.And, _gpr[f.N0], _gpr[f.N1], size, ref flags);
-                _rflags = flags;
+                AluDeferred(Alu.Op.And, _gpr[f.N0], _gpr[f.N1], size);
                 break;
             case Fast.TestRI:
-                Alu.Binary(Alu.Op.And, _gpr[f.N0], f.Imm, size, ref flags);
-                _rflags = flags;
+                AluDeferred(Alu.Op.And, _gpr[f.N0], f.Imm, size);
                 break;
             case Fast.IncDecR:
-                SetReg(f.N0, size, f.Cond == 0 ? Alu.Inc(_gpr[f.N0] & mask, size, ref flags) : Alu.Dec(_gpr[f.N0] & mask, size, ref flags));
-                _rflags = flags;
+                SetReg(f.N0, size, IncDecDeferred(_gpr[f.N0], size, f.Cond != 0));
                 break;
             case Fast.Lea:
                 SetReg(f.N0, size, FastEa(ref f));
@@ -314,33 +330,25 @@ public sealed partial class SoftProcessor
             case Fast.Nop:
                 break;
             case Fast.ShiftRI:
-                SetReg(f.N0, size, Alu.ShiftRotate((Alu.Shift)f.Cond, _gpr[f.N0], f.Imm, size, ref flags));
-                _rflags = flags;
+                SetReg(f.N0, size, Alu.ShiftRotate((Alu.Shift)f.Cond, _gpr[f.N0], f.Imm, size, ref Flags));
                 break;
             case Fast.ShiftRCl:
-                {
-                    // A count that masks to zero leaves the flags but still writes the register
-                    // (a 32-bit one has its upper half cleared).
-                    ulong r = Alu.ShiftRotate((Alu.Shift)f.Cond, _gpr[f.N0], _gpr[1] & 0xFF, size, ref flags);
-                    SetReg(f.N0, size, r);
-                    _rflags = flags;
-                    break;
-                }
+                // A count that masks to zero leaves the flags but still writes the register
+                // (a 32-bit one has its upper half cleared).
+                SetReg(f.N0, size, Alu.ShiftRotate((Alu.Shift)f.Cond, _gpr[f.N0], _gpr[1] & 0xFF, size, ref Flags));
+                break;
             case Fast.ImulRR:
-                SetReg(f.N0, size, Alu.Imul(_gpr[f.N0], _gpr[f.N1], size, out _, ref flags));
-                _rflags = flags;
+                SetReg(f.N0, size, Alu.Imul(_gpr[f.N0], _gpr[f.N1], size, out _, ref Flags));
                 break;
             case Fast.ImulRRI:
-                SetReg(f.N0, size, Alu.Imul(_gpr[f.N1], f.Imm, size, out _, ref flags));
-                _rflags = flags;
+                SetReg(f.N0, size, Alu.Imul(_gpr[f.N1], f.Imm, size, out _, ref Flags));
                 break;
             case Fast.ImulRM or Fast.ImulRMI:
                 {
                     if (!Read(f.Segment, FastEa(ref f), size, out ulong b))
                         return false;
                     ulong a = f.Kind == Fast.ImulRM ? _gpr[f.N0] : b;
-                    SetReg(f.N0, size, Alu.Imul(a, f.Kind == Fast.ImulRM ? b : f.Imm, size, out _, ref flags));
-                    _rflags = flags;
+                    SetReg(f.N0, size, Alu.Imul(a, f.Kind == Fast.ImulRM ? b : f.Imm, size, out _, ref Flags));
                     break;
                 }
             case Fast.PushR:
@@ -357,7 +365,7 @@ public sealed partial class SoftProcessor
                     break;
                 }
             case Fast.Jcc:
-                if (Conditions.Holds(f.Cond, _rflags))
+                if (Condition(f.Cond))
                     next = (next + f.Imm) & IpMask;
                 break;
             case Fast.JmpRel:

@@ -87,17 +87,17 @@ public sealed partial class SoftProcessor
                 return PortExit();
             case Mnemonic.Cli or Mnemonic.Sti when (_cr0 & PagingState.Cr0PE) != 0 && Cpl > Iopl:
                 return Raise(ExceptionVector.GP);
-            case Mnemonic.Cli: _rflags &= ~Rflags.IF; break;
+            case Mnemonic.Cli: Flags &= ~Rflags.IF; break;
             case Mnemonic.Sti:
-                if ((_rflags & Rflags.IF) == 0)
+                if ((Flags & Rflags.IF) == 0)
                     _interruptibility |= Interruptibility.Sti; // interrupts wait one instruction
-                _rflags |= Rflags.IF;
+                Flags |= Rflags.IF;
                 break;
-            case Mnemonic.Cld: _rflags &= ~Rflags.DF; break;
-            case Mnemonic.Std: _rflags |= Rflags.DF; break;
-            case Mnemonic.Clc: _rflags &= ~Rflags.CF; break;
-            case Mnemonic.Stc: _rflags |= Rflags.CF; break;
-            case Mnemonic.Cmc: _rflags ^= Rflags.CF; break;
+            case Mnemonic.Cld: Flags &= ~Rflags.DF; break;
+            case Mnemonic.Std: Flags |= Rflags.DF; break;
+            case Mnemonic.Clc: Flags &= ~Rflags.CF; break;
+            case Mnemonic.Stc: Flags |= Rflags.CF; break;
+            case Mnemonic.Cmc: Flags ^= Rflags.CF; break;
             case Mnemonic.Jmp when i.GetOperandKind(0) is OperandKind.FarBranch16 or OperandKind.FarBranch32
                 || (i.GetOperandKind(0) == OperandKind.Memory && i.MemorySize == i.OperandSize + 2):
                 return FarJump();
@@ -249,7 +249,7 @@ public sealed partial class SoftProcessor
                     else
                     {
                         StepIndex(1, ulong.MaxValue, ad);
-                        bool zf = (_rflags & Rflags.ZF) != 0;
+                        bool zf = (Flags & Rflags.ZF) != 0;
                         jump = (_gpr[1] & Alu.Mask(ad)) != 0 && (m == Mnemonic.Loop || (m == Mnemonic.Loope ? zf : !zf));
                     }
                     if (jump)
@@ -278,7 +278,7 @@ public sealed partial class SoftProcessor
                     return done;
                 if (IsJcc(in i))
                 {
-                    if (Conditions.Holds(i.OpcodeByte & 0xF, _rflags))
+                    if (Conditions.Holds(i.OpcodeByte & 0xF, Flags))
                         next = i.NearBranchTarget(_rip);
                     break;
                 }
@@ -313,7 +313,7 @@ public sealed partial class SoftProcessor
             if (rep && done > 0 && (done & 0xFFF) == 0 && _exitRequested)
                 return true; // RIP stays: the instruction resumes after the exit
             ulong si = _gpr[6] & mask, di = _gpr[7] & mask, v = 0;
-            ulong flags = _rflags;
+            ulong flags = Flags;
             switch (kind)
             {
                 case 0xA4:
@@ -340,8 +340,8 @@ public sealed partial class SoftProcessor
                     Alu.Binary(Alu.Op.Cmp, _gpr[0] & Alu.Mask(size), x, size, ref flags);
                     break;
             }
-            _rflags = flags;
-            ulong step = (_rflags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
+            Flags = flags;
+            ulong step = (Flags & Rflags.DF) != 0 ? (ulong)-size : (ulong)size;
             if (kind is 0xA4 or 0xAC or 0xA6)
                 StepIndex(6, step, ad);
             if (kind != 0xAC)
@@ -349,7 +349,7 @@ public sealed partial class SoftProcessor
             if (!rep)
                 break;
             StepIndex(1, ulong.MaxValue, ad);
-            if (compare && (((_rflags & Rflags.ZF) == 0 && repe) || ((_rflags & Rflags.ZF) != 0 && repne)))
+            if (compare && (((Flags & Rflags.ZF) == 0 && repe) || ((Flags & Rflags.ZF) != 0 && repne)))
                 break;
         }
         _rip = next;
@@ -433,7 +433,7 @@ public sealed partial class SoftProcessor
         }
         int size = i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register ? RegisterInfo.GprNumber(i.GetRegister(0)).Size
             : i.MemorySize > 0 ? i.MemorySize : i.OperandSize;
-        ulong flags = _rflags;
+        ulong flags = Flags;
         switch (m)
         {
             case Mnemonic.Mov or Mnemonic.Movnti:
@@ -460,7 +460,7 @@ public sealed partial class SoftProcessor
                     ulong r = Alu.Binary(op, a, b, size, ref flags);
                     if (op != Alu.Op.Cmp && !Destination(size, r))
                         return false;
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Test:
@@ -468,7 +468,7 @@ public sealed partial class SoftProcessor
                     if (!Source(0, size, out ulong a) || !Source(1, size, out ulong b))
                         return false;
                     Alu.Binary(Alu.Op.And, a, b, size, ref flags);
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Inc or Mnemonic.Dec or Mnemonic.Not or Mnemonic.Neg:
@@ -484,7 +484,7 @@ public sealed partial class SoftProcessor
                     };
                     if (!Destination(size, r))
                         return false;
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Rol or Mnemonic.Ror or Mnemonic.Rcl or Mnemonic.Rcr or Mnemonic.Shl or Mnemonic.Sal or Mnemonic.Shr or Mnemonic.Sar:
@@ -502,7 +502,7 @@ public sealed partial class SoftProcessor
                     ulong r = Alu.ShiftRotate((Alu.Shift)((i.ModRM >> 3) & 7), a, count, size, ref flags);
                     if (!Destination(size, r))
                         return false;
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Xchg:
@@ -522,13 +522,13 @@ public sealed partial class SoftProcessor
                     return true;
                 }
             case >= Mnemonic.Seta and <= Mnemonic.Sets when i.OperandCount == 1:
-                return Destination(1, Conditions.Holds(i.OpcodeByte & 0xF, _rflags) ? 1UL : 0);
+                return Destination(1, Conditions.Holds(i.OpcodeByte & 0xF, Flags) ? 1UL : 0);
             case >= Mnemonic.Cmova and <= Mnemonic.Cmovs:
                 {
                     if (!Source(1, size, out ulong v))
                         return false;
                     Register dst = i.GetRegister(0);
-                    Set(dst, Conditions.Holds(i.OpcodeByte & 0xF, _rflags) ? v : Get(dst));
+                    Set(dst, Conditions.Holds(i.OpcodeByte & 0xF, Flags) ? v : Get(dst));
                     return true;
                 }
             case Mnemonic.Mul or Mnemonic.Imul or Mnemonic.Div or Mnemonic.Idiv:
@@ -549,7 +549,7 @@ public sealed partial class SoftProcessor
                         _ => Alu.Popcnt(v, size, ref flags),
                     };
                     Set(dst, r);
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Xadd:
@@ -562,7 +562,7 @@ public sealed partial class SoftProcessor
                         return false;
                     if (i.GetOperandKind(0) == OperandKind.Memory || RegisterInfo.GprNumber(src) != RegisterInfo.GprNumber(i.GetRegister(0)))
                         Set(src, a);
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Cmpxchg:
@@ -578,7 +578,7 @@ public sealed partial class SoftProcessor
                         return false;
                     if (!equal)
                         Set(acc, a);
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             case Mnemonic.Shld or Mnemonic.Shrd:
@@ -596,7 +596,7 @@ public sealed partial class SoftProcessor
                     ulong r = m == Mnemonic.Shld ? Alu.Shld(a, b, count, size, ref flags) : Alu.Shrd(a, b, count, size, ref flags);
                     if (!Destination(size, r))
                         return false;
-                    _rflags = flags;
+                    Flags = flags;
                     return true;
                 }
             default:
@@ -610,14 +610,14 @@ public sealed partial class SoftProcessor
         ref readonly Instruction i = ref _insn;
         var op = m switch { Mnemonic.Bts => Alu.BitOp.Bts, Mnemonic.Btr => Alu.BitOp.Btr, Mnemonic.Btc => Alu.BitOp.Btc, _ => Alu.BitOp.Bt };
         ulong bit = i.GetOperandKind(1) == OperandKind.Register ? Get(i.GetRegister(1)) : i.Immediate;
-        ulong flags = _rflags;
+        ulong flags = Flags;
         bool writes = op != Alu.BitOp.Bt;
         if (i.GetOperandKind(0) == OperandKind.Register)
         {
             ulong r = Alu.BitTest(op, Get(i.GetRegister(0)), bit, size, ref flags);
             if (writes)
                 Set(i.GetRegister(0), r);
-            _rflags = flags;
+            Flags = flags;
             return true;
         }
         ulong ea = Ea();
@@ -632,14 +632,14 @@ public sealed partial class SoftProcessor
         ulong result = Alu.BitTest(op, v, bit, size, ref flags);
         if (writes && !Write(i.MemorySegment, ea, size, result))
             return false;
-        _rflags = flags;
+        Flags = flags;
         return true;
     }
 
     private bool MulDiv(Mnemonic m, int size)
     {
         ref readonly Instruction i = ref _insn;
-        ulong flags = _rflags;
+        ulong flags = Flags;
         if (i.OperandCount > 1)
         {
             // IMUL r, r/m (, imm)
@@ -649,7 +649,7 @@ public sealed partial class SoftProcessor
             ulong a = i.OperandCount == 3 ? b : Get(dst);
             ulong c = i.OperandCount == 3 ? i.Immediate : b;
             Set(dst, Alu.Imul(a, c, size, out _, ref flags));
-            _rflags = flags;
+            Flags = flags;
             return true;
         }
         int width = i.GetOperandKind(0) == OperandKind.Memory ? i.MemorySize : RegisterInfo.GprNumber(i.GetRegister(0)).Size;
@@ -675,7 +675,7 @@ public sealed partial class SoftProcessor
             Set(RegisterInfo.Gpr(0, width, false), lo);
             Set(RegisterInfo.Gpr(2, width, false), hi);
         }
-        _rflags = flags;
+        Flags = flags;
         return true;
     }
 

@@ -21,7 +21,7 @@ public sealed partial class SoftProcessor
     // Linear to physical; a page fault is raised in the guest (false).
     private bool Translate(ulong la, AccessType type, out ulong pa)
     {
-        switch (PageWalker.Translate(_memory, in _paging, la, type, (_rflags & Rflags.AC) != 0, out pa, out GuestFault f))
+        switch (PageWalker.Translate(_memory, in _paging, la, type, (_flags & Rflags.AC) != 0, out pa, out GuestFault f))
         {
             case WalkResult.Ok:
                 return true;

@@ -25,10 +25,10 @@ public sealed partial class SoftProcessor
             return Raise(ExceptionVector.UD);
         ushort cs = (ushort)((_area.Star >> 32) & 0xFFFC);
         _gpr[1] = next;
-        _gpr[11] = _rflags & ~FlagRf;
+        _gpr[11] = Flags & ~FlagRf;
         _seg[1] = FlatCode(cs, 0, true);
         _seg[2] = FlatStack((ushort)(cs + 8), 0);
-        _rflags = (_rflags & ~(_area.Fmask | FlagRf)) | Rflags.Fixed1;
+        Flags = (Flags & ~(_area.Fmask | FlagRf)) | Rflags.Fixed1;
         _rip = _area.Lstar;
         Modes();
         return true;
@@ -46,7 +46,7 @@ public sealed partial class SoftProcessor
         ushort sel = (ushort)(_area.Star >> 48);
         _seg[1] = FlatCode((ushort)((to64 ? sel + 16 : sel) | 3), 3, to64);
         _seg[2] = FlatStack((ushort)((sel + 8) | 3), 3);
-        _rflags = (_gpr[11] & 0x3C_7FD7) | Rflags.Fixed1;
+        Flags = (_gpr[11] & 0x3C_7FD7) | Rflags.Fixed1;
         _rip = to64 ? _gpr[1] : (uint)_gpr[1];
         Modes();
         return true;
@@ -60,7 +60,7 @@ public sealed partial class SoftProcessor
         bool longMode = (_efer & PagingState.EferLMA) != 0;
         _seg[1] = FlatCode((ushort)cs, 0, longMode);
         _seg[2] = FlatStack((ushort)(cs + 8), 0);
-        _rflags &= ~(Rflags.IF | FlagRf | FlagVm);
+        Flags &= ~(Rflags.IF | FlagRf | FlagVm);
         _rip = longMode ? _vmcs.Load(VmcsField.GuestSysenterEip) : (uint)_vmcs.Load(VmcsField.GuestSysenterEip);
         _gpr[4] = longMode ? _vmcs.Load(VmcsField.GuestSysenterEsp) : (uint)_vmcs.Load(VmcsField.GuestSysenterEsp);
         Modes();
@@ -106,7 +106,7 @@ public sealed partial class SoftProcessor
     // #AC(0): a misaligned data access at CPL 3 with CR0.AM and RFLAGS.AC.
     private bool Aligned(ulong la, int size)
     {
-        if (size == 1 || (la & (ulong)(size - 1)) == 0 || Cpl != 3 || (_cr0 & PagingState.Cr0AM) == 0 || (_rflags & Rflags.AC) == 0)
+        if (size == 1 || (la & (ulong)(size - 1)) == 0 || Cpl != 3 || (_cr0 & PagingState.Cr0AM) == 0 || (Flags & Rflags.AC) == 0)
             return true;
         return Raise(ExceptionVector.AC);
     }

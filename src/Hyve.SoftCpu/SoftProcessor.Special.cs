@@ -13,7 +13,7 @@ public sealed partial class SoftProcessor
     private const ulong FlagRf = 1UL << 16, FlagVm = 1UL << 17, FlagNt = 1UL << 14, FlagId = 1UL << 21, FlagIopl = 3UL << 12;
     private readonly ulong[] _dr = [0, 0, 0, 0, 0, 0, 0xFFFF_0FF0, 0x400];
 
-    private int Iopl => (int)((_rflags >> 12) & 3);
+    private int Iopl => (int)((Flags >> 12) & 3);
 
     // True when the instruction completed (RIP is set here); false when it raised or exited.
     private bool Special(ulong next)
@@ -23,7 +23,7 @@ public sealed partial class SoftProcessor
         switch (m)
         {
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq:
-                if (!Push(_rflags & ~(FlagRf | FlagVm) & Alu.Mask(i.OperandSize), i.OperandSize))
+                if (!Push(Flags & ~(FlagRf | FlagVm) & Alu.Mask(i.OperandSize), i.OperandSize))
                     return false;
                 break;
             case Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq:
@@ -40,14 +40,14 @@ public sealed partial class SoftProcessor
                     if (Cpl <= Iopl || (_cr0 & PagingState.Cr0PE) == 0)
                         writable |= Rflags.IF;
                     writable &= Alu.Mask(size);
-                    _rflags = ((_rflags & ~writable) | (v & writable) | Rflags.Fixed1) & ~FlagRf;
+                    Flags = ((Flags & ~writable) | (v & writable) | Rflags.Fixed1) & ~FlagRf;
                     break;
                 }
             case Mnemonic.Lahf:
-                _gpr[0] = (_gpr[0] & ~0xFF00UL) | (((_rflags & 0xD5) | 2) << 8);
+                _gpr[0] = (_gpr[0] & ~0xFF00UL) | (((Flags & 0xD5) | 2) << 8);
                 break;
             case Mnemonic.Sahf:
-                _rflags = (_rflags & ~0xD5UL) | ((_gpr[0] >> 8) & 0xD5);
+                Flags = (Flags & ~0xD5UL) | ((_gpr[0] >> 8) & 0xD5);
                 break;
             case Mnemonic.Xlatb:
                 {
@@ -70,7 +70,7 @@ public sealed partial class SoftProcessor
             case Mnemonic.Int3:
                 return SoftwareEvent(ExceptionVector.BP, EventSource.SoftwareException, next);
             case Mnemonic.Into:
-                if ((_rflags & Rflags.OF) != 0)
+                if ((Flags & Rflags.OF) != 0)
                     return SoftwareEvent(4, EventSource.SoftwareException, next);
                 break;
             case Mnemonic.Int1:
@@ -79,7 +79,7 @@ public sealed partial class SoftProcessor
                 // SMAP's AC flag: CPL 0 only (#UD elsewhere, as the SDM says).
                 if (Cpl != 0)
                     return Raise(ExceptionVector.UD);
-                _rflags = m == Mnemonic.Stac ? _rflags | Rflags.AC : _rflags & ~Rflags.AC;
+                Flags = m == Mnemonic.Stac ? Flags | Rflags.AC : Flags & ~Rflags.AC;
                 break;
             case Mnemonic.Wait:
                 // No x87 unit to wait for; CR0.MP with TS still raises #NM, as on hardware.
@@ -222,10 +222,10 @@ public sealed partial class SoftProcessor
         if (!Write(seg, ea, half, newLo) || !Write(seg, next, half, newHi))
             return false;
         if (equal)
-            _rflags |= Rflags.ZF;
+            Flags |= Rflags.ZF;
         else
         {
-            _rflags &= ~Rflags.ZF;
+            Flags &= ~Rflags.ZF;
             _gpr[0] = half == 8 ? lo : lo & 0xFFFF_FFFF;
             _gpr[2] = half == 8 ? hi : hi & 0xFFFF_FFFF;
         }

@@ -242,7 +242,7 @@ public sealed partial class SoftProcessor
             writable |= Rflags.IF;
         ulong mask = size == 2 ? writable & 0xFFFF : writable;
         _interruptibility &= ~Interruptibility.Nmi; // IRET ends NMI blocking
-        _rflags = (_rflags & ~mask) | (flags & mask) | Rflags.Fixed1;
+        Flags = (Flags & ~mask) | (flags & mask) | Rflags.Fixed1;
         bool outward = (_cr0 & PagingState.Cr0PE) != 0 && newCpl > Cpl;
         _seg[1] = code;
         if (popStack)

@@ -66,7 +66,7 @@ public sealed unsafe partial class SoftProcessor
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong Tag(ulong la) => ((la >> 12) << 3) | _tagMode | ((_rflags >> 16) & _acTagMask) | 1;
+    private ulong Tag(ulong la) => ((la >> 12) << 3) | _tagMode | ((_flags >> 16) & _acTagMask) | 1;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint TlbLookup(ulong la, int kind)

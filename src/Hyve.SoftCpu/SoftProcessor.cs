@@ -24,7 +24,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
     private VmcsRegion _vmcs = null!;
     private VmxGuestArea _area = null!;
     private ulong[] _gpr = null!;
-    private ulong _rip, _rflags;
+    private ulong _rip;
     private readonly Segment[] _seg = new Segment[6];
     private ulong _cr0, _cr3, _cr4, _efer;
     private ulong _gdtrBase, _idtrBase;
@@ -101,7 +101,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 Exit(VmxExitReason.ExternalInterrupt);
                 return;
             }
-            if (windowExiting && Interruptibility.InterruptWindowOpen(_interruptibility, _rflags))
+            if (windowExiting && Interruptibility.InterruptWindowOpen(_interruptibility, _flags))
             {
                 Exit(VmxExitReason.InterruptWindow);
                 return;
@@ -109,7 +109,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
             bool shadow = (_interruptibility & (Interruptibility.Sti | Interruptibility.MovSs)) != 0;
             _interruptibility &= ~(Interruptibility.Sti | Interruptibility.MovSs); // the shadow lasts one instruction
             // TF at the start of an instruction traps after it completes (single step).
-            bool singleStep = (_rflags & Rflags.TF) != 0;
+            bool singleStep = (_flags & Rflags.TF) != 0; // TF is never deferred
             int retired = 1;
             int block;
             if (!shadow && !singleStep && (block = FindBlock(Linear(Register.CS, _rip))) >= 0)
@@ -153,7 +153,8 @@ public sealed partial class SoftProcessor : IVmxProcessor
     {
         _gpr[4] = _vmcs.Load(VmcsField.GuestRsp);
         _rip = _vmcs.Load(VmcsField.GuestRip);
-        _rflags = _vmcs.Load(VmcsField.GuestRflags);
+        _lazy = Lazy.None;
+        _flags = _vmcs.Load(VmcsField.GuestRflags);
         for (uint i = 0; i < 6; i++)
         {
             _seg[i] = new Segment((ushort)_vmcs.Load(VmcsField.GuestEsSelector + 2 * i), _vmcs.Load(VmcsField.GuestEsBase + 2 * i),
@@ -188,7 +189,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
     {
         _vmcs.Store(VmcsField.GuestRsp, _gpr[4]);
         _vmcs.Store(VmcsField.GuestRip, _rip);
-        _vmcs.Store(VmcsField.GuestRflags, _rflags);
+        _vmcs.Store(VmcsField.GuestRflags, Flags);
         for (uint i = 0; i < 6; i++)
         {
             _vmcs.Store(VmcsField.GuestEsSelector + 2 * i, _seg[i].Selector);

@@ -159,6 +159,80 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
+    [Fact]
+    public void ConditionsAfterArithmeticMatchTheHostCpu()
+    {
+        // An ALU instruction, then Jcc over XOR RAX, RAX: the software CPU defers the flags of
+        // ADD, SUB, CMP, AND, OR, XOR, TEST, INC and DEC and answers most conditions from the
+        // operands, so RAX (branch taken or not) and the flags at the end show any difference.
+        Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
+        using var native = new NativeCpu();
+        var rng = new Random(Seed + 1);
+        using var memory = new GuestMemory();
+        VmxVcpu vcpu = LongModeVcpu(memory, PagingState.Cr4PAE);
+        (byte Opcode, int Digit)[] forms =
+        [
+            (0x01, -1), (0x29, -1), (0x39, -1), (0x21, -1), (0x09, -1), (0x31, -1), (0x85, -1), (0x11, -1), (0x19, -1),
+            (0x83, 0), (0x83, 1), (0x83, 2), (0x83, 3), (0x83, 4), (0x83, 5), (0x83, 6), (0x83, 7), (0xFF, 0), (0xFF, 1),
+        ];
+        int failures = 0, taken = 0;
+        string first = "";
+        for (int k = 0; k < Cases; k++)
+        {
+            var (opcode, digit) = forms[rng.Next(forms.Length)];
+            int size = rng.Next(3) switch { 0 => 2, 1 => 4, _ => 8 };
+            int reg = digit >= 0 ? digit : rng.Next(16), rm = rng.Next(16);
+            if (rm == 4 || (digit < 0 && reg == 4) || rm == 0)
+                continue; // RSP stays the host's; RAX carries the branch's outcome
+            var b = new List<byte>();
+            if (size == 2)
+                b.Add(0x66);
+            int rex = (size == 8 ? 8 : 0) | (reg >= 8 ? 4 : 0) | (rm >= 8 ? 1 : 0);
+            if (rex != 0)
+                b.Add((byte)(0x40 | rex));
+            b.Add(opcode);
+            b.Add((byte)(0xC0 | ((reg & 7) << 3) | (rm & 7)));
+            if (opcode == 0x83)
+                b.Add((byte)rng.Next(256));
+            Assert.Equal(DecodeStatus.Ok, Decoder.Decode([.. b], Bitness.Bits64, out Instruction d));
+            int cc = rng.Next(16);
+            byte[] code = [.. b, (byte)(0x70 | cc), 0x03, 0x48, 0x31, 0xC0]; // jcc +3; xor rax, rax
+
+            var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | ((ulong)rng.Next() & Rflags.Status) };
+            for (int r = 0; r < 16; r++)
+                st.In[r] = rng.Next(3) == 0 ? (ulong)rng.Next(-2, 3) : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
+            if (rng.Next(4) == 0)
+                st.In[reg] = st.In[rm]; // equal operands: ZF and the unsigned and signed limits
+            memory.WriteRam(0x10000, [.. code, 0xF4]);
+            for (int r = 0; r < 16; r++)
+            {
+                if (r != 4)
+                    vcpu.SetGpr(r, st.In[r]);
+            }
+            vcpu.SetGpr(4, 0x8000);
+            vcpu.Rip = 0x10000;
+            vcpu.Rflags = st.FlagsIn;
+            BackendExit exit = vcpu.Run();
+            native.Run(code, ref st);
+            taken += st.Out[0] != 0 ? 1 : 0;
+
+            string? diff = exit.Kind != BackendExitKind.Hlt ? $"exit {exit.Kind} ({exit.Reason})" : null;
+            for (int r = 0; r < 16 && diff == null; r++)
+            {
+                if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
+                    diff = $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
+            }
+            ulong defined = Defined(in d, st, size) & ~Rflags.AF; // AF is checked by the test above
+            if (diff == null && (vcpu.Rflags & defined) != (st.FlagsOut & defined))
+                diff = $"flags: cpu {st.FlagsOut & defined:X} soft {vcpu.Rflags & defined:X}";
+            if (diff != null && failures++ == 0)
+                first = $"{Convert.ToHexString(code)}: {diff}";
+        }
+        output.WriteLine($"{Cases} cases, seed {Seed + 1} (HYVE_SEED + 1), {taken} branches taken: {failures} failed {first}");
+        Assert.True(taken > Cases / 10 && taken < Cases * 9 / 10, $"only {taken} of {Cases} branches taken: the cases do not reach both ways");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
     // A software vCPU in 64-bit mode over 2 MiB of RAM, identity-mapped by one large page.
     private static VmxVcpu LongModeVcpu(GuestMemory memory, ulong cr4)
     {
