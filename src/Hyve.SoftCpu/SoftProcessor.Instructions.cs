@@ -143,7 +143,8 @@ public sealed partial class SoftProcessor
                 or Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Into or Mnemonic.Int1 or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
                 or Mnemonic.Rdtsc or Mnemonic.Rdtscp or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts
                 or Mnemonic.Swapgs or Mnemonic.Smsw or Mnemonic.Lmsw or Mnemonic.Sgdt or Mnemonic.Sidt or Mnemonic.Str
-                or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt or Mnemonic.Wait or Mnemonic.Clac or Mnemonic.Stac:
+                or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt or Mnemonic.Wait or Mnemonic.Clac or Mnemonic.Stac
+                or Mnemonic.Verr or Mnemonic.Verw or Mnemonic.Lar or Mnemonic.Lsl:
                 return Special(next);
             case Mnemonic.Mov when i.OperandCount == 2 && i.GetOperandKind(0) == OperandKind.Register && i.GetOperandKind(1) == OperandKind.Register
                 && (IsDebug(i.GetRegister(0)) || IsDebug(i.GetRegister(1))):

@@ -158,6 +158,10 @@ public sealed partial class SoftProcessor
                 if (!LoadSystemSegment(m == Mnemonic.Ltr))
                     return false;
                 break;
+            case Mnemonic.Verr or Mnemonic.Verw or Mnemonic.Lar or Mnemonic.Lsl:
+                if (!SegmentQuery(m))
+                    return false;
+                break;
             case Mnemonic.Mov:
                 if (!MovDebug())
                     return false;
@@ -166,6 +170,56 @@ public sealed partial class SoftProcessor
                 return ExitException(ExceptionVector.UD); // not implemented
         }
         _rip = next;
+        return true;
+    }
+
+    // VERR, VERW, LAR and LSL: what a selector's descriptor allows, answered in ZF (and for LAR
+    // and LSL its access rights or limit), never with a fault for the selector itself.
+    private bool SegmentQuery(Mnemonic m)
+    {
+        if ((_cr0 & PagingState.Cr0PE) == 0)
+            return Raise(ExceptionVector.UD);
+        bool verify = m is Mnemonic.Verr or Mnemonic.Verw;
+        if (!Source(verify ? 0 : 1, 2, out ulong raw))
+            return false;
+        ushort selector = (ushort)raw;
+        bool ldt = (selector & 4) != 0;
+        ulong limit = ldt ? (_ldtr.Unusable ? 0 : _ldtr.Limit) : _gdtrLimit;
+        bool valid = false;
+        ulong d = 0;
+        if ((selector & ~3) != 0 && !(ldt && _ldtr.Unusable) && (ulong)(selector | 7) <= limit)
+        {
+            if (!SystemRead((ldt ? _ldtr.Base : _gdtrBase) + (ulong)(selector & ~7), 8, out d))
+                return false;
+            int type = (int)(d >> 40) & 0xF;
+            bool codeOrData = ((d >> 44) & 1) != 0;
+            int dpl = (int)(d >> 45) & 3;
+            bool conformingCode = codeOrData && (type & 0xC) == 0xC;
+            // A conforming code segment answers at every level (VERW never allows code anyway).
+            bool privileged = conformingCode || (Cpl <= dpl && (selector & 3) <= dpl);
+            bool long64 = _bitness == Bitness.Bits64;
+            valid = privileged && m switch
+            {
+                Mnemonic.Verr => codeOrData && ((type & 8) == 0 || (type & 2) != 0),
+                Mnemonic.Verw => codeOrData && (type & 8) == 0 && (type & 2) != 0,
+                Mnemonic.Lar => codeOrData || (long64 ? type is 2 or 9 or 0xB or 0xC : type is 1 or 2 or 3 or 4 or 5 or 9 or 0xB or 0xC),
+                _ => codeOrData || (long64 ? type is 2 or 9 or 0xB : type is 1 or 2 or 3 or 9 or 0xB),
+            };
+        }
+        ref ulong flags = ref Flags;
+        flags = valid ? flags | Rflags.ZF : flags & ~Rflags.ZF;
+        if (!valid || verify)
+            return true;
+        ulong value;
+        if (m == Mnemonic.Lar)
+            value = (d >> 32) & 0x00F0_FF00;
+        else
+        {
+            value = (d & 0xFFFF) | ((d >> 32) & 0xF_0000);
+            if (((d >> 55) & 1) != 0)
+                value = (value << 12) | 0xFFF; // 4 KiB granularity
+        }
+        Set(_insn.GetRegister(0), value);
         return true;
     }
 

@@ -1,8 +1,8 @@
 // The SSE/SSE2 instructions the software CPU runs so far: the 128-bit moves (aligned ones raise
 // #GP on a misaligned address), MOVD/MOVQ between XMM, general registers and memory, the bitwise
 // logic of both the integer and floating-point forms, packed integer add/subtract/compare,
-// PMOVMSKB, PSHUFD, the byte and quadword shifts and the unpacks. CR0.EM raises #UD, CR0.TS #NM,
-// and CR4.OSFXSR clear raises #UD. Floating-point arithmetic is not here yet.
+// PMOVMSKB, PSHUFD, the byte and quadword shifts and the unpacks (the rest is in SseMore and
+// SseFloat). CR0.EM raises #UD, CR0.TS #NM, and CR4.OSFXSR clear raises #UD.
 using System;
 using Hyve.X86;
 using Hyve.X86.Decoding;
@@ -165,7 +165,7 @@ public sealed partial class SoftProcessor
                     break;
                 }
             default:
-                return ExitException(ExceptionVector.UD); // an SSE instruction not implemented yet
+                return SseMore(next);
         }
         _rip = next;
         return true;
