@@ -312,4 +312,33 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(6UL, Cpu.GetGpr(3));
         Assert.Equal(1 + 1 + 2 * 5L, Cpu.Retired);
     }
+
+    [Fact]
+    public void SelectorQueriesAnswerFromTheDescriptors()
+    {
+        LongMode(Convert.FromHexString(
+            "66B81000" + "0F00E8" + "410F94C0" +  // mov ax, 0x10; verw ax (writable data); setz r8b
+            "66B80800" + "0F00E8" + "410F94C1" +  // mov ax, 0x08; verw ax (code); setz r9b
+            "0F00E0" + "410F94C2" +               // verr ax (readable code); setz r10b
+            "66B81800" + "0F00E0" + "410F94C3" +  // mov ax, 0x18; verr ax (execute-only code); setz r11b
+            "66B82000" + "0F03D8" + "0F02C8" +    // mov ax, 0x20; lsl ebx, ax; lar ecx, ax (byte-granular DPL 3 data)
+            "66B81000" + "0F03D0" +               // mov ax, 0x10; lsl edx, ax (4 KiB granular)
+            "31F6" + "66B80000" + "0F03F0" + "410F94C4" + // xor esi, esi; mov ax, 0; lsl esi, ax (null); setz r12b
+            "F4"));
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL)); // 64-bit code, readable
+        _memory.WriteRam(0x5010, BitConverter.GetBytes(0x00CF_9300_0000_FFFFUL)); // data, writable, G
+        _memory.WriteRam(0x5018, BitConverter.GetBytes(0x00AF_9900_0000_FFFFUL)); // code, execute-only
+        _memory.WriteRam(0x5020, BitConverter.GetBytes(0x0040_F100_0000_1234UL)); // data, read-only, DPL 3
+        Cpu.Gdtr = new TableRegister(0x5000, 0x27);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(1UL, Cpu.GetGpr(8));
+        Assert.Equal(0UL, Cpu.GetGpr(9));
+        Assert.Equal(1UL, Cpu.GetGpr(10));
+        Assert.Equal(0UL, Cpu.GetGpr(11));
+        Assert.Equal(0x1234UL, Cpu.GetGpr(3));
+        Assert.Equal(0x40F100UL, Cpu.GetGpr(1));
+        Assert.Equal(0xFFFF_FFFFUL, Cpu.GetGpr(2));
+        Assert.Equal(0UL, Cpu.GetGpr(6));
+        Assert.Equal(0UL, Cpu.GetGpr(12));
+    }
 }
