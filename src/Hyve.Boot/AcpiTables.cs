@@ -1,8 +1,11 @@
-// The ACPI tables an operating system needs to find the interrupt controllers and the CPUs:
-// an RSDP (revision 2) pointing at an XSDT that lists one MADT. The MADT names the local APIC
-// of each vCPU, the I/O APIC with GSI base 0, the override that sends ISA IRQ 0 to GSI 2, and
-// LINT1 as NMI on every processor. (No FADT or DSDT: a kernel uses these for its interrupt and
-// SMP setup and runs the rest without an ACPI namespace.)
+// The ACPI tables an operating system needs to find the interrupt controllers and the CPUs
+// and to turn the machine off: an RSDP (revision 2) pointing at an XSDT that lists a MADT and a
+// FADT. The MADT names the local APIC of each vCPU, the I/O APIC with GSI base 0, the override
+// that sends ISA IRQ 0 to GSI 2, and LINT1 as NMI on every processor. The FADT describes the
+// PM1a event and control registers at 0x600 and 0x604 (Hyve.Devices.PowerControl), SCI on
+// IRQ 9, the reset register at 0xCF9, a FACS, and a DSDT with \_S5 (sleep type 0) and the PCI
+// host bridge: what a kernel needs for ACPI mode, PCI, power-off and reset. There is no PM timer
+// and no GPE block.
 using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
@@ -12,31 +15,35 @@ namespace Hyve.Boot;
 /// <summary>Builds Hyve's ACPI tables.</summary>
 public static class AcpiTables
 {
+    /// <summary>The PM1a event block (status, enable); the control register follows at +4.</summary>
+    public const ushort PmBase = 0x600;
+
+    /// <summary>The reset control register and the value the FADT has written to it.</summary>
+    public const ushort ResetPort = 0xCF9;
+
+    private const byte ResetValue = 0x06;
+
     /// <summary>The tables for <paramref name="cpus"/> vCPUs, laid out from <paramref name="at"/>
     /// (16-byte aligned); the RSDP is first.</summary>
     public static byte[] Build(ulong at, int cpus)
     {
         if ((at & 15) != 0)
             throw new ArgumentException("the RSDP must be 16-byte aligned", nameof(at));
-        const int RsdpSize = 36, XsdtSize = 36 + 8;
-        ulong xsdtAt = at + 48, madtAt = xsdtAt + 48;
-
-        // MADT: header, local APIC address, flags (PCAT_COMPAT: there are 8259s), then entries.
-        var madt = new List<byte>(Header("APIC", 1));
-        madt.AddRange(LinuxBoot.Le(0xFEE0_0000, 4));
-        madt.AddRange(LinuxBoot.Le(1, 4));
-        for (int i = 0; i < cpus; i++)
-            madt.AddRange([0, 8, (byte)i, (byte)i, 1, 0, 0, 0]);          // processor local APIC, enabled
-        madt.AddRange([1, 12, (byte)cpus, 0, .. LinuxBoot.Le(0xFEC0_0000, 4), .. LinuxBoot.Le(0, 4)]); // I/O APIC, GSI base 0
-        madt.AddRange([2, 10, 0, 0, .. LinuxBoot.Le(2, 4), 0, 0]);                   // ISA IRQ 0 -> GSI 2
-        madt.AddRange([4, 6, 0xFF, 0, 0, 1]);                              // LINT1 is NMI on all
-        byte[] m = Finish(madt);
+        const int RsdpSize = 36;
+        // Layout: RSDP, XSDT, MADT, FADT, FACS (64-byte aligned), DSDT.
+        ulong xsdtAt = at + 48;
+        ulong madtAt = xsdtAt + 64;
+        byte[] m = Madt(cpus);
+        ulong fadtAt = Align(madtAt + (ulong)m.Length, 16);
+        ulong facsAt = Align(fadtAt + 276, 64);
+        ulong dsdtAt = facsAt + 64;
+        byte[] d = Dsdt();
+        byte[] f = Fadt(facsAt, dsdtAt);
 
         var xsdt = new List<byte>(Header("XSDT", 1));
         xsdt.AddRange(LinuxBoot.Le(madtAt, 8));
+        xsdt.AddRange(LinuxBoot.Le(fadtAt, 8));
         byte[] x = Finish(xsdt);
-        if (x.Length != XsdtSize)
-            throw new InvalidOperationException("XSDT layout");
 
         byte[] rsdp = new byte[RsdpSize];
         "RSD PTR "u8.CopyTo(rsdp);
@@ -47,11 +54,97 @@ public static class AcpiTables
         rsdp[8] = LinuxBoot.Checksum(rsdp.AsSpan(0, 20));
         rsdp[32] = LinuxBoot.Checksum(rsdp);
 
-        byte[] all = new byte[(int)(madtAt - at) + m.Length];
+        byte[] all = new byte[(int)(dsdtAt - at) + d.Length];
         rsdp.CopyTo(all, 0);
         x.CopyTo(all, (int)(xsdtAt - at));
         m.CopyTo(all, (int)(madtAt - at));
+        f.CopyTo(all, (int)(fadtAt - at));
+        Facs().CopyTo(all, (int)(facsAt - at));
+        d.CopyTo(all, (int)(dsdtAt - at));
         return all;
+    }
+
+    private static ulong Align(ulong v, ulong to) => (v + to - 1) & ~(to - 1);
+
+    // MADT: header, local APIC address, flags (PCAT_COMPAT: there are 8259s), then entries.
+    private static byte[] Madt(int cpus)
+    {
+        var madt = new List<byte>(Header("APIC", 1));
+        madt.AddRange(LinuxBoot.Le(0xFEE0_0000, 4));
+        madt.AddRange(LinuxBoot.Le(1, 4));
+        for (int i = 0; i < cpus; i++)
+            madt.AddRange([0, 8, (byte)i, (byte)i, 1, 0, 0, 0]);          // processor local APIC, enabled
+        madt.AddRange([1, 12, (byte)cpus, 0, .. LinuxBoot.Le(0xFEC0_0000, 4), .. LinuxBoot.Le(0, 4)]); // I/O APIC, GSI base 0
+        madt.AddRange([2, 10, 0, 0, .. LinuxBoot.Le(2, 4), 0, 0]);                   // ISA IRQ 0 -> GSI 2
+        madt.AddRange([4, 6, 0xFF, 0, 0, 1]);                              // LINT1 is NMI on all
+        return Finish(madt);
+    }
+
+    // FADT revision 6 (276 bytes): only what the PM1a block, SCI, reset and power-off need.
+    private static byte[] Fadt(ulong facs, ulong dsdt)
+    {
+        byte[] t = new byte[276];
+        Header("FACP", 6).CopyTo(t, 0);
+        Span<byte> s = t;
+        BinaryPrimitives.WriteUInt32LittleEndian(s[36..], (uint)facs);    // FIRMWARE_CTRL
+        BinaryPrimitives.WriteUInt32LittleEndian(s[40..], (uint)dsdt);    // DSDT
+        BinaryPrimitives.WriteUInt16LittleEndian(s[46..], 9);             // SCI_INT
+        // SMI_CMD 0: the machine is in ACPI mode from the start (PM1_CNT reads SCI_EN).
+        BinaryPrimitives.WriteUInt32LittleEndian(s[56..], PmBase);        // PM1a_EVT_BLK
+        BinaryPrimitives.WriteUInt32LittleEndian(s[64..], PmBase + 4u);   // PM1a_CNT_BLK
+        t[88] = 4;                                                         // PM1_EVT_LEN
+        t[89] = 2;                                                         // PM1_CNT_LEN
+        BinaryPrimitives.WriteUInt16LittleEndian(s[96..], 101);           // P_LVL2_LAT: no C2
+        BinaryPrimitives.WriteUInt16LittleEndian(s[98..], 1001);          // P_LVL3_LAT: no C3
+        BinaryPrimitives.WriteUInt16LittleEndian(s[109..], 3);            // IAPC_BOOT_ARCH: legacy devices, 8042
+        // Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON (none as fixed features), RESET_REG_SUP.
+        BinaryPrimitives.WriteUInt32LittleEndian(s[112..], 1u | 4u | 16u | 32u | 1024u);
+        Gas(s[116..], 1, 8, ResetPort);                                    // RESET_REG
+        t[128] = ResetValue;
+        BinaryPrimitives.WriteUInt64LittleEndian(s[140..], dsdt);         // X_DSDT
+        Gas(s[148..], 1, 32, PmBase);                                      // X_PM1a_EVT_BLK
+        Gas(s[172..], 1, 16, PmBase + 4u);                                 // X_PM1a_CNT_BLK
+        "HYVE    "u8.CopyTo(s[268..]);                                     // hypervisor vendor identity
+        BinaryPrimitives.WriteUInt32LittleEndian(s[4..], (uint)t.Length);
+        t[9] = LinuxBoot.Checksum(t);
+        return t;
+    }
+
+    // A generic address structure in system I/O space.
+    private static void Gas(Span<byte> at, byte space, byte bits, uint address)
+    {
+        at[0] = space;
+        at[1] = bits;
+        at[2] = 0;
+        at[3] = (byte)(bits / 8 == 4 ? 3 : bits / 8 == 2 ? 2 : 1); // access size: dword, word, byte
+        BinaryPrimitives.WriteUInt64LittleEndian(at[4..], address);
+    }
+
+    // FACS (version 2): no waking vector, no global lock holder.
+    private static byte[] Facs()
+    {
+        byte[] t = new byte[64];
+        "FACS"u8.CopyTo(t);
+        BinaryPrimitives.WriteUInt32LittleEndian(t.AsSpan(4), 64);
+        t[32] = 2;
+        return t;
+    }
+
+    // DSDT, in AML:
+    //   Name (\_S5, Package (4) { 0, 0, 0, 0 })       soft-off is sleep type 0 (PowerControl)
+    //   Scope (\_SB) { Device (PCI0) { Name (_HID, EisaId ("PNP0A03")) Name (_UID, 0) } }
+    // The host bridge must be in the namespace: with ACPI on, a kernel finds PCI buses only there.
+    private static byte[] Dsdt()
+    {
+        var dsdt = new List<byte>(Header("DSDT", 2));
+        dsdt.AddRange([0x08, (byte)'\\', (byte)'_', (byte)'S', (byte)'5', (byte)'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00]);
+        dsdt.AddRange([
+            0x10, 0x1D, (byte)'\\', (byte)'_', (byte)'S', (byte)'B', (byte)'_',      // Scope, 29 bytes from here
+            0x5B, 0x82, 0x15, (byte)'P', (byte)'C', (byte)'I', (byte)'0',              // Device, 21 bytes from here
+            0x08, (byte)'_', (byte)'H', (byte)'I', (byte)'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03, // PNP0A03
+            0x08, (byte)'_', (byte)'U', (byte)'I', (byte)'D', 0x00,
+        ]);
+        return Finish(dsdt);
     }
 
     private static byte[] Header(string signature, byte revision)

@@ -25,8 +25,10 @@ public static class LinuxBoot
     public const ulong Gdt = 0x1000;
     /// <summary>Where the MP floating pointer and table go (the last KiB of base memory).</summary>
     public const ulong MpTable = 0x9FC00;
-    /// <summary>Where the ACPI tables go (the RSDP first); boot_params.acpi_rsdp_addr points here.</summary>
-    public const ulong Acpi = 0x9E000;
+    /// <summary>Where the ACPI tables go (the RSDP first); boot_params.acpi_rsdp_addr points here. In
+    /// the reserved top of conventional memory (<see cref="MemoryMap.FirmwareData"/>): a kernel
+    /// parses the DSDT late in its boot, after it has reused usable memory below 1 MiB.</summary>
+    public const ulong Acpi = MemoryMap.FirmwareData;
 
     private const uint HeaderMagic = 0x5372_6448; // "HdrS"
     private const ushort MinVersion = 0x020C;     // xloadflags and the 64-bit entry

@@ -48,6 +48,10 @@ public sealed class MemoryMap
     /// <summary>The ranges, by address.</summary>
     public IReadOnlyList<MemoryRange> Ranges { get; }
 
+    /// <summary>The top 8 KiB of conventional memory, where the loaders put the firmware's tables
+    /// (ACPI, MP); reserved in the map, as a BIOS reserves its EBDA.</summary>
+    public const ulong FirmwareData = 0x9_E000;
+
     /// <summary>The end of extended memory below 4 GiB.</summary>
     public ulong LowEnd => Math.Min(RamBytes, DeviceWindow);
 
@@ -58,8 +62,8 @@ public sealed class MemoryMap
             throw new ArgumentOutOfRangeException(nameof(ramBytes), $"at least {MinimumRam >> 20} MiB of RAM");
         var r = new List<MemoryRange>
         {
-            new(0, ConventionalEnd - 0x400, MemoryType.Ram),
-            new(ConventionalEnd - 0x400, 0x400, MemoryType.Reserved),
+            new(0, FirmwareData, MemoryType.Ram),
+            new(FirmwareData, ConventionalEnd - FirmwareData, MemoryType.Reserved),
             new(0xF_0000, 0x1_0000, MemoryType.Reserved),
         };
         ulong low = Math.Min(ramBytes, DeviceWindow);
@@ -69,7 +73,7 @@ public sealed class MemoryMap
         return new MemoryMap(ramBytes, r);
     }
 
-    /// <summary>The ranges the machine backs with RAM (the reserved EBDA kilobyte is RAM too).</summary>
+    /// <summary>The ranges the machine backs with RAM (the reserved firmware area is RAM too).</summary>
     public IEnumerable<MemoryRange> RamRegions()
     {
         yield return new(0, ConventionalEnd, MemoryType.Ram);

@@ -11,10 +11,10 @@ namespace Hyve.Devices;
 public sealed class PowerControl(Action<SuspendReason> stop) : IPortHandler
 {
     private readonly Action<SuspendReason> _stop = stop;
-    /// <summary>PM1a_EVT_BLK (status, enable); PM1a_CNT follows at +4.</summary>
-    public const ushort PmBase = 0x600;
-    /// <summary>The reset control register.</summary>
-    public const ushort ResetPort = 0xCF9;
+    /// <summary>PM1a_EVT_BLK (status, enable); PM1a_CNT follows at +4 (where the FADT says).</summary>
+    public const ushort PmBase = Hyve.Boot.AcpiTables.PmBase;
+    /// <summary>The reset control register (the FADT's RESET_REG).</summary>
+    public const ushort ResetPort = Hyve.Boot.AcpiTables.ResetPort;
 
     private ushort _enable, _control;
     private byte _reset;

@@ -64,11 +64,13 @@ public sealed class LinuxBootTests
             Assert.Equal(Map.Ranges[i].Length, BinaryPrimitives.ReadUInt64LittleEndian(zp.AsSpan(0x2D0 + 20 * i + 8)));
             Assert.Equal((uint)Map.Ranges[i].Type, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x2D0 + 20 * i + 16)));
         }
-        // Every segment lies in RAM below 4 GiB, and none overlaps another.
+        // Every segment lies in RAM below 4 GiB (the firmware's tables in the reserved area at the top
+        // of conventional memory), and none overlaps another.
         var sorted = image.Segments.OrderBy(s => s.Address).ToList();
         for (int i = 0; i < sorted.Count; i++)
         {
-            Assert.True(Map.IsRam(sorted[i].Address, sorted[i].End) || sorted[i].Address == LinuxBoot.MpTable, $"0x{sorted[i].Address:X}");
+            bool firmware = sorted[i].Address >= MemoryMap.FirmwareData && sorted[i].End <= MemoryMap.ConventionalEnd;
+            Assert.True(Map.IsRam(sorted[i].Address, sorted[i].End) || firmware, $"0x{sorted[i].Address:X}");
             if (i > 0)
                 Assert.True(sorted[i - 1].End <= sorted[i].Address, $"0x{sorted[i - 1].Address:X} overlaps 0x{sorted[i].Address:X}");
         }
@@ -190,5 +192,27 @@ public sealed class LinuxBootTests
         Assert.Equal(2, m[44 + 8 * 2 + 3]);                 // the third processor's APIC ID
         Assert.Equal(3, m[44 + 8 * 3 + 2]);                 // the I/O APIC's ID
         Assert.Throws<ArgumentException>(() => AcpiTables.Build(At + 4, 1));
+
+        // The FADT: its PM1a blocks are PowerControl's, its DSDT holds \_S5 with sleep type 0.
+        ulong fadt = BinaryPrimitives.ReadUInt64LittleEndian(x[44..]);
+        Span<byte> f = t.AsSpan((int)(fadt - At));
+        Assert.Equal("FACP", Encoding.ASCII.GetString(f[..4]));
+        Assert.Equal(276u, BinaryPrimitives.ReadUInt32LittleEndian(f[4..]));
+        Assert.Equal(0, Sum(f[..276]));
+        Assert.Equal(0x600u, BinaryPrimitives.ReadUInt32LittleEndian(f[56..]));
+        Assert.Equal(0x604u, BinaryPrimitives.ReadUInt32LittleEndian(f[64..]));
+        Assert.Equal(0x604UL, BinaryPrimitives.ReadUInt64LittleEndian(f[176..]));
+        Assert.Equal(0xCF9UL, BinaryPrimitives.ReadUInt64LittleEndian(f[120..]));
+        ulong facs = BinaryPrimitives.ReadUInt32LittleEndian(f[36..]);
+        Assert.Equal(0UL, facs % 64);
+        Assert.Equal("FACS", Encoding.ASCII.GetString(t, (int)(facs - At), 4));
+        ulong dsdt = BinaryPrimitives.ReadUInt64LittleEndian(f[140..]);
+        Assert.Equal(dsdt, BinaryPrimitives.ReadUInt32LittleEndian(f[40..]));
+        Span<byte> d = t.AsSpan((int)(dsdt - At));
+        int dsdtLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(d[4..]);
+        Assert.Equal("DSDT", Encoding.ASCII.GetString(d[..4]));
+        Assert.Equal(0, Sum(d[..dsdtLength]));
+        Assert.Equal("\\_S5_", Encoding.ASCII.GetString(d.Slice(37, 5)));
+        Assert.Equal(t.Length, (int)(dsdt - At) + dsdtLength);
     }
 }

@@ -68,8 +68,9 @@ public sealed partial record GuestRun(string Output, int Status)
 
     /// <summary>Runs <paramref name="image"/> on Hyve's software CPU; with <paramref name="until"/>,
     /// the run ends (as a power-off) once the console has printed it.</summary>
-    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "") =>
-        Run(image, cpus, seconds, disk, until, cmdline, new MachineOptions
+    public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "",
+        byte[]? initrd = null) =>
+        Run(image, cpus, seconds, disk, until, cmdline, initrd, new MachineOptions
         {
             Cpus = cpus,
             Console = Stream.Null,
@@ -80,7 +81,7 @@ public sealed partial record GuestRun(string Output, int Status)
     /// <paramref name="verify"/>, every device-memory instruction KVM completes is checked against
     /// the vmm's emulator.</summary>
     public static GuestRun OnKvm(string image, int cpus = 4, int seconds = 120, bool verify = false) =>
-        Run(image, cpus, seconds, null, null, "", new MachineOptions
+        Run(image, cpus, seconds, null, null, "", null, new MachineOptions
         {
             Cpus = cpus,
             Console = Stream.Null,
@@ -90,7 +91,7 @@ public sealed partial record GuestRun(string Output, int Status)
             VerifyEmulation = verify,
         });
 
-    private static GuestRun Run(string image, int cpus, int seconds, string? disk, string? until, string cmdline, MachineOptions template)
+    private static GuestRun Run(string image, int cpus, int seconds, string? disk, string? until, string cmdline, byte[]? initrd, MachineOptions template)
     {
         using var console = new WatchedStream();
         var options = new MachineOptions
@@ -106,8 +107,8 @@ public sealed partial record GuestRun(string Output, int Status)
         };
         using var machine = new Machine(options);
         byte[] file = File.ReadAllBytes(image);
-        machine.Load(LinuxBoot.IsBzImage(file) ? LinuxBoot.Load(file, machine.Map, cmdline, null, cpus)
-            : LinuxBoot.IsVmlinux(file) ? LinuxBoot.LoadVmlinux(file, machine.Map, cmdline, null, cpus)
+        machine.Load(LinuxBoot.IsBzImage(file) ? LinuxBoot.Load(file, machine.Map, cmdline, initrd, cpus)
+            : LinuxBoot.IsVmlinux(file) ? LinuxBoot.LoadVmlinux(file, machine.Map, cmdline, initrd, cpus)
             : Multiboot.Load(file, machine.Map, cmdline));
         if (until != null)
             console.Watch(until, () => machine.Stop(MachineStop.PowerOff));

@@ -138,6 +138,43 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void DebianLinuxRunsBusyboxInUserSpaceAndPowersOff()
+    {
+        // Debian's kernel with an initramfs around Debian's static busybox: process 1 is a shell
+        // script; user space runs glibc's startup, its SSE2 string functions and awk's floating
+        // point, hashes the busybox binary (compared with the host's hash of the same file), and
+        // powers the machine off through ACPI (S5).
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        const string Init = """
+            #!/bin/busybox sh
+            /bin/busybox mount -t proc proc /proc
+            /bin/busybox echo "user space: $(/bin/busybox uname -sm)"
+            /bin/busybox echo "arithmetic: $((6 * 7))"
+            /bin/busybox awk 'BEGIN { printf "awk: %.4f %d\n", 22 / 7, 1764 / 42 }'
+            /bin/busybox echo "cpus: $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
+            /bin/busybox sha256sum /bin/busybox
+            /bin/busybox poweroff -f
+
+            """;
+        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal));
+        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 1, seconds: 300,
+            cmdline: "console=ttyS0 rdinit=/init", initrd: initrd);
+        log.WriteLine(linux.Output);
+        string hash = System.Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            System.IO.File.ReadAllBytes(Hyve.TestSupport.DebianBusybox.Path!)));
+        Assert.Contains("ACPI: PM: (supports S0 S5)", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("Run /init as init process", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("user space: Linux x86_64", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("arithmetic: 42", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("awk: 3.1429 42", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("cpus: 1", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains($"{hash}  /bin/busybox", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("reboot: Power down", linux.Output, System.StringComparison.Ordinal);
+        Assert.Equal(0, linux.Status); // powered off by the guest
+    }
+
+    [Fact]
     public void TheSameKernelBootsAsAnUncompressedVmlinux()
     {
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);

@@ -70,7 +70,7 @@ public static class DebianKernel
         return null;
     }
 
-    private static string Sh(string command, string dir)
+    internal static string Sh(string command, string dir)
     {
         var psi = new ProcessStartInfo("/bin/sh") { WorkingDirectory = dir, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("-c");
