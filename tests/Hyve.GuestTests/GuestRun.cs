@@ -69,8 +69,8 @@ public sealed partial record GuestRun(string Output, int Status)
     /// <summary>Runs <paramref name="image"/> on Hyve's software CPU; with <paramref name="until"/>,
     /// the run ends (as a power-off) once the console has printed it.</summary>
     public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "",
-        byte[]? initrd = null) =>
-        Run(image, cpus, seconds, disk, until, cmdline, initrd, new MachineOptions
+        byte[]? initrd = null, IReadOnlyList<(string After, string Type)>? dialog = null) =>
+        Run(image, cpus, seconds, disk, until, cmdline, initrd, dialog, new MachineOptions
         {
             Cpus = cpus,
             Console = Stream.Null,
@@ -81,7 +81,7 @@ public sealed partial record GuestRun(string Output, int Status)
     /// <paramref name="verify"/>, every device-memory instruction KVM completes is checked against
     /// the vmm's emulator.</summary>
     public static GuestRun OnKvm(string image, int cpus = 4, int seconds = 120, bool verify = false) =>
-        Run(image, cpus, seconds, null, null, "", null, new MachineOptions
+        Run(image, cpus, seconds, null, null, "", null, null, new MachineOptions
         {
             Cpus = cpus,
             Console = Stream.Null,
@@ -91,7 +91,8 @@ public sealed partial record GuestRun(string Output, int Status)
             VerifyEmulation = verify,
         });
 
-    private static GuestRun Run(string image, int cpus, int seconds, string? disk, string? until, string cmdline, byte[]? initrd, MachineOptions template)
+    private static GuestRun Run(string image, int cpus, int seconds, string? disk, string? until, string cmdline, byte[]? initrd,
+        IReadOnlyList<(string After, string Type)>? dialog, MachineOptions template)
     {
         using var console = new WatchedStream();
         var options = new MachineOptions
@@ -112,11 +113,43 @@ public sealed partial record GuestRun(string Output, int Status)
             : Multiboot.Load(file, machine.Map, cmdline));
         if (until != null)
             console.Watch(until, () => machine.Stop(MachineStop.PowerOff));
+        using var typed = new System.Collections.Concurrent.BlockingCollection<string>();
+        if (dialog != null)
+            Converse(console, dialog, 0, typed);
+        // COM1 takes 16 bytes at a time: a thread types each answer as the FIFO drains.
+        var typist = new System.Threading.Thread(() =>
+        {
+            foreach (string text in typed.GetConsumingEnumerable())
+            {
+                foreach (byte b in Encoding.ASCII.GetBytes(text))
+                {
+                    while (!machine.Type(b))
+                        System.Threading.Thread.Sleep(1);
+                }
+            }
+        }) { IsBackground = true };
+        typist.Start();
         MachineResult r = machine.Run(TimeSpan.FromSeconds(seconds));
+        typed.CompleteAdding();
+        typist.Join();
         string output = Encoding.UTF8.GetString(console.ToArray());
         if (r.Message != null)
             output += $"\n[hyve: {r.Stop}: {r.Message}]\n";
         return new GuestRun(output, r.Status) { Retired = [.. machine.Vm.Vcpus.Select(v => v.Cpu.Retired)], Statistics = machine.Statistics() };
+    }
+
+    // Each step waits for its prompt, then types its line and waits for the next prompt.
+    private static void Converse(WatchedStream console, IReadOnlyList<(string After, string Type)> dialog, int step,
+        System.Collections.Concurrent.BlockingCollection<string> typed)
+    {
+        if (step < dialog.Count)
+        {
+            console.Watch(dialog[step].After, () =>
+            {
+                typed.Add(dialog[step].Type);
+                Converse(console, dialog, step + 1, typed);
+            });
+        }
     }
 
     /// <summary>Runs <paramref name="image"/> on QEMU with TCG, as the guest suite's reference;
@@ -158,25 +191,29 @@ internal sealed class WatchedStream : MemoryStream
     private Action? _then;
     private int _scanned;
 
+    /// <summary>Calls <paramref name="then"/> (on the writing thread) once the output written from
+    /// now on contains <paramref name="marker"/>.</summary>
     public void Watch(string marker, Action then)
     {
-        _marker = marker;
+        _scanned = (int)Length;
         _then = then;
+        _marker = marker;
     }
 
     public override void WriteByte(byte value)
     {
         base.WriteByte(value);
-        if (_marker == null || value != '\n')
+        if (_marker == null || value != (byte)_marker[^1])
             return;
-        // Only the text since the last check: each line is looked at once.
+        // Only the text since the last check, and the marker's length before it.
         string recent = Encoding.UTF8.GetString(GetBuffer(), _scanned, (int)Length - _scanned);
-        _scanned = Math.Max(0, (int)Length - _marker.Length);
         if (recent.Contains(_marker, StringComparison.Ordinal))
         {
             _marker = null;
             _then?.Invoke();
+            return;
         }
+        _scanned = Math.Max(_scanned, (int)Length - _marker.Length);
     }
 }
 

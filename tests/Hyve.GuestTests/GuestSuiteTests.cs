@@ -175,6 +175,27 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void DebianLinuxGivesAShellPromptOnTheConsole()
+    {
+        // Process 1 is busybox's interactive shell on /dev/console (COM1): the test waits for its
+        // prompt, types commands as a user would, and ends the session with poweroff.
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        const string Init = "#!/bin/busybox sh\nexport PS1='hyve login-free prompt # '\nexec /bin/busybox sh\n";
+        const string Prompt = "prompt # ";
+        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 1, seconds: 300,
+            cmdline: "console=ttyS0 rdinit=/init", initrd: Hyve.TestSupport.DebianBusybox.Initramfs(Init),
+            dialog: [(Prompt, "echo typed: $((6 * 7))\n"), (Prompt, "/bin/busybox uname -s\n"), (Prompt, "/bin/busybox poweroff -f\n")]);
+        log.WriteLine(linux.Output);
+        string output = linux.Output.ReplaceLineEndings("\n");
+        Assert.Contains("hyve login-free prompt # ", output, System.StringComparison.Ordinal);
+        Assert.Contains("echo typed: $((6 * 7))\ntyped: 42\n", output, System.StringComparison.Ordinal); // the echo, then the answer
+        Assert.Contains("uname -s\nLinux\n", output, System.StringComparison.Ordinal);
+        Assert.Contains("reboot: Power down", linux.Output, System.StringComparison.Ordinal);
+        Assert.Equal(0, linux.Status);
+    }
+
+    [Fact]
     public void TheSameKernelBootsAsAnUncompressedVmlinux()
     {
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
