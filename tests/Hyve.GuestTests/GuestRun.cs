@@ -127,7 +127,8 @@ public sealed partial record GuestRun(string Output, int Status)
                         System.Threading.Thread.Sleep(1);
                 }
             }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         typist.Start();
         MachineResult r = machine.Run(TimeSpan.FromSeconds(seconds));
         typed.CompleteAdding();
