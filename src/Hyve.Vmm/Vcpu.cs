@@ -396,6 +396,11 @@ public sealed class Vcpu
     /// then returns to its caller instead of waiting.</summary>
     public bool Cooperative { get; set; }
 
+    /// <summary>Whether this vCPU runs, or would run at its next turn: running, halted with an
+    /// interrupt it can take, or with an INIT or SIPI waiting.</summary>
+    internal bool Busy => _state == RunState.Run || Volatile.Read(ref _pendInit) != 0
+        || (_state == RunState.Init && Volatile.Read(ref _pendSipi) != 0) || (_state == RunState.Halt && CanWake());
+
     private bool CanWake()
     {
         if (Volatile.Read(ref _pendInit) != 0)

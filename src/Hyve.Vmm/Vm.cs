@@ -173,14 +173,15 @@ public sealed class Vm : IDisposable
             v.Kick();
     }
 
-    /// <summary>Whether every vCPU but <paramref name="self"/> is halted or parked (virtual time may
-    /// then jump to the next deadline).</summary>
+    /// <summary>Whether every vCPU but <paramref name="self"/> is halted or parked with nothing to
+    /// wake it (virtual time may then jump to the next deadline). One that can take an interrupt
+    /// or a SIPI is not idle: jumping then would run the clock ahead of it.</summary>
     public bool OthersIdle(Vcpu self)
     {
         foreach (Vcpu v in _vcpus)
         {
-            if (v != self && v.State == RunState.Run)
-                return false;
+            if (v != self && v.Busy)
+                return false; // it moves the clock itself, or will at its turn
         }
         return true;
     }

@@ -140,8 +140,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     [Fact]
     public void DebianLinuxRunsBusyboxInUserSpaceAndPowersOff()
     {
-        // Debian's kernel with an initramfs around Debian's static busybox: process 1 is a shell
-        // script; user space runs glibc's startup, its SSE2 string functions and awk's floating
+        // Debian's kernel on four vCPUs (it wakes the APs with INIT-SIPI-SIPI and runs them) with an
+        // initramfs around Debian's static busybox: process 1 is a shell script; user space runs glibc's startup, its SSE2 string functions and awk's floating
         // point, hashes the busybox binary (compared with the host's hash of the same file), and
         // powers the machine off through ACPI (S5).
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
@@ -158,7 +158,7 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
 
             """;
         byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal));
-        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 1, seconds: 300,
+        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 4, seconds: 300,
             cmdline: "console=ttyS0 rdinit=/init", initrd: initrd);
         log.WriteLine(linux.Output);
         string hash = System.Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
@@ -168,7 +168,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         Assert.Contains("user space: Linux x86_64", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("arithmetic: 42", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("awk: 3.1429 42", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("cpus: 1", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("smp: Brought up 1 node, 4 CPUs", linux.Output, System.StringComparison.Ordinal);
+        Assert.Contains("cpus: 4", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains($"{hash}  /bin/busybox", linux.Output, System.StringComparison.Ordinal);
         Assert.Contains("reboot: Power down", linux.Output, System.StringComparison.Ordinal);
         Assert.Equal(0, linux.Status); // powered off by the guest
