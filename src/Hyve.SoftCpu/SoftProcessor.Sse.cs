@@ -117,14 +117,18 @@ public sealed partial class SoftProcessor
                     break;
                 }
             case Mnemonic.Punpcklbw or Mnemonic.Punpcklwd or Mnemonic.Punpckldq or Mnemonic.Punpcklqdq
-                or Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq:
+                or Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq
+                or Mnemonic.Unpcklps or Mnemonic.Unpckhps or Mnemonic.Unpcklpd or Mnemonic.Unpckhpd:
                 {
                     if (!Operand128(1, true, out UInt128 b))
                         return false;
                     ref UInt128 a = ref _area.Xmm[i.GetRegister(0) - Register.XMM0];
+                    // UNPCKxPS interleaves dwords and UNPCKxPD quadwords, as PUNPCKxDQ and PUNPCKxQDQ.
                     int width = m is Mnemonic.Punpcklbw or Mnemonic.Punpckhbw ? 1
-                        : m is Mnemonic.Punpcklwd or Mnemonic.Punpckhwd ? 2 : m is Mnemonic.Punpckldq or Mnemonic.Punpckhdq ? 4 : 8;
-                    bool high = m is Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq;
+                        : m is Mnemonic.Punpcklwd or Mnemonic.Punpckhwd ? 2
+                        : m is Mnemonic.Punpckldq or Mnemonic.Punpckhdq or Mnemonic.Unpcklps or Mnemonic.Unpckhps ? 4 : 8;
+                    bool high = m is Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq
+                        or Mnemonic.Unpckhps or Mnemonic.Unpckhpd;
                     UInt128 x = high ? a >> 64 : a, y = high ? b >> 64 : b;
                     UInt128 lane = ((UInt128)1 << (8 * width)) - 1, r = 0;
                     // Interleave the low (or high) halves: a0 b0 a1 b1 ...

@@ -4,6 +4,7 @@
 // which NaN comes out is decided here, as the SDM says (the first source's, quieted), so it does
 // not depend on how the host code orders its operands.
 using System;
+using System.Numerics;
 using Hyve.X86;
 using Hyve.X86.Decoding;
 
@@ -41,9 +42,7 @@ public sealed partial class SoftProcessor
                     {
                         int at = width * k;
                         ulong x = (ulong)(a >> at) & laneMask, y = (ulong)(b >> at) & laneMask;
-                        ulong v = compare ? (Compare(dbl, x, y, (int)(i.Immediate & 7)) ? laneMask : 0)
-                            : dbl ? (ulong)BitConverter.DoubleToInt64Bits(Lane(op, BitConverter.Int64BitsToDouble((long)x), BitConverter.Int64BitsToDouble((long)y)))
-                            : (uint)BitConverter.SingleToInt32Bits(Lane(op, BitConverter.Int32BitsToSingle((int)x), BitConverter.Int32BitsToSingle((int)y)));
+                        ulong v = compare ? (Compare(dbl, x, y, (int)(i.Immediate & 7)) ? laneMask : 0) : FloatLane(op, dbl, x, y);
                         r = (r & ~((UInt128)laneMask << at)) | ((UInt128)v << at);
                     }
                     a = r;
@@ -179,43 +178,32 @@ public sealed partial class SoftProcessor
         return ok;
     }
 
-    private static double Lane(FloatOp op, double x, double y)
+    // One lane of op on the raw bits of x and y. A NaN operand gives the first NaN source, quieted
+    // (MIN and MAX give the second source for NaN or equal operands, as their comparison says).
+    private static ulong FloatLane(FloatOp op, bool dbl, ulong x, ulong y)
     {
-        if (op is FloatOp.Min or FloatOp.Max)
-            return op == FloatOp.Min ? (x < y ? x : y) : (x > y ? x : y); // NaN or equal: the second
-        if (op == FloatOp.Sqrt)
-            return double.IsNaN(y) ? Quiet(y) : Math.Sqrt(y);
-        if (double.IsNaN(x) || double.IsNaN(y))
-            return Quiet(double.IsNaN(x) ? x : y);
-        return op switch
-        {
-            FloatOp.Add => x + y,
-            FloatOp.Sub => x - y,
-            FloatOp.Mul => x * y,
-            _ => x / y,
-        };
+        ulong quiet = dbl ? 1UL << 51 : 1UL << 22;
+        bool xNaN = dbl ? double.IsNaN(BitConverter.Int64BitsToDouble((long)x)) : float.IsNaN(BitConverter.Int32BitsToSingle((int)x));
+        bool yNaN = dbl ? double.IsNaN(BitConverter.Int64BitsToDouble((long)y)) : float.IsNaN(BitConverter.Int32BitsToSingle((int)y));
+        if (op == FloatOp.Sqrt && yNaN)
+            return y | quiet;
+        if (op is not (FloatOp.Min or FloatOp.Max or FloatOp.Sqrt) && (xNaN || yNaN))
+            return (xNaN ? x : y) | quiet;
+        return dbl
+            ? (ulong)BitConverter.DoubleToInt64Bits(Lane(op, BitConverter.Int64BitsToDouble((long)x), BitConverter.Int64BitsToDouble((long)y)))
+            : (uint)BitConverter.SingleToInt32Bits(Lane(op, BitConverter.Int32BitsToSingle((int)x), BitConverter.Int32BitsToSingle((int)y)));
     }
 
-    private static float Lane(FloatOp op, float x, float y)
+    private static T Lane<T>(FloatOp op, T x, T y) where T : IFloatingPointIeee754<T> => op switch
     {
-        if (op is FloatOp.Min or FloatOp.Max)
-            return op == FloatOp.Min ? (x < y ? x : y) : (x > y ? x : y);
-        if (op == FloatOp.Sqrt)
-            return float.IsNaN(y) ? Quiet(y) : MathF.Sqrt(y);
-        if (float.IsNaN(x) || float.IsNaN(y))
-            return Quiet(float.IsNaN(x) ? x : y);
-        return op switch
-        {
-            FloatOp.Add => x + y,
-            FloatOp.Sub => x - y,
-            FloatOp.Mul => x * y,
-            _ => x / y,
-        };
-    }
-
-    private static double Quiet(double x) => BitConverter.Int64BitsToDouble(BitConverter.DoubleToInt64Bits(x) | (1L << 51));
-
-    private static float Quiet(float x) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(x) | (1 << 22));
+        FloatOp.Add => x + y,
+        FloatOp.Sub => x - y,
+        FloatOp.Mul => x * y,
+        FloatOp.Div => x / y,
+        FloatOp.Min => x < y ? x : y,
+        FloatOp.Max => x > y ? x : y,
+        _ => T.Sqrt(y),
+    };
 
     // CMPcc's predicates 0-7: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD.
     private static bool Compare(bool dbl, ulong a, ulong b, int predicate)

@@ -1,6 +1,6 @@
 // The rest of SSE and SSE2 that compiled code and C libraries use: scalar and half-register
 // moves, the saturating, averaging, min/max, multiply and pack forms of the packed integer set,
-// word shuffles and inserts, SHUFPS/SHUFPD and the float unpacks, and the floating-point
+// word shuffles and inserts, SHUFPS/SHUFPD (the float unpacks are Sse's), and the floating-point
 // arithmetic, comparisons and conversions of single and double precision. Floating point runs on
 // the host's IEEE arithmetic in round-to-nearest with every exception masked (MXCSR's reset
 // state): results, NaN propagation and the integer-indefinite value of failed conversions are
@@ -84,28 +84,15 @@ public sealed partial class SoftProcessor
             case Mnemonic.Pminub or Mnemonic.Pmaxub or Mnemonic.Pminsw or Mnemonic.Pmaxsw or Mnemonic.Pcmpgtb or Mnemonic.Pcmpgtw
                 or Mnemonic.Pcmpgtd or Mnemonic.Paddusb or Mnemonic.Paddusw or Mnemonic.Psubusb or Mnemonic.Psubusw
                 or Mnemonic.Paddsb or Mnemonic.Paddsw or Mnemonic.Psubsb or Mnemonic.Psubsw or Mnemonic.Pavgb or Mnemonic.Pavgw
-                or Mnemonic.Pmullw or Mnemonic.Pmulhw or Mnemonic.Pmulhuw:
+                or Mnemonic.Pmullw or Mnemonic.Pmulhw or Mnemonic.Pmulhuw or Mnemonic.Pmuludq or Mnemonic.Pmaddwd or Mnemonic.Psadbw
+                or Mnemonic.Packuswb or Mnemonic.Packsswb or Mnemonic.Packssdw:
                 {
                     if (!Operand128(1, true, out UInt128 b))
                         return false;
                     ref UInt128 a = ref Xmm(0);
-                    a = IntegerLanes(m, a, b);
-                    break;
-                }
-            case Mnemonic.Pmuludq or Mnemonic.Pmaddwd or Mnemonic.Psadbw:
-                {
-                    if (!Operand128(1, true, out UInt128 b))
-                        return false;
-                    ref UInt128 a = ref Xmm(0);
-                    a = WideLanes(m, a, b);
-                    break;
-                }
-            case Mnemonic.Packuswb or Mnemonic.Packsswb or Mnemonic.Packssdw:
-                {
-                    if (!Operand128(1, true, out UInt128 b))
-                        return false;
-                    ref UInt128 a = ref Xmm(0);
-                    a = Pack(m, a, b);
+                    a = m is Mnemonic.Pmuludq or Mnemonic.Pmaddwd or Mnemonic.Psadbw ? WideLanes(m, a, b)
+                        : m is Mnemonic.Packuswb or Mnemonic.Packsswb or Mnemonic.Packssdw ? Pack(m, a, b)
+                        : IntegerLanes(m, a, b);
                     break;
                 }
             case Mnemonic.Pshuflw or Mnemonic.Pshufhw:
@@ -152,18 +139,6 @@ public sealed partial class SoftProcessor
                             | (((b >> (64 * (int)((i.Immediate >> 1) & 1))) & ulong.MaxValue) << 64);
                     }
                     a = r;
-                    break;
-                }
-            case Mnemonic.Unpcklps or Mnemonic.Unpckhps or Mnemonic.Unpcklpd or Mnemonic.Unpckhpd:
-                {
-                    if (!Operand128(1, true, out UInt128 b))
-                        return false;
-                    ref UInt128 a = ref Xmm(0);
-                    bool high = m is Mnemonic.Unpckhps or Mnemonic.Unpckhpd;
-                    UInt128 x = high ? a >> 64 : a, y = high ? b >> 64 : b;
-                    a = m is Mnemonic.Unpcklps or Mnemonic.Unpckhps
-                        ? (x & 0xFFFF_FFFF) | ((y & 0xFFFF_FFFF) << 32) | (((x >> 32) & 0xFFFF_FFFF) << 64) | (((y >> 32) & 0xFFFF_FFFF) << 96)
-                        : (x & ulong.MaxValue) | ((y & ulong.MaxValue) << 64);
                     break;
                 }
             default:

@@ -125,15 +125,16 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 1, seconds: 300,
             until: "end Kernel panic - not syncing: VFS: Unable to mount root fs", cmdline: "console=ttyS0 earlyprintk=serial,ttyS0 nokaslr");
         log.WriteLine(linux.Output);
-        Assert.Contains("Linux version 6.", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("Command line: console=ttyS0 earlyprintk=serial,ttyS0 nokaslr", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("printk: console [ttyS0] enabled", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("pci 0000:00:00.0: [8086:1237] type 00 class 0x060000", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("ACPI: Using ACPI (MADT) for SMP configuration information", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("APIC: Switch to symmetric I/O mode setup", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("clocksource: Switched to clocksource tsc", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("Kernel panic - not syncing: VFS: Unable to mount root fs", linux.Output, System.StringComparison.Ordinal);
+        Shows(linux.Output,
+            "Linux version 6.",
+            "Command line: console=ttyS0 earlyprintk=serial,ttyS0 nokaslr",
+            "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable",
+            "printk: console [ttyS0] enabled",
+            "pci 0000:00:00.0: [8086:1237] type 00 class 0x060000",
+            "ACPI: Using ACPI (MADT) for SMP configuration information",
+            "APIC: Switch to symmetric I/O mode setup",
+            "clocksource: Switched to clocksource tsc",
+            "Kernel panic - not syncing: VFS: Unable to mount root fs");
         Assert.Equal(0, linux.Status); // stopped by the test once the console was up
     }
 
@@ -141,9 +142,10 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     public void DebianLinuxRunsBusyboxInUserSpaceAndPowersOff()
     {
         // Debian's kernel on four vCPUs (it wakes the APs with INIT-SIPI-SIPI and runs them) with an
-        // initramfs around Debian's static busybox: process 1 is a shell script; user space runs glibc's startup, its SSE2 string functions and awk's floating
-        // point, hashes the busybox binary (compared with the host's hash of the same file), and
-        // powers the machine off through ACPI (S5).
+        // initramfs around Debian's static busybox: process 1 is a shell script; user space runs
+        // glibc's startup, its SSE2 string functions and awk's floating point, hashes the busybox
+        // binary (compared with the host's hash of the same file), and powers the machine off
+        // through ACPI (S5).
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
         Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
         const string Init = """
@@ -163,15 +165,16 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         log.WriteLine(linux.Output);
         string hash = System.Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
             System.IO.File.ReadAllBytes(Hyve.TestSupport.DebianBusybox.Path!)));
-        Assert.Contains("ACPI: PM: (supports S0 S5)", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("Run /init as init process", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("user space: Linux x86_64", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("arithmetic: 42", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("awk: 3.1429 42", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("smp: Brought up 1 node, 4 CPUs", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("cpus: 4", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains($"{hash}  /bin/busybox", linux.Output, System.StringComparison.Ordinal);
-        Assert.Contains("reboot: Power down", linux.Output, System.StringComparison.Ordinal);
+        Shows(linux.Output,
+            "ACPI: PM: (supports S0 S5)",
+            "Run /init as init process",
+            "user space: Linux x86_64",
+            "arithmetic: 42",
+            "awk: 3.1429 42",
+            "smp: Brought up 1 node, 4 CPUs",
+            "cpus: 4",
+            $"{hash}  /bin/busybox",
+            "reboot: Power down");
         Assert.Equal(0, linux.Status); // powered off by the guest
     }
 
@@ -189,11 +192,19 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
             dialog: [(Prompt, "echo typed: $((6 * 7))\n"), (Prompt, "/bin/busybox uname -s\n"), (Prompt, "/bin/busybox poweroff -f\n")]);
         log.WriteLine(linux.Output);
         string output = linux.Output.ReplaceLineEndings("\n");
-        Assert.Contains("hyve login-free prompt # ", output, System.StringComparison.Ordinal);
-        Assert.Contains("echo typed: $((6 * 7))\ntyped: 42\n", output, System.StringComparison.Ordinal); // the echo, then the answer
-        Assert.Contains("uname -s\nLinux\n", output, System.StringComparison.Ordinal);
+        Shows(output,
+            "hyve login-free prompt # ",
+            "echo typed: $((6 * 7))\ntyped: 42\n", // the echo, then the answer
+            "uname -s\nLinux\n");
         Assert.Contains("reboot: Power down", linux.Output, System.StringComparison.Ordinal);
         Assert.Equal(0, linux.Status);
+    }
+
+    // Every one of lines appears in output.
+    private static void Shows(string output, params string[] lines)
+    {
+        foreach (string line in lines)
+            Assert.Contains(line, output, System.StringComparison.Ordinal);
     }
 
     [Fact]

@@ -128,25 +128,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
             for (int r = 0; r < 16; r++)
                 st.In[r] = rng.Next(4) == 0 ? (ulong)rng.Next(-2, 3) : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
 
-            // The software CPU: the instruction then HLT.
-            memory.WriteRam(0x10000, [.. insn, 0xF4]);
-            for (int r = 0; r < 16; r++)
-            {
-                if (r != 4)
-                    vcpu.SetGpr(r, st.In[r]);
-            }
-            vcpu.SetGpr(4, 0x8000);
-            vcpu.Rip = 0x10000;
-            vcpu.Rflags = st.FlagsIn;
-            BackendExit exit = vcpu.Run();
-            native.Run(insn, ref st);
-
-            string? diff = exit.Kind != BackendExitKind.Hlt ? $"exit {exit.Kind} ({exit.Reason})" : null;
-            for (int r = 0; r < 16 && diff == null; r++)
-            {
-                if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
-                    diff = $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
-            }
+            string? diff = RunBoth(vcpu, memory, native, insn, ref st);
             ulong defined = Defined(in d, st, size);
             if (d.Mnemonic is Mnemonic.Bsf or Mnemonic.Bsr && (st.In[RegisterInfo.GprNumber(d.GetRegister(1)).N] & Alu.Mask(size)) == 0)
                 continue; // the destination of BSF/BSR of zero is undefined
@@ -203,25 +185,8 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                 st.In[r] = rng.Next(3) == 0 ? (ulong)rng.Next(-2, 3) : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
             if (rng.Next(4) == 0)
                 st.In[reg] = st.In[rm]; // equal operands: ZF and the unsigned and signed limits
-            memory.WriteRam(0x10000, [.. code, 0xF4]);
-            for (int r = 0; r < 16; r++)
-            {
-                if (r != 4)
-                    vcpu.SetGpr(r, st.In[r]);
-            }
-            vcpu.SetGpr(4, 0x8000);
-            vcpu.Rip = 0x10000;
-            vcpu.Rflags = st.FlagsIn;
-            BackendExit exit = vcpu.Run();
-            native.Run(code, ref st);
+            string? diff = RunBoth(vcpu, memory, native, code, ref st);
             taken += st.Out[0] != 0 ? 1 : 0;
-
-            string? diff = exit.Kind != BackendExitKind.Hlt ? $"exit {exit.Kind} ({exit.Reason})" : null;
-            for (int r = 0; r < 16 && diff == null; r++)
-            {
-                if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
-                    diff = $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
-            }
             ulong defined = Defined(in d, st, size) & ~Rflags.AF; // AF is checked by the test above
             if (diff == null && (vcpu.Rflags & defined) != (st.FlagsOut & defined))
                 diff = $"flags: cpu {st.FlagsOut & defined:X} soft {vcpu.Rflags & defined:X}";
@@ -231,6 +196,35 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         output.WriteLine($"{Cases} cases, seed {Seed + 2} (HYVE_SEED + 2), {taken} branches taken: {failures} failed {first}");
         Assert.True(taken > Cases / 10 && taken < Cases * 9 / 10, $"only {taken} of {Cases} branches taken: the cases do not reach both ways");
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    // Runs code (then HLT) on the software vCPU and natively, both from st's inputs: an exit other
+    // than the HLT, or the first general register (with xmm, also SSE register) that differs.
+    private static string? RunBoth(VmxVcpu vcpu, GuestMemory memory, NativeCpu native, byte[] code, ref FullState st, bool xmm = false)
+    {
+        memory.WriteRam(0x10000, [.. code, 0xF4]);
+        for (int r = 0; r < 16; r++)
+        {
+            if (r != 4)
+                vcpu.SetGpr(r, st.In[r]);
+            if (xmm)
+                vcpu.Area.Xmm[r] = st.XmmIn[r];
+        }
+        vcpu.SetGpr(4, 0x8000);
+        vcpu.Rip = 0x10000;
+        vcpu.Rflags = st.FlagsIn;
+        BackendExit exit = vcpu.Run();
+        native.Run(code, ref st);
+        if (exit.Kind != BackendExitKind.Hlt)
+            return $"exit {exit.Kind} ({exit.Reason})";
+        for (int r = 0; r < 16; r++)
+        {
+            if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
+                return $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
+            if (xmm && vcpu.Area.Xmm[r] != st.XmmOut[r])
+                return $"xmm{r}: cpu {st.XmmOut[r]:X32} soft {vcpu.Area.Xmm[r]:X32}";
+        }
+        return null;
     }
 
     // A software vCPU in 64-bit mode over 2 MiB of RAM, identity-mapped by one large page.
@@ -383,27 +377,8 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                 ulong lo = (ulong)rng.NextInt64(), hi = rng.Next(3) == 0 ? lo : (ulong)rng.NextInt64();
                 st.XmmIn[r] = ((UInt128)hi << 64) | lo;
             }
-            memory.WriteRam(0x10000, [.. insn, 0xF4]);
-            for (int r = 0; r < 16; r++)
-            {
-                if (r != 4)
-                    vcpu.SetGpr(r, st.In[r]);
-                vcpu.Area.Xmm[r] = st.XmmIn[r];
-            }
-            vcpu.SetGpr(4, 0x8000);
-            vcpu.Rip = 0x10000;
-            vcpu.Rflags = st.FlagsIn;
-            BackendExit exit = vcpu.Run();
-            native.Run(insn, ref st);
+            string? diff = RunBoth(vcpu, memory, native, insn, ref st, xmm: true);
             run++;
-            string? diff = exit.Kind != BackendExitKind.Hlt ? $"exit {exit.Kind} ({exit.Reason})" : null;
-            for (int r = 0; r < 16 && diff == null; r++)
-            {
-                if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
-                    diff = $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
-                else if (vcpu.Area.Xmm[r] != st.XmmOut[r])
-                    diff = $"xmm{r}: cpu {st.XmmOut[r]:X32} soft {vcpu.Area.Xmm[r]:X32}";
-            }
             if (diff == null && (vcpu.Rflags & Rflags.Status) != (st.FlagsOut & Rflags.Status))
                 diff = $"flags: cpu {st.FlagsOut & Rflags.Status:X} soft {vcpu.Rflags & Rflags.Status:X}"; // COMIS/UCOMIS
             if (diff != null && failures++ == 0)
