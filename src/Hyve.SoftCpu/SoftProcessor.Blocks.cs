@@ -43,6 +43,8 @@ public sealed unsafe partial class SoftProcessor
     {
         if (_rip > _ipMask - BlockBytes)
             return -1; // the instruction pointer could wrap inside the block
+        if (_bitness != Bitness.Bits64 && _rip + BlockBytes - 1 > _seg[1].Limit)
+            return -1; // near CS's limit: each instruction is checked on its own
         nint host = FetchHost(la);
         if (host == 0)
             return -1;

@@ -20,6 +20,8 @@ public sealed partial class SoftProcessor
         if (slot >= 0)
         {
             ref FastForm f = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_icacheFast), slot);
+            if (!FetchAllowed(f.Length))
+                return false;
             if (f.Kind != Fast.None)
                 return RunFast(ref f);
             _insn = _icacheInsn[slot];
@@ -38,9 +40,16 @@ public sealed partial class SoftProcessor
         }
         if (ds != DecodeStatus.Ok)
             return Raise(ds == DecodeStatus.TooLong ? ExceptionVector.GP : ExceptionVector.UD);
+        if (!FetchAllowed(_insn.Length))
+            return false;
         ulong next = (_rip + _insn.Length) & IpMask;
         return Execute(next);
     }
+
+    // Outside 64-bit mode the whole instruction must lie within CS's limit: #GP(0) otherwise.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool FetchAllowed(int length) =>
+        _bitness == Bitness.Bits64 || _rip + (ulong)length - 1 <= _seg[1].Limit || Raise(ExceptionVector.GP);
 
     private ulong IpMask => _ipMask;
 

@@ -18,6 +18,16 @@ public sealed partial class SoftProcessor
         return (uint)(_seg[i].Base + offset);
     }
 
+    // Outside 64-bit mode every data access is checked against its segment: usable, readable or
+    // writable as asked, and inside the limit (expand-down segments above it; real mode only the
+    // limit). #SS(0) for the stack segment, #GP(0) for the others.
+    private bool SegmentAllows(Register seg, ulong offset, int size, bool write)
+    {
+        ref readonly Segment s = ref _seg[seg - Register.ES];
+        bool ok = (_cr0 & PagingState.Cr0PE) == 0 ? offset + (ulong)size - 1 <= s.Limit : s.AllowsData(offset, size, write);
+        return ok || Raise(seg == Register.SS ? ExceptionVector.SS : ExceptionVector.GP);
+    }
+
     // Linear to physical; a page fault is raised in the guest (false).
     private bool Translate(ulong la, AccessType type, out ulong pa)
     {
@@ -55,6 +65,8 @@ public sealed partial class SoftProcessor
     private bool Read(Register seg, ulong offset, int size, out ulong value, bool forWrite = false)
     {
         value = 0;
+        if (_bitness != Bitness.Bits64 && !SegmentAllows(seg, offset, size, forWrite))
+            return false;
         ulong la = Linear(seg, offset);
         if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
@@ -81,6 +93,8 @@ public sealed partial class SoftProcessor
 
     private bool Write(Register seg, ulong offset, int size, ulong value)
     {
+        if (_bitness != Bitness.Bits64 && !SegmentAllows(seg, offset, size, write: true))
+            return false;
         ulong la = Linear(seg, offset);
         if (!Canonical(seg, la, size) || !Aligned(la, size))
             return false;
