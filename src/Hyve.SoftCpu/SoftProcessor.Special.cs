@@ -197,7 +197,7 @@ public sealed partial class SoftProcessor
             bool conformingCode = codeOrData && (type & 0xC) == 0xC;
             // A conforming code segment answers at every level (VERW never allows code anyway).
             bool privileged = conformingCode || (Cpl <= dpl && (selector & 3) <= dpl);
-            bool long64 = _bitness == Bitness.Bits64;
+            bool long64 = (_efer & PagingState.EferLMA) != 0; // IA-32e mode: 64-bit and compatibility mode
             valid = privileged && m switch
             {
                 Mnemonic.Verr => codeOrData && ((type & 8) == 0 || (type & 2) != 0),

@@ -22,7 +22,8 @@ public sealed partial class SoftProcessor
         handled = true;
         bool xmm0 = i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register && IsXmm(i.GetRegister(0));
         bool xmm1 = i.OperandCount > 1 && i.GetOperandKind(1) == OperandKind.Register && IsXmm(i.GetRegister(1));
-        if (!xmm0 && !xmm1)
+        // The conversions to an integer also take their source from memory (no XMM operand then).
+        if (!xmm0 && !xmm1 && m is not (Mnemonic.Cvttss2si or Mnemonic.Cvttsd2si or Mnemonic.Cvtss2si or Mnemonic.Cvtsd2si))
         {
             handled = false;
             return false;

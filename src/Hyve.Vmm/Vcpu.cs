@@ -397,7 +397,9 @@ public sealed class Vcpu
     public bool Cooperative { get; set; }
 
     /// <summary>Whether this vCPU runs, or would run at its next turn: running, halted with an
-    /// interrupt it can take, or with an INIT or SIPI waiting.</summary>
+    /// interrupt it can take, or with an INIT or SIPI waiting. Asked by another vCPU only in
+    /// virtual time, where every vCPU runs on one thread (the APIC's pending-interrupt query
+    /// notes what it offered).</summary>
     internal bool Busy => _state == RunState.Run || Volatile.Read(ref _pendInit) != 0
         || (_state == RunState.Init && Volatile.Read(ref _pendSipi) != 0) || (_state == RunState.Halt && CanWake());
 

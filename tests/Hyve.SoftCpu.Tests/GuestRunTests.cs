@@ -341,4 +341,30 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(0UL, Cpu.GetGpr(6));
         Assert.Equal(0UL, Cpu.GetGpr(12));
     }
+
+    [Fact]
+    public void ConversionsAndScalarLoadsTakeMemoryOperands()
+    {
+        // The register forms are checked against the host CPU; these are the memory forms, with
+        // values worked out by hand: 3.75 truncates to 3 and rounds to 4; -2.5 truncates to -2
+        // and rounds (to even) to -2; a MOVSD load clears the upper half of the register.
+        _memory.WriteRam(0x9000, BitConverter.GetBytes(3.75));
+        _memory.WriteRam(0x9008, BitConverter.GetBytes(-2.5f));
+        LongMode(Convert.FromHexString(
+            "48C7C000900000" +  // mov rax, 0x9000
+            "F20F2C08" +        // cvttsd2si ecx, [rax]
+            "F20F2D10" +        // cvtsd2si edx, [rax]
+            "F3480F2C5808" +    // cvttss2si rbx, [rax+8]
+            "F3480F2D7008" +    // cvtss2si rsi, [rax+8]
+            "F20F1000" +        // movsd xmm0, [rax]
+            "F4"));
+        Cpu.Control = Cpu.Control with { Cr4 = Cpu.Control.Cr4 | PagingState.Cr4OSFXSR };
+        Cpu.Area.Xmm[0] = UInt128.MaxValue;
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(3UL, Cpu.GetGpr(1));
+        Assert.Equal(4UL, Cpu.GetGpr(2));
+        Assert.Equal(unchecked((ulong)-2L), Cpu.GetGpr(3));
+        Assert.Equal(unchecked((ulong)-2L), Cpu.GetGpr(6));
+        Assert.Equal((UInt128)(ulong)BitConverter.DoubleToInt64Bits(3.75), Cpu.Area.Xmm[0]);
+    }
 }
