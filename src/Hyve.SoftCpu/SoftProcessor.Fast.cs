@@ -365,21 +365,25 @@ public sealed partial class SoftProcessor
                     break;
                 }
             case Fast.Jcc:
-                if (Condition(f.Cond))
-                    next = (next + f.Imm) & IpMask;
+                if (Condition(f.Cond) && !BranchTargetValid(next = (next + f.Imm) & IpMask))
+                    return false;
                 break;
             case Fast.JmpRel:
-                next = (next + f.Imm) & IpMask;
+                if (!BranchTargetValid(next = (next + f.Imm) & IpMask))
+                    return false;
                 break;
             case Fast.CallRel:
-                if (!Push(next, size))
-                    return false;
-                next = (next + f.Imm) & IpMask;
-                break;
+                {
+                    ulong target = (next + f.Imm) & IpMask;
+                    if (!BranchTargetValid(target) || !Push(next, size))
+                        return false;
+                    next = target;
+                    break;
+                }
             default: // Ret
                 {
                     int sw = StackWidth;
-                    if (!Read(Register.SS, _gpr[4] & Alu.Mask(sw), size, out ulong target))
+                    if (!Read(Register.SS, _gpr[4] & Alu.Mask(sw), size, out ulong target) || !BranchTargetValid(target & IpMask))
                         return false;
                     SetStackPointer((_gpr[4] + (ulong)size) & Alu.Mask(sw), sw);
                     next = target & IpMask;

@@ -167,7 +167,7 @@ public sealed partial class SoftProcessor
             case Mnemonic.Ret when i.OpcodeByte is 0xC2 or 0xC3:
                 {
                     int size = i.OperandSize;
-                    if (!Read(Register.SS, _gpr[4] & Alu.Mask(StackWidth), size, out ulong target))
+                    if (!Read(Register.SS, _gpr[4] & Alu.Mask(StackWidth), size, out ulong target) || !BranchTargetValid(target))
                         return false;
                     ulong sp = _gpr[4] + (ulong)size + (i.OpcodeByte == 0xC2 ? i.Immediate & 0xFFFF : 0);
                     SetStackPointer(sp & Alu.Mask(StackWidth), StackWidth);
@@ -252,6 +252,7 @@ public sealed partial class SoftProcessor
                     // The counter is CX, ECX or RCX by address size.
                     int ad = i.AddressSize;
                     bool jump;
+                    ulong count = _gpr[1];
                     if (m is Mnemonic.Jcxz or Mnemonic.Jecxz or Mnemonic.Jrcxz)
                     {
                         jump = (_gpr[1] & Alu.Mask(ad)) == 0;
@@ -263,7 +264,14 @@ public sealed partial class SoftProcessor
                         jump = (_gpr[1] & Alu.Mask(ad)) != 0 && (m == Mnemonic.Loop || (m == Mnemonic.Loope ? zf : !zf));
                     }
                     if (jump)
+                    {
                         next = i.NearBranchTarget(_rip);
+                        if (!BranchTargetValid(next))
+                        {
+                            _gpr[1] = count; // the fault is precise: the count as before
+                            return false;
+                        }
+                    }
                     break;
                 }
             case Mnemonic.Lea:
@@ -288,8 +296,8 @@ public sealed partial class SoftProcessor
                     return done;
                 if (IsJcc(in i))
                 {
-                    if (Conditions.Holds(i.OpcodeByte & 0xF, Flags))
-                        next = i.NearBranchTarget(_rip);
+                    if (Conditions.Holds(i.OpcodeByte & 0xF, Flags) && !BranchTargetValid(next = i.NearBranchTarget(_rip)))
+                        return false;
                     break;
                 }
                 if (!Integer(m))
@@ -394,9 +402,18 @@ public sealed partial class SoftProcessor
         }
         else
             return ExitException(ExceptionVector.UD); // far jumps are not in this slice
-        _rip = target & IpMask;
+        target &= IpMask;
+        if (!BranchTargetValid(target))
+            return false;
+        _rip = target;
         return true;
     }
+
+    // A near branch's target lies within CS's limit, or in 64-bit mode is canonical: #GP(0) on the
+    // branch itself otherwise, before it has changed anything.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool BranchTargetValid(ulong target) =>
+        (_bitness == Bitness.Bits64 ? _paging.IsCanonical(target) : target <= _seg[1].Limit) || Raise(ExceptionVector.GP);
 
     private bool Call(ulong next)
     {
@@ -414,9 +431,10 @@ public sealed partial class SoftProcessor
         }
         else
             return FarCall(next);
-        if (!Push(next, size))
+        target &= IpMask;
+        if (!BranchTargetValid(target) || !Push(next, size))
             return false;
-        _rip = target & IpMask;
+        _rip = target;
         return true;
     }
 

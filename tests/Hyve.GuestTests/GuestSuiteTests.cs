@@ -77,23 +77,34 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     {
         // Where QEMU on this KVM passes the guest, Hyve must pass it too; where it does not, Hyve
         // must report the same result lines (it stopped where the reference did, for the host's
-        // reason, not for one of its own).
+        // reason, not for one of its own). Which short interrupt windows this KVM honours depends
+        // on the host's timing, so a pair of runs that differ is run again, up to three times.
         Assert.True(Qemu.Path != null, Qemu.Why);
         string image = GuestRun.Image(guest);
-        GuestRun reference = GuestRun.OnQemu(image, seconds: 20, accel: "kvm");
-        GuestRun kvm = GuestRun.OnKvm(image, seconds: 20);
-        log.WriteLine($"--- {guest} on qemu (kvm), exit status {reference.Status}");
-        log.WriteLine(reference.Output);
-        log.WriteLine($"--- {guest} on hyve (kvm), exit status {kvm.Status}");
-        log.WriteLine(kvm.Output);
-        log.WriteLine(kvm.Statistics);
-        bool hostRunsIt = reference.Status == AllPassed && reference.Results.Count > 0
-            && !reference.Results.Any(l => l.StartsWith("not ok", System.StringComparison.Ordinal));
-        if (hostRunsIt)
-            AssertPassed(kvm);
-        else
+        for (int attempt = 1; ; attempt++)
+        {
+            GuestRun reference = GuestRun.OnQemu(image, seconds: 20, accel: "kvm");
+            GuestRun kvm = GuestRun.OnKvm(image, seconds: 20);
+            log.WriteLine($"--- {guest} on qemu (kvm), attempt {attempt}, exit status {reference.Status}");
+            log.WriteLine(reference.Output);
+            log.WriteLine($"--- {guest} on hyve (kvm), attempt {attempt}, exit status {kvm.Status}");
+            log.WriteLine(kvm.Output);
+            log.WriteLine(kvm.Statistics);
+            bool hostRunsIt = reference.Status == AllPassed && reference.Results.Count > 0
+                && !reference.Results.Any(l => l.StartsWith("not ok", System.StringComparison.Ordinal));
+            if (hostRunsIt)
+            {
+                AssertPassed(kvm);
+                Assert.Equal(reference.Results, kvm.Results);
+                return;
+            }
             log.WriteLine($"# the host's KVM cannot run {guest}: QEMU on it fails too (status {reference.Status})");
-        Assert.Equal(reference.Results, kvm.Results);
+            if (reference.Results.SequenceEqual(kvm.Results) || attempt == 3)
+            {
+                Assert.Equal(reference.Results, kvm.Results);
+                return;
+            }
+        }
     }
 
     [KvmTheory]

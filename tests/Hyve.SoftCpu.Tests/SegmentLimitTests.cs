@@ -19,7 +19,7 @@ public sealed class SegmentLimitTests
     // Runs code (then HLT) in 32-bit protected mode, or real mode, with DS and SS as given: the
     // vector of the exception it stopped at and the RIP there, or -1 and the RIP past the HLT.
     private static (int Vector, ulong Rip) Run(string hex, Segment ds, Segment ss, ulong esp = 0x8000, bool real = false,
-        uint csLimit = 0xFFFF_FFFF)
+        uint csLimit = 0xFFFF_FFFF, Action<VmxVcpu>? after = null)
     {
         using var memory = new GuestMemory();
         memory.AddRam(0, 0x20_0000);
@@ -35,6 +35,7 @@ public sealed class SegmentLimitTests
         vcpu.SetGpr(4, esp);
         Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, (1UL << ExceptionVector.SS) | (1UL << ExceptionVector.GP));
         BackendExit exit = vcpu.Run();
+        after?.Invoke(vcpu);
         if (exit.Kind == BackendExitKind.Hlt)
             return (-1, vcpu.Rip);
         ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
@@ -84,5 +85,18 @@ public sealed class SegmentLimitTests
     {
         // Four NOPs, then a two-byte JMP whose second byte lies past CS's limit.
         Assert.Equal((13, Code + 4), Run("90909090" + "EBFE", Segment.FlatData, Segment.FlatData, csLimit: (uint)Code + 4));
+    }
+
+    [Fact]
+    public void NearBranchesPastTheLimitFaultOnTheBranch()
+    {
+        uint limit = (uint)Code + 0x10;
+        // jmp +0x20, call +0x20: #GP with RIP on the branch, and the CALL pushed nothing.
+        Assert.Equal((13, Code), Run("EB20", Segment.FlatData, Segment.FlatData, csLimit: limit));
+        Assert.Equal((13, Code), Run("E820000000", Segment.FlatData, Segment.FlatData, csLimit: limit,
+            after: v => Assert.Equal(0x8000UL, v.GetGpr(4))));
+        // A taken JNZ past the limit faults; a JZ not taken (ZF clear after OR of a non-zero EAX) runs on.
+        Assert.Equal((13, Code + 7), Run("B801000000" + "09C0" + "7520", Segment.FlatData, Segment.FlatData, csLimit: limit));
+        Assert.Equal((-1, Code + 10), Run("B801000000" + "09C0" + "7420", Segment.FlatData, Segment.FlatData, csLimit: limit));
     }
 }
