@@ -84,39 +84,29 @@ public sealed unsafe class KvmVcpu : IBackendVcpu, IDisposable
     public ulong GetGpr(int n) => Unsafe.Add(ref Regs.Rax, RegsIndex[n]);
 
     /// <inheritdoc/>
-    public void SetGpr(int n, ulong value)
-    {
-        ref ulong r = ref Unsafe.Add(ref Regs.Rax, RegsIndex[n]);
-        if (r == value)
-            return;
-        r = value;
-        _regsDirty = true;
-    }
+    public void SetGpr(int n, ulong value) => SetRegister(ref Unsafe.Add(ref Regs.Rax, RegsIndex[n]), value);
 
     /// <inheritdoc/>
     public ulong Rip
     {
         get => Regs.Rip;
-        set
-        {
-            if (Regs.Rip == value)
-                return;
-            _regs.Rip = value;
-            _regsDirty = true;
-        }
+        set => SetRegister(ref Regs.Rip, value);
     }
 
     /// <inheritdoc/>
     public ulong Rflags
     {
         get => Regs.Rflags;
-        set
-        {
-            if (Regs.Rflags == value)
-                return;
-            _regs.Rflags = value;
-            _regsDirty = true;
-        }
+        set => SetRegister(ref Regs.Rflags, value);
+    }
+
+    // A register of the fetched group: written back at the next entry only when it changed.
+    private void SetRegister(ref ulong register, ulong value)
+    {
+        if (register == value)
+            return;
+        register = value;
+        _regsDirty = true;
     }
 
     private ref KvmSegment SegmentRef(Register segment)

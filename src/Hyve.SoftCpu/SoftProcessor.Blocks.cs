@@ -22,8 +22,8 @@ public sealed unsafe partial class SoftProcessor
     {
         public ulong La;
         public Bitness Bitness;
-        public byte Length; // bytes
-        public byte Count;  // instructions; 0: empty
+        public byte Length; // bytes; 0: an empty entry
+        public byte Count;  // instructions; 0: the first instruction is not a fast form (step it)
     }
 
     private readonly BlockKey[] _blockKey = new BlockKey[BlockCount];
@@ -52,11 +52,10 @@ public sealed unsafe partial class SoftProcessor
         ref BlockKey k = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_blockKey), b);
         // SAFETY: host is a live RAM page; a block's bytes lie inside the page they came from.
         byte* code = (byte*)host + (la & 0xFFF);
-        if (k.La == la && k.Bitness == _bitness && k.Count != 0)
-        {
-            if (SameCode(code, ref _blockCode[b * BlockBytes], k.Length))
-                return b;
-        }
+        // An entry whose first instruction the fast paths do not cover answers -1 too, so such an
+        // instruction is looked up once per execution (by Step), not twice.
+        if (k.La == la && k.Bitness == _bitness && k.Length != 0 && SameCode(code, ref _blockCode[b * BlockBytes], k.Length))
+            return k.Count != 0 ? b : -1;
         return BuildBlock(la, b, host);
     }
 
@@ -91,8 +90,8 @@ public sealed unsafe partial class SoftProcessor
     private int BuildBlock(ulong la, int b, nint host)
     {
         ref BlockKey k = ref _blockKey[b];
-        k.Count = 0;
-        int count = 0, length = 0;
+        k.Length = 0;
+        int count = 0, length = 0, first = 0;
         ulong page = la >> 12;
         while (count < BlockMax)
         {
@@ -103,6 +102,8 @@ public sealed unsafe partial class SoftProcessor
             if (slot < 0)
                 break;
             ref FastForm f = ref _icacheFast[slot];
+            if (count == 0)
+                first = f.Length;
             if (f.Kind == Fast.None || length + f.Length > BlockBytes)
                 break;
             _blockForm[b * BlockMax + count] = f;
@@ -112,13 +113,17 @@ public sealed unsafe partial class SoftProcessor
                 break;
         }
         if (count == 0)
-            return -1;
+            length = first; // remembered by its bytes, so it is stepped without building again
+        if (length == 0)
+            return -1;      // nothing cacheable here
         // SAFETY: the instructions decoded above lie inside the page at host.
         new ReadOnlySpan<byte>((byte*)host + (la & 0xFFF), length).CopyTo(_blockCode.AsSpan(b * BlockBytes, length));
         k.La = la;
         k.Bitness = _bitness;
         k.Length = (byte)length;
         k.Count = (byte)count;
+        if (count == 0)
+            return -1;
         BlocksBuilt++;
         return b;
     }
