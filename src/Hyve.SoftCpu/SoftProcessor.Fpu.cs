@@ -1,8 +1,7 @@
-// The floating-point state of the software CPU, as far as operating systems manage it: FNINIT,
-// the x87 control and status words (FNSTCW/FLDCW/FNSTSW/FNCLEX), MXCSR (LDMXCSR/STMXCSR),
-// EMMS, and FXSAVE/FXRSTOR of the whole 512-byte image (x87 registers, MMX, XMM0-15, MXCSR).
-// x87 arithmetic and the SSE computations are not here yet: those instructions still exit as
-// not implemented. #NM follows CR0.TS, #UD CR0.EM.
+// The floating-point state as operating systems manage it: MXCSR (LDMXCSR/STMXCSR), EMMS, and
+// FXSAVE/FXRSTOR of the whole 512-byte image (x87 control, status and tags, the x87 registers in
+// stack order, XMM0-15, MXCSR). The x87 instructions themselves are in X87. #NM follows CR0.TS,
+// #UD CR0.EM.
 using System;
 using System.Buffers.Binary;
 using Hyve.X86;
@@ -15,7 +14,6 @@ public sealed partial class SoftProcessor
     private ushort _fcw = 0x037F, _fsw, _ftw = 0xFFFF, _fop;
     private ulong _fip, _fdp;
     private uint _mxcsr = 0x1F80;
-    private readonly byte[] _st = new byte[8 * 10]; // ST0-ST7 (MM0-MM7 in the low 8 bytes), 80 bits each
 
     private const uint MxcsrMask = 0xFFFF;
 
@@ -24,42 +22,16 @@ public sealed partial class SoftProcessor
     {
         ref readonly Instruction i = ref _insn;
         Mnemonic m = i.Mnemonic;
-        // x87 instructions raise #NM under CR0.EM or TS; MMX, SSE and FXSAVE raise #UD under EM.
-        bool x87 = m is Mnemonic.Fninit or Mnemonic.Fnclex or Mnemonic.Fnstcw or Mnemonic.Fldcw or Mnemonic.Fnstsw;
-        if (!x87 && (_cr0 & PagingState.Cr0EM) != 0)
+        // MMX, SSE and FXSAVE raise #UD under CR0.EM.
+        if ((_cr0 & PagingState.Cr0EM) != 0)
             return Raise(ExceptionVector.UD);
         if ((_cr0 & (PagingState.Cr0EM | PagingState.Cr0TS)) != 0)
             return Raise(ExceptionVector.NM);
         switch (m)
         {
-            case Mnemonic.Fninit:
-                _fcw = 0x037F;
-                _fsw = 0;
-                _ftw = 0xFFFF;
-                _fop = 0;
-                _fip = _fdp = 0;
-                break;
-            case Mnemonic.Fnclex:
-                _fsw &= 0x7F00;
-                break;
-            case Mnemonic.Fnstcw:
-                if (!Write(i.MemorySegment, Ea(), 2, _fcw))
-                    return false;
-                break;
-            case Mnemonic.Fldcw:
-                {
-                    if (!Read(i.MemorySegment, Ea(), 2, out ulong v))
-                        return false;
-                    _fcw = (ushort)(v | 0x40);
-                    break;
-                }
-            case Mnemonic.Fnstsw:
-                if (i.GetOperandKind(0) == OperandKind.Register)
-                    Set(Register.AX, _fsw);
-                else if (!Write(i.MemorySegment, Ea(), 2, _fsw))
-                    return false;
-                break;
             case Mnemonic.Emms:
+                if (!PendingErrorAllowsExecution())
+                    return false;
                 _ftw = 0xFFFF;
                 break;
             case Mnemonic.Ldmxcsr or Mnemonic.Stmxcsr:
@@ -119,10 +91,11 @@ public sealed partial class SoftProcessor
             _fip = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[8..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[8..]);
             _fdp = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[16..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[16..]);
             _mxcsr = mxcsr;
-            for (int r = 0; r < 8; r++)
+            for (int k = 0; k < 8; k++)
             {
-                img.Slice(32 + 16 * r, 10).CopyTo(_st.AsSpan(10 * r, 10));
-                _area.Mm[r] = BinaryPrimitives.ReadUInt64LittleEndian(img[(32 + 16 * r)..]);
+                int p = Physical(k); // the image holds ST0-ST7 in stack order
+                _area.Mm[p] = BinaryPrimitives.ReadUInt64LittleEndian(img[(32 + 16 * k)..]);
+                _fprHigh[p] = BinaryPrimitives.ReadUInt16LittleEndian(img[(40 + 16 * k)..]);
             }
             for (int x = 0; x < xmms; x++)
                 _area.Xmm[x] = BinaryPrimitives.ReadUInt128LittleEndian(img[(160 + 16 * x)..]);
@@ -143,10 +116,11 @@ public sealed partial class SoftProcessor
         BinaryPrimitives.WriteUInt64LittleEndian(img[16..], wide ? _fdp : (uint)_fdp);
         BinaryPrimitives.WriteUInt32LittleEndian(img[24..], _mxcsr);
         BinaryPrimitives.WriteUInt32LittleEndian(img[28..], MxcsrMask);
-        for (int r = 0; r < 8; r++)
+        for (int k = 0; k < 8; k++)
         {
-            _st.AsSpan(10 * r, 10).CopyTo(img[(32 + 16 * r)..]);
-            BinaryPrimitives.WriteUInt64LittleEndian(img[(32 + 16 * r)..], _area.Mm[r]);
+            int p = Physical(k);
+            BinaryPrimitives.WriteUInt64LittleEndian(img[(32 + 16 * k)..], _area.Mm[p]);
+            BinaryPrimitives.WriteUInt16LittleEndian(img[(40 + 16 * k)..], _fprHigh[p]);
         }
         for (int x = 0; x < xmms; x++)
             BinaryPrimitives.WriteUInt128LittleEndian(img[(160 + 16 * x)..], _area.Xmm[x]);

@@ -82,9 +82,11 @@ public sealed partial class SoftProcessor
                 Flags = m == Mnemonic.Stac ? Flags | Rflags.AC : Flags & ~Rflags.AC;
                 break;
             case Mnemonic.Wait:
-                // No x87 unit to wait for; CR0.MP with TS still raises #NM, as on hardware.
+                // CR0.MP with TS raises #NM; then a pending unmasked x87 exception raises #MF.
                 if ((_cr0 & (PagingState.Cr0TS | 2)) == (PagingState.Cr0TS | 2))
                     return Raise(ExceptionVector.NM);
+                if (!PendingErrorAllowsExecution())
+                    return false;
                 break;
             case Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2:
                 return Raise(ExceptionVector.UD);

@@ -22,6 +22,8 @@ public static class ExceptionVector
     public const byte GP = 13;
     /// <summary>Page fault.</summary>
     public const byte PF = 14;
+    /// <summary>x87 floating-point error.</summary>
+    public const byte MF = 16;
     /// <summary>Alignment check.</summary>
     public const byte AC = 17;
 

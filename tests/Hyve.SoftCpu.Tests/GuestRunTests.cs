@@ -125,6 +125,36 @@ public sealed class GuestRunTests : IDisposable
     }
 
     [Fact]
+    public void AnUnmaskedX87ExceptionRaisesMfAtTheNextWaitingInstruction()
+    {
+        ulong handler = InstallGate(ExceptionVector.MF);
+        LongMode(Convert.FromHexString(
+            "DBE3" +                 // fninit
+            "C704247B030000" +       // mov dword [rsp], 0x037B: divide-by-zero unmasked
+            "D92C24" +               // fldcw [rsp]
+            "D9EE" + "D9E8" +        // fldz; fld1
+            "D8F1" +                 // fdiv st0, st1: 1/0, withheld
+            "DFE0" + "6689C3" +      // fnstsw ax (no wait); mov bx, ax
+            "9B" +                   // fwait: #MF
+            "F4"));
+        // 'M'; fnclex; fstp qword [0x9000]; hlt
+        _memory.WriteRam(handler, Convert.FromHexString("B04D" + "E6E9" + "DBE2" + "DD1C2500900000" + "F4"));
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Cpu.Control = Cpu.Control with { Cr0 = Cpu.Control.Cr0 | 0x20 }; // CR0.NE
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("M", _console.ToString());
+        ushort fsw = (ushort)Cpu.GetGpr(3);
+        Assert.Equal(0x8080 | 0x04, fsw & 0x80FF);     // B, ES and ZE
+        Assert.Equal(6, (fsw >> 11) & 7);              // two pushes, the division withheld
+        Span<byte> frame = stackalloc byte[8];
+        Assert.True(_memory.ReadRam(Cpu.GetGpr(4), frame));
+        Assert.Equal(Code + 23, BitConverter.ToUInt64(frame)); // the FWAIT faulted
+        Assert.True(_memory.ReadRam(0x9000, frame));
+        Assert.Equal(1.0, BitConverter.ToDouble(frame)); // ST(0) kept its 1, not the masked response's infinity
+    }
+
+    [Fact]
     public void RealModeGuestRunsAtItsSegment()
     {
         _memory.WriteRam(0x10000, Convert.FromHexString("B068" + "E6E9" + "B069" + "E6E9" + "F4")); // 'h', 'i', hlt

@@ -5,7 +5,6 @@ using System;
 using System.Collections.Generic;
 using Hyve.TestSupport;
 using Hyve.Vmm;
-using Hyve.Vmm.Backend;
 using Hyve.Vmm.Verification;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -88,7 +87,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         using var native = new NativeCpu();
         var rng = new Random(Seed);
         using var memory = new GuestMemory();
-        VmxVcpu vcpu = LongModeVcpu(memory, PagingState.Cr4PAE);
+        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE);
         int failures = 0;
         string first = "";
         for (int k = 0; k < Cases; k++)
@@ -128,7 +127,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
             for (int r = 0; r < 16; r++)
                 st.In[r] = rng.Next(4) == 0 ? (ulong)rng.Next(-2, 3) : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
 
-            string? diff = RunBoth(vcpu, memory, native, insn, ref st);
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, insn, ref st);
             ulong defined = Defined(in d, st, size);
             if (d.Mnemonic is Mnemonic.Bsf or Mnemonic.Bsr && (st.In[RegisterInfo.GprNumber(d.GetRegister(1)).N] & Alu.Mask(size)) == 0)
                 continue; // the destination of BSF/BSR of zero is undefined
@@ -151,7 +150,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         using var native = new NativeCpu();
         var rng = new Random(Seed + 2);
         using var memory = new GuestMemory();
-        VmxVcpu vcpu = LongModeVcpu(memory, PagingState.Cr4PAE);
+        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE);
         (byte Opcode, int Digit)[] forms =
         [
             (0x01, -1), (0x29, -1), (0x39, -1), (0x21, -1), (0x09, -1), (0x31, -1), (0x85, -1), (0x11, -1), (0x19, -1),
@@ -185,7 +184,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                 st.In[r] = rng.Next(3) == 0 ? (ulong)rng.Next(-2, 3) : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40);
             if (rng.Next(4) == 0)
                 st.In[reg] = st.In[rm]; // equal operands: ZF and the unsigned and signed limits
-            string? diff = RunBoth(vcpu, memory, native, code, ref st);
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st);
             taken += st.Out[0] != 0 ? 1 : 0;
             ulong defined = Defined(in d, st, size) & ~Rflags.AF; // AF is checked by the test above
             if (diff == null && (vcpu.Rflags & defined) != (st.FlagsOut & defined))
@@ -196,50 +195,6 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         output.WriteLine($"{Cases} cases, seed {Seed + 2} (HYVE_SEED + 2), {taken} branches taken: {failures} failed {first}");
         Assert.True(taken > Cases / 10 && taken < Cases * 9 / 10, $"only {taken} of {Cases} branches taken: the cases do not reach both ways");
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
-    }
-
-    // Runs code (then HLT) on the software vCPU and natively, both from st's inputs: an exit other
-    // than the HLT, or the first general register (with xmm, also SSE register) that differs.
-    private static string? RunBoth(VmxVcpu vcpu, GuestMemory memory, NativeCpu native, byte[] code, ref FullState st, bool xmm = false)
-    {
-        memory.WriteRam(0x10000, [.. code, 0xF4]);
-        for (int r = 0; r < 16; r++)
-        {
-            if (r != 4)
-                vcpu.SetGpr(r, st.In[r]);
-            if (xmm)
-                vcpu.Area.Xmm[r] = st.XmmIn[r];
-        }
-        vcpu.SetGpr(4, 0x8000);
-        vcpu.Rip = 0x10000;
-        vcpu.Rflags = st.FlagsIn;
-        BackendExit exit = vcpu.Run();
-        native.Run(code, ref st);
-        if (exit.Kind != BackendExitKind.Hlt)
-            return $"exit {exit.Kind} ({exit.Reason})";
-        for (int r = 0; r < 16; r++)
-        {
-            if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
-                return $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
-            if (xmm && vcpu.Area.Xmm[r] != st.XmmOut[r])
-                return $"xmm{r}: cpu {st.XmmOut[r]:X32} soft {vcpu.Area.Xmm[r]:X32}";
-        }
-        return null;
-    }
-
-    // A software vCPU in 64-bit mode over 2 MiB of RAM, identity-mapped by one large page.
-    private static VmxVcpu LongModeVcpu(GuestMemory memory, ulong cr4)
-    {
-        memory.AddRam(0, 0x20_0000);
-        var vcpu = new VmxVcpu(new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory };
-        memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
-        memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
-        memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
-        vcpu.SetSegment(Register.CS, Segment.Code64);
-        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-            vcpu.SetSegment(s, Segment.FlatData);
-        vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, cr4, PagingState.EferLME | PagingState.EferLMA);
-        return vcpu;
     }
 
     private static bool Touches(in Instruction d, int n)
@@ -346,7 +301,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         using var native = new NativeCpu();
         var rng = new Random(Seed + 1);
         using var memory = new GuestMemory();
-        VmxVcpu vcpu = LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
+        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
         int cases = Math.Max(1000, Cases / 4), failures = 0, run = 0;
         string first = "";
         for (int k = 0; k < cases; k++)
@@ -377,7 +332,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                 ulong lo = (ulong)rng.NextInt64(), hi = rng.Next(3) == 0 ? lo : (ulong)rng.NextInt64();
                 st.XmmIn[r] = ((UInt128)hi << 64) | lo;
             }
-            string? diff = RunBoth(vcpu, memory, native, insn, ref st, xmm: true);
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, insn, ref st, xmm: true);
             run++;
             if (diff == null && (vcpu.Rflags & Rflags.Status) != (st.FlagsOut & Rflags.Status))
                 diff = $"flags: cpu {st.FlagsOut & Rflags.Status:X} soft {vcpu.Rflags & Rflags.Status:X}"; // COMIS/UCOMIS

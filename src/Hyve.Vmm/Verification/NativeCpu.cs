@@ -71,6 +71,8 @@ public sealed unsafe class NativeCpu : IDisposable
     private const int PageSize = 4096;
     private const int ScratchOffset = PageSize * 12;
     private const int DataOffset = PageSize * 14;
+    // The host's x87/SSE state while a full stub runs (the instruction may load its own with FXRSTOR).
+    private const int HostFpuOffset = PageSize * 13 + 2048;
     private readonly byte* _page;
     private readonly Dictionary<string, nint> _stubs = new(StringComparer.Ordinal);
     private int _used;
@@ -101,7 +103,7 @@ public sealed unsafe class NativeCpu : IDisposable
 
     private static int HeadLength()
     {
-        FullStub([], out int head);
+        FullStub([], 0, out int head);
         return head;
     }
 
@@ -146,12 +148,20 @@ public sealed unsafe class NativeCpu : IDisposable
         code.AddRange(BitConverter.GetBytes(disp));
     }
 
-    private static byte[] FullStub(ReadOnlySpan<byte> instruction, out int head)
+    // fxsave/fxrstor [disp32], an absolute address below 2 GiB.
+    private static void SaveFpu(List<byte> code, bool restore, uint address)
+    {
+        code.AddRange([0x0F, 0xAE, restore ? (byte)0x0C : (byte)0x04, 0x25]);
+        code.AddRange(BitConverter.GetBytes(address));
+    }
+
+    private static byte[] FullStub(ReadOnlySpan<byte> instruction, uint hostFpu, out int head)
     {
         const int flagsIn = 16 * 8, outBase = 17 * 8, flagsOut = 33 * 8;
         int xmmIn = (int)Marshal.OffsetOf<FullState>(nameof(FullState.XmmIn));
         int xmmOut = (int)Marshal.OffsetOf<FullState>(nameof(FullState.XmmOut));
         var c = new List<byte> { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 }; // push rbx, rbp, r12-r15
+        SaveFpu(c, restore: false, hostFpu);          // the control words are the caller's to keep
         for (int n = 0; n < 16; n++)
             MoveXmm(c, load: true, n, xmmIn + n * 16);
         c.Add(0x57);                                  // push rdi (the state pointer)
@@ -183,6 +193,7 @@ public sealed unsafe class NativeCpu : IDisposable
         c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+flagsOut]
         c.AddRange(BitConverter.GetBytes(flagsOut));
         c.Add(0x5F);                                  // pop rdi (discard the pointer copy)
+        SaveFpu(c, restore: true, hostFpu);
         c.AddRange([0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B]); // pop r15-r12, rbp, rbx
         c.Add(0xC3);
         return c.ToArray();
@@ -197,7 +208,7 @@ public sealed unsafe class NativeCpu : IDisposable
         {
             // Full stubs vary with every immediate: one scratch area is rewritten each time
             // (x86 keeps instruction fetch coherent with stores on the same core).
-            byte[] stub = FullStub(instruction, out _);
+            byte[] stub = FullStub(instruction, (uint)(ulong)(_page + HostFpuOffset), out _);
             // SAFETY: the scratch area is two pages of the mapping and the stub is far smaller.
             stub.CopyTo(new Span<byte>(_page + ScratchOffset, stub.Length));
             return (nint)(_page + ScratchOffset);

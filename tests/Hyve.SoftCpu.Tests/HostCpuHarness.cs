@@ -1,0 +1,75 @@
+// The software CPU and the host CPU side by side: a 64-bit vCPU over identity-mapped RAM, and a
+// run of the same code on both from the same registers.
+using System;
+using Hyve.Vmm;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Verification;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+
+namespace Hyve.SoftCpu.Tests;
+
+internal static class HostCpuHarness
+{
+    // Runs code (then HLT) on the software vCPU and natively, both from st's inputs: an exit other
+    // than the HLT, or the first general register (with xmm, also SSE register) that differs.
+    public static string? RunBoth(VmxVcpu vcpu, GuestMemory memory, NativeCpu native, byte[] code, ref FullState st, bool xmm = false)
+    {
+        memory.WriteRam(0x10000, [.. code, 0xF4]);
+        for (int r = 0; r < 16; r++)
+        {
+            if (r != 4)
+                vcpu.SetGpr(r, st.In[r]);
+            if (xmm)
+                vcpu.Area.Xmm[r] = st.XmmIn[r];
+        }
+        vcpu.SetGpr(4, 0x8000);
+        vcpu.Rip = 0x10000;
+        vcpu.Rflags = st.FlagsIn;
+        BackendExit exit = vcpu.Run();
+        native.Run(code, ref st);
+        if (exit.Kind != BackendExitKind.Hlt)
+            return $"exit {exit.Kind} ({exit.Reason})";
+        for (int r = 0; r < 16; r++)
+        {
+            if (r != 4 && vcpu.GetGpr(r) != st.Out[r])
+                return $"r{r}: cpu {st.Out[r]:X} soft {vcpu.GetGpr(r):X}";
+            if (xmm && vcpu.Area.Xmm[r] != st.XmmOut[r])
+                return $"xmm{r}: cpu {st.XmmOut[r]:X32} soft {vcpu.Area.Xmm[r]:X32}";
+        }
+        return null;
+    }
+
+    // A software vCPU in 64-bit mode over 2 MiB of RAM, identity-mapped by one large page.
+    public static VmxVcpu LongModeVcpu(GuestMemory memory, ulong cr4)
+    {
+        memory.AddRam(0, 0x20_0000);
+        var vcpu = new VmxVcpu(new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory };
+        memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
+        memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
+        memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
+        vcpu.SetSegment(Register.CS, Segment.Code64);
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            vcpu.SetSegment(s, Segment.FlatData);
+        vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, cr4, PagingState.EferLME | PagingState.EferLMA);
+        return vcpu;
+    }
+
+    /// <summary>Makes the native data area addressable by the vCPU at the same address (RAM there,
+    /// mapped by a large page), so the same code and registers reach the same operands.</summary>
+    public static void MapHostData(GuestMemory memory, NativeCpu native)
+    {
+        ulong data = native.DataAddress;
+        if (data < 0x20_0000)
+            throw new InvalidOperationException($"native data at {data:X} overlaps the guest's low RAM");
+        memory.AddRam(data, (ulong)native.Data.Length);
+        for (ulong at = data; at < data + (ulong)native.Data.Length; at += 0x1000)
+        {
+            ulong gib = at >> 30;
+            if (gib == 0)
+                memory.WriteRam(0x3000 + 8 * ((at >> 21) & 511), BitConverter.GetBytes((at & ~0x1F_FFFFUL) | 0x83));
+            else
+                memory.WriteRam(0x2000 + 8 * gib, BitConverter.GetBytes((gib << 30) | 0x83));
+        }
+    }
+}

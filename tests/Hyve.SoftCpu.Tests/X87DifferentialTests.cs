@@ -1,0 +1,327 @@
+// The x87 unit against the host CPU: a random x87 state (registers of every class, rounding
+// modes, precisions, tags, TOP) is loaded with FXRSTOR, one x87 instruction runs, and FXSAVE
+// stores the state again, natively and on the software CPU; the control, status and tag words,
+// the eight registers, RFLAGS, the general registers and the memory operand must agree. Every
+// exception stays masked (an unmasked one would reach the test host as SIGFPE).
+using System;
+using System.Collections.Generic;
+using Hyve.TestSupport;
+using Hyve.Vmm;
+using Hyve.Vmm.Verification;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Hyve.X86.Decoding;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Hyve.SoftCpu.Tests;
+
+public sealed class X87DifferentialTests(ITestOutputHelper output)
+{
+    private static readonly int Cases = TestEnvironment.Int("HYVE_SOFTCPU_CASES", 20_000);
+    private static readonly int Seed = TestEnvironment.Int("HYVE_SEED", 20261122);
+
+    // Offsets in the native data area: the state loaded, the state stored, the memory operand.
+    private const int StateIn = 0, StateOut = 512, Operand = 1024;
+
+    private static readonly Mnemonic[] Transcendentals =
+        [Mnemonic.Fsin, Mnemonic.Fcos, Mnemonic.Fsincos, Mnemonic.Fptan, Mnemonic.Fpatan, Mnemonic.F2xm1, Mnemonic.Fyl2x, Mnemonic.Fyl2xp1];
+
+    // Instructions whose results depend on the host (FIP/FDP in the environment images) or that
+    // could unmask exceptions (FLDCW, FLDENV, FRSTOR), and the transcendental ones (compared
+    // with a tolerance by their own test).
+    private static readonly HashSet<Mnemonic> Excluded =
+    [
+        Mnemonic.Fldcw, Mnemonic.Fldenv, Mnemonic.Frstor, Mnemonic.Fnstenv, Mnemonic.Fnsave,
+        .. Transcendentals,
+    ];
+
+    // Every x87 encoding: the register forms (ModRM C0-FF) and the memory forms with [rsi].
+    private static List<byte[]> Forms(Func<Mnemonic, bool> take)
+    {
+        var forms = new List<byte[]>();
+        for (int esc = 0xD8; esc <= 0xDF; esc++)
+        {
+            for (int modrm = 0; modrm < 256; modrm++)
+            {
+                if (modrm < 0xC0 && (modrm & 0xC7) != 0x06)
+                    continue; // memory forms: mod 00, rm 110 = [rsi]
+                byte[] insn = [(byte)esc, (byte)modrm];
+                if (Decoder.Decode(insn, Bitness.Bits64, out Instruction d) == DecodeStatus.Ok && take(d.Mnemonic))
+                    forms.Add(insn);
+            }
+        }
+        return forms;
+    }
+
+    [Fact]
+    public void X87InstructionsMatchTheHostCpu()
+    {
+        List<byte[]> forms = Forms(m => !Excluded.Contains(m));
+        var (run, failures, first) = Run(forms, Seed + 3, Cases, tolerant: false);
+        output.WriteLine($"{run} x87 cases over {forms.Count} forms, seed {Seed + 3} (HYVE_SEED + 3): {failures} failed {first}");
+        Assert.True(forms.Count > 300, $"only {forms.Count} forms");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    [Fact]
+    public void EnvironmentAndStateImagesMatchTheHostCpu()
+    {
+        List<byte[]> forms = Forms(m => m is Mnemonic.Fnstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor);
+        var (run, failures, first) = Run(forms, Seed + 5, Math.Max(2000, Cases / 10), tolerant: false, images: true);
+        output.WriteLine($"{run} FNSTENV/FLDENV/FNSAVE/FRSTOR cases, seed {Seed + 5} (HYVE_SEED + 5): {failures} failed {first}");
+        Assert.Equal(4, forms.Count);
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    [Fact]
+    public void TranscendentalInstructionsAgreeWithTheHostCpuToDoublePrecision()
+    {
+        List<byte[]> forms = Forms(m => Array.IndexOf(Transcendentals, m) >= 0);
+        var (run, failures, first) = Run(forms, Seed + 4, Math.Max(2000, Cases / 10), tolerant: true);
+        output.WriteLine($"{run} transcendental cases, seed {Seed + 4} (HYVE_SEED + 4): {failures} failed {first}");
+        Assert.Equal(8, forms.Count);
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    // With images, the operand is a 108-byte FNSAVE image in the 32-bit layout (FLDENV reads its
+    // first 28 bytes), and the instruction pointer, opcode and data pointer fields are not compared.
+    private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, bool tolerant, bool images = false)
+    {
+        Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
+        using var native = new NativeCpu();
+        var rng = new Random(seed);
+        using var memory = new GuestMemory();
+        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
+        HostCpuHarness.MapHostData(memory, native);
+        ulong data = native.DataAddress;
+        int failures = 0, run = 0;
+        string first = "";
+        var byMnemonic = new SortedDictionary<string, (int Count, string First)>(StringComparer.Ordinal);
+        for (int k = 0; k < cases; k++)
+        {
+            byte[] insn = forms[rng.Next(forms.Count)];
+            // fxrstor [rbx]; the instruction; fxsave [rbx+512]
+            byte[] code = [0x0F, 0xAE, 0x0B, .. insn, 0x0F, 0xAE, 0x83, 0x00, 0x02, 0x00, 0x00];
+            byte[] image = State(rng, tolerant);
+            if (tolerant && Decoder.Decode(insn, Bitness.Bits64, out Instruction t) == DecodeStatus.Ok
+                && OutsideDomain(t.Mnemonic, BitConverter.ToUInt16(image, 40), BitConverter.ToUInt64(image, 32)))
+                continue; // the SDM leaves the result undefined
+            byte[] operand = images ? SaveImage(rng) : new byte[16];
+            if (!images)
+                RandomOperand(rng, operand);
+            Span<byte> area = native.Data;
+            area[..2048].Clear();
+            image.CopyTo(area[StateIn..]);
+            operand.CopyTo(area[Operand..]);
+            memory.WriteRam(data, area[..2048].ToArray());
+            var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | (ulong)rng.Next(2) * Rflags.CF | (ulong)rng.Next(2) * Rflags.ZF | (ulong)rng.Next(2) * Rflags.PF };
+            for (int r = 0; r < 16; r++)
+                st.In[r] = (ulong)rng.NextInt64();
+            st.In[3] = data;                          // rbx: the state images
+            st.In[6] = data + Operand;                // rsi: the memory operand
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st);
+            run++;
+            byte[] soft = new byte[2048];
+            memory.ReadRam(data, soft);
+            diff ??= Compare(native.Data[..2048], soft, tolerant, images ? 108 : 16);
+            if (diff == null && (vcpu.Rflags & Rflags.Status) != (st.FlagsOut & Rflags.Status))
+                diff = $"flags: cpu {st.FlagsOut & Rflags.Status:X} soft {vcpu.Rflags & Rflags.Status:X}";
+            if (diff != null)
+            {
+                Decoder.Decode(insn, Bitness.Bits64, out Instruction d);
+                string text = $"{Convert.ToHexString(insn)} ({d.Mnemonic}) from {Describe(image)} operand {Convert.ToHexString(operand)}: {diff}";
+                if (failures++ == 0)
+                    first = text;
+                string key = d.Mnemonic.ToString();
+                byMnemonic[key] = byMnemonic.TryGetValue(key, out var seen) ? (seen.Count + 1, seen.First) : (1, text);
+            }
+        }
+        foreach (var (key, (count, text)) in byMnemonic)
+            first += $"\n  {key}: {count}, e.g. {text}";
+        return (run, failures, first);
+    }
+
+    // F2XM1 is defined for |x| <= 1 and FYL2XP1 for |x| < 1 - √2/2.
+    private static bool OutsideDomain(Mnemonic m, ushort se, ulong sig)
+    {
+        double x = Math.Abs(sig / 9223372036854775808.0 * Math.Pow(2, (se & 0x7FFF) - 16383));
+        return (m == Mnemonic.F2xm1 && x > 1) || (m == Mnemonic.Fyl2xp1 && x >= 1 - Math.Sqrt(0.5));
+    }
+
+    private static string Describe(byte[] image)
+    {
+        var s = new System.Text.StringBuilder($"fcw {BitConverter.ToUInt16(image, 0):X4} fsw {BitConverter.ToUInt16(image, 2):X4} ftw {image[4]:X2}");
+        for (int k = 0; k < 8; k++)
+            s.Append($" st{k} {BitConverter.ToUInt16(image, 40 + 16 * k):X4}:{BitConverter.ToUInt64(image, 32 + 16 * k):X16}");
+        return s.ToString();
+    }
+
+    // The stored images and the operand: FCW, FSW, abridged FTW, MXCSR, the registers' 80 bits.
+    private static string? Compare(ReadOnlySpan<byte> cpu, ReadOnlySpan<byte> soft, bool tolerant, int operandBytes)
+    {
+        ReadOnlySpan<byte> a = cpu[StateOut..], b = soft[StateOut..];
+        ushort fswMask = (ushort)(tolerant ? ~0x0220 : 0xFFFF); // PE and C1 follow the last bit of the approximation
+        if (BitConverter.ToUInt16(a) != BitConverter.ToUInt16(b))
+            return $"fcw: cpu {BitConverter.ToUInt16(a):X4} soft {BitConverter.ToUInt16(b):X4}";
+        if ((BitConverter.ToUInt16(a[2..]) & fswMask) != (BitConverter.ToUInt16(b[2..]) & fswMask))
+            return $"fsw: cpu {BitConverter.ToUInt16(a[2..]):X4} soft {BitConverter.ToUInt16(b[2..]):X4}";
+        if (a[4] != b[4])
+            return $"ftw: cpu {a[4]:X2} soft {b[4]:X2}";
+        for (int k = 0; k < 8; k++)
+        {
+            ReadOnlySpan<byte> x = a.Slice(32 + 16 * k, 10), y = b.Slice(32 + 16 * k, 10);
+            if (x.SequenceEqual(y) || (tolerant && Close(x, y)))
+                continue;
+            return $"st{k}: cpu {BitConverter.ToUInt16(x[8..]):X4}:{BitConverter.ToUInt64(x):X16} soft {BitConverter.ToUInt16(y[8..]):X4}:{BitConverter.ToUInt64(y):X16}";
+        }
+        for (int k = 0; k < operandBytes; k++)
+        {
+            if (operandBytes > 16 && k is >= 12 and < 28)
+                continue; // FIP, FCS, FOP, FDP, FDS: the host's addresses
+            if (cpu[Operand + k] != soft[Operand + k])
+                return $"memory at +{k}: cpu {Convert.ToHexString(cpu.Slice(Operand, operandBytes))} soft {Convert.ToHexString(soft.Slice(Operand, operandBytes))}";
+        }
+        return null;
+    }
+
+    // Within 2^-45 relative (double precision's results, with a margin for the argument's rounding).
+    private static bool Close(ReadOnlySpan<byte> x, ReadOnlySpan<byte> y)
+    {
+        ushort ex = BitConverter.ToUInt16(x[8..]), ey = BitConverter.ToUInt16(y[8..]);
+        ulong mx = BitConverter.ToUInt64(x), my = BitConverter.ToUInt64(y);
+        if (ex != ey || (mx >> 63) != (my >> 63) || (ex & 0x7FFF) == 0x7FFF)
+            return false;
+        return (mx > my ? mx - my : my - mx) < (1UL << 19);
+    }
+
+    // A random x87 image: masks all set, a random rounding mode and precision (not the reserved
+    // one), random TOP and condition codes, most registers in use, values of every class.
+    private static byte[] State(Random rng, bool tolerant)
+    {
+        var image = new byte[512];
+        int pc = rng.Next(3) switch { 0 => 0, 1 => 2, _ => 3 };
+        ushort fcw = (ushort)(0x7F | (pc << 8) | (rng.Next(4) << 10));
+        ushort fsw = (ushort)((rng.Next(8) << 11) | (rng.Next(2) * 0x4000) | (rng.Next(2) * 0x400) | (rng.Next(2) * 0x200) | (rng.Next(2) * 0x100));
+        if (rng.Next(5) == 0)
+            fsw |= (ushort)rng.Next(0x80); // sticky flags already set (masked, so no ES)
+        BitConverter.TryWriteBytes(image.AsSpan(0), fcw);
+        BitConverter.TryWriteBytes(image.AsSpan(2), fsw);
+        int tags = 0;
+        for (int r = 0; r < 8; r++)
+        {
+            if (rng.Next(8) != 0)
+                tags |= 1 << r;
+        }
+        image[4] = (byte)tags;
+        BitConverter.TryWriteBytes(image.AsSpan(24), 0x1F80u);
+        var values = new (ushort, ulong)[8];
+        for (int k = 0; k < 8; k++)
+        {
+            values[k] = k > 0 && rng.Next(6) == 0 ? values[rng.Next(k)] : tolerant ? Moderate(rng) : Value(rng);
+            BitConverter.TryWriteBytes(image.AsSpan(32 + 16 * k), values[k].Item2);
+            BitConverter.TryWriteBytes(image.AsSpan(40 + 16 * k), values[k].Item1);
+        }
+        return image;
+    }
+
+    // An FNSAVE image (32-bit protected-mode layout) of a random state with every exception masked.
+    private static byte[] SaveImage(Random rng)
+    {
+        byte[] fx = State(rng, false);
+        var image = new byte[108];
+        BitConverter.TryWriteBytes(image.AsSpan(0), (uint)BitConverter.ToUInt16(fx, 0) | 0xFFFF_0000);
+        BitConverter.TryWriteBytes(image.AsSpan(4), (uint)BitConverter.ToUInt16(fx, 2) | 0xFFFF_0000);
+        int tags = 0;
+        for (int r = 0; r < 8; r++)
+            tags |= ((fx[4] >> r) & 1) != 0 ? rng.Next(3) << (2 * r) : 3 << (2 * r);
+        BitConverter.TryWriteBytes(image.AsSpan(8), (uint)tags | 0xFFFF_0000);
+        for (int k = 0; k < 8; k++)
+            fx.AsSpan(32 + 16 * k, 10).CopyTo(image.AsSpan(28 + 10 * k));
+        return image;
+    }
+
+    private static (ushort, ulong) Moderate(Random rng)
+    {
+        ushort sign = (ushort)(rng.Next(2) << 15);
+        return ((ushort)(sign | (16383 + rng.Next(-3, 2))), (1UL << 63) | ((ulong)rng.NextInt64() >> 1));
+    }
+
+    private static (ushort, ulong) Value(Random rng)
+    {
+        ushort sign = (ushort)(rng.Next(2) << 15);
+        ulong frac = (ulong)rng.NextInt64() >> 1;
+        const ulong J = 1UL << 63;
+        switch (rng.Next(24))
+        {
+            case 0: return (sign, 0);
+            case 1: return (sign, frac >> rng.Next(64));                          // denormal
+            case 2: return (sign, J | frac);                                        // pseudo-denormal
+            case 3: return ((ushort)(sign | 0x7FFF), J);                           // infinity
+            case 4: return ((ushort)(sign | 0x7FFF), J | (1UL << 62) | (frac >> rng.Next(64))); // QNaN
+            case 5: return ((ushort)(sign | 0x7FFF), J | ((frac >> 1) >> rng.Next(62)) | 1);    // SNaN
+            case 6: return ((ushort)(sign | rng.Next(1, 0x8000)), frac);          // unsupported
+            case 7: return (0xFFFF, 0xC000_0000_0000_0000);                        // indefinite
+            case 8: return ((ushort)(sign | rng.Next(1, 70)), J | frac);          // tiny
+            case 9: return ((ushort)(sign | (0x7FFE - rng.Next(70))), J | frac); // huge
+            case 10 or 11:
+                {
+                    // An integer-valued number, or one with few fraction bits (FIST, FRNDINT, ties).
+                    int e = rng.Next(70);
+                    ulong sig = J | (frac & (e >= 63 ? ulong.MaxValue : ~(ulong.MaxValue >> (e + 1 + rng.Next(3)))));
+                    return ((ushort)(sign | (16383 + e)), sig);
+                }
+            case 12:
+                {
+                    // Short significands: exact sums and products, and halfway cases under PC.
+                    return ((ushort)(sign | (16383 + rng.Next(-40, 40))), J | (frac & (ulong.MaxValue << rng.Next(10, 50))));
+                }
+            default:
+                return ((ushort)(sign | (16383 + rng.Next(-70, 70))), J | frac);
+        }
+    }
+
+    // 16 bytes for a memory operand: values of every class in the format the instruction reads
+    // (whichever it is: the first bytes are a float, a double, an integer or an extended value).
+    private static void RandomOperand(Random rng, byte[] operand)
+    {
+        rng.NextBytes(operand);
+        switch (rng.Next(10))
+        {
+            case 0: // float
+                {
+                    uint[] special = [0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x7FA0_0001, 0x0000_0001, 0x007F_FFFF, 0x3F80_0000];
+                    uint v = rng.Next(2) == 0 ? special[rng.Next(special.Length)] : (uint)(rng.Next(2) << 31) | ((uint)(127 + rng.Next(-40, 40)) << 23) | (uint)rng.Next(1 << 23);
+                    BitConverter.TryWriteBytes(operand, v);
+                    break;
+                }
+            case 1 or 2: // double
+                {
+                    ulong[] special = [0, 1UL << 63, 0x7FF0_0000_0000_0000, 0x7FF8_0000_0000_0000, 0x7FF4_0000_0000_0001, 1, 0x000F_FFFF_FFFF_FFFF];
+                    ulong v = rng.Next(2) == 0 ? special[rng.Next(special.Length)]
+                        : ((ulong)rng.Next(2) << 63) | ((ulong)(1023 + rng.Next(-70, 70)) << 52) | ((ulong)rng.NextInt64() & 0xF_FFFF_FFFF_FFFF);
+                    BitConverter.TryWriteBytes(operand, v);
+                    break;
+                }
+            case 3: // small integers
+                BitConverter.TryWriteBytes(operand, (long)rng.Next(-1000, 1000));
+                break;
+            case 4 or 5: // an extended value
+                {
+                    var (se, sig) = Value(rng);
+                    BitConverter.TryWriteBytes(operand, sig);
+                    BitConverter.TryWriteBytes(operand.AsSpan(8), se);
+                    break;
+                }
+            case 6: // packed BCD
+                {
+                    for (int b = 0; b < 9; b++)
+                        operand[b] = (byte)((rng.Next(10) << 4) | rng.Next(10));
+                    operand[9] = (byte)(rng.Next(2) << 7);
+                    break;
+                }
+            default:
+                break; // random bytes
+        }
+    }
+}
