@@ -14,6 +14,10 @@ namespace Hyve.SoftCpu;
 internal static class X87Flags
 {
     public const int IE = 1, DE = 2, ZE = 4, OE = 8, UE = 0x10, PE = 0x20, SF = 0x40, C1 = 0x200;
+
+    /// <summary>Not a status bit: the exact result was below the format's normal range (before
+    /// rounding), which flush-to-zero acts on.</summary>
+    public const int Tiny = 0x1000;
 }
 
 /// <summary>What an 80-bit encoding holds.</summary>
@@ -143,6 +147,8 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
             }
             return (ulong.MaxValue << (64 - format.Precision), format.MaxExponent, false);
         }
+        if (tiny)
+            flags |= X87Flags.Tiny;
         if (inexact)
         {
             flags |= X87Flags.PE;
@@ -182,7 +188,14 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
             return Infinity(negative);
         ushort sign = negative ? (ushort)0x8000 : (ushort)0;
         if ((s & IntegerBit) == 0)
-            return new(sign, s); // denormal or zero
+        {
+            if (format.MinExponent == RealFormat.Extended.MinExponent || s == 0)
+                return new(sign, s); // an extended denormal, or zero
+            // A single or double denormal is a normal extended number.
+            int shift = BitOperations.LeadingZeroCount(s);
+            s <<= shift;
+            e -= shift;
+        }
         return new((ushort)(sign | (e + 16383)), s);
     }
 
@@ -301,8 +314,8 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
         return Make(na, exponent, d, false, format, rc, ref flags);
     }
 
-    // A value rounded to the format's precision (adding zero, for instance).
-    private static ExtendedReal Rounded(ExtendedReal a, RealFormat format, int rc, ref int flags)
+    /// <summary>A value rounded to the format's precision (adding zero, for instance).</summary>
+    internal static ExtendedReal Rounded(ExtendedReal a, RealFormat format, int rc, ref int flags)
     {
         if (a.Class != RealClass.Normal && a.Class != RealClass.Denormal)
             return a;

@@ -20,6 +20,8 @@ public sealed partial class SoftProcessor
         ref readonly Instruction i = ref _insn;
         Mnemonic m = i.Mnemonic;
         handled = true;
+        if (IsMmOperand(0) || IsMmOperand(1) || IsMmxConversion(m))
+            return Mmx(next);
         bool xmm0 = i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register && IsXmm(i.GetRegister(0));
         bool xmm1 = i.OperandCount > 1 && i.GetOperandKind(1) == OperandKind.Register && IsXmm(i.GetRegister(1));
         // The conversions to an integer also take their source from memory (no XMM operand then).
@@ -72,13 +74,7 @@ public sealed partial class SoftProcessor
                     if (!Operand128(1, true, out UInt128 b))
                         return false;
                     ref UInt128 a = ref _area.Xmm[i.GetRegister(0) - Register.XMM0];
-                    a = m switch
-                    {
-                        Mnemonic.Pxor or Mnemonic.Xorps or Mnemonic.Xorpd => a ^ b,
-                        Mnemonic.Por or Mnemonic.Orps or Mnemonic.Orpd => a | b,
-                        Mnemonic.Pand or Mnemonic.Andps or Mnemonic.Andpd => a & b,
-                        _ => ~a & b,
-                    };
+                    a = Logic(m, a, b);
                     break;
                 }
             case Mnemonic.Paddb or Mnemonic.Paddw or Mnemonic.Paddd or Mnemonic.Paddq
@@ -124,21 +120,7 @@ public sealed partial class SoftProcessor
                     if (!Operand128(1, true, out UInt128 b))
                         return false;
                     ref UInt128 a = ref _area.Xmm[i.GetRegister(0) - Register.XMM0];
-                    // UNPCKxPS interleaves dwords and UNPCKxPD quadwords, as PUNPCKxDQ and PUNPCKxQDQ.
-                    int width = m is Mnemonic.Punpcklbw or Mnemonic.Punpckhbw ? 1
-                        : m is Mnemonic.Punpcklwd or Mnemonic.Punpckhwd ? 2
-                        : m is Mnemonic.Punpckldq or Mnemonic.Punpckhdq or Mnemonic.Unpcklps or Mnemonic.Unpckhps ? 4 : 8;
-                    bool high = m is Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq
-                        or Mnemonic.Unpckhps or Mnemonic.Unpckhpd;
-                    UInt128 x = high ? a >> 64 : a, y = high ? b >> 64 : b;
-                    UInt128 lane = ((UInt128)1 << (8 * width)) - 1, r = 0;
-                    // Interleave the low (or high) halves: a0 b0 a1 b1 ...
-                    for (int k = 0; k < 8 / width; k++)
-                    {
-                        r |= ((x >> (8 * width * k)) & lane) << (8 * width * 2 * k);
-                        r |= ((y >> (8 * width * k)) & lane) << (8 * width * (2 * k + 1));
-                    }
-                    a = r;
+                    a = Unpack(m, a, b, 64);
                     break;
                 }
             case Mnemonic.Psrlw or Mnemonic.Psrld or Mnemonic.Psrlq or Mnemonic.Psllw or Mnemonic.Pslld or Mnemonic.Psllq
@@ -151,22 +133,8 @@ public sealed partial class SoftProcessor
                         count = (ulong)c;
                     else
                         return false;
-                    int width = m is Mnemonic.Psrlw or Mnemonic.Psllw or Mnemonic.Psraw ? 2 : m is Mnemonic.Psrld or Mnemonic.Pslld or Mnemonic.Psrad ? 4 : 8;
                     ref UInt128 a = ref _area.Xmm[i.GetRegister(0) - Register.XMM0];
-                    ulong mask = Alu.Mask(width);
-                    UInt128 r = 0;
-                    for (int k = 0; k < 16 / width; k++)
-                    {
-                        ulong x = (ulong)(a >> (8 * width * k)) & mask;
-                        ulong v = m switch
-                        {
-                            Mnemonic.Psrlw or Mnemonic.Psrld or Mnemonic.Psrlq => count >= (ulong)(8 * width) ? 0 : x >> (int)count,
-                            Mnemonic.Psllw or Mnemonic.Pslld or Mnemonic.Psllq => count >= (ulong)(8 * width) ? 0 : x << (int)count,
-                            _ => (ulong)(Alu.SignExtend(x, width) >> (int)Math.Min(count, (ulong)(8 * width - 1))),
-                        };
-                        r |= (UInt128)(v & mask) << (8 * width * k);
-                    }
-                    a = r;
+                    a = Shift(m, a, count, 16);
                     break;
                 }
             default:
@@ -174,6 +142,54 @@ public sealed partial class SoftProcessor
         }
         _rip = next;
         return true;
+    }
+
+    private static UInt128 Logic(Mnemonic m, UInt128 a, UInt128 b) => m switch
+    {
+        Mnemonic.Pxor or Mnemonic.Xorps or Mnemonic.Xorpd => a ^ b,
+        Mnemonic.Por or Mnemonic.Orps or Mnemonic.Orpd => a | b,
+        Mnemonic.Pand or Mnemonic.Andps or Mnemonic.Andpd => a & b,
+        _ => ~a & b,
+    };
+
+    // Interleaves the low (or, for the high forms, the upper) halves of a and b element by element:
+    // a0 b0 a1 b1 ...; half is the register's half in bits (64 for XMM, 32 for MMX).
+    private static UInt128 Unpack(Mnemonic m, UInt128 a, UInt128 b, int half)
+    {
+        // UNPCKxPS interleaves dwords and UNPCKxPD quadwords, as PUNPCKxDQ and PUNPCKxQDQ.
+        int width = m is Mnemonic.Punpcklbw or Mnemonic.Punpckhbw ? 1
+            : m is Mnemonic.Punpcklwd or Mnemonic.Punpckhwd ? 2
+            : m is Mnemonic.Punpckldq or Mnemonic.Punpckhdq or Mnemonic.Unpcklps or Mnemonic.Unpckhps ? 4 : 8;
+        bool high = m is Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq
+            or Mnemonic.Unpckhps or Mnemonic.Unpckhpd;
+        UInt128 x = high ? a >> half : a, y = high ? b >> half : b;
+        UInt128 lane = width == 16 ? UInt128.MaxValue : ((UInt128)1 << (8 * width)) - 1, r = 0;
+        for (int k = 0; k < half / 8 / width; k++)
+        {
+            r |= ((x >> (8 * width * k)) & lane) << (8 * width * 2 * k);
+            r |= ((y >> (8 * width * k)) & lane) << (8 * width * (2 * k + 1));
+        }
+        return r;
+    }
+
+    // PSRL/PSLL/PSRA by count over a register of the given bytes (16 for XMM, 8 for MMX).
+    private static UInt128 Shift(Mnemonic m, UInt128 a, ulong count, int bytes)
+    {
+        int width = m is Mnemonic.Psrlw or Mnemonic.Psllw or Mnemonic.Psraw ? 2 : m is Mnemonic.Psrld or Mnemonic.Pslld or Mnemonic.Psrad ? 4 : 8;
+        ulong mask = Alu.Mask(width);
+        UInt128 r = 0;
+        for (int k = 0; k < bytes / width; k++)
+        {
+            ulong x = (ulong)(a >> (8 * width * k)) & mask;
+            ulong v = m switch
+            {
+                Mnemonic.Psrlw or Mnemonic.Psrld or Mnemonic.Psrlq => count >= (ulong)(8 * width) ? 0 : x >> (int)count,
+                Mnemonic.Psllw or Mnemonic.Pslld or Mnemonic.Psllq => count >= (ulong)(8 * width) ? 0 : x << (int)count,
+                _ => (ulong)(Alu.SignExtend(x, width) >> (int)Math.Min(count, (ulong)(8 * width - 1))),
+            };
+            r |= (UInt128)(v & mask) << (8 * width * k);
+        }
+        return r;
     }
 
     private static UInt128 Lanes(Mnemonic m, UInt128 a, UInt128 b)

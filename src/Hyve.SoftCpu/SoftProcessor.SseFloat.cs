@@ -1,10 +1,11 @@
 // SSE/SSE2 floating point: ADD, SUB, MUL, DIV, MIN, MAX and SQRT in their packed and scalar
 // single and double forms, CMPcc, COMIS/UCOMIS and the conversions between integers, singles
-// and doubles. Lanes run on the host's IEEE arithmetic (round to nearest, exceptions masked);
-// which NaN comes out is decided here, as the SDM says (the first source's, quieted), so it does
-// not depend on how the host code orders its operands.
+// and doubles, lane by lane in SimdFloat with MXCSR's rounding mode, DAZ and FTZ. The lanes'
+// exception flags are gathered and then committed as the SDM orders it: an unmasked invalid,
+// denormal or divide-by-zero exception in any lane stops the instruction before the others are
+// recorded; any unmasked exception leaves the destination unwritten and raises #XM (#UD when
+// CR4.OSXMMEXCPT is clear).
 using System;
-using System.Numerics;
 using Hyve.X86;
 using Hyve.X86.Decoding;
 
@@ -12,12 +13,27 @@ namespace Hyve.SoftCpu;
 
 public sealed partial class SoftProcessor
 {
-    private enum FloatOp : byte { Add, Sub, Mul, Div, Min, Max, Sqrt }
+    private const ulong Cr4OSXMMEXCPT = 1 << 10;
+
+    // Records the lanes' flags in MXCSR; true when the result may be written.
+    private bool CommitSimd(int flags)
+    {
+        int unmasked = flags & ~(int)(_mxcsr >> 7) & 0x3F;
+        const int pre = X87Flags.IE | X87Flags.DE | X87Flags.ZE;
+        if ((unmasked & pre) != 0)
+            _mxcsr |= (uint)(flags & pre);
+        else
+            _mxcsr |= (uint)(flags & 0x3F);
+        if (unmasked == 0)
+            return true;
+        return Raise((_cr4 & Cr4OSXMMEXCPT) != 0 ? ExceptionVector.XM : ExceptionVector.UD);
+    }
 
     private bool SseFloat(ulong next)
     {
         ref readonly Instruction i = ref _insn;
         Mnemonic m = i.Mnemonic;
+        var c = new SimdControl(_mxcsr);
         switch (m)
         {
             case Mnemonic.Addss or Mnemonic.Addsd or Mnemonic.Addps or Mnemonic.Addpd
@@ -32,7 +48,7 @@ public sealed partial class SoftProcessor
                     (bool dbl, bool scalar) = Shape(m);
                     if (!FloatSource(dbl, scalar, out UInt128 b))
                         return false;
-                    ref UInt128 a = ref Xmm(0);
+                    UInt128 a = Xmm(0);
                     int width = dbl ? 64 : 32, lanes = scalar ? 1 : 128 / width;
                     bool compare = m is Mnemonic.Cmpss or Mnemonic.Cmpsd or Mnemonic.Cmpps or Mnemonic.Cmppd;
                     FloatOp op = OpOf(m);
@@ -42,10 +58,13 @@ public sealed partial class SoftProcessor
                     {
                         int at = width * k;
                         ulong x = (ulong)(a >> at) & laneMask, y = (ulong)(b >> at) & laneMask;
-                        ulong v = compare ? (Compare(dbl, x, y, (int)(i.Immediate & 7)) ? laneMask : 0) : FloatLane(op, dbl, x, y);
+                        ulong v = compare ? (SimdFloat.Compare(dbl, x, y, (int)(i.Immediate & 7), ref c) ? laneMask : 0)
+                            : SimdFloat.Arithmetic(op, dbl, x, y, ref c);
                         r = (r & ~((UInt128)laneMask << at)) | ((UInt128)v << at);
                     }
-                    a = r;
+                    if (!CommitSimd(c.Flags))
+                        return false;
+                    Xmm(0) = r;
                     break;
                 }
             case Mnemonic.Comiss or Mnemonic.Ucomiss or Mnemonic.Comisd or Mnemonic.Ucomisd:
@@ -53,11 +72,10 @@ public sealed partial class SoftProcessor
                     bool dbl = m is Mnemonic.Comisd or Mnemonic.Ucomisd;
                     if (!Low(1, dbl ? 8 : 4, out ulong y))
                         return false;
-                    ulong x = (ulong)Xmm(0);
-                    double p = dbl ? BitConverter.Int64BitsToDouble((long)x) : BitConverter.Int32BitsToSingle((int)x);
-                    double q = dbl ? BitConverter.Int64BitsToDouble((long)y) : BitConverter.Int32BitsToSingle((int)y);
-                    ulong bits = double.IsNaN(p) || double.IsNaN(q) ? Rflags.ZF | Rflags.PF | Rflags.CF
-                        : p < q ? Rflags.CF : p == q ? Rflags.ZF : 0;
+                    int order = SimdFloat.Order(dbl, (ulong)Xmm(0) & (dbl ? ulong.MaxValue : 0xFFFF_FFFF), y, signaling: m is Mnemonic.Comiss or Mnemonic.Comisd, ref c);
+                    if (!CommitSimd(c.Flags))
+                        return false;
+                    ulong bits = order switch { 2 => Rflags.ZF | Rflags.PF | Rflags.CF, -1 => Rflags.CF, 0 => Rflags.ZF, _ => 0 };
                     ref ulong flags = ref Flags;
                     flags = (flags & ~Rflags.Status) | bits;
                     break;
@@ -67,11 +85,12 @@ public sealed partial class SoftProcessor
                     int size = i.GetOperandKind(1) == OperandKind.Register ? RegisterInfo.GprNumber(i.GetRegister(1)).Size : i.MemorySize;
                     if (!Low(1, size, out ulong raw))
                         return false;
-                    long v = Alu.SignExtend(raw, size);
+                    bool dbl = m == Mnemonic.Cvtsi2sd;
+                    ulong v = SimdFloat.FromInteger(Alu.SignExtend(raw, size), dbl, ref c);
+                    if (!CommitSimd(c.Flags))
+                        return false;
                     ref UInt128 d = ref Xmm(0);
-                    d = m == Mnemonic.Cvtsi2sd
-                        ? (d & ~(UInt128)ulong.MaxValue) | (ulong)BitConverter.DoubleToInt64Bits(v)
-                        : (d & ~(UInt128)0xFFFF_FFFF) | (uint)BitConverter.SingleToInt32Bits(v);
+                    d = dbl ? (d & ~(UInt128)ulong.MaxValue) | v : (d & ~(UInt128)0xFFFF_FFFF) | v;
                     break;
                 }
             case Mnemonic.Cvttss2si or Mnemonic.Cvttsd2si or Mnemonic.Cvtss2si or Mnemonic.Cvtsd2si:
@@ -79,9 +98,11 @@ public sealed partial class SoftProcessor
                     bool dbl = m is Mnemonic.Cvttsd2si or Mnemonic.Cvtsd2si;
                     if (!Low(1, dbl ? 8 : 4, out ulong raw))
                         return false;
-                    double x = dbl ? BitConverter.Int64BitsToDouble((long)raw) : BitConverter.Int32BitsToSingle((int)raw);
                     int size = RegisterInfo.GprNumber(i.GetRegister(0)).Size;
-                    Set(i.GetRegister(0), ToInteger(x, size, truncate: m is Mnemonic.Cvttss2si or Mnemonic.Cvttsd2si));
+                    ulong v = SimdFloat.ToInteger(dbl, raw, size, truncate: m is Mnemonic.Cvttss2si or Mnemonic.Cvttsd2si, ref c);
+                    if (!CommitSimd(c.Flags))
+                        return false;
+                    Set(i.GetRegister(0), v);
                     break;
                 }
             case Mnemonic.Cvtss2sd or Mnemonic.Cvtsd2ss:
@@ -89,10 +110,11 @@ public sealed partial class SoftProcessor
                     bool fromDouble = m == Mnemonic.Cvtsd2ss;
                     if (!Low(1, fromDouble ? 8 : 4, out ulong raw))
                         return false;
+                    ulong v = SimdFloat.Convert(raw, fromDouble, ref c);
+                    if (!CommitSimd(c.Flags))
+                        return false;
                     ref UInt128 d = ref Xmm(0);
-                    d = fromDouble
-                        ? (d & ~(UInt128)0xFFFF_FFFF) | (uint)BitConverter.SingleToInt32Bits((float)BitConverter.Int64BitsToDouble((long)raw))
-                        : (d & ~(UInt128)ulong.MaxValue) | (ulong)BitConverter.DoubleToInt64Bits(BitConverter.Int32BitsToSingle((int)raw));
+                    d = fromDouble ? (d & ~(UInt128)0xFFFF_FFFF) | v : (d & ~(UInt128)ulong.MaxValue) | v;
                     break;
                 }
             case Mnemonic.Cvtdq2ps or Mnemonic.Cvtps2dq or Mnemonic.Cvttps2dq:
@@ -103,10 +125,12 @@ public sealed partial class SoftProcessor
                     for (int k = 0; k < 4; k++)
                     {
                         uint x = (uint)(s >> (32 * k));
-                        uint v = m == Mnemonic.Cvtdq2ps ? (uint)BitConverter.SingleToInt32Bits((int)x)
-                            : (uint)ToInteger(BitConverter.Int32BitsToSingle((int)x), 4, truncate: m == Mnemonic.Cvttps2dq);
-                        r |= (UInt128)v << (32 * k);
+                        ulong v = m == Mnemonic.Cvtdq2ps ? SimdFloat.FromInteger((int)x, false, ref c)
+                            : SimdFloat.ToInteger(false, x, 4, truncate: m == Mnemonic.Cvttps2dq, ref c);
+                        r |= (UInt128)(v & 0xFFFF_FFFF) << (32 * k);
                     }
+                    if (!CommitSimd(c.Flags))
+                        return false;
                     Xmm(0) = r;
                     break;
                 }
@@ -118,9 +142,11 @@ public sealed partial class SoftProcessor
                     for (int k = 0; k < 2; k++)
                     {
                         uint x = (uint)(s >> (32 * k));
-                        double v = m == Mnemonic.Cvtdq2pd ? (double)(int)x : (double)BitConverter.Int32BitsToSingle((int)x);
-                        r |= (UInt128)(ulong)BitConverter.DoubleToInt64Bits(v) << (64 * k);
+                        ulong v = m == Mnemonic.Cvtdq2pd ? SimdFloat.FromInteger((int)x, true, ref c) : SimdFloat.Convert(x, false, ref c);
+                        r |= (UInt128)v << (64 * k);
                     }
+                    if (!CommitSimd(c.Flags))
+                        return false;
                     Xmm(0) = r;
                     break;
                 }
@@ -131,11 +157,13 @@ public sealed partial class SoftProcessor
                     ulong r = 0;
                     for (int k = 0; k < 2; k++)
                     {
-                        double x = BitConverter.Int64BitsToDouble((long)(ulong)(s >> (64 * k)));
-                        uint v = m == Mnemonic.Cvtpd2ps ? (uint)BitConverter.SingleToInt32Bits((float)x)
-                            : (uint)ToInteger(x, 4, truncate: m == Mnemonic.Cvttpd2dq);
-                        r |= (ulong)v << (32 * k);
+                        ulong x = (ulong)(s >> (64 * k));
+                        ulong v = m == Mnemonic.Cvtpd2ps ? SimdFloat.Convert(x, true, ref c)
+                            : SimdFloat.ToInteger(true, x, 4, truncate: m == Mnemonic.Cvttpd2dq, ref c);
+                        r |= (v & 0xFFFF_FFFF) << (32 * k);
                     }
+                    if (!CommitSimd(c.Flags))
+                        return false;
                     Xmm(0) = r; // the upper half is cleared
                     break;
                 }
@@ -176,62 +204,5 @@ public sealed partial class SoftProcessor
         bool ok = Low(1, dbl ? 8 : 4, out ulong v);
         value = v;
         return ok;
-    }
-
-    // One lane of op on the raw bits of x and y. A NaN operand gives the first NaN source, quieted
-    // (MIN and MAX give the second source for NaN or equal operands, as their comparison says).
-    private static ulong FloatLane(FloatOp op, bool dbl, ulong x, ulong y)
-    {
-        ulong quiet = dbl ? 1UL << 51 : 1UL << 22;
-        bool xNaN = dbl ? double.IsNaN(BitConverter.Int64BitsToDouble((long)x)) : float.IsNaN(BitConverter.Int32BitsToSingle((int)x));
-        bool yNaN = dbl ? double.IsNaN(BitConverter.Int64BitsToDouble((long)y)) : float.IsNaN(BitConverter.Int32BitsToSingle((int)y));
-        if (op == FloatOp.Sqrt && yNaN)
-            return y | quiet;
-        if (op is not (FloatOp.Min or FloatOp.Max or FloatOp.Sqrt) && (xNaN || yNaN))
-            return (xNaN ? x : y) | quiet;
-        return dbl
-            ? (ulong)BitConverter.DoubleToInt64Bits(Lane(op, BitConverter.Int64BitsToDouble((long)x), BitConverter.Int64BitsToDouble((long)y)))
-            : (uint)BitConverter.SingleToInt32Bits(Lane(op, BitConverter.Int32BitsToSingle((int)x), BitConverter.Int32BitsToSingle((int)y)));
-    }
-
-    private static T Lane<T>(FloatOp op, T x, T y) where T : IFloatingPointIeee754<T> => op switch
-    {
-        FloatOp.Add => x + y,
-        FloatOp.Sub => x - y,
-        FloatOp.Mul => x * y,
-        FloatOp.Div => x / y,
-        FloatOp.Min => x < y ? x : y,
-        FloatOp.Max => x > y ? x : y,
-        _ => T.Sqrt(y),
-    };
-
-    // CMPcc's predicates 0-7: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD.
-    private static bool Compare(bool dbl, ulong a, ulong b, int predicate)
-    {
-        double x = dbl ? BitConverter.Int64BitsToDouble((long)a) : BitConverter.Int32BitsToSingle((int)a);
-        double y = dbl ? BitConverter.Int64BitsToDouble((long)b) : BitConverter.Int32BitsToSingle((int)b);
-        bool unordered = double.IsNaN(x) || double.IsNaN(y);
-        return predicate switch
-        {
-            0 => x == y,
-            1 => x < y,
-            2 => x <= y,
-            3 => unordered,
-            4 => !(x == y),
-            5 => !(x < y),
-            6 => !(x <= y),
-            _ => !unordered,
-        };
-    }
-
-    // A conversion to a size-byte integer: truncated or rounded to nearest even; NaN and values
-    // out of range give the integer indefinite (only the sign bit set).
-    private static ulong ToInteger(double x, int size, bool truncate)
-    {
-        double t = truncate ? Math.Truncate(x) : Math.Round(x, MidpointRounding.ToEven);
-        double limit = size == 8 ? 9223372036854775808.0 : 2147483648.0;
-        if (double.IsNaN(t) || t >= limit || t < -limit)
-            return Alu.SignBit(size);
-        return (ulong)(long)t & Alu.Mask(size);
     }
 }

@@ -651,7 +651,12 @@ public sealed partial class SoftProcessor
                             flags |= X87Flags.IE;
                         else if (arg == 0 && m == Mnemonic.Fyl2x)
                             flags |= y == 0 ? X87Flags.IE : X87Flags.ZE;
-                        r = y * Math.Log2(arg);
+                        // Near 1, log2 goes through log1p of the exact x - 1, which keeps the
+                        // small result's relative precision.
+                        int ignored = 0;
+                        double e = m == Mnemonic.Fyl2xp1 ? x
+                            : Math.Abs(x - 1) < 0.25 ? ExtendedReal.ToDouble(ExtendedReal.Add(a, ExtendedReal.One, true, RealFormat.Extended, 0, ref ignored)) : double.NaN;
+                        r = y * (double.IsNaN(e) ? Math.Log2(arg) : Log1p(e) / Math.Log(2));
                     }
                     if (!Accept(flags))
                         return true;
@@ -660,6 +665,13 @@ public sealed partial class SoftProcessor
                     return true;
                 }
         }
+    }
+
+    // ln(1 + e) to double precision for small e: the rounding of 1 + e is divided back out.
+    private static double Log1p(double e)
+    {
+        double u = 1 + e;
+        return u == 1 ? e : Math.Log(u) * e / (u - 1);
     }
 
     // FXTRACT, FPTAN and FSINCOS: ST(0) replaced and a second result pushed; with no room to push,
@@ -767,7 +779,7 @@ public sealed partial class SoftProcessor
         int env = small ? 14 : 28, unit = small ? 2 : 4;
         Span<byte> img = stackalloc byte[108];
         img.Clear();
-        ulong[] fields = [_fcw, _fsw, FullTags(), _fip, _seg[1].Selector | ((ulong)(_fop & 0x7FF) << 16), _fdp, _seg[3].Selector];
+        Span<ulong> fields = [_fcw, _fsw, FullTags(), _fip, _seg[1].Selector | ((ulong)(_fop & 0x7FF) << 16), _fdp, _seg[3].Selector];
         for (int f = 0; f < 7; f++)
         {
             ulong v = fields[f];

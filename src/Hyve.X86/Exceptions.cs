@@ -26,6 +26,8 @@ public static class ExceptionVector
     public const byte MF = 16;
     /// <summary>Alignment check.</summary>
     public const byte AC = 17;
+    /// <summary>SIMD floating-point exception.</summary>
+    public const byte XM = 19;
 
     /// <summary>Whether the exception pushes an error code.</summary>
     public static bool HasErrorCode(byte vector) => vector is DF or 10 or 11 or SS or GP or PF or AC or 21;

@@ -155,6 +155,32 @@ public sealed class GuestRunTests : IDisposable
     }
 
     [Fact]
+    public void AnUnmaskedSimdExceptionRaisesXmAndLeavesTheDestination()
+    {
+        ulong handler = InstallGate(ExceptionVector.XM);
+        LongMode(Convert.FromHexString(
+            "C70424801D0000" +       // mov dword [rsp], 0x1D80: divide-by-zero unmasked
+            "0FAE1424" +             // ldmxcsr [rsp]
+            "0F57C9" +               // xorps xmm1, xmm1
+            "F30F5EC1" +             // divss xmm0, xmm1: #XM
+            "F4"));
+        // 'X'; stmxcsr [0x9000]; hlt
+        _memory.WriteRam(handler, Convert.FromHexString("B058" + "E6E9" + "0FAE1C2500900000" + "F4"));
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Cpu.Control = Cpu.Control with { Cr4 = Cpu.Control.Cr4 | (1 << 10) }; // CR4.OSXMMEXCPT
+        Cpu.Area.Xmm[0] = 0x3F80_0000; // 1.0f
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("X", _console.ToString());
+        Assert.Equal((UInt128)0x3F80_0000, Cpu.Area.Xmm[0]); // not written
+        Span<byte> word = stackalloc byte[8];
+        Assert.True(_memory.ReadRam(0x9000, word));
+        Assert.Equal(0x1D84u, BitConverter.ToUInt32(word)); // ZE recorded
+        Assert.True(_memory.ReadRam(Cpu.GetGpr(4), word));
+        Assert.Equal(Code + 14, BitConverter.ToUInt64(word)); // the DIVSS faulted
+    }
+
+    [Fact]
     public void RealModeGuestRunsAtItsSegment()
     {
         _memory.WriteRam(0x10000, Convert.FromHexString("B068" + "E6E9" + "B069" + "E6E9" + "F4")); // 'h', 'i', hlt

@@ -58,9 +58,29 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     public void X87InstructionsMatchTheHostCpu()
     {
         List<byte[]> forms = Forms(m => !Excluded.Contains(m));
-        var (run, failures, first) = Run(forms, Seed + 3, Cases, tolerant: false);
+        var (run, failures, first) = Run(forms, Seed + 3, Cases, Kind.X87);
         output.WriteLine($"{run} x87 cases over {forms.Count} forms, seed {Seed + 3} (HYVE_SEED + 3): {failures} failed {first}");
         Assert.True(forms.Count > 300, $"only {forms.Count} forms");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    [Fact]
+    public void MmxInstructionsMatchTheHostCpu()
+    {
+        List<byte[]> forms = MmxForms();
+        var (run, failures, first) = Run(forms, Seed + 6, Cases, Kind.Mmx);
+        output.WriteLine($"{run} MMX cases over {forms.Count} opcodes, seed {Seed + 6} (HYVE_SEED + 6): {failures} failed {first}");
+        Assert.True(forms.Count > 60, $"only {forms.Count} opcodes");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    [Fact]
+    public void SseFloatingPointMatchesTheHostCpuUnderEveryMxcsrMode()
+    {
+        List<byte[]> forms = SseFloatForms();
+        var (run, failures, first) = Run(forms, Seed + 7, Cases, Kind.Sse);
+        output.WriteLine($"{run} SSE floating-point cases over {forms.Count} opcodes, seed {Seed + 7} (HYVE_SEED + 7): {failures} failed {first}");
+        Assert.True(forms.Count > 40, $"only {forms.Count} opcodes");
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
@@ -68,7 +88,7 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     public void EnvironmentAndStateImagesMatchTheHostCpu()
     {
         List<byte[]> forms = Forms(m => m is Mnemonic.Fnstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor);
-        var (run, failures, first) = Run(forms, Seed + 5, Math.Max(2000, Cases / 10), tolerant: false, images: true);
+        var (run, failures, first) = Run(forms, Seed + 5, Math.Max(2000, Cases / 10), Kind.Images);
         output.WriteLine($"{run} FNSTENV/FLDENV/FNSAVE/FRSTOR cases, seed {Seed + 5} (HYVE_SEED + 5): {failures} failed {first}");
         Assert.Equal(4, forms.Count);
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
@@ -78,16 +98,25 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     public void TranscendentalInstructionsAgreeWithTheHostCpuToDoublePrecision()
     {
         List<byte[]> forms = Forms(m => Array.IndexOf(Transcendentals, m) >= 0);
-        var (run, failures, first) = Run(forms, Seed + 4, Math.Max(2000, Cases / 10), tolerant: true);
+        var (run, failures, first) = Run(forms, Seed + 4, Math.Max(2000, Cases / 10), Kind.Transcendental);
         output.WriteLine($"{run} transcendental cases, seed {Seed + 4} (HYVE_SEED + 4): {failures} failed {first}");
         Assert.Equal(8, forms.Count);
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
-    // With images, the operand is a 108-byte FNSAVE image in the 32-bit layout (FLDENV reads its
-    // first 28 bytes), and the instruction pointer, opcode and data pointer fields are not compared.
-    private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, bool tolerant, bool images = false)
+    private enum Kind
     {
+        X87,
+        Transcendental, // compared within double precision
+        Images,         // the operand is a 108-byte FNSAVE image in the 32-bit layout (FLDENV reads its
+                        // first 28 bytes); the instruction and data pointer fields are not compared
+        Mmx,            // forms are templates completed with a ModRM (and immediate); XMM compared too
+        Sse,            // as Mmx, with floating-point XMM values and a random MXCSR
+    }
+
+    private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, Kind kind)
+    {
+        bool tolerant = kind == Kind.Transcendental, images = kind == Kind.Images, mmx = kind is Kind.Mmx or Kind.Sse;
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         using var native = new NativeCpu();
         var rng = new Random(seed);
@@ -101,14 +130,18 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         for (int k = 0; k < cases; k++)
         {
             byte[] insn = forms[rng.Next(forms.Count)];
+            if (mmx)
+                insn = MmxInstruction(rng, insn);
             // fxrstor [rbx]; the instruction; fxsave [rbx+512]
             byte[] code = [0x0F, 0xAE, 0x0B, .. insn, 0x0F, 0xAE, 0x83, 0x00, 0x02, 0x00, 0x00];
-            byte[] image = State(rng, tolerant);
+            byte[] image = kind == Kind.Sse ? SseState(rng) : mmx ? MmxState(rng) : State(rng, tolerant);
             if (tolerant && Decoder.Decode(insn, Bitness.Bits64, out Instruction t) == DecodeStatus.Ok
                 && OutsideDomain(t.Mnemonic, BitConverter.ToUInt16(image, 40), BitConverter.ToUInt64(image, 32)))
                 continue; // the SDM leaves the result undefined
             byte[] operand = images ? SaveImage(rng) : new byte[16];
-            if (!images)
+            if (kind == Kind.Sse)
+                FloatLanes(rng, operand);
+            else if (!images)
                 RandomOperand(rng, operand);
             Span<byte> area = native.Data;
             area[..2048].Clear();
@@ -120,11 +153,12 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
                 st.In[r] = (ulong)rng.NextInt64();
             st.In[3] = data;                          // rbx: the state images
             st.In[6] = data + Operand;                // rsi: the memory operand
+            st.In[7] = data + Operand;                // rdi: MASKMOVQ's destination
             string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st);
             run++;
             byte[] soft = new byte[2048];
             memory.ReadRam(data, soft);
-            diff ??= Compare(native.Data[..2048], soft, tolerant, images ? 108 : 16);
+            diff ??= Compare(native.Data[..2048], soft, tolerant, images ? 108 : 16, xmm: mmx);
             if (diff == null && (vcpu.Rflags & Rflags.Status) != (st.FlagsOut & Rflags.Status))
                 diff = $"flags: cpu {st.FlagsOut & Rflags.Status:X} soft {vcpu.Rflags & Rflags.Status:X}";
             if (diff != null)
@@ -154,11 +188,14 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         var s = new System.Text.StringBuilder($"fcw {BitConverter.ToUInt16(image, 0):X4} fsw {BitConverter.ToUInt16(image, 2):X4} ftw {image[4]:X2}");
         for (int k = 0; k < 8; k++)
             s.Append($" st{k} {BitConverter.ToUInt16(image, 40 + 16 * k):X4}:{BitConverter.ToUInt64(image, 32 + 16 * k):X16}");
+        s.Append($" mxcsr {BitConverter.ToUInt32(image, 24):X4}");
+        for (int x = 0; x < 8; x++)
+            s.Append($" xmm{x} {Convert.ToHexString(image.AsSpan(160 + 16 * x, 16))}");
         return s.ToString();
     }
 
     // The stored images and the operand: FCW, FSW, abridged FTW, MXCSR, the registers' 80 bits.
-    private static string? Compare(ReadOnlySpan<byte> cpu, ReadOnlySpan<byte> soft, bool tolerant, int operandBytes)
+    private static string? Compare(ReadOnlySpan<byte> cpu, ReadOnlySpan<byte> soft, bool tolerant, int operandBytes, bool xmm)
     {
         ReadOnlySpan<byte> a = cpu[StateOut..], b = soft[StateOut..];
         ushort fswMask = (ushort)(tolerant ? ~0x0220 : 0xFFFF); // PE and C1 follow the last bit of the approximation
@@ -175,6 +212,13 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
                 continue;
             return $"st{k}: cpu {BitConverter.ToUInt16(x[8..]):X4}:{BitConverter.ToUInt64(x):X16} soft {BitConverter.ToUInt16(y[8..]):X4}:{BitConverter.ToUInt64(y):X16}";
         }
+        for (int x = 0; xmm && x < 16; x++)
+        {
+            if (!a.Slice(160 + 16 * x, 16).SequenceEqual(b.Slice(160 + 16 * x, 16)))
+                return $"xmm{x}: cpu {Convert.ToHexString(a.Slice(160 + 16 * x, 16))} soft {Convert.ToHexString(b.Slice(160 + 16 * x, 16))}";
+        }
+        if (BitConverter.ToUInt32(a[24..]) != BitConverter.ToUInt32(b[24..]))
+            return $"mxcsr: cpu {BitConverter.ToUInt32(a[24..]):X} soft {BitConverter.ToUInt32(b[24..]):X}";
         for (int k = 0; k < operandBytes; k++)
         {
             if (operandBytes > 16 && k is >= 12 and < 28)
@@ -222,6 +266,174 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
             BitConverter.TryWriteBytes(image.AsSpan(32 + 16 * k), values[k].Item2);
             BitConverter.TryWriteBytes(image.AsSpan(40 + 16 * k), values[k].Item1);
         }
+        return image;
+    }
+
+    // Every MMX form, and the SSE forms that read or write MMX registers: the prefix and opcode,
+    // completed per case by MmxInstruction.
+    private static List<byte[]> MmxForms()
+    {
+        var forms = new List<byte[]>();
+        foreach (byte prefix in new byte[] { 0, 0x66, 0xF2, 0xF3 })
+        {
+            for (int op = 0; op < 256; op++)
+            {
+                if (op is 0x0F or 0x38 or 0x3A)
+                    continue; // 3DNow! and the three-byte maps (SSSE3's MMX forms are not run)
+                foreach (byte rex in new byte[] { 0, 0x48 })
+                {
+                    byte[] template = prefix == 0 ? [.. Rex(rex), 0x0F, (byte)op] : [prefix, .. Rex(rex), 0x0F, (byte)op];
+                    if (rex != 0 && op is not (0x6E or 0x7E))
+                        continue;
+                    bool any = false;
+                    foreach (byte modrm in new byte[] { 0xC1, 0x0E, 0xD1, 0xE1, 0xF1 })
+                    {
+                        byte[] insn = [.. template, modrm, 0x01];
+                        if (Decoder.Decode(insn, Bitness.Bits64, out Instruction d) != DecodeStatus.Ok)
+                            continue;
+                        bool mm = false;
+                        for (int k = 0; k < d.OperandCount; k++)
+                            mm |= d.GetOperandKind(k) == OperandKind.Register && d.GetRegister(k) is >= Register.MM0 and <= Register.MM7;
+                        any |= mm || d.Mnemonic is Mnemonic.Cvtpi2ps or Mnemonic.Cvtpi2pd or Mnemonic.Emms;
+                    }
+                    if (any)
+                        forms.Add(template);
+                }
+            }
+        }
+        return forms;
+
+        static byte[] Rex(byte rex) => rex == 0 ? [] : [rex];
+    }
+
+    // A form completed with a ModRM (a register pair, or [rsi]) and an immediate byte when it takes one.
+    private static byte[] MmxInstruction(Random rng, byte[] template)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            int reg = rng.Next(8), modrm = rng.Next(3) == 0 ? (reg << 3) | 6 : 0xC0 | (reg << 3) | rng.Next(8);
+            byte[] insn = [.. template, (byte)modrm, (byte)rng.Next(256)];
+            if (Decoder.Decode(insn, Bitness.Bits64, out Instruction d) == DecodeStatus.Ok && (d.Mnemonic != Mnemonic.Maskmovq || modrm >= 0xC0)
+                && !WritesHarnessRegister(d))
+                return insn[..d.Length];
+            if (attempt > 100)
+                throw new InvalidOperationException($"no encoding completes {Convert.ToHexString(template)}");
+        }
+    }
+
+    private static readonly HashSet<Mnemonic> SseFloatMnemonics =
+    [
+        Mnemonic.Addss, Mnemonic.Addsd, Mnemonic.Addps, Mnemonic.Addpd, Mnemonic.Subss, Mnemonic.Subsd, Mnemonic.Subps, Mnemonic.Subpd,
+        Mnemonic.Mulss, Mnemonic.Mulsd, Mnemonic.Mulps, Mnemonic.Mulpd, Mnemonic.Divss, Mnemonic.Divsd, Mnemonic.Divps, Mnemonic.Divpd,
+        Mnemonic.Minss, Mnemonic.Minsd, Mnemonic.Minps, Mnemonic.Minpd, Mnemonic.Maxss, Mnemonic.Maxsd, Mnemonic.Maxps, Mnemonic.Maxpd,
+        Mnemonic.Sqrtss, Mnemonic.Sqrtsd, Mnemonic.Sqrtps, Mnemonic.Sqrtpd, Mnemonic.Cmpss, Mnemonic.Cmpsd, Mnemonic.Cmpps, Mnemonic.Cmppd,
+        Mnemonic.Comiss, Mnemonic.Ucomiss, Mnemonic.Comisd, Mnemonic.Ucomisd, Mnemonic.Cvtsi2ss, Mnemonic.Cvtsi2sd,
+        Mnemonic.Cvttss2si, Mnemonic.Cvttsd2si, Mnemonic.Cvtss2si, Mnemonic.Cvtsd2si, Mnemonic.Cvtss2sd, Mnemonic.Cvtsd2ss,
+        Mnemonic.Cvtdq2ps, Mnemonic.Cvtps2dq, Mnemonic.Cvttps2dq, Mnemonic.Cvtdq2pd, Mnemonic.Cvtps2pd, Mnemonic.Cvtpd2dq,
+        Mnemonic.Cvttpd2dq, Mnemonic.Cvtpd2ps, Mnemonic.Cvtpi2ps, Mnemonic.Cvtpi2pd, Mnemonic.Cvtps2pi, Mnemonic.Cvttps2pi,
+        Mnemonic.Cvtpd2pi, Mnemonic.Cvttpd2pi,
+    ];
+
+    // The SSE and SSE2 floating-point opcodes (and REX.W forms of the integer conversions).
+    private static List<byte[]> SseFloatForms()
+    {
+        var forms = new List<byte[]>();
+        foreach (byte prefix in new byte[] { 0, 0x66, 0xF2, 0xF3 })
+        {
+            for (int op = 0x10; op < 0x100; op++)
+            {
+                foreach (byte rex in new byte[] { 0, 0x48 })
+                {
+                    byte[] template = [.. (prefix == 0 ? Array.Empty<byte>() : [prefix]), .. (rex == 0 ? Array.Empty<byte>() : [rex]), 0x0F, (byte)op];
+                    byte[] probe = [.. template, 0xC1, 0x01];
+                    if (Decoder.Decode(probe, Bitness.Bits64, out Instruction d) != DecodeStatus.Ok || !SseFloatMnemonics.Contains(d.Mnemonic))
+                        continue;
+                    if (rex != 0 && d.Mnemonic is not (Mnemonic.Cvtsi2ss or Mnemonic.Cvtsi2sd or Mnemonic.Cvttss2si or Mnemonic.Cvttsd2si
+                        or Mnemonic.Cvtss2si or Mnemonic.Cvtsd2si))
+                        continue;
+                    forms.Add(template);
+                }
+            }
+        }
+        return forms;
+    }
+
+    // Lanes of every class: zeros, denormals, the smallest and largest normals, infinities, quiet
+    // and signaling NaNs, integers, halfway cases, and ordinary values near one another.
+    private static void FloatLanes(Random rng, Span<byte> bytes)
+    {
+        for (int at = 0; at + 8 <= bytes.Length; at += 8)
+        {
+            if (rng.Next(2) == 0)
+            {
+                BitConverter.TryWriteBytes(bytes[at..], Lane(rng, true));
+                continue;
+            }
+            BitConverter.TryWriteBytes(bytes[at..], (uint)Lane(rng, false));
+            BitConverter.TryWriteBytes(bytes[(at + 4)..], (uint)Lane(rng, false));
+        }
+    }
+
+    private static ulong Lane(Random rng, bool dbl)
+    {
+        int fracBits = dbl ? 52 : 23, bias = dbl ? 1023 : 127, maxExp = dbl ? 2047 : 255;
+        ulong sign = (ulong)rng.Next(2) << (dbl ? 63 : 31);
+        ulong frac = (ulong)rng.NextInt64() & ((1UL << fracBits) - 1);
+        ulong Exp(int e) => (ulong)e << fracBits;
+        return sign | rng.Next(14) switch
+        {
+            0 => 0,
+            1 => frac >> rng.Next(fracBits),                                   // denormal
+            2 => Exp(1) | (frac >> rng.Next(fracBits)),                        // the smallest normals
+            3 => Exp(maxExp - 1 - rng.Next(2)) | frac,                         // the largest
+            4 => Exp(maxExp),                                                   // infinity
+            5 => Exp(maxExp) | (1UL << (fracBits - 1)) | (frac >> rng.Next(fracBits)), // quiet NaN
+            6 => Exp(maxExp) | ((frac >> 1) >> rng.Next(fracBits)) | 1,        // signaling NaN
+            7 => Exp(bias + rng.Next(40)) | (frac & ~((1UL << (fracBits - rng.Next(fracBits))) - 1)), // integers, ties
+            8 => Exp(rng.Next(1, bias / 2)) | frac,                            // small: products underflow
+            9 => Exp(bias + rng.Next(bias / 2, bias)) | frac,                  // large: products overflow
+            10 => Exp(bias + 30 + rng.Next(4)) | frac,                         // near the integer limits
+            _ => Exp(bias + rng.Next(-8, 8)) | frac,
+        };
+    }
+
+    // A random MXCSR (every exception masked; any rounding mode, DAZ, FTZ; sometimes flags already
+    // set) and floating-point XMM registers.
+    private static byte[] SseState(Random rng)
+    {
+        byte[] image = MmxState(rng);
+        for (int x = 0; x < 16; x++)
+            FloatLanes(rng, image.AsSpan(160 + 16 * x, 16));
+        uint mxcsr = 0x1F80u | ((uint)rng.Next(4) << 13) | ((uint)rng.Next(2) << 6) | ((uint)rng.Next(2) << 15);
+        if (rng.Next(4) == 0)
+            mxcsr |= (uint)rng.Next(64);
+        BitConverter.TryWriteBytes(image.AsSpan(24), mxcsr);
+        return image;
+    }
+
+    // RSP and RBX (the state pointer the closing FXSAVE uses) must survive the instruction.
+    private static bool WritesHarnessRegister(in Instruction d)
+    {
+        for (int k = 0; k < d.OperandCount; k++)
+        {
+            if (d.GetOperandKind(k) == OperandKind.Register && d.GetRegister(k) is >= Register.AL and <= Register.R15
+                && RegisterInfo.GprNumber(d.GetRegister(k)).N is 3 or 4)
+                return true;
+        }
+        return false;
+    }
+
+    // An MMX-era state: TOP 0, the x87 masks, random tags and registers, random XMM registers.
+    private static byte[] MmxState(Random rng)
+    {
+        var image = new byte[512];
+        rng.NextBytes(image.AsSpan(32, 128 + 256));
+        BitConverter.TryWriteBytes(image.AsSpan(0), (ushort)0x037F);
+        BitConverter.TryWriteBytes(image.AsSpan(2), (ushort)(rng.Next(2) * 0x4700)); // condition codes, TOP 0
+        image[4] = (byte)rng.Next(256);
+        BitConverter.TryWriteBytes(image.AsSpan(24), 0x1F80u);
+        for (int k = 0; k < 8; k++)
+            image.AsSpan(42 + 16 * k, 6).Clear();
         return image;
     }
 

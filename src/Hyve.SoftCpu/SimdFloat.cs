@@ -1,0 +1,208 @@
+// SSE floating point lane by lane, as MXCSR directs it: the rounding mode, denormals-are-zero on
+// the inputs, flush-to-zero on the outputs, and the six exception flags each lane raises. Values
+// are computed exactly (ExtendedReal) and rounded once to single or double precision. NaNs follow
+// the SSE rules, not the x87 ones: the first source's NaN wins, MIN and MAX return the second
+// source for any NaN, and the default NaN is the negative quiet one.
+namespace Hyve.SoftCpu;
+
+/// <summary>The SSE arithmetic operations.</summary>
+internal enum FloatOp : byte
+{
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Min,
+    Max,
+    Sqrt,
+}
+
+/// <summary>MXCSR's controls for one instruction, and the flags its lanes raise.</summary>
+internal struct SimdControl(uint mxcsr)
+{
+    public readonly int Rounding = (int)(mxcsr >> 13) & 3;
+    public readonly bool DenormalsAreZero = (mxcsr & (1 << 6)) != 0;
+    public readonly bool FlushToZero = (mxcsr & (1 << 15)) != 0 && (mxcsr & (1 << 11)) != 0; // FZ with underflow masked
+    public int Flags;
+}
+
+/// <summary>Single- and double-precision lanes on raw bits.</summary>
+internal static class SimdFloat
+{
+    private static ulong SignBit(bool dbl) => dbl ? 1UL << 63 : 1UL << 31;
+
+    private static ulong QuietBit(bool dbl) => dbl ? 1UL << 51 : 1UL << 22;
+
+    private static ulong ExponentMask(bool dbl) => dbl ? 0x7FF0_0000_0000_0000UL : 0x7F80_0000UL;
+
+    private static ulong FractionMask(bool dbl) => dbl ? 0x000F_FFFF_FFFF_FFFFUL : 0x007F_FFFFUL;
+
+    public static bool IsNaN(ulong x, bool dbl) => (x & ExponentMask(dbl)) == ExponentMask(dbl) && (x & FractionMask(dbl)) != 0;
+
+    private static bool IsSignaling(ulong x, bool dbl) => IsNaN(x, dbl) && (x & QuietBit(dbl)) == 0;
+
+    private static bool IsDenormal(ulong x, bool dbl) => (x & ExponentMask(dbl)) == 0 && (x & FractionMask(dbl)) != 0;
+
+    private static RealFormat Format(bool dbl) => dbl ? RealFormat.Double : RealFormat.Single;
+
+    // An input: DAZ turns a denormal into a zero of its sign; otherwise a denormal reports DE.
+    private static ExtendedReal Load(ulong x, bool dbl, ref SimdControl c)
+    {
+        if (IsDenormal(x, dbl))
+        {
+            if (c.DenormalsAreZero)
+                x &= SignBit(dbl);
+            else
+                c.Flags |= X87Flags.DE;
+        }
+        int ignored = 0;
+        return ExtendedReal.FromBinary(x, dbl, false, ref ignored);
+    }
+
+    // A result already rounded to the format (its flags in f): flushed to zero when tiny under FTZ.
+    private static ulong Store(ExtendedReal r, bool dbl, int f, ref SimdControl c)
+    {
+        if (c.FlushToZero && (f & X87Flags.Tiny) != 0 && r.Class is RealClass.Normal or RealClass.Denormal)
+        {
+            c.Flags |= (f & ~X87Flags.Tiny) | X87Flags.UE | X87Flags.PE;
+            return r.Negative ? SignBit(dbl) : 0;
+        }
+        c.Flags |= f & 0x3F;
+        int ignored = 0;
+        return ExtendedReal.ToBinary(r, dbl, 0, ref ignored);
+    }
+
+    /// <summary>One lane of an arithmetic operation (SQRT takes only y).</summary>
+    public static ulong Arithmetic(FloatOp op, bool dbl, ulong x, ulong y, ref SimdControl c)
+    {
+        if (op is FloatOp.Min or FloatOp.Max)
+        {
+            if (c.DenormalsAreZero)
+            {
+                // The source returned is the zero DAZ made of it.
+                x = IsDenormal(x, dbl) ? x & SignBit(dbl) : x;
+                y = IsDenormal(y, dbl) ? y & SignBit(dbl) : y;
+            }
+            if (IsNaN(x, dbl) || IsNaN(y, dbl))
+            {
+                c.Flags |= X87Flags.IE;
+                return y;
+            }
+            ExtendedReal p = Load(x, dbl, ref c), q = Load(y, dbl, ref c);
+            int ignored = 0;
+            int order = ExtendedReal.Compare(p, q, false, ref ignored);
+            // Equal values (zeros of either sign included) give the second source.
+            bool first = op == FloatOp.Min ? order < 0 : order > 0;
+            return first ? x : y;
+        }
+        if (op == FloatOp.Sqrt)
+        {
+            if (IsNaN(y, dbl))
+            {
+                if (IsSignaling(y, dbl))
+                    c.Flags |= X87Flags.IE;
+                return y | QuietBit(dbl);
+            }
+        }
+        else if (IsNaN(x, dbl) || IsNaN(y, dbl))
+        {
+            if (IsSignaling(x, dbl) || IsSignaling(y, dbl))
+                c.Flags |= X87Flags.IE;
+            return (IsNaN(x, dbl) ? x : y) | QuietBit(dbl);
+        }
+        RealFormat format = Format(dbl);
+        int f = 0;
+        int outer = c.Flags;
+        c.Flags = 0;
+        ExtendedReal b = Load(y, dbl, ref c);
+        ExtendedReal r;
+        if (op == FloatOp.Sqrt)
+            r = ExtendedReal.SquareRoot(b, format, c.Rounding, ref f);
+        else
+        {
+            ExtendedReal a = Load(x, dbl, ref c);
+            r = op switch
+            {
+                FloatOp.Add => ExtendedReal.Add(a, b, false, format, c.Rounding, ref f),
+                FloatOp.Sub => ExtendedReal.Add(a, b, true, format, c.Rounding, ref f),
+                FloatOp.Mul => ExtendedReal.Multiply(a, b, format, c.Rounding, ref f),
+                _ => ExtendedReal.Divide(a, b, format, c.Rounding, ref f),
+            };
+        }
+        // An invalid operation (a negative denormal's root) or a division by zero is all that is
+        // reported: not the denormal operand.
+        c.Flags = (f & (X87Flags.IE | X87Flags.ZE)) != 0 ? outer : outer | c.Flags;
+        return Store(r, dbl, f, ref c);
+    }
+
+    /// <summary>CMPcc's predicates 0-7: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD. LT, LE, NLT and NLE
+    /// signal invalid on a quiet NaN too.</summary>
+    public static bool Compare(bool dbl, ulong x, ulong y, int predicate, ref SimdControl c)
+    {
+        int order = Order(dbl, x, y, signaling: predicate is 1 or 2 or 5 or 6, ref c);
+        return predicate switch
+        {
+            0 => order == 0,
+            1 => order == -1,
+            2 => order is -1 or 0,
+            3 => order == 2,
+            4 => order != 0,
+            5 => order is not -1,
+            6 => order is 1 or 2,
+            _ => order != 2,
+        };
+    }
+
+    /// <summary>-1, 0, 1, or 2 when unordered (COMIS signals on any NaN, UCOMIS on a signaling one).</summary>
+    public static int Order(bool dbl, ulong x, ulong y, bool signaling, ref SimdControl c)
+    {
+        if (IsNaN(x, dbl) || IsNaN(y, dbl))
+        {
+            if (signaling || IsSignaling(x, dbl) || IsSignaling(y, dbl))
+                c.Flags |= X87Flags.IE;
+            return 2;
+        }
+        ExtendedReal p = Load(x, dbl, ref c), q = Load(y, dbl, ref c);
+        int ignored = 0;
+        return ExtendedReal.Compare(p, q, false, ref ignored);
+    }
+
+    /// <summary>To a size-byte integer, rounded by MXCSR or truncated; the integer indefinite and IE
+    /// for a NaN or a value out of range.</summary>
+    public static ulong ToInteger(bool dbl, ulong x, int size, bool truncate, ref SimdControl c)
+    {
+        if (c.DenormalsAreZero && IsDenormal(x, dbl))
+            x &= SignBit(dbl);
+        int ignored = 0, f = 0;
+        ExtendedReal a = ExtendedReal.FromBinary(x, dbl, false, ref ignored);
+        ulong v = ExtendedReal.ToInteger(a, size, c.Rounding, truncate, ref f);
+        c.Flags |= f & (X87Flags.IE | X87Flags.PE);
+        return v;
+    }
+
+    /// <summary>A signed integer, rounded to single or double precision.</summary>
+    public static ulong FromInteger(long v, bool dbl, ref SimdControl c)
+    {
+        int f = 0;
+        ExtendedReal r = ExtendedReal.Rounded(ExtendedReal.FromInteger(v), Format(dbl), c.Rounding, ref f);
+        return Store(r, dbl, f, ref c);
+    }
+
+    /// <summary>Single to double (exact) or double to single (rounded).</summary>
+    public static ulong Convert(ulong x, bool fromDouble, ref SimdControl c)
+    {
+        bool toDouble = !fromDouble;
+        if (IsNaN(x, fromDouble))
+        {
+            if (IsSignaling(x, fromDouble))
+                c.Flags |= X87Flags.IE;
+            int ignored = 0;
+            ExtendedReal nan = ExtendedReal.FromBinary(x | QuietBit(fromDouble), fromDouble, false, ref ignored);
+            return ExtendedReal.ToBinary(nan, toDouble, 0, ref ignored);
+        }
+        ExtendedReal a = Load(x, fromDouble, ref c);
+        int f = 0;
+        ExtendedReal r = ExtendedReal.Rounded(a, Format(toDouble), c.Rounding, ref f);
+        return Store(r, toDouble, f, ref c);
+    }
+}
