@@ -118,7 +118,82 @@ u_sysenter:
 	mov %rax, user_cs(%rip)
 	sysenter
 
+	/* Call gates from CPL 3: through a DPL 3 gate to CPL 0 and back with a far RET outward;
+	 * through a DPL 0 gate (#GP), a gate marked not present (#NP), and a JMP through the DPL 3
+	 * gate, which cannot raise the privilege (#GP on the target code segment). */
+	.globl u_gate, u_gate_ret, u_gate_dpl, u_gate_dpl_end, u_gate_np, u_gate_np_end, u_gate_jmp, u_gate_jmp_end
+	.globl gate_handler, gate_seen, gate_far3, gate_far0, gate_far_np, gate_far16, tss_far
+	.globl k_gate_call, k_gate16, k_gate16_end, k_tss_jump, k_tss_jump_end
+u_gate:
+	lcall *gate_far3(%rip)
+u_gate_ret:
+	mov %ds, %rax
+	mov %rax, user_value(%rip)
+	mov %cs, %rax
+	mov %rax, user_cs(%rip)
+	mov %ss, %rax
+	mov %rax, user_ss(%rip)
+	syscall
+
+u_gate_dpl:
+	lcall *gate_far0(%rip)
+u_gate_dpl_end:
+	syscall
+
+u_gate_np:
+	lcall *gate_far_np(%rip)
+u_gate_np_end:
+	syscall
+
+u_gate_jmp:
+	ljmp *gate_far3(%rip)
+u_gate_jmp_end:
+	syscall
+
+	/* The gates' target at CPL 0: what it runs with, and the frame the CALL left. */
+gate_handler:
+	mov %cs, %rax
+	mov %rax, gate_seen(%rip)
+	mov %ss, %rax
+	mov %rax, gate_seen+8(%rip)
+	mov %rsp, gate_seen+16(%rip)
+	mov (%rsp), %rax
+	mov %rax, gate_seen+24(%rip)
+	mov 8(%rsp), %rax
+	mov %rax, gate_seen+32(%rip)
+	mov 16(%rsp), %rax
+	mov %rax, gate_seen+40(%rip)
+	mov 24(%rsp), %rax
+	mov %rax, gate_seen+48(%rip)
+	lretq
+
+	/* From CPL 0: a CALL through the DPL 3 gate (no privilege change); a 16-bit call gate and a
+	 * JMP to the TSS, both #GP in IA-32e mode. */
+k_gate_call:
+	lcall *gate_far3(%rip)
+	ret
+k_gate16:
+	lcall *gate_far16(%rip)
+k_gate16_end:
+	ret
+k_tss_jump:
+	ljmp *tss_far(%rip)
+k_tss_jump_end:
+	ret
+
 	.data
+	.align 16
+gate_seen: .quad 0, 0, 0, 0, 0, 0, 0
+gate_far3: .long 0
+	.word 0x6B
+gate_far0: .long 0
+	.word 0x7B
+gate_far_np: .long 0
+	.word 0x8B
+gate_far16: .long 0
+	.word 0x98
+tss_far: .long 0
+	.word 0x40
 	.align 16
 user_cs: .quad 0
 user_ss: .quad 0

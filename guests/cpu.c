@@ -8,6 +8,10 @@ extern char syscall_entry[], sysenter_entry[];
 extern char u_segments[], u_segments_ret[], u_port_allowed[], u_port_denied[], u_port_denied_end[];
 extern char u_movss[], u_movss_end[], u_movds[], u_movds_end[];
 extern char u_cli[], u_cli_end[], u_hlt[], u_hlt_end[], u_ac[], u_ac_end[], u_rdtsc[], u_sysenter[];
+extern char u_gate[], u_gate_ret[], u_gate_dpl[], u_gate_dpl_end[], u_gate_np[], u_gate_np_end[], u_gate_jmp[], u_gate_jmp_end[];
+extern char gate_handler[], k_gate16_end[], k_tss_jump_end[];
+extern void k_gate_call(void), k_gate16(void), k_tss_jump(void);
+extern volatile u64 gate_seen[7];
 extern volatile u64 sys_rcx, sys_r11, sys_cs, sys_ss, user_cs, user_ss, user_value;
 extern u64 pml4[], pdpt[], pd[];
 
@@ -43,6 +47,22 @@ static void user(char *fn, char *resume)
 	hits = 0, seen_vector = 0xFF;
 	resume_at = (u64)resume;
 	user_call(fn, ustack + sizeof ustack);
+	resume_at = 0;
+}
+
+/* A 64-bit call gate (16 bytes) in GDT slot n to 0x08:handler. */
+static void call_gate(int n, void *handler, int dpl, int present)
+{
+	u64 h = (u64)handler;
+	gdt64[n] = (h & 0xFFFF) | (0x08UL << 16) | ((u64)(0xC | (dpl << 5) | (present ? 0x80 : 0)) << 40) | (((h >> 16) & 0xFFFF) << 48);
+	gdt64[n + 1] = h >> 32;
+}
+
+static void kernel_probe(void (*probe)(void), char *resume)
+{
+	hits = 0, seen_vector = 0xFF;
+	resume_at = (u64)resume;
+	probe();
 	resume_at = 0;
 }
 
@@ -157,6 +177,39 @@ int main(void)
 		skip("SYSEXIT enters CPL 3 with CS 0x2B", "not an Intel processor: SYSENTER/SYSEXIT are #UD in long mode");
 		skip("SYSENTER enters CPL 0 with CS 0x08 and SS 0x10", "not an Intel processor: SYSENTER/SYSEXIT are #UD in long mode");
 	}
+
+	/* Call gates and far returns across privilege levels. */
+	call_gate(13, gate_handler, 3, 1);	/* 0x68 */
+	call_gate(15, gate_handler, 0, 1);	/* 0x78 */
+	call_gate(17, gate_handler, 3, 0);	/* 0x88 */
+	gdt64[19] = (0x08UL << 16) | (0xE4UL << 40);	/* 0x98: a 16-bit call gate, DPL 3 */
+	gdt64[20] = 0;
+	__asm__ volatile("mov %0, %%ds" : : "r"(0x10) : "memory");
+	user(u_gate, 0);
+	check(hits == 0 && gate_seen[0] == 0x08 && gate_seen[1] == 0,
+	      "a call gate from CPL 3 enters CPL 0 with CS 0x08 and a null SS");
+	check(gate_seen[2] == (u64)(kstack + sizeof kstack) - 32, "the gate switches to the TSS's RSP0 and pushes four quadwords");
+	check(gate_seen[3] == (u64)u_gate_ret && gate_seen[4] == 0x5B && gate_seen[5] == (u64)(ustack + sizeof ustack) && gate_seen[6] == 0x53,
+	      "the frame: return RIP, CS, the caller's RSP and SS");
+	check(user_cs == 0x5B && user_ss == 0x53, "a far RET outward returns to CPL 3 with the caller's SS");
+	check(user_value == 0, "the far RET outward makes a DPL 0 DS null");
+	user(u_gate_dpl, u_gate_dpl_end);
+	check(hits == 1 && seen_vector == 13 && seen_error == 0x78, "a DPL 0 call gate from CPL 3: #GP(gate)");
+	user(u_gate_np, u_gate_np_end);
+	check(hits == 1 && seen_vector == 11 && seen_error == 0x88, "a call gate marked not present: #NP(gate)");
+	user(u_gate_jmp, u_gate_jmp_end);
+	check(hits == 1 && seen_vector == 13 && seen_error == 0x08, "a JMP through a call gate cannot raise the privilege: #GP(target)");
+	__asm__ volatile("mov %0, %%ds" : : "r"(0x10) : "memory");
+	gate_seen[0] = gate_seen[1] = 0xFF;
+	u64 rsp;
+	__asm__ volatile("mov %%rsp, %0" : "=r"(rsp));
+	k_gate_call();
+	check(gate_seen[0] == 0x08 && gate_seen[1] == 0x10 && gate_seen[4] == 0x08 && gate_seen[2] > rsp - 64 && gate_seen[2] < rsp,
+	      "a call gate at the same privilege keeps the stack and pushes CS and RIP");
+	kernel_probe(k_gate16, k_gate16_end);
+	check(hits == 1 && seen_vector == 13 && seen_error == 0x98, "a 16-bit call gate in IA-32e mode: #GP(gate)");
+	kernel_probe(k_tss_jump, k_tss_jump_end);
+	check(hits == 1 && seen_vector == 13 && seen_error == 0x40, "a JMP to a TSS in IA-32e mode (no task switches): #GP(TSS)");
 
 	printf("# %d failed\n", failures());
 	return failures();

@@ -38,6 +38,7 @@ gdt64:
 	.quad 0x00CFF3000000FFFF	/* 0x50: user data */
 	.quad 0x00AFFB000000FFFF	/* 0x58: user 64-bit code */
 	.quad 0x00CFFB000000FFFF	/* 0x60: user 32-bit code */
+	.quad 0, 0, 0, 0, 0, 0, 0, 0	/* 0x68-0xA0: gates, filled in by the guests that use them */
 gdt64_end:
 	.globl gdt64_ptr
 gdt64_ptr:

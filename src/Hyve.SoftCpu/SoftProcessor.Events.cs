@@ -155,13 +155,26 @@ public sealed partial class SoftProcessor
         if (!SystemRead(gateLa, 8, out ulong low) || (long64 && !SystemRead(gateLa + 8, 8, out high)))
             return false;
         int type = (int)((low >> 40) & 0xF);
-        bool validType = long64 ? type is 0xE or 0xF : type is 0x6 or 0x7 or 0xE or 0xF;
+        bool validType = long64 ? type is 0xE or 0xF : type is 0x5 or 0x6 or 0x7 or 0xE or 0xF;
         if (!validType)
-            return Fail(ExceptionVector.GP, idtError); // task gates are not supported
+            return Fail(ExceptionVector.GP, idtError);
         if (source is EventSource.Software or EventSource.SoftwareException && (int)((low >> 45) & 3) < Cpl)
             return Fail(ExceptionVector.GP, idtError);
         if ((low & (1UL << 47)) == 0)
             return Fail(VectorNp, idtError);
+        if (type == 0x5)
+        {
+            // A task gate: the handler is another task.
+            ushort tss = (ushort)(low >> 16);
+            uint tssError = (uint)(tss & ~3) + ext;
+            if ((tss & 4) != 0 || (tss & ~3) == 0)
+                return Fail(VectorTs, tssError);
+            if (!DescriptorOf(tss, out ulong tssDescriptor, tssError))
+                return false;
+            if (TaskSwitch(TaskEntry.Interrupt, tss, tssDescriptor, returnRip, hasError, errorCode, out byte v, out uint c))
+                return true;
+            return v == 0xFF ? false : Fail(v, c + (v == ExceptionVector.PF ? 0 : ext));
+        }
 
         ushort selector = (ushort)(low >> 16);
         ulong target = (low & 0xFFFF) | ((low >> 32) & 0xFFFF_0000) | (high << 32);

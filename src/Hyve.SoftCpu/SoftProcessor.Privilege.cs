@@ -115,7 +115,11 @@ public sealed partial class SoftProcessor
     // return offset at the operand size.
     private bool FarCall(ulong next)
     {
-        if (!FarPointer(out ushort selector, out ulong offset) || !CodeAtSameLevel(selector, out Segment cs))
+        if (!FarPointer(out ushort selector, out ulong offset))
+            return false;
+        if (NamesSystemDescriptor(selector, out ulong descriptor, out bool faulted))
+            return ThroughSystemDescriptor(call: true, selector, descriptor, next);
+        if (faulted || !CodeAtSameLevel(selector, out Segment cs))
             return false;
         int size = _insn.OperandSize;
         ulong sp = _gpr[4];
@@ -135,11 +139,15 @@ public sealed partial class SoftProcessor
         ulong sp = _gpr[4] & Alu.Mask(sw);
         if (!Read(Register.SS, sp, size, out ulong ip) || !Read(Register.SS, (sp + (ulong)size) & Alu.Mask(sw), size, out ulong cs))
             return false;
-        if (((ushort)cs & 3) != Cpl && (_cr0 & PagingState.Cr0PE) != 0)
-            return Raise(ExceptionVector.GP, (uint)(cs & 0xFFFC)); // returns to another privilege level: not supported
+        ulong imm = _insn.OpcodeByte == 0xCA ? _insn.Immediate & 0xFFFF : 0;
+        if ((_cr0 & PagingState.Cr0PE) != 0 && (Flags & (1UL << 17)) == 0 && ((ushort)cs & 3) != Cpl)
+        {
+            if (((ushort)cs & 3) < Cpl)
+                return Raise(ExceptionVector.GP, (uint)(cs & 0xFFFC)); // RET never goes inward
+            return FarReturnOutward(ip, (ushort)cs, size, sp, imm);
+        }
         if (!CodeAtSameLevel((ushort)cs, out Segment code))
             return false;
-        ulong imm = _insn.OpcodeByte == 0xCA ? _insn.Immediate & 0xFFFF : 0;
         SetStackPointer((sp + 2 * (ulong)size + imm) & Alu.Mask(sw), sw);
         return EnterCode(in code, ip);
     }

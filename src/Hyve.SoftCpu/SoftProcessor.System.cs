@@ -149,8 +149,8 @@ public sealed partial class SoftProcessor
     }
 
     // Far JMP or CALL straight to a code segment keeps the privilege level: non-conforming code
-    // needs RPL <= CPL and DPL = CPL, conforming code DPL <= CPL; CS.RPL becomes the CPL.
-    // (Call gates and task switches are not supported: #GP.)
+    // needs RPL <= CPL and DPL = CPL, conforming code DPL <= CPL; CS.RPL becomes the CPL. (Gates
+    // and TSSs are SoftProcessor.Gates'.)
     private bool CodeAtSameLevel(ushort selector, out Segment cs)
     {
         if (!SegmentFor(Register.CS, selector, out cs))
@@ -193,7 +193,11 @@ public sealed partial class SoftProcessor
     // Far JMP to ptr16:16/32 or m16:16/32/64, at the current privilege level.
     private bool FarJump()
     {
-        if (!FarPointer(out ushort selector, out ulong offset) || !CodeAtSameLevel(selector, out Segment cs))
+        if (!FarPointer(out ushort selector, out ulong offset))
+            return false;
+        if (NamesSystemDescriptor(selector, out ulong descriptor, out bool faulted))
+            return ThroughSystemDescriptor(call: false, selector, descriptor, (_rip + _insn.Length) & IpMask);
+        if (faulted || !CodeAtSameLevel(selector, out Segment cs))
             return false;
         return EnterCode(in cs, offset);
     }
@@ -211,6 +215,8 @@ public sealed partial class SoftProcessor
     // (IRETQ also restores RSP and SS).
     private bool InterruptReturn()
     {
+        if ((_cr0 & PagingState.Cr0PE) != 0 && (Flags & (FlagNtBit | FlagVmBit)) == FlagNtBit)
+            return TaskReturn((_rip + _insn.Length) & IpMask); // back to the linked task
         int size = _insn.OperandSize;
         int sw = StackWidth;
         ulong sp = _gpr[4] & Alu.Mask(sw);
@@ -255,16 +261,7 @@ public sealed partial class SoftProcessor
             SetStackPointer((sp + 3 * (ulong)size) & Alu.Mask(sw), sw);
         }
         if (outward)
-        {
-            // Data segments the outer level may not use become null.
-            foreach (int k in (ReadOnlySpan<int>)[0, 3, 4, 5])
-            {
-                Segment d = _seg[k];
-                bool conformingCode = d.IsCode && (d.Type & 4) != 0;
-                if (!d.Unusable && !conformingCode && d.Dpl < newCpl)
-                    _seg[k] = new Segment(0, 0, 0, 0x1_0000);
-            }
-        }
+            NullOuterDataSegments(newCpl);
         Modes();
         _rip = ip & IpMask;
         return true;

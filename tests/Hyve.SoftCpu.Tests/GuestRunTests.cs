@@ -180,6 +180,131 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(Code + 14, BitConverter.ToUInt64(word)); // the DIVSS faulted
     }
 
+    private uint Dword(ulong at)
+    {
+        Span<byte> b = stackalloc byte[4];
+        Assert.True(_memory.ReadRam(at, b));
+        return BitConverter.ToUInt32(b);
+    }
+
+    // 32-bit protected mode, hand-built as the SDM lays it out: a CPL 3 caller passes two
+    // parameters through a call gate to CPL 0 (stack switch from the TSS, parameters copied),
+    // returns with RET 8 to the outer level, then calls a task gate twice; the task records what
+    // it runs with, returns with IRET (NT), and the second call resumes it after the IRET.
+    // 32-bit protected mode without paging at CPL 0 (RIP 0x10000, ESP 0x9000): a GDT at 0x5000
+    // with code and data at DPL 0 and 3, TSS A (0x28, for LTR) and TSS B (0x30, entered at 0x11000
+    // on its own stack at 0xA000), a call gate (0x38) to 0x08:0x12000 taking two parameters, and a
+    // task gate (0x40) to TSS B.
+    private void ProtectedModeWithTasks()
+    {
+        ulong[] gdt =
+        [
+            0,
+            0x00CF_9A00_0000_FFFF, // 0x08: code, DPL 0
+            0x00CF_9200_0000_FFFF, // 0x10: data, DPL 0
+            0x00CF_FA00_0000_FFFF, // 0x18: code, DPL 3
+            0x00CF_F200_0000_FFFF, // 0x20: data, DPL 3
+            0x0000_8900_6000_0067, // 0x28: TSS A at 0x6000 (available)
+            0x0000_8900_6100_0067, // 0x30: TSS B at 0x6100
+            0x0001_EC02_0008_2000, // 0x38: call gate, DPL 3, 2 parameters, to 0x08:0x12000
+            0x0000_E500_0030_0000, // 0x40: task gate, DPL 3, to TSS B
+        ];
+        for (int k = 0; k < gdt.Length; k++)
+            _memory.WriteRam(0x5000 + 8 * (ulong)k, BitConverter.GetBytes(gdt[k]));
+        _memory.WriteRam(0x6004, BitConverter.GetBytes(0x9000u)); // TSS A: ESP0
+        _memory.WriteRam(0x6008, BitConverter.GetBytes(0x10u));   // SS0
+        _memory.WriteRam(0x6100 + 32, BitConverter.GetBytes(0x11000u)); // TSS B: EIP
+        _memory.WriteRam(0x6100 + 36, BitConverter.GetBytes(2u));       // EFLAGS
+        _memory.WriteRam(0x6100 + 56, BitConverter.GetBytes(0xA000u));  // ESP
+        foreach (int at in new[] { 72, 80, 84, 88, 92 })
+            _memory.WriteRam(0x6100 + (ulong)at, BitConverter.GetBytes(0x10u)); // ES, SS, DS, FS, GS
+        _memory.WriteRam(0x6100 + 76, BitConverter.GetBytes(0x08u));            // CS
+        Cpu.SetSegment(Register.CS, new Segment(0x08, 0, 0xFFFF_FFFF, 0xC09B));
+        foreach (Register r in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            Cpu.SetSegment(r, new Segment(0x10, 0, 0xFFFF_FFFF, 0xC093));
+        Cpu.Gdtr = new TableRegister(0x5000, 0x47);
+        Cpu.Control = new ControlState(0x11, 0, 0, 0, 0); // PE, ET
+        Cpu.Rflags = Rflags.Fixed1;
+        Cpu.Rip = 0x10000;
+        Cpu.SetGpr(4, 0x9000);
+
+    }
+
+    [Fact]
+    public void CallGatesCopyParametersAndTaskGatesSwitchTasksAndBack()
+    {
+        ProtectedModeWithTasks();
+        _memory.WriteRam(0x10000, Convert.FromHexString(
+            "B828000000" + "0F00D8" +              // mov eax, 0x28; ltr ax
+            "6A23" + "6800800000" + "6802300000" + // push 0x23; push 0x8000; push 0x3002 (IOPL 3)
+            "6A1B" + "6800300100" + "CF"));        // push 0x1B; push 0x13000; iret
+        _memory.WriteRam(0x13000, Convert.FromHexString(
+            "6811111111" + "6822222222" +          // push two parameters
+            "9A000000003B00" +                     // call 0x3B:0 (the call gate)
+            "36892500710000" +                     // mov ss:[0x7100], esp
+            "8CD8" + "36A304710000" +              // mov ss:[0x7104], ds
+            "9A000000004300" +                     // call 0x43:0 (the task gate)
+            "B041" + "E6E9" +                      // 'A'
+            "9A000000004300"));                    // the task gate again
+        _memory.WriteRam(0x12000, Convert.FromHexString(
+            "66B81000" + "8ED8" +                  // mov ds, 0x10 (the IRET outward made DS null)
+            "892500700000" + "8CD0" + "A304700000" + // [0x7000] = esp, [0x7004] = ss
+            "8B0424A310700000" + "8B442404A314700000" + "8B442408A318700000" +
+            "8B44240CA31C700000" + "8B442410A320700000" + "8B442414A324700000" + // the frame
+            "CA0800"));                            // retf 8
+        _memory.WriteRam(0x11000, Convert.FromHexString(
+            "9C58A300720000" +                     // task B: [0x7200] = eflags
+            "0F20C0A304720000" +                   // [0x7204] = cr0
+            "892508720000" +                       // [0x7208] = esp
+            "B042E6E9" + "CF" + "F4"));            // 'B'; iret; hlt
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        // The call gate: the handler's stack is ESP0 less six dwords, SS0; the frame holds the
+        // return address, the caller's CS, both parameters in their order, and its SS:ESP.
+        Assert.Equal(0x9000u - 24, Dword(0x7000));
+        Assert.Equal(0x10u, Dword(0x7004) & 0xFFFF);
+        Assert.Equal(new uint[] { 0x13011, 0x1B, 0x22222222, 0x11111111, 0x7FF8, 0x23 },
+            new[] { Dword(0x7010), Dword(0x7014) & 0xFFFF, Dword(0x7018), Dword(0x701C), Dword(0x7020), Dword(0x7024) & 0xFFFF });
+        Assert.Equal(0x8000u, Dword(0x7100));  // RET 8 dropped the parameters on both stacks
+        Assert.Equal(0u, Dword(0x7104) & 0xFFFF); // and left DS (DPL 0) null at CPL 3
+        // Task B ran with NT set, CR0.TS set and its own stack; IRET went back to A, which printed
+        // and called again: B resumed after its IRET.
+        Assert.Equal("BA", _console.ToString()); // the second entry goes straight to the HLT
+        Assert.NotEqual(0u, Dword(0x7200) & (1u << 14));
+        Assert.NotEqual(0u, Dword(0x7204) & 8);
+        Assert.Equal(0xA000u, Dword(0x7208));
+        Assert.Equal(0x1101BUL, Cpu.Rip);
+        Assert.Equal(0x08, Cpu.GetSegment(Register.CS).Selector);
+        Assert.NotEqual(0UL, Cpu.Rflags & (1UL << 14));
+        // The IRET saved B without NT, at the instruction after it; the CALL linked B to A and
+        // left both busy; A's state went to its TSS.
+        Assert.Equal(0x1101Au, Dword(0x6100 + 32));
+        Assert.Equal(0u, Dword(0x6100 + 36) & (1u << 14));
+        Assert.Equal(0x28u, Dword(0x6100) & 0xFFFF);
+        Assert.Equal(0x8Bu, (Dword(0x5028 + 4) >> 8) & 0xFF);
+        Assert.Equal(0x8Bu, (Dword(0x5030 + 4) >> 8) & 0xFF);
+        Assert.Equal(new uint[] { 0x13032, 0x8000, 0x1B, 0x23 },
+            new[] { Dword(0x6000 + 32), Dword(0x6000 + 56), Dword(0x6000 + 76) & 0xFFFF, Dword(0x6000 + 80) & 0xFFFF });
+        Assert.Equal(0x3000u, Dword(0x6000 + 36) & 0x3000);
+    }
+
+    [Fact]
+    public void AnExceptionThroughATaskGatePushesItsErrorCodeOnTheNewTask()
+    {
+        ProtectedModeWithTasks();
+        _memory.WriteRam(0x4000 + 13 * 8, BitConverter.GetBytes(0x0000_8500_0030_0000UL)); // #GP: task gate to B
+        _memory.WriteRam(0x10000, Convert.FromHexString(
+            "B828000000" + "0F00D8" +              // mov eax, 0x28; ltr ax
+            "B830120000" + "8ED8"));               // mov ds, 0x1230: #GP(0x1230), outside the GDT
+        _memory.WriteRam(0x11000, Convert.FromHexString("8B0424" + "F4")); // task B: mov eax, [esp]; hlt
+        Cpu.Idtr = new TableRegister(0x4000, 0x7FF);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(0x1230UL, Cpu.GetGpr(0));            // the error code, on B's stack
+        Assert.Equal(0xA000UL - 4, Cpu.GetGpr(4));
+        Assert.Equal(0x1000Du, Dword(0x6000 + 32));        // A saved at the faulting MOV
+        Assert.Equal(0x28u, Dword(0x6100) & 0xFFFF);       // linked, as for a CALL
+        Assert.NotEqual(0UL, Cpu.Rflags & (1UL << 14));
+    }
+
     [Fact]
     public void RealModeGuestRunsAtItsSegment()
     {
