@@ -181,7 +181,47 @@ k_tss_jump:
 k_tss_jump_end:
 	ret
 
+	/* k_compat_probe(selector, offset, how): in compatibility mode at CPL 0, loads DS (how 0:
+	 * read, 2: write) or SS (how 1: read through EBP) with the selector and accesses 4 bytes at
+	 * the offset through it; a fault resumes at compat_resume. */
+	.globl k_compat_probe, compat_resume
+k_compat_probe:
+	push %rbx
+	push %rbp
+	mov %rsp, %rbx
+	movl $compat_entry, compat_far(%rip)
+	ljmp *compat_far(%rip)
+	.code32
+compat_entry:
+	mov %edi, %eax
+	cmp $1, %edx
+	je 1f
+	mov %ax, %ds
+	cmp $2, %edx
+	je 2f
+	mov (%esi), %eax
+	jmp compat_resume
+2:	mov %eax, (%esi)
+	jmp compat_resume
+1:	mov %ax, %ss
+	mov %esi, %ebp
+	mov (%ebp), %eax
+compat_resume:
+	mov $0x10, %eax
+	mov %ax, %ds
+	mov %ax, %ss
+	ljmp $0x08, $compat_back
+	.code64
+compat_back:
+	mov %rbx, %rsp
+	pop %rbp
+	pop %rbx
+	ret
+
 	.data
+	.align 16
+compat_far: .long 0
+	.word 0x18
 	.align 16
 gate_seen: .quad 0, 0, 0, 0, 0, 0, 0
 gate_far3: .long 0

@@ -39,6 +39,7 @@ gdt64:
 	.quad 0x00AFFB000000FFFF	/* 0x58: user 64-bit code */
 	.quad 0x00CFFB000000FFFF	/* 0x60: user 32-bit code */
 	.quad 0, 0, 0, 0, 0, 0, 0, 0	/* 0x68-0xA0: gates, filled in by the guests that use them */
+	.quad 0, 0, 0, 0		/* 0xA8-0xC0: more descriptors for the guests that want them */
 gdt64_end:
 	.globl gdt64_ptr
 gdt64_ptr:
