@@ -3,6 +3,8 @@
 // are computed exactly (ExtendedReal) and rounded once to single or double precision. NaNs follow
 // the SSE rules, not the x87 ones: the first source's NaN wins, MIN and MAX return the second
 // source for any NaN, and the default NaN is the negative quiet one.
+using System;
+
 namespace Hyve.SoftCpu;
 
 /// <summary>The SSE arithmetic operations.</summary>
@@ -204,5 +206,28 @@ internal static class SimdFloat
         int f = 0;
         ExtendedReal r = ExtendedReal.Rounded(a, Format(toDouble), c.Rounding, ref f);
         return Store(r, toDouble, f, ref c);
+    }
+
+    /// <summary>RCPPS/RCPSS (1/x) and RSQRTPS/RSQRTSS (1/√x) on one single: the correctly rounded
+    /// value, which is within the SDM's bound of 1.5 × 2^-12 relative error (processors differ in
+    /// the exact approximation). A denormal input counts as zero, a result below the normal range
+    /// is a zero, a negative square root is the default NaN; nothing is signalled.</summary>
+    public static uint Reciprocal(uint x, bool squareRoot)
+    {
+        const uint Sign = 0x8000_0000;
+        if (IsNaN(x, false))
+            return x | (uint)QuietBit(false);
+        bool negative = (x & Sign) != 0;
+        if ((x & 0x7F80_0000) == 0)
+            return (x & Sign) | 0x7F80_0000; // zero or denormal: infinity of its sign
+        if (squareRoot && negative)
+            return 0xFFC0_0000;
+        if ((x & 0x7FFF_FFFF) == 0x7F80_0000)
+            return x & Sign; // infinity: zero of its sign
+        double v = BitConverter.Int32BitsToSingle((int)x);
+        double r = squareRoot ? 1 / Math.Sqrt(v) : 1 / v;
+        if (Math.Abs(r) < 1.1754943508222875E-38)
+            return x & Sign;
+        return (uint)BitConverter.SingleToInt32Bits((float)r);
     }
 }

@@ -150,6 +150,21 @@ public sealed partial class SoftProcessor
                     Xmm(0) = r;
                     break;
                 }
+            case Mnemonic.Rcpps or Mnemonic.Rcpss or Mnemonic.Rsqrtps or Mnemonic.Rsqrtss:
+                {
+                    bool scalar = m is Mnemonic.Rcpss or Mnemonic.Rsqrtss;
+                    if (!FloatSource(false, scalar, out UInt128 b))
+                        return false;
+                    UInt128 r = Xmm(0);
+                    for (int k = 0; k < (scalar ? 1 : 4); k++)
+                    {
+                        uint x = (uint)(b >> (32 * k));
+                        uint v = SimdFloat.Reciprocal(x, squareRoot: m is Mnemonic.Rsqrtps or Mnemonic.Rsqrtss);
+                        r = (r & ~((UInt128)0xFFFF_FFFF << (32 * k))) | ((UInt128)v << (32 * k));
+                    }
+                    Xmm(0) = r; // no exceptions, no MXCSR flags
+                    break;
+                }
             case Mnemonic.Cvtpd2dq or Mnemonic.Cvttpd2dq or Mnemonic.Cvtpd2ps:
                 {
                     if (!Operand128(1, true, out UInt128 s))

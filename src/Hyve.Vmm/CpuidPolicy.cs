@@ -40,8 +40,11 @@ public sealed class CpuidPolicy
         | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) | (1u << 23)
         | (1u << 24) | (1u << 25) | (1u << 26);
 
-    /// <summary>Leaf 7 EBX: BMI1, SMEP, ERMS, SMAP, CLFLUSHOPT.</summary>
-    public const uint Leaf7Ebx = (1u << 3) | (1u << 7) | (1u << 9) | (1u << 20) | (1u << 23);
+    /// <summary>Leaf 7 EBX: SMEP, ERMS, SMAP, CLFLUSHOPT. Not BMI1: its ANDN, BEXTR and BLS*
+    /// are VEX-encoded, which the software CPU does not run (TZCNT, the one legacy-encoded BMI1
+    /// instruction, gives BSF's answer for every nonzero input, which is what code that has not
+    /// checked for BMI1 relies on).</summary>
+    public const uint Leaf7Ebx = (1u << 7) | (1u << 9) | (1u << 20) | (1u << 23);
 
     /// <summary>The answer for <paramref name="leaf"/>/<paramref name="subleaf"/> on the vCPU whose
     /// APIC ID is <paramref name="apicId"/>.</summary>

@@ -343,4 +343,60 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         Assert.True(run > cases / 2, $"only {run} cases ran");
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
+
+    // RCPPS/RCPSS/RSQRTPS/RSQRTSS: processors differ in their approximation, so each lane must be
+    // within the SDM's 1.5 × 2^-12 relative error of the host's (twice that, as both err), with
+    // the special inputs (zeros, denormals, infinities, NaNs, negative roots) exactly the host's.
+    [Fact]
+    public void ReciprocalApproximationsAgreeWithTheHostCpuWithinTheirBound()
+    {
+        Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
+        using var native = new NativeCpu();
+        var rng = new Random(Seed + 8);
+        using var memory = new GuestMemory();
+        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
+        byte[][] forms = [[0x0F, 0x53], [0xF3, 0x0F, 0x53], [0x0F, 0x52], [0xF3, 0x0F, 0x52]];
+        int cases = Math.Max(2000, Cases / 10), failures = 0;
+        string first = "";
+        for (int k = 0; k < cases; k++)
+        {
+            byte[] form = forms[rng.Next(forms.Length)];
+            int reg = rng.Next(8), rm = rng.Next(8);
+            byte[] insn = [.. form, (byte)(0xC0 | (reg << 3) | rm)];
+            var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF };
+            for (int r = 0; r < 16; r++)
+            {
+                st.In[r] = (ulong)rng.NextInt64();
+                UInt128 x = 0;
+                for (int lane = 0; lane < 4; lane++)
+                {
+                    uint sign = (uint)rng.Next(2) << 31;
+                    uint v = rng.Next(8) switch
+                    {
+                        0 => sign,                                           // zero
+                        1 => sign | (uint)rng.Next(1, 0x80_0000),            // denormal
+                        2 => sign | 0x7F80_0000,                             // infinity
+                        3 => sign | 0x7FC0_0000 | (uint)rng.Next(0x40_0000),  // NaN
+                        _ => sign | ((uint)(127 + rng.Next(-100, 100)) << 23) | (uint)rng.Next(0x80_0000),
+                    };
+                    x |= (UInt128)v << (32 * lane);
+                }
+                st.XmmIn[r] = x;
+                vcpu.Area.Xmm[r] = x;
+            }
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, insn, ref st);
+            for (int lane = 0; diff == null && lane < 4; lane++)
+            {
+                uint h = (uint)(st.XmmOut[reg] >> (32 * lane)), o = (uint)(vcpu.Area.Xmm[reg] >> (32 * lane));
+                float hf = BitConverter.Int32BitsToSingle((int)h), of = BitConverter.Int32BitsToSingle((int)o);
+                bool special = float.IsNaN(hf) || float.IsInfinity(hf) || hf == 0;
+                if (special ? h != o : Math.Abs(hf - of) > Math.Abs(hf) * 3.0 / 4096)
+                    diff = $"xmm{reg} lane {lane}: cpu {h:X8} soft {o:X8}";
+            }
+            if (diff != null && failures++ == 0)
+                first = $"{Convert.ToHexString(insn)}: {diff}";
+        }
+        output.WriteLine($"{cases} reciprocal cases, seed {Seed + 8} (HYVE_SEED + 8): {failures} failed {first}");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
 }

@@ -65,7 +65,7 @@ public sealed class VmPartsTests
         Assert.Equal(4u, (ebx1 >> 16) & 0xFF);       // logical processors
         Assert.NotEqual(0u, edx1 & (1u << 28));      // HTT with more than one
         Assert.Equal(0u, ecx1 & ((1u << 26) | (1u << 27) | (1u << 28) | (1u << 12) | (1u << 29))); // no XSAVE, OSXSAVE, AVX, FMA, F16C
-        Assert.Equal(0u, p.Query(7, 0, 0).Ebx & ((1u << 5) | (1u << 16))); // no AVX2, AVX-512
+        Assert.Equal(0u, p.Query(7, 0, 0).Ebx & ((1u << 3) | (1u << 5) | (1u << 8) | (1u << 16))); // no BMI1, AVX2, BMI2, AVX-512
         Assert.Equal(0x8000_0008u, p.Query(0x8000_0000, 0, 0).Eax);
         Assert.NotEqual(0u, p.Query(0x8000_0001, 0, 0).Edx & (1u << 29)); // long mode
         Assert.Equal(46u, p.Query(0x8000_0008, 0, 0).Eax & 0xFF);
