@@ -15,8 +15,8 @@ internal static class X87Flags
 {
     public const int IE = 1, DE = 2, ZE = 4, OE = 8, UE = 0x10, PE = 0x20, SF = 0x40, C1 = 0x200;
 
-    /// <summary>Not a status bit: the exact result was below the format's normal range (before
-    /// rounding), which flush-to-zero acts on.</summary>
+    /// <summary>Not a status bit: the result is tiny (below the format's normal range after
+    /// rounding with an unbounded exponent), which flush-to-zero and an unmasked underflow act on.</summary>
     public const int Tiny = 0x1000;
 }
 
@@ -109,24 +109,21 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
         RealFormat format, int rc, ref int flags)
     {
         int shift = 128 - format.Precision;
-        bool tiny = exponent < format.MinExponent;
-        if (tiny)
+        UInt128 lowMask = (UInt128.One << shift) - 1, half = UInt128.One << (shift - 1);
+        // Tininess is decided after rounding, as the host processors do: a result just below the
+        // normal range that rounds (with an unbounded exponent) up to the smallest normal is not tiny.
+        bool tiny = exponent < format.MinExponent
+            && !(exponent == format.MinExponent - 1 && (sig | lowMask) == UInt128.MaxValue && RoundsUp(sig & lowMask, half, sticky, true, negative, rc));
+        if (exponent < format.MinExponent)
         {
             sig = ShiftRightJam(sig, format.MinExponent - exponent, ref sticky);
             exponent = format.MinExponent;
         }
-        UInt128 lowMask = (UInt128.One << shift) - 1, half = UInt128.One << (shift - 1);
         UInt128 low = sig & lowMask;
         bool inexact = low != 0 || sticky;
         sig &= ~lowMask;
         bool odd = ((sig >> shift) & 1) != 0;
-        bool up = rc switch
-        {
-            0 => low > half || (low == half && (sticky || odd)),
-            1 => inexact && negative,
-            2 => inexact && !negative,
-            _ => false,
-        };
+        bool up = RoundsUp(low, half, sticky, odd, negative, rc);
         if (up)
         {
             sig += UInt128.One << shift;
@@ -158,6 +155,20 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
         if (up)
             flags |= X87Flags.C1;
         return ((ulong)(sig >> 64), exponent, false);
+    }
+
+    // Whether the bits below the rounding point (low, half being its midpoint, sticky below them)
+    // round the kept part up in mode rc.
+    private static bool RoundsUp(UInt128 low, UInt128 half, bool sticky, bool odd, bool negative, int rc)
+    {
+        bool inexact = low != 0 || sticky;
+        return rc switch
+        {
+            0 => low > half || (low == half && (sticky || odd)),
+            1 => inexact && negative,
+            2 => inexact && !negative,
+            _ => false,
+        };
     }
 
     private static UInt128 ShiftRightJam(UInt128 v, int n, ref bool sticky)

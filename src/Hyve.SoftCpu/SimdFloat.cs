@@ -25,6 +25,7 @@ internal struct SimdControl(uint mxcsr)
     public readonly int Rounding = (int)(mxcsr >> 13) & 3;
     public readonly bool DenormalsAreZero = (mxcsr & (1 << 6)) != 0;
     public readonly bool FlushToZero = (mxcsr & (1 << 15)) != 0 && (mxcsr & (1 << 11)) != 0; // FZ with underflow masked
+    public readonly bool UnderflowUnmasked = (mxcsr & (1 << 11)) == 0;
     public int Flags;
 }
 
@@ -69,6 +70,8 @@ internal static class SimdFloat
             c.Flags |= (f & ~X87Flags.Tiny) | X87Flags.UE | X87Flags.PE;
             return r.Negative ? SignBit(dbl) : 0;
         }
+        if ((f & X87Flags.Tiny) != 0 && c.UnderflowUnmasked)
+            f |= X87Flags.UE; // unmasked, underflow is tininess alone, exact or not
         c.Flags |= f & 0x3F;
         int ignored = 0;
         return ExtendedReal.ToBinary(r, dbl, 0, ref ignored);

@@ -168,7 +168,7 @@ public sealed partial class SoftProcessor
             ushort tss = (ushort)(low >> 16);
             uint tssError = (uint)(tss & ~3) + ext;
             if ((tss & 4) != 0 || (tss & ~3) == 0)
-                return Fail(VectorTs, tssError);
+                return Fail(ExceptionVector.GP, tssError);
             if (!DescriptorOf(tss, out ulong tssDescriptor, tssError))
                 return false;
             if (TaskSwitch(TaskEntry.Interrupt, tss, tssDescriptor, returnRip, hasError, errorCode, out byte v, out uint c))

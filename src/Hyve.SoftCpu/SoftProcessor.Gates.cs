@@ -14,7 +14,7 @@ public sealed partial class SoftProcessor
     private const ulong DescriptorS = 1UL << 44, DescriptorP = 1UL << 47;
 
     // Whether a far JMP or CALL to selector names a system descriptor (a gate or a TSS), in
-    // protected mode. False with handled when the descriptor could not be read (the fault raised).
+    // protected mode. False with faulted when the descriptor could not be read (the fault raised).
     private bool NamesSystemDescriptor(ushort selector, out ulong descriptor, out bool faulted)
     {
         descriptor = 0;
@@ -78,6 +78,8 @@ public sealed partial class SoftProcessor
         if ((cs.Access & 0x80) == 0)
             return Raise(VectorNp, targetError);
         int width = ia32e ? 8 : type == 0xC ? 4 : 2;
+        if (!TargetWithin(in cs, offset))
+            return Raise(ExceptionVector.GP); // checked before anything changes
         if (!call)
             return EnterCode(cs with { Selector = (ushort)((target & ~3) | cpl) }, offset);
         int newCpl = conforming ? cpl : cs.Dpl;
@@ -182,7 +184,9 @@ public sealed partial class SoftProcessor
             return false;
         ulong target = ip;
         if (!(cs.Long && (_efer & PagingState.EferLMA) != 0))
-            target &= cs.Big ? 0xFFFF_FFFFUL : 0xFFFFUL;
+            target &= size == 2 ? 0xFFFFUL : 0xFFFF_FFFFUL;
+        if (!TargetWithin(in cs, target))
+            return Raise(ExceptionVector.GP);
         _seg[1] = cs with { Selector = (ushort)((selector & ~3) | newCpl) };
         _seg[2] = ss;
         Modes();
@@ -191,6 +195,14 @@ public sealed partial class SoftProcessor
         NullOuterDataSegments(newCpl);
         _rip = target;
         return true;
+    }
+
+    // A far branch target: canonical in 64-bit code, within the limit elsewhere.
+    private bool TargetWithin(in Segment cs, ulong offset)
+    {
+        if (cs.Long && (_efer & PagingState.EferLMA) != 0)
+            return _paging.IsCanonical(offset);
+        return offset <= cs.Limit;
     }
 
     // After a RET or IRET to an outer level: ES, DS, FS and GS become null if they hold data or

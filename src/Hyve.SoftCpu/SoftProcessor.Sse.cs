@@ -163,7 +163,7 @@ public sealed partial class SoftProcessor
         bool high = m is Mnemonic.Punpckhbw or Mnemonic.Punpckhwd or Mnemonic.Punpckhdq or Mnemonic.Punpckhqdq
             or Mnemonic.Unpckhps or Mnemonic.Unpckhpd;
         UInt128 x = high ? a >> half : a, y = high ? b >> half : b;
-        UInt128 lane = width == 16 ? UInt128.MaxValue : ((UInt128)1 << (8 * width)) - 1, r = 0;
+        UInt128 lane = ((UInt128)1 << (8 * width)) - 1, r = 0;
         for (int k = 0; k < half / 8 / width; k++)
         {
             r |= ((x >> (8 * width * k)) & lane) << (8 * width * 2 * k);

@@ -4,8 +4,8 @@
 // EFLAGS, EIP, general registers, LDTR and segment registers come from its TSS; busy bits, the
 // back link and NT follow the SDM's table for each kind of entry, and CR0.TS is set. Checks on
 // the incoming segments after the switch raise #TS (or #NP, #SS) in the new task, as hardware
-// does. 16-bit TSSs and virtual-8086 tasks are not modelled (#GP on the selector; the switch
-// does not happen).
+// does. 16-bit TSSs and virtual-8086 tasks are not modelled: #GP on the selector (#TS for an
+// IRET), before anything changes.
 using System;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -60,7 +60,7 @@ public sealed partial class SoftProcessor
         if ((selector & 4) != 0)
             return Raise(VectorTs, error);
         if (!DescriptorOf(selector, out ulong descriptor, error))
-            return RaiseFault();
+            return _faultVector == ExceptionVector.GP && !_faultShutdown ? Raise(VectorTs, error) : RaiseFault();
         if (!TaskSwitch(TaskEntry.Return, selector, descriptor, next, false, 0, out byte vector, out uint code))
             return vector == 0xFF ? RaiseFault() : Raise(vector, code);
         return true;
@@ -106,10 +106,21 @@ public sealed partial class SoftProcessor
                 return false;
             }
         }
+        // Neither a 16-bit TSS (outgoing or incoming) nor a virtual-8086 task is modelled: refused
+        // before anything changes.
+        if ((_tr.Type & 8) == 0 || (incoming[9] & FlagVmBit) != 0)
+            return false;
+        // The busy bytes and the new TSS's link must be writable before anything is written.
+        if (!SystemRead(_gdtrBase + (ulong)(_tr.Selector & ~7) + 5, 1, out _) || !SystemRead(_gdtrBase + (ulong)(selector & ~7) + 5, 1, out _)
+            || !SystemWrite(tss.Base, 2, entry is TaskEntry.Call or TaskEntry.Interrupt ? _tr.Selector : incoming[0]))
+        {
+            vector = 0xFF;
+            return false;
+        }
         // The outgoing task's registers into its TSS: EIP, EFLAGS, the general registers and the
-        // segment selectors (a JMP or IRET leaves with NT clear in the saved EFLAGS).
+        // segment selectors (an IRET leaves with NT clear in the saved EFLAGS).
         ulong flags = Flags;
-        if (entry is TaskEntry.Jump or TaskEntry.Return)
+        if (entry == TaskEntry.Return)
             flags &= ~FlagNtBit;
         ulong old = _tr.Base;
         bool saved = SystemWrite(old + 32, 4, returnEip) && SystemWrite(old + 36, 4, flags);
@@ -126,10 +137,7 @@ public sealed partial class SoftProcessor
         if (entry is TaskEntry.Jump or TaskEntry.Return)
             SetTssBusy(_tr.Selector, false);
         if (entry is TaskEntry.Call or TaskEntry.Interrupt)
-        {
-            SystemWrite(tss.Base, 2, _tr.Selector);
-            incoming[9] |= FlagNtBit;
-        }
+            incoming[9] |= FlagNtBit; // the link was written above
         if (entry != TaskEntry.Return)
             SetTssBusy(selector, true);
         _tr = tss with { Access = (tss.Access & ~0xFu) | 0xB };
@@ -151,7 +159,10 @@ public sealed partial class SoftProcessor
             _seg[s] = new Segment((ushort)incoming[18 + s], 0, 0, 0x1_0000 | (s == 2 ? (uint)(cpl << 5) : 0));
         Modes();
         if (!LoadTaskSegments(cpl, out vector, out code))
+        {
+            Modes(); // the fault is delivered in the new task, with what it has loaded so far
             return false;
+        }
         if (hasError)
         {
             // The error code goes on the new task's stack.
@@ -176,7 +187,9 @@ public sealed partial class SoftProcessor
         if ((ldt & ~3) != 0)
         {
             code = (uint)(ldt & ~3);
-            if ((ldt & 4) != 0 || !DescriptorOf(ldt, out ulong d, code))
+            if ((ldt & 4) != 0)
+                return false;
+            if (!DescriptorOf(ldt, out ulong d, code))
                 return FaultAsTaskSegment(ref vector);
             var s = VmxConversions.SegmentFromDescriptor(d, ldt);
             if ((s.Access & 0x10) != 0 || s.Type != 2)

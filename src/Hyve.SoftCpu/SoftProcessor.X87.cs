@@ -82,6 +82,8 @@ public sealed partial class SoftProcessor
     // With keepC1, C1 changes only on a stack fault (FCMOVcc).
     private bool Accept(int flags, bool keepC1 = false)
     {
+        if ((flags & X87Flags.Tiny) != 0 && (_fcw & X87Flags.UE) == 0)
+            flags |= X87Flags.UE; // unmasked, underflow is tininess alone, exact or not
         if ((flags & X87Flags.SF) != 0)
             flags &= X87Flags.IE | X87Flags.SF | X87Flags.C1; // a stack fault is all that is reported
         int c1 = keepC1 && (flags & X87Flags.SF) == 0 ? _fsw & X87Flags.C1 : flags & X87Flags.C1;
@@ -392,7 +394,9 @@ public sealed partial class SoftProcessor
             low = v.Significand;
             high = v.SignExponent;
         }
-        if (Unmasked(flags, X87Flags.IE))
+        // Unmasked, invalid (and for single and double, overflow and underflow) store nothing.
+        int withheld = X87Flags.IE | (size is 4 or 8 && m is Mnemonic.Fst or Mnemonic.Fstp ? X87Flags.OE | X87Flags.UE : 0);
+        if (Unmasked(flags | ((flags & X87Flags.Tiny) != 0 ? X87Flags.UE : 0), withheld))
         {
             Accept(flags);
             return true;

@@ -155,6 +155,26 @@ public sealed class GuestRunTests : IDisposable
     }
 
     [Fact]
+    public void AnUnmaskedOverflowOnFstToMemoryStoresNothingAndDoesNotPop()
+    {
+        _memory.WriteRam(0x9000, BitConverter.GetBytes(0xDEAD_BEEFu));
+        _memory.WriteRam(0x9100, [0, 0, 0, 0, 0, 0, 0, 0x80, 0x00, 0x70]); // 2^(0x7000 - 16383), far above any single
+        LongMode(Convert.FromHexString(
+            "DBE3" +                 // fninit
+            "C7042477030000" +       // mov dword [rsp], 0x0377: overflow unmasked
+            "D92C24" +               // fldcw [rsp]
+            "DB2C2500910000" +       // fld tbyte [0x9100]
+            "D91C2500900000" +       // fstp dword [0x9000]: overflows
+            "DFE0" + "6689C3" +      // fnstsw ax; mov bx, ax
+            "F4"));
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(0xDEAD_BEEFu, Dword(0x9000));             // nothing stored
+        ushort fsw = (ushort)Cpu.GetGpr(3);
+        Assert.Equal(7, (fsw >> 11) & 7);                      // not popped
+        Assert.Equal(0x8088, fsw & 0x8088);                    // B, ES, OE
+    }
+
+    [Fact]
     public void AnUnmaskedSimdExceptionRaisesXmAndLeavesTheDestination()
     {
         ulong handler = InstallGate(ExceptionVector.XM);

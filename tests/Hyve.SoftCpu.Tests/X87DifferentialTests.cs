@@ -84,6 +84,47 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
+    // Results just below the smallest normal that round up to it: tininess is decided after
+    // rounding (no underflow, and FTZ keeps the normal result), in every rounding mode, for SSE
+    // singles and doubles and x87 extended, single and double precision.
+    [Fact]
+    public void TininessIsDecidedAfterRoundingAsOnTheHostCpu()
+    {
+        var cases = new List<(byte[], byte[])>();
+        foreach (uint mxcsr in new uint[] { 0x1F80, 0x9F80, 0x3F80, 0x5F80, 0x7F80, 0xDF80 })
+        {
+            foreach (var (a, b) in new (ulong, ulong)[] { (0x3F80_0001, 0x007F_FFFF), (0x3F80_0000, 0x007F_FFFF), (0x3F80_0003, 0x007F_FFFE), (0xBF80_0001, 0x007F_FFFF) })
+                cases.Add(([0xF3, 0x0F, 0x59, 0xC1], DirectedImage(mxcsr, 0x037F, a, b, default, default)));
+            foreach (var (a, b) in new (ulong, ulong)[] { (0x3FF0_0000_0000_0001, 0x000F_FFFF_FFFF_FFFF), (0x3FF0_0000_0000_0001, 0x800F_FFFF_FFFF_FFFF) })
+                cases.Add(([0xF2, 0x0F, 0x59, 0xC1], DirectedImage(mxcsr, 0x037F, a, b, default, default)));
+        }
+        foreach (ushort fcw in new ushort[] { 0x037F, 0x077F, 0x0B7F, 0x0F7F, 0x027F, 0x007F })
+        {
+            cases.Add(([0xD8, 0xC9], DirectedImage(0x1F80, fcw, 0, 0, (0x3FFF, 0x8000_0000_0000_0001), (0x0000, 0x7FFF_FFFF_FFFF_FFFF))));
+            cases.Add(([0xD8, 0xC9], DirectedImage(0x1F80, fcw, 0, 0, (0xBFFF, 0x8000_0000_0000_0003), (0x0000, 0x7FFF_FFFF_FFFF_FFFE))));
+        }
+        var (run, failures, first) = Run([], 0, 0, Kind.Sse, cases);
+        output.WriteLine($"{run} directed tininess cases: {failures} failed {first}");
+        Assert.Equal(cases.Count, run);
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    // An image with MXCSR and FCW, XMM0/XMM1 = a/b, and ST0/ST1 (TOP 0, both in use).
+    private static byte[] DirectedImage(uint mxcsr, ushort fcw, ulong a, ulong b, (ushort Se, ulong Sig) st0, (ushort Se, ulong Sig) st1)
+    {
+        var image = new byte[512];
+        BitConverter.TryWriteBytes(image.AsSpan(0), fcw);
+        image[4] = 0x03;
+        BitConverter.TryWriteBytes(image.AsSpan(24), mxcsr);
+        BitConverter.TryWriteBytes(image.AsSpan(32), st0.Sig);
+        BitConverter.TryWriteBytes(image.AsSpan(40), st0.Se);
+        BitConverter.TryWriteBytes(image.AsSpan(48), st1.Sig);
+        BitConverter.TryWriteBytes(image.AsSpan(56), st1.Se);
+        BitConverter.TryWriteBytes(image.AsSpan(160), a);
+        BitConverter.TryWriteBytes(image.AsSpan(176), b);
+        return image;
+    }
+
     [Fact]
     public void EnvironmentAndStateImagesMatchTheHostCpu()
     {
@@ -114,7 +155,8 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         Sse,            // as Mmx, with floating-point XMM values and a random MXCSR
     }
 
-    private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, Kind kind)
+    private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, Kind kind,
+        IReadOnlyList<(byte[] Insn, byte[] Image)>? directed = null)
     {
         bool tolerant = kind == Kind.Transcendental, images = kind == Kind.Images, mmx = kind is Kind.Mmx or Kind.Sse;
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
@@ -127,14 +169,14 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         int failures = 0, run = 0;
         string first = "";
         var byMnemonic = new SortedDictionary<string, (int Count, string First)>(StringComparer.Ordinal);
-        for (int k = 0; k < cases; k++)
+        for (int k = 0; k < (directed?.Count ?? cases); k++)
         {
-            byte[] insn = forms[rng.Next(forms.Count)];
-            if (mmx)
+            byte[] insn = directed != null ? directed[k].Insn : forms[rng.Next(forms.Count)];
+            if (mmx && directed == null)
                 insn = MmxInstruction(rng, insn);
             // fxrstor [rbx]; the instruction; fxsave [rbx+512]
             byte[] code = [0x0F, 0xAE, 0x0B, .. insn, 0x0F, 0xAE, 0x83, 0x00, 0x02, 0x00, 0x00];
-            byte[] image = kind == Kind.Sse ? SseState(rng) : mmx ? MmxState(rng) : State(rng, tolerant);
+            byte[] image = directed != null ? directed[k].Image : kind == Kind.Sse ? SseState(rng) : mmx ? MmxState(rng) : State(rng, tolerant);
             if (tolerant && Decoder.Decode(insn, Bitness.Bits64, out Instruction t) == DecodeStatus.Ok
                 && OutsideDomain(t.Mnemonic, BitConverter.ToUInt16(image, 40), BitConverter.ToUInt64(image, 32)))
                 continue; // the SDM leaves the result undefined
