@@ -6,7 +6,6 @@
 // SoftCpuBench.
 using System;
 using BenchmarkDotNet.Attributes;
-using Hyve.SoftCpu;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
@@ -32,18 +31,9 @@ public class FloatBench
     public void Setup()
     {
         _memory = new GuestMemory();
-        _memory.AddRam(0, 0x20_0000);
-        _memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
-        _memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
-        _memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
+        _vcpu = BenchMachine.LongMode(_memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
         _memory.WriteRam(0x10000, SseLoop);
         _memory.WriteRam(0x11000, X87Loop);
-        _vcpu = new VmxVcpu(new SoftProcessor(_memory, new VmClock()), 0xF000_0000) { Memory = _memory };
-        _vcpu.SetSegment(Register.CS, Segment.Code64);
-        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-            _vcpu.SetSegment(s, Segment.FlatData);
-        _vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, PagingState.Cr4PAE | PagingState.Cr4OSFXSR,
-            PagingState.EferLME | PagingState.EferLMA);
         _reader = new global::Iced.Intel.ByteArrayCodeReader(SseBody);
         _iced = global::Iced.Intel.Decoder.Create(64, _reader);
     }
@@ -52,20 +42,7 @@ public class FloatBench
     public void Cleanup() => _memory.Dispose();
 
     [Benchmark(Baseline = true, Description = "Iced: decode 40,000 SSE loop instructions")]
-    public ulong IcedDecode()
-    {
-        ulong sum = 0;
-        for (int i = 0; i < Iterations; i++)
-        {
-            _reader.Position = 0;
-            for (int k = 0; k < 4; k++)
-            {
-                _iced.Decode(out global::Iced.Intel.Instruction insn);
-                sum += (ulong)insn.Length;
-            }
-        }
-        return sum;
-    }
+    public ulong IcedDecode() => BenchMachine.Decode(_iced, _reader, Iterations, 4);
 
     [Benchmark(Description = "SoftCpu: run 40,000 SSE2 loop instructions")]
     public UInt128 Sse()

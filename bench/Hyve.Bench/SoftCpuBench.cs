@@ -3,7 +3,6 @@
 // decode alone is the floor an interpreter that decodes every instruction cannot beat.
 using System;
 using BenchmarkDotNet.Attributes;
-using Hyve.SoftCpu;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
@@ -26,16 +25,8 @@ public class SoftCpuBench
     public void Setup()
     {
         _memory = new GuestMemory();
-        _memory.AddRam(0, 0x20_0000);
-        _memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
-        _memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
-        _memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
+        _vcpu = BenchMachine.LongMode(_memory, PagingState.Cr4PAE);
         _memory.WriteRam(0x10000, Loop);
-        _vcpu = new VmxVcpu(new SoftProcessor(_memory, new VmClock()), 0xF000_0000) { Memory = _memory };
-        _vcpu.SetSegment(Register.CS, Segment.Code64);
-        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-            _vcpu.SetSegment(s, Segment.FlatData);
-        _vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG, 0, 0x1000, PagingState.Cr4PAE, PagingState.EferLME | PagingState.EferLMA);
         _reader = new global::Iced.Intel.ByteArrayCodeReader(Body);
         _iced = global::Iced.Intel.Decoder.Create(64, _reader);
     }
@@ -44,20 +35,7 @@ public class SoftCpuBench
     public void Cleanup() => _memory.Dispose();
 
     [Benchmark(Baseline = true, Description = "Iced: decode 30,000 loop instructions")]
-    public ulong IcedDecode()
-    {
-        ulong sum = 0;
-        for (int i = 0; i < Iterations; i++)
-        {
-            _reader.Position = 0;
-            for (int k = 0; k < 3; k++)
-            {
-                _iced.Decode(out global::Iced.Intel.Instruction insn);
-                sum += (ulong)insn.Length;
-            }
-        }
-        return sum;
-    }
+    public ulong IcedDecode() => BenchMachine.Decode(_iced, _reader, Iterations, 3);
 
     [Benchmark(Description = "SoftCpu: run 30,000 loop instructions")]
     public ulong Run()

@@ -92,14 +92,8 @@ public sealed partial class SoftProcessor
                 SetMm(0, (ulong)_area.Xmm[i.GetRegister(1) - Register.XMM0]);
                 return true;
             case Mnemonic.Pmovmskb:
-                {
-                    ulong v = _area.Mm[i.GetRegister(1) - Register.MM0];
-                    uint mask = 0;
-                    for (int k = 0; k < 8; k++)
-                        mask |= (uint)((v >> (8 * k + 7)) & 1) << k;
-                    Set(i.GetRegister(0), mask);
-                    return true;
-                }
+                Set(i.GetRegister(0), ByteSigns(_area.Mm[i.GetRegister(1) - Register.MM0], 8));
+                return true;
             case Mnemonic.Pextrw:
                 Set(i.GetRegister(0), (_area.Mm[i.GetRegister(1) - Register.MM0] >> (16 * (int)(i.Immediate & 3))) & 0xFFFF);
                 return true;

@@ -88,14 +88,8 @@ public sealed partial class SoftProcessor
                     break;
                 }
             case Mnemonic.Pmovmskb:
-                {
-                    UInt128 v = _area.Xmm[i.GetRegister(1) - Register.XMM0];
-                    uint mask = 0;
-                    for (int k = 0; k < 16; k++)
-                        mask |= (uint)((v >> (8 * k + 7)) & 1) << k;
-                    Set(i.GetRegister(0), mask);
-                    break;
-                }
+                Set(i.GetRegister(0), ByteSigns(_area.Xmm[i.GetRegister(1) - Register.XMM0], 16));
+                break;
             case Mnemonic.Pshufd:
                 {
                     if (!Operand128(1, true, out UInt128 src))
@@ -142,6 +136,15 @@ public sealed partial class SoftProcessor
         }
         _rip = next;
         return true;
+    }
+
+    // PMOVMSKB: the top bit of each of the low bytes of v.
+    private static uint ByteSigns(UInt128 v, int bytes)
+    {
+        uint mask = 0;
+        for (int k = 0; k < bytes; k++)
+            mask |= (uint)((v >> (8 * k + 7)) & 1) << k;
+        return mask;
     }
 
     private static UInt128 Logic(Mnemonic m, UInt128 a, UInt128 b) => m switch
