@@ -6,15 +6,13 @@
 // SoftCpuBench.
 using System;
 using BenchmarkDotNet.Attributes;
-using Hyve.Vmm;
 using Hyve.Vmm.Backend;
-using Hyve.Vmm.Vmx;
 using Hyve.X86;
 
 namespace Hyve.Bench;
 
 [MemoryDiagnoser]
-public class FloatBench
+public class FloatBench : BenchMachine
 {
     private const int Iterations = 10_000; // four instructions each
     // mov ecx, 10000; L: mulsd xmm0, xmm1; addsd xmm0, xmm2; dec ecx; jnz L; hlt
@@ -22,44 +20,32 @@ public class FloatBench
     private static readonly byte[] SseBody = Convert.FromHexString("F20F59C1F20F58C2FFC975F4");
     // fninit; fld1 (three times); mov ecx, 10000; L: fmul st0, st1; fadd st0, st2; dec ecx; jnz L; hlt
     private static readonly byte[] X87Loop = Convert.FromHexString("DBE3" + "D9E8D9E8D9E8" + "B910270000" + "D8C9" + "D8C2" + "FFC9" + "75F8" + "F4");
-    private GuestMemory _memory = null!;
-    private VmxVcpu _vcpu = null!;
-    private global::Iced.Intel.ByteArrayCodeReader _reader = null!;
-    private global::Iced.Intel.Decoder _iced = null!;
 
     [GlobalSetup]
     public void Setup()
     {
-        _memory = new GuestMemory();
-        _vcpu = BenchMachine.LongMode(_memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
-        _memory.WriteRam(0x10000, SseLoop);
-        _memory.WriteRam(0x11000, X87Loop);
-        _reader = new global::Iced.Intel.ByteArrayCodeReader(SseBody);
-        _iced = global::Iced.Intel.Decoder.Create(64, _reader);
+        Start(PagingState.Cr4PAE | PagingState.Cr4OSFXSR, SseBody, (0x10000, SseLoop), (0x11000, X87Loop));
     }
 
-    [GlobalCleanup]
-    public void Cleanup() => _memory.Dispose();
-
     [Benchmark(Baseline = true, Description = "Iced: decode 40,000 SSE loop instructions")]
-    public ulong IcedDecode() => BenchMachine.Decode(_iced, _reader, Iterations, 4);
+    public ulong IcedDecode() => Decode(Iterations, 4);
 
     [Benchmark(Description = "SoftCpu: run 40,000 SSE2 loop instructions")]
     public UInt128 Sse()
     {
-        _vcpu.Rip = 0x10000;
-        _vcpu.Area.Xmm[0] = (ulong)BitConverter.DoubleToInt64Bits(1.0);
-        _vcpu.Area.Xmm[1] = (ulong)BitConverter.DoubleToInt64Bits(1.0000001);
-        _vcpu.Area.Xmm[2] = (ulong)BitConverter.DoubleToInt64Bits(1e-9);
-        BackendExit exit = _vcpu.Run();
-        return exit.Kind == BackendExitKind.Hlt ? _vcpu.Area.Xmm[0] : 0;
+        Vcpu.Rip = 0x10000;
+        Vcpu.Area.Xmm[0] = (ulong)BitConverter.DoubleToInt64Bits(1.0);
+        Vcpu.Area.Xmm[1] = (ulong)BitConverter.DoubleToInt64Bits(1.0000001);
+        Vcpu.Area.Xmm[2] = (ulong)BitConverter.DoubleToInt64Bits(1e-9);
+        BackendExit exit = Vcpu.Run();
+        return exit.Kind == BackendExitKind.Hlt ? Vcpu.Area.Xmm[0] : 0;
     }
 
     [Benchmark(Description = "SoftCpu: run 40,000 x87 loop instructions")]
     public ulong X87()
     {
-        _vcpu.Rip = 0x11000;
-        BackendExit exit = _vcpu.Run();
-        return exit.Kind == BackendExitKind.Hlt ? _vcpu.GetMm(0) : 0;
+        Vcpu.Rip = 0x11000;
+        BackendExit exit = Vcpu.Run();
+        return exit.Kind == BackendExitKind.Hlt ? Vcpu.GetMm(0) : 0;
     }
 }
