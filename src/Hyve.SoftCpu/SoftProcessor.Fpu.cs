@@ -13,6 +13,7 @@ public sealed partial class SoftProcessor
 {
     private ushort _fcw = 0x037F, _fsw, _ftw = 0xFFFF, _fop;
     private ulong _fip, _fdp;
+    private ushort _fcs, _fds; // the last instruction's CS and its operand's segment selector
     private uint _mxcsr = 0x1F80;
 
     private const uint MxcsrMask = 0xFFFF;
@@ -90,6 +91,8 @@ public sealed partial class SoftProcessor
             _fop = BinaryPrimitives.ReadUInt16LittleEndian(img[6..]);
             _fip = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[8..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[8..]);
             _fdp = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[16..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[16..]);
+            _fcs = wide ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(img[12..]);
+            _fds = wide ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(img[20..]);
             _mxcsr = mxcsr;
             for (int k = 0; k < 8; k++)
             {
@@ -112,8 +115,9 @@ public sealed partial class SoftProcessor
         }
         img[4] = tags;
         BinaryPrimitives.WriteUInt16LittleEndian(img[6..], _fop);
-        BinaryPrimitives.WriteUInt64LittleEndian(img[8..], wide ? _fip : (uint)_fip);
-        BinaryPrimitives.WriteUInt64LittleEndian(img[16..], wide ? _fdp : (uint)_fdp);
+        // The 32-bit image keeps FCS and FDS beside 32-bit pointers; the 64-bit one has 64-bit pointers.
+        BinaryPrimitives.WriteUInt64LittleEndian(img[8..], wide ? _fip : (uint)_fip | ((ulong)_fcs << 32));
+        BinaryPrimitives.WriteUInt64LittleEndian(img[16..], wide ? _fdp : (uint)_fdp | ((ulong)_fds << 32));
         BinaryPrimitives.WriteUInt32LittleEndian(img[24..], _mxcsr);
         BinaryPrimitives.WriteUInt32LittleEndian(img[28..], MxcsrMask);
         for (int k = 0; k < 8; k++)

@@ -151,6 +151,8 @@ public sealed partial class SoftProcessor
         frame[n++] = next;
         ulong stackMask = ia32e ? ulong.MaxValue : ss.Big ? 0xFFFF_FFFFUL : 0xFFFFUL;
         ulong top = ia32e ? sp : sp & stackMask; // a call gate does not align the new stack (interrupts do)
+        if (ia32e && (!_paging.IsCanonical(top - 1) || !_paging.IsCanonical(top - (ulong)(width * n))))
+            return Raise(ExceptionVector.SS); // a non-canonical inner stack
         for (int k = 0; k < n; k++)
         {
             top = (top - (ulong)width) & stackMask;

@@ -168,6 +168,12 @@ public sealed partial class SoftProcessor
             // The error code goes on the new task's stack.
             ulong mask = _seg[2].Big ? 0xFFFF_FFFFUL : 0xFFFFUL;
             ulong top = (_gpr[4] - 4) & mask;
+            if (!_seg[2].AllowsData(top, 4, true))
+            {
+                vector = ExceptionVector.SS;
+                code = 0;
+                return false;
+            }
             if (!SystemWrite((uint)(_seg[2].Base + top), 4, errorCode))
             {
                 vector = 0xFF;

@@ -130,13 +130,6 @@ public sealed partial class SoftProcessor
         if (!control && !PendingErrorAllowsExecution())
             return false;
         bool mem = (i.ModRM >> 6) != 3;
-        if (!control)
-        {
-            _fip = _rip;
-            _fop = (ushort)(((i.OpcodeByte & 7) << 8) | i.ModRM);
-            if (mem)
-                _fdp = Ea();
-        }
         bool done = m switch
         {
             Mnemonic.Fadd or Mnemonic.Faddp or Mnemonic.Fiadd or Mnemonic.Fmul or Mnemonic.Fmulp or Mnemonic.Fimul
@@ -156,6 +149,19 @@ public sealed partial class SoftProcessor
         };
         if (!done)
             return false;
+        if (!control)
+        {
+            // The last instruction and operand pointers, once the instruction has run (a fault on
+            // its operand leaves the previous ones, as hardware does).
+            _fip = _rip;
+            _fcs = _seg[1].Selector;
+            _fop = (ushort)(((i.OpcodeByte & 7) << 8) | i.ModRM);
+            if (mem)
+            {
+                _fdp = Ea();
+                _fds = _seg[i.MemorySegment - Register.ES].Selector;
+            }
+        }
         _rip = next;
         return true;
     }
@@ -747,6 +753,7 @@ public sealed partial class SoftProcessor
         _ftw = 0xFFFF;
         _fop = 0;
         _fip = _fdp = 0;
+        _fcs = _fds = 0;
     }
 
     // ES and B follow the exception flags against the masks.
@@ -783,7 +790,7 @@ public sealed partial class SoftProcessor
         int env = small ? 14 : 28, unit = small ? 2 : 4;
         Span<byte> img = stackalloc byte[108];
         img.Clear();
-        Span<ulong> fields = [_fcw, _fsw, FullTags(), _fip, _seg[1].Selector | ((ulong)(_fop & 0x7FF) << 16), _fdp, _seg[3].Selector];
+        Span<ulong> fields = [_fcw, _fsw, FullTags(), _fip, _fcs | ((ulong)(_fop & 0x7FF) << 16), _fdp, _fds];
         for (int f = 0; f < 7; f++)
         {
             ulong v = fields[f];
@@ -846,8 +853,10 @@ public sealed partial class SoftProcessor
             ftw |= (((tags >> (2 * p)) & 3) == TagEmpty ? TagEmpty : 0) << (2 * p);
         _ftw = (ushort)ftw;
         _fip = Field(img, 3, unit);
+        _fcs = (ushort)Field(img, 4, unit);
         _fop = (ushort)((Field(img, 4, unit) >> 16) & 0x7FF);
         _fdp = Field(img, 5, unit);
+        _fds = (ushort)Field(img, 6, unit);
         if (registers)
         {
             for (int k = 0; k < 8; k++)

@@ -175,6 +175,24 @@ public sealed class GuestRunTests : IDisposable
     }
 
     [Fact]
+    public void AnX87InstructionWhoseOperandFaultsLeavesTheLastInstructionPointer()
+    {
+        ulong handler = InstallGate(ExceptionVector.PF);
+        LongMode(Convert.FromHexString(
+            "DBE3" +                 // fninit
+            "D9E8" +                 // fld1 (at +2): the last x87 instruction to complete
+            "DD042500000040" +       // fld qword [0x40000000]: not mapped, #PF
+            "F4"));
+        _memory.WriteRam(handler, Convert.FromHexString("D9342500900000" + "F4")); // fnstenv [0x9000]; hlt
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal((uint)Code + 2, Dword(0x9000 + 12));             // FIP: the FLD1
+        Assert.Equal(0x01E8u, Dword(0x9000 + 16) >> 16);              // FOP: (D9 & 7) << 8 | E8
+        Assert.Equal(7, (int)((Dword(0x9000 + 4) >> 11) & 7));        // one push (TOP 7), not two
+    }
+
+    [Fact]
     public void AnUnmaskedSimdExceptionRaisesXmAndLeavesTheDestination()
     {
         ulong handler = InstallGate(ExceptionVector.XM);
