@@ -170,10 +170,11 @@ public sealed partial class SoftProcessor
                             or Mnemonic.Pcmpgtd or Mnemonic.Paddusb or Mnemonic.Paddusw or Mnemonic.Psubusb or Mnemonic.Psubusw
                             or Mnemonic.Paddsb or Mnemonic.Paddsw or Mnemonic.Psubsb or Mnemonic.Psubsw or Mnemonic.Pavgb or Mnemonic.Pavgw
                             or Mnemonic.Pmullw or Mnemonic.Pmulhw or Mnemonic.Pmulhuw => IntegerLanes(m, a, b),
+                        _ when IsSsse3(m) => PackedSsse3(m, a, b, 8, (int)(i.Immediate & 0xFF)),
                         _ => null,
                     };
                     if (r is not UInt128 result)
-                        return ExitException(ExceptionVector.UD); // an MMX instruction not implemented (SSSE3's forms, 3DNow!)
+                        return ExitException(ExceptionVector.UD); // an MMX instruction not implemented (3DNow!)
                     SetMm(0, (ulong)result);
                     return true;
                 }

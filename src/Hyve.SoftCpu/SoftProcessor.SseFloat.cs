@@ -183,7 +183,10 @@ public sealed partial class SoftProcessor
                     break;
                 }
             default:
-                return ExitException(ExceptionVector.UD); // an SSE instruction not implemented yet
+                {
+                    bool done = Sse3(next, out bool sse3);
+                    return sse3 ? done : ExitException(ExceptionVector.UD); // an SSE instruction not implemented yet
+                }
         }
         _rip = next;
         return true;

@@ -29,10 +29,14 @@ public sealed class CpuidPolicy
     /// <summary>Processor signature of leaf 1 EAX (family 6).</summary>
     public uint Signature { get; init; } = 0x000306A9;
 
-    /// <summary>Leaf 1 ECX: CX16, x2APIC, POPCNT, TSC-deadline, hypervisor. The vector extensions
-    /// beyond SSE2 (SSE3, SSSE3, SSE4.1/4.2), MOVBE, XSAVE and AVX stay off until the software CPU
+    /// <summary>Leaf 1 ECX: CX16, x2APIC, POPCNT, TSC-deadline, hypervisor (SSE3 and SSSE3 come
+    /// with <see cref="Ssse3"/>). SSE4.1/4.2, MOVBE, XSAVE and AVX stay off until the software CPU
     /// implements them, so guests pick the code paths it runs.</summary>
     public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 31);
+
+    /// <summary>Whether leaf 1 also reports SSE3 and SSSE3 (on by default; off, guests choose
+    /// their SSE2 code paths).</summary>
+    public bool Ssse3 { get; init; } = true;
 
     /// <summary>Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36,
     /// CLFSH, MMX, FXSR, SSE, SSE2.</summary>
@@ -57,7 +61,7 @@ public sealed class CpuidPolicy
             case 1:
                 uint ebx = ((uint)apicId << 24) | ((uint)Math.Min(Vcpus, 255) << 16) | (8u << 8);
                 uint edx = Leaf1Edx | (Vcpus > 1 ? 1u << 28 : 0);
-                return (Signature, ebx, Leaf1Ecx, edx);
+                return (Signature, ebx, Leaf1Ecx | (Ssse3 ? 1u | (1u << 9) : 0), edx);
             case 7:
                 return subleaf == 0 ? (0u, Leaf7Ebx, 0u, 0u) : (0u, 0u, 0u, 0u);
             case 0x15:

@@ -126,6 +126,21 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Ssse3InstructionsMatchTheHostCpuOnXmmAndMmxRegisters()
+    {
+        var forms = new List<byte[]>();
+        foreach (byte prefix in new byte[] { 0, 0x66 })
+        {
+            foreach (byte op in new byte[] { 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x1C, 0x1D, 0x1E })
+                forms.Add(prefix == 0 ? [0x0F, 0x38, op] : [prefix, 0x0F, 0x38, op]);
+            forms.Add(prefix == 0 ? [0x0F, 0x3A, 0x0F] : [prefix, 0x0F, 0x3A, 0x0F]); // PALIGNR
+        }
+        var (run, failures, first) = Run(forms, Seed + 9, Math.Max(2000, Cases / 2), Kind.Mmx);
+        output.WriteLine($"{run} SSSE3 cases over {forms.Count} opcodes, seed {Seed + 9} (HYVE_SEED + 9): {failures} failed {first}");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+    }
+
+    [Fact]
     public void EnvironmentAndStateImagesMatchTheHostCpu()
     {
         List<byte[]> forms = Forms(m => m is Mnemonic.Fnstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor);
@@ -374,6 +389,8 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         Mnemonic.Cvtdq2ps, Mnemonic.Cvtps2dq, Mnemonic.Cvttps2dq, Mnemonic.Cvtdq2pd, Mnemonic.Cvtps2pd, Mnemonic.Cvtpd2dq,
         Mnemonic.Cvttpd2dq, Mnemonic.Cvtpd2ps, Mnemonic.Cvtpi2ps, Mnemonic.Cvtpi2pd, Mnemonic.Cvtps2pi, Mnemonic.Cvttps2pi,
         Mnemonic.Cvtpd2pi, Mnemonic.Cvttpd2pi,
+        Mnemonic.Addsubps, Mnemonic.Addsubpd, Mnemonic.Haddps, Mnemonic.Haddpd, Mnemonic.Hsubps, Mnemonic.Hsubpd,
+        Mnemonic.Movshdup, Mnemonic.Movsldup, Mnemonic.Movddup, Mnemonic.Lddqu,
     ];
 
     // The SSE and SSE2 floating-point opcodes (and REX.W forms of the integer conversions).
