@@ -6,7 +6,7 @@
 #include "callee.h"
 	.text
 	.code64
-	.globl mode_tour, pd32, pae_pdpt, probe_va32, low16, low16_end, msg
+	.globl mode_tour, pd32, pae_pdpt, probe_va32, low16, low16_end, msg, gate32_target, task_b_entry, after_task
 mode_tour:
 	SAVE_CALLEE
 	mov %rsp, saved_rsp(%rip)
@@ -41,6 +41,18 @@ compat32:
 	movl $0xB0B0B0B0, 0xFF000204
 	movl 0xFF000204, %eax
 	mov %eax, 12(%ebx)
+
+	/* A 32-bit call gate (one parameter on the stack) and a CALL through a task gate, which
+	 * the other task returns from with IRET; main fills in the descriptors and TSSs. */
+	pushl $0x6A7E6A7E
+	lcall $0x68, $0
+	mov $0x70, %ax
+	ltr %ax
+	lcall $0x80, $0
+after_task:
+	clts				/* the task switch set CR0.TS */
+	mov tss_a+32, %eax
+	mov %eax, 60(%ebx)		/* the EIP the switch saved in this task's TSS */
 
 	/* 32-bit paging with 4 MiB pages. */
 	mov %cr4, %eax
@@ -163,3 +175,24 @@ probe_va32:	.long 0
 	.align 4096
 pd32:		.skip 4096
 pae_pdpt:	.skip 32
+
+	.text
+	.code32
+gate32_target:				/* through the call gate: CS 0x18, CPL 0 */
+	mov 8(%esp), %eax		/* the caller's parameter, above its CS and EIP */
+	mov %eax, 48(%ebx)
+	mov %cs, %eax
+	mov %eax, 52(%ebx)
+	lret $4
+
+task_b_entry:				/* the other task: EBX from its TSS */
+	pushf
+	pop %eax
+	and $0x4000, %eax		/* NT */
+	movzwl tss_b, %ecx		/* the back link */
+	shl $16, %ecx
+	or %ecx, %eax
+	mov %eax, 56(%ebx)
+	iret
+	jmp task_b_entry
+	.code64

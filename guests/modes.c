@@ -7,7 +7,27 @@ extern void mode_tour(u32 *results);
 extern u32 pd32[1024];
 extern u64 pae_pdpt[4], pd[], pml4[];
 extern u32 probe_va32;
-extern char low16[], low16_end[], msg[];
+extern char low16[], low16_end[], msg[], gate32_target[], task_b_entry[], after_task[];
+
+/* A 32-bit task-state segment. */
+struct tss32 {
+	u32 link, esp0, ss0, esp1, ss1, esp2, ss2, cr3, eip, eflags, eax, ecx, edx, ebx, esp, ebp, esi, edi;
+	u32 es, cs, ss, ds, fs, gs, ldt, iomap;
+};
+struct tss32 tss_a __attribute__((aligned(16))), tss_b __attribute__((aligned(16)));
+static u8 task_b_stack[4096] __attribute__((aligned(16)));
+
+/* A legacy (8-byte) descriptor: a TSS, or a gate naming selector and offset. */
+static u64 tss_descriptor(void *tss)
+{
+	u64 base = (u64)tss;
+	return 0x67 | ((base & 0xFFFFFF) << 16) | (0x89UL << 40) | (((base >> 24) & 0xFF) << 56);
+}
+
+static u64 gate_descriptor(u16 selector, u32 offset, u8 access, u8 params)
+{
+	return (offset & 0xFFFF) | ((u64)selector << 16) | ((u64)params << 32) | ((u64)access << 40) | ((u64)(offset >> 16) << 48);
+}
 
 static u32 results[16];
 static u32 probe = 0x600DF00D;
@@ -28,6 +48,18 @@ int main(void)
 		pae_pdpt[i] = ((u64)pd + 4096UL * i) | 1;
 	memcpy((void *)0x7000, low16, (u64)(low16_end - low16));
 
+	/* For the 32-bit part: a call gate (0x68, one parameter), TSS A (0x70, loaded by LTR),
+	 * TSS B (0x78) and a task gate to it (0x80). */
+	gdt64[13] = gate_descriptor(0x18, (u32)(u64)gate32_target, 0x8C, 1);
+	gdt64[14] = tss_descriptor(&tss_a);
+	gdt64[15] = tss_descriptor(&tss_b);
+	gdt64[16] = gate_descriptor(0x78, 0, 0x85, 0);
+	tss_b.eip = (u32)(u64)task_b_entry;
+	tss_b.eflags = 2;
+	tss_b.esp = (u32)(u64)(task_b_stack + sizeof task_b_stack);
+	tss_b.ebx = (u32)(u64)results;
+	tss_b.cs = 0x18;
+	tss_b.es = tss_b.ss = tss_b.ds = tss_b.fs = tss_b.gs = 0x10;
 	mode_tour(results);
 	check_eq(results[0], 0xC0A1C0A1, "compatibility mode: device memory");
 	check((results[1] & 0x500) == 0x500, "compatibility mode: EFER.LMA and LME");
@@ -41,6 +73,10 @@ int main(void)
 	check_eq(results[9], 0x0700, "real mode: CS 0x0700");
 	check_eq(results[10], 0x80868086, "real mode: device memory through a 4 GiB data limit");
 	check_eq(results[11] & 0xFF, 0x5A, "real mode: port I/O");
+	check_eq(results[12], 0x6A7E6A7E, "a 32-bit call gate: the target reads the caller's parameter");
+	check_eq(results[13] & 0xFFFF, 0x18, "a 32-bit call gate: the target runs in the gate's code segment");
+	check_eq(results[14], (0x70 << 16) | 0x4000, "a CALL through a task gate: NT set, linked to the caller's TSS");
+	check_eq(results[15], (u32)(u64)after_task, "IRET goes back along the link; the caller's EIP was saved in its TSS");
 
 	/* 1 GiB pages, where the CPU has them: linear 1 TiB + x onto physical x. */
 	u32 a, b, c, d;
