@@ -36,6 +36,14 @@ internal enum RealClass : byte
 /// (value = significand / 2^63 * 2^exponent, the integer bit at bit 63).</summary>
 internal readonly record struct RealFormat(int Precision, int MinExponent, int MaxExponent)
 {
+    /// <summary>x87 with overflow unmasked: a result above the range is delivered with its
+    /// exponent reduced by 24,576 (and OE), not as an infinity.</summary>
+    public bool WrapOverflow { get; init; }
+
+    /// <summary>x87 with underflow unmasked: a tiny result is delivered with its exponent raised by
+    /// 24,576 (and UE), not denormalized.</summary>
+    public bool WrapUnderflow { get; init; }
+
     public static readonly RealFormat Single = new(24, -126, 127);
     public static readonly RealFormat Double = new(53, -1022, 1023);
     public static readonly RealFormat Extended = new(64, -16382, 16383);
@@ -114,7 +122,13 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
         // normal range that rounds (with an unbounded exponent) up to the smallest normal is not tiny.
         bool tiny = exponent < format.MinExponent
             && !(exponent == format.MinExponent - 1 && (sig | lowMask) == UInt128.MaxValue && RoundsUp(sig & lowMask, half, sticky, true, negative, rc));
-        if (exponent < format.MinExponent)
+        if (tiny && format.WrapUnderflow)
+        {
+            exponent += 24576;
+            flags |= X87Flags.UE;
+            tiny = false;
+        }
+        else if (exponent < format.MinExponent)
         {
             sig = ShiftRightJam(sig, format.MinExponent - exponent, ref sticky);
             exponent = format.MinExponent;
@@ -132,6 +146,11 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
                 sig = UInt128.One << 127;
                 exponent++;
             }
+        }
+        if (exponent > format.MaxExponent && format.WrapOverflow)
+        {
+            exponent -= 24576;
+            flags |= X87Flags.OE;
         }
         if (exponent > format.MaxExponent)
         {

@@ -68,11 +68,10 @@ public sealed partial class SoftProcessor
 
     private int RoundingMode => (_fcw >> 10) & 3;
 
-    private RealFormat Precision => ((_fcw >> 8) & 3) switch
+    private RealFormat Precision => RealFormat.ExtendedWith(((_fcw >> 8) & 3) switch { 0 => 24, 2 => 53, _ => 64 }) with
     {
-        0 => RealFormat.ExtendedWith(24),
-        2 => RealFormat.ExtendedWith(53),
-        _ => RealFormat.Extended,
+        WrapOverflow = (_fcw & X87Flags.OE) == 0,
+        WrapUnderflow = (_fcw & X87Flags.UE) == 0,
     };
 
     private bool Unmasked(int flags, int which) => (flags & which & ~_fcw) != 0;
@@ -86,6 +85,8 @@ public sealed partial class SoftProcessor
             flags |= X87Flags.UE; // unmasked, underflow is tininess alone, exact or not
         if ((flags & X87Flags.SF) != 0)
             flags &= X87Flags.IE | X87Flags.SF | X87Flags.C1; // a stack fault is all that is reported
+        else if (Unmasked(flags, X87Flags.IE | X87Flags.DE | X87Flags.ZE))
+            flags &= X87Flags.IE | X87Flags.DE | X87Flags.ZE; // an unmasked operand exception stops before the result
         int c1 = keepC1 && (flags & X87Flags.SF) == 0 ? _fsw & X87Flags.C1 : flags & X87Flags.C1;
         _fsw = (ushort)((_fsw & ~X87Flags.C1) | (flags & 0x7F) | c1);
         if (Unmasked(flags, 0x3F))
@@ -111,7 +112,9 @@ public sealed partial class SoftProcessor
             flags = X87Flags.IE | X87Flags.SF | X87Flags.C1; // stack overflow
             v = ExtendedReal.Indefinite;
         }
-        if (!Accept(flags))
+        // A denormal source (FLD m32/m64) is loaded even with DE unmasked; the error waits for
+        // the next instruction.
+        if (!Accept(flags) && Unmasked(flags, X87Flags.IE | X87Flags.ZE))
             return;
         SetTop(Top - 1);
         SetSt(0, v);
@@ -258,9 +261,7 @@ public sealed partial class SoftProcessor
         bool unordered = m is Mnemonic.Fucom or Mnemonic.Fucomp or Mnemonic.Fucompp or Mnemonic.Fucomi or Mnemonic.Fucomip;
         int r = (flags & X87Flags.SF) != 0 ? 2 : ExtendedReal.Compare(a, b, !unordered, ref flags);
         bool eflags = m is Mnemonic.Fcomi or Mnemonic.Fcomip or Mnemonic.Fucomi or Mnemonic.Fucomip;
-        bool write = Accept(flags, keepC1: eflags);
-        if (!write && Unmasked(flags, X87Flags.IE | X87Flags.DE))
-            return true;
+        Accept(flags, keepC1: eflags); // the condition codes are written even for an unmasked invalid operand
         if (eflags)
         {
             ulong f = Flags & ~Rflags.Status;
@@ -278,6 +279,8 @@ public sealed partial class SoftProcessor
             Mnemonic.Fcompp or Mnemonic.Fucompp => 2,
             _ => 0,
         };
+        if (Unmasked(flags, X87Flags.IE | X87Flags.DE))
+            pops = 0; // an unmasked invalid or denormal operand leaves the stack as it was
         for (int k = 0; k < pops; k++)
             PopStack();
         return true;
@@ -404,7 +407,8 @@ public sealed partial class SoftProcessor
         int withheld = X87Flags.IE | (size is 4 or 8 && m is Mnemonic.Fst or Mnemonic.Fstp ? X87Flags.OE | X87Flags.UE : 0);
         if (Unmasked(flags | ((flags & X87Flags.Tiny) != 0 ? X87Flags.UE : 0), withheld))
         {
-            Accept(flags);
+            // Nothing stored: no precision flag and no rounding direction either.
+            Accept(Unmasked(flags, X87Flags.IE) ? flags : flags & ~(X87Flags.PE | X87Flags.C1));
             return true;
         }
         Register seg = i.MemorySegment;
