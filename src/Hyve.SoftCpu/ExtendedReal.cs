@@ -231,8 +231,9 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
 
     // --- NaNs and operand checks ----------------------------------------------------------------
 
-    // Both operands' NaN and unsupported cases; true with the result when one applies.
-    private static bool Special(ExtendedReal a, ExtendedReal b, out ExtendedReal result, ref int flags)
+    /// <summary>Both operands' NaN and unsupported cases: true with the result when one applies;
+    /// otherwise false, with DE when an operand is denormal.</summary>
+    internal static bool Special(ExtendedReal a, ExtendedReal b, out ExtendedReal result, ref int flags)
     {
         RealClass ca = a.Class, cb = b.Class;
         if (ca == RealClass.Unsupported || cb == RealClass.Unsupported)

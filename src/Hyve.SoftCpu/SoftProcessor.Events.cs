@@ -207,37 +207,18 @@ public sealed partial class SoftProcessor
             int ist = (int)((low >> 32) & 7);
             if (outward || ist != 0)
             {
-                ulong offset = ist != 0 ? 0x24 + 8UL * (ulong)(ist - 1) : 4 + 8UL * (ulong)newCpl;
-                if (offset + 7 > _tr.Limit)
-                    return Fail(VectorTs, (uint)(_tr.Selector & ~3) + ext);
-                if (!SystemRead(_tr.Base + offset, 8, out sp))
+                if (!InnerStack(newCpl, ist, ext, out sp, out Segment inner))
                     return false;
+                if (outward)
+                    ss = inner; // a null SS at the new level
             }
-            if (outward)
-                ss = new Segment((ushort)newCpl, 0, 0, 0x1_0000 | (uint)(newCpl << 5)); // a null SS at the new level
             sp &= ~0xFUL;
         }
         else
         {
             width = (type & 8) != 0 ? 4 : 2;
-            if (outward)
-            {
-                ulong offset = 4 + 8UL * (ulong)newCpl;
-                if (offset + 5 > _tr.Limit)
-                    return Fail(VectorTs, (uint)(_tr.Selector & ~3) + ext);
-                if (!SystemRead(_tr.Base + offset, 4, out sp) || !SystemRead(_tr.Base + offset + 4, 2, out ulong ssSel))
-                    return false;
-                uint ssError = (uint)(ssSel & ~3UL) + ext;
-                if ((ssSel & ~3UL) == 0 || (int)(ssSel & 3) != newCpl)
-                    return Fail(VectorTs, ssError);
-                if (!DescriptorOf((ushort)ssSel, out ulong ssDesc, ssError))
-                    return false;
-                ss = VmxConversions.SegmentFromDescriptor(ssDesc, (ushort)ssSel);
-                if (ss.IsCode || (ss.Type & 2) == 0 || ss.Dpl != newCpl || (ss.Access & 0x10) == 0)
-                    return Fail(VectorTs, ssError);
-                if ((ss.Access & 0x80) == 0)
-                    return Fail(ExceptionVector.SS, ssError);
-            }
+            if (outward && !InnerStack(newCpl, 0, ext, out sp, out ss))
+                return false;
             stackMask = ss.Big ? 0xFFFF_FFFFUL : 0xFFFFUL;
         }
 

@@ -97,44 +97,52 @@ public sealed partial class SoftProcessor
         return CallInward(cs, offset, newCpl, width, ia32e ? 0 : (int)((descriptor >> 32) & 0x1F), next);
     }
 
+    // The stack for privilege level newCpl (or, in IA-32e mode, IST entry ist) from the TSS: in
+    // IA-32e mode RSPn (or ISTn) with a null SS at the new level; otherwise SSn:ESPn from a 32-bit
+    // TSS or SSn:SPn from a 16-bit one, with SS checked (#TS, or #SS when absent). False with
+    // the fault recorded; ext is added to the error codes of event delivery.
+    private bool InnerStack(int newCpl, int ist, uint ext, out ulong sp, out Segment ss)
+    {
+        ss = default;
+        sp = 0;
+        uint tsError = (uint)(_tr.Selector & ~3) + ext;
+        if ((_efer & PagingState.EferLMA) != 0)
+        {
+            ulong slot = ist != 0 ? 0x24 + 8UL * (ulong)(ist - 1) : 4 + 8UL * (ulong)newCpl;
+            if (slot + 7 > _tr.Limit)
+                return Fail(VectorTs, tsError);
+            if (!SystemRead(_tr.Base + slot, 8, out sp))
+                return false;
+            ss = new Segment((ushort)newCpl, 0, 0, 0x1_0000 | (uint)(newCpl << 5));
+            return true;
+        }
+        bool tss32 = (_tr.Type & 8) != 0;
+        ulong at = tss32 ? 4 + 8UL * (ulong)newCpl : 2 + 4UL * (ulong)newCpl;
+        int spSize = tss32 ? 4 : 2;
+        if (at + (ulong)spSize + 1 > _tr.Limit)
+            return Fail(VectorTs, tsError);
+        if (!SystemRead(_tr.Base + at, spSize, out sp) || !SystemRead(_tr.Base + at + (ulong)spSize, 2, out ulong ssSel))
+            return false;
+        uint ssError = (uint)(ssSel & ~3UL) + ext;
+        if ((ssSel & ~3UL) == 0 || (int)(ssSel & 3) != newCpl)
+            return Fail(VectorTs, ssError);
+        if (!DescriptorOf((ushort)ssSel, out ulong ssDesc, ssError))
+            return false;
+        ss = VmxConversions.SegmentFromDescriptor(ssDesc, (ushort)ssSel);
+        if (ss.IsCode || (ss.Type & 2) == 0 || ss.Dpl != newCpl || (ss.Access & 0x10) == 0)
+            return Fail(VectorTs, ssError);
+        if ((ss.Access & 0x80) == 0)
+            return Fail(ExceptionVector.SS, ssError);
+        return true;
+    }
+
     // A CALL through a gate to a more privileged level: the inner stack from the TSS, then the
     // caller's SS and ESP, the parameters copied from the caller's stack, CS and the return EIP.
     private bool CallInward(Segment cs, ulong offset, int newCpl, int width, int parameters, ulong next)
     {
         bool ia32e = (_efer & PagingState.EferLMA) != 0;
-        uint tsError = (uint)(_tr.Selector & ~3);
-        Segment ss;
-        ulong sp;
-        if (ia32e)
-        {
-            ulong at = 4 + 8UL * (ulong)newCpl;
-            if (at + 7 > _tr.Limit)
-                return Raise(VectorTs, tsError);
-            if (!SystemRead(_tr.Base + at, 8, out sp))
-                return RaiseFault();
-            ss = new Segment((ushort)newCpl, 0, 0, 0x1_0000 | (uint)(newCpl << 5)); // a null SS at the new level
-        }
-        else
-        {
-            // A 32-bit TSS holds ESPn and SSn at 4 + 8n; a 16-bit one SPn and SSn at 2 + 4n.
-            bool tss32 = (_tr.Type & 8) != 0;
-            ulong at = tss32 ? 4 + 8UL * (ulong)newCpl : 2 + 4UL * (ulong)newCpl;
-            int spSize = tss32 ? 4 : 2;
-            if (at + (ulong)spSize + 1 > _tr.Limit)
-                return Raise(VectorTs, tsError);
-            if (!SystemRead(_tr.Base + at, spSize, out sp) || !SystemRead(_tr.Base + at + (ulong)spSize, 2, out ulong ssSel))
-                return RaiseFault();
-            uint ssError = (uint)(ssSel & ~3UL);
-            if ((ssSel & ~3UL) == 0 || (int)(ssSel & 3) != newCpl)
-                return Raise(VectorTs, ssError);
-            if (!DescriptorOf((ushort)ssSel, out ulong ssDesc, ssError))
-                return RaiseFault();
-            ss = VmxConversions.SegmentFromDescriptor(ssDesc, (ushort)ssSel);
-            if (ss.IsCode || (ss.Type & 2) == 0 || ss.Dpl != newCpl || (ss.Access & 0x10) == 0)
-                return Raise(VectorTs, ssError);
-            if ((ss.Access & 0x80) == 0)
-                return Raise(ExceptionVector.SS, ssError);
-        }
+        if (!InnerStack(newCpl, 0, 0, out ulong sp, out Segment ss))
+            return RaiseFault();
         // The caller's parameters, read at its privilege before anything changes.
         Span<ulong> frame = stackalloc ulong[36];
         int n = 0;

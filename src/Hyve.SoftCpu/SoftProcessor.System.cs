@@ -99,7 +99,12 @@ public sealed partial class SoftProcessor
     // be writable data with RPL = DPL = cpl (a null SS only in 64-bit mode below CPL 3), data
     // segments need max(cpl, RPL) <= DPL unless conforming code, and CS must be code (its
     // privilege rules are the caller's, since they differ between JMP, CALL, RET and IRET).
-    private bool SegmentFor(Register seg, ushort selector, out Segment s, int cpl = -1)
+    private bool SegmentFor(Register seg, ushort selector, out Segment s, int cpl = -1) =>
+        SegmentCheck(seg, selector, out s, cpl) || RaiseFault();
+
+    // SegmentFor's checks without raising: false with the fault recorded (Fail), so a task switch
+    // can report it as #TS.
+    private bool SegmentCheck(Register seg, ushort selector, out Segment s, int cpl = -1)
     {
         s = default;
         if ((_cr0 & PagingState.Cr0PE) == 0)
@@ -114,37 +119,37 @@ public sealed partial class SoftProcessor
         if ((selector & ~3) == 0)
         {
             if (seg is Register.CS)
-                return Raise(ExceptionVector.GP);
+                return Fail(ExceptionVector.GP, 0);
             // A null SS only in IA-32e mode below CPL 3 with RPL = CPL (MOV/POP SS: in 64-bit mode).
             bool nullStackOk = (_efer & PagingState.EferLMA) != 0 && cpl < 3 && rpl == cpl && (_bitness == Bitness.Bits64 || cpl != Cpl);
             if (seg is Register.SS && !nullStackOk)
-                return Raise(ExceptionVector.GP);
+                return Fail(ExceptionVector.GP, 0);
             s = new Segment(selector, 0, 0, 0x1_0000 | (uint)(rpl << 5)); // unusable; for SS the DPL is the CPL
             return true;
         }
         if (!DescriptorOf(selector, out ulong descriptor, error))
-            return RaiseFault();
+            return false;
         s = VmxConversions.SegmentFromDescriptor(descriptor, selector);
         bool code = s.IsCode, conforming = code && (s.Type & 4) != 0, readable = !code || (s.Type & 2) != 0;
         if ((s.Access & 0x10) == 0)
-            return Raise(ExceptionVector.GP, error);
+            return Fail(ExceptionVector.GP, error);
         switch (seg)
         {
             case Register.CS:
                 if (!code)
-                    return Raise(ExceptionVector.GP, error);
+                    return Fail(ExceptionVector.GP, error);
                 break;
             case Register.SS:
                 if (code || (s.Type & 2) == 0 || rpl != cpl || s.Dpl != cpl)
-                    return Raise(ExceptionVector.GP, error);
+                    return Fail(ExceptionVector.GP, error);
                 break;
             default:
                 if (!readable || (!conforming && Math.Max(cpl, rpl) > s.Dpl))
-                    return Raise(ExceptionVector.GP, error);
+                    return Fail(ExceptionVector.GP, error);
                 break;
         }
         if ((s.Access & 0x80) == 0)
-            return Raise(seg == Register.SS ? ExceptionVector.SS : VectorNp, error);
+            return Fail(seg == Register.SS ? ExceptionVector.SS : VectorNp, error);
         return true;
     }
 

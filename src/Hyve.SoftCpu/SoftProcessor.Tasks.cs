@@ -226,57 +226,24 @@ public sealed partial class SoftProcessor
                 _seg[1] = cs;
                 continue;
             }
-            if (!TaskDataSegment(r, selector, cpl, out Segment s, out vector, out code))
-                return false;
+            if (!SegmentCheck(r, selector, out Segment s, cpl))
+            {
+                code = _faultError;
+                return FaultAsTaskSegment(ref vector);
+            }
             _seg[r - Register.ES] = s;
         }
         Modes();
         return true;
     }
 
-    // A descriptor read that failed: outside its table is #TS; a page fault stays one.
+    // A descriptor read or segment check that failed: its #GP becomes #TS (vector is #TS
+    // already); #NP, #SS and page faults stay as recorded.
     private bool FaultAsTaskSegment(ref byte vector)
     {
         if (_faultShutdown || _faultVector != ExceptionVector.GP)
             vector = 0xFF;
         return false;
-    }
-
-    // SS or a data segment register of the incoming task, checked at its CPL: SS writable data
-    // with RPL = DPL = CPL (absent: #SS); the others null, or data or readable code the CPL may
-    // use (absent: #NP). Anything else is #TS.
-    private bool TaskDataSegment(Register r, ushort selector, int cpl, out Segment s, out byte vector, out uint code)
-    {
-        s = default;
-        vector = VectorTs;
-        code = (uint)(selector & ~3);
-        if ((selector & ~3) == 0)
-        {
-            if (r == Register.SS)
-                return false;
-            s = new Segment(selector, 0, 0, 0x1_0000);
-            return true;
-        }
-        if (!DescriptorOf(selector, out ulong d, code))
-            return FaultAsTaskSegment(ref vector);
-        s = VmxConversions.SegmentFromDescriptor(d, selector);
-        int rpl = selector & 3;
-        bool code_ = s.IsCode, conforming = code_ && (s.Type & 4) != 0;
-        if ((s.Access & 0x10) == 0)
-            return false;
-        if (r == Register.SS)
-        {
-            if (code_ || (s.Type & 2) == 0 || rpl != cpl || s.Dpl != cpl)
-                return false;
-        }
-        else if ((code_ && (s.Type & 2) == 0) || (!conforming && Math.Max(cpl, rpl) > s.Dpl))
-            return false;
-        if ((s.Access & 0x80) == 0)
-        {
-            vector = r == Register.SS ? ExceptionVector.SS : VectorNp;
-            return false;
-        }
-        return true;
     }
 
     // Sets or clears the busy bit of the TSS descriptor selector names in the GDT.

@@ -120,6 +120,12 @@ public sealed partial class SoftProcessor
         SetSt(0, v);
     }
 
+    // The instructions that manage the unit's state rather than compute: they neither wait for a
+    // pending error nor update the last-instruction pointers.
+    private static bool IsX87Control(Mnemonic m) => m is Mnemonic.Fninit or Mnemonic.Fnclex or Mnemonic.Fnstcw
+        or Mnemonic.Fldcw or Mnemonic.Fnstsw or Mnemonic.Fnstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor
+        or Mnemonic.Fneni or Mnemonic.Fndisi or Mnemonic.Fnsetpm;
+
     // True when the instruction completed (RIP set); false when it raised.
     private bool X87(ulong next)
     {
@@ -127,9 +133,7 @@ public sealed partial class SoftProcessor
         Mnemonic m = i.Mnemonic;
         if ((_cr0 & (PagingState.Cr0EM | PagingState.Cr0TS)) != 0)
             return Raise(ExceptionVector.NM);
-        bool control = m is Mnemonic.Fninit or Mnemonic.Fnclex or Mnemonic.Fnstcw or Mnemonic.Fldcw or Mnemonic.Fnstsw
-            or Mnemonic.Fnstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor or Mnemonic.Fneni or Mnemonic.Fndisi
-            or Mnemonic.Fnsetpm;
+        bool control = IsX87Control(m);
         if (!control && !PendingErrorAllowsExecution())
             return false;
         bool mem = (i.ModRM >> 6) != 3;
@@ -144,8 +148,7 @@ public sealed partial class SoftProcessor
             Mnemonic.Fld or Mnemonic.Fild or Mnemonic.Fbld => Load(m, mem),
             Mnemonic.Fld1 or Mnemonic.Fldl2t or Mnemonic.Fldl2e or Mnemonic.Fldpi or Mnemonic.Fldlg2 or Mnemonic.Fldln2 or Mnemonic.Fldz => LoadConstant(m),
             Mnemonic.Fst or Mnemonic.Fstp or Mnemonic.Fstpnce or Mnemonic.Fist or Mnemonic.Fistp or Mnemonic.Fisttp or Mnemonic.Fbstp => Store(m, mem),
-            Mnemonic.Fninit or Mnemonic.Fnclex or Mnemonic.Fnstcw or Mnemonic.Fldcw or Mnemonic.Fnstsw or Mnemonic.Fnstenv
-                or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor or Mnemonic.Fneni or Mnemonic.Fndisi or Mnemonic.Fnsetpm => ControlState(m),
+            _ when control => ControlState(m),
             Mnemonic.Fsin or Mnemonic.Fcos or Mnemonic.Fsincos or Mnemonic.Fptan or Mnemonic.Fpatan or Mnemonic.F2xm1
                 or Mnemonic.Fyl2x or Mnemonic.Fyl2xp1 => Transcendental(m),
             _ => StackOperation(m),
@@ -499,7 +502,8 @@ public sealed partial class SoftProcessor
             case Mnemonic.Fcmovb or Mnemonic.Fcmove or Mnemonic.Fcmovbe or Mnemonic.Fcmovu
                 or Mnemonic.Fcmovnb or Mnemonic.Fcmovne or Mnemonic.Fcmovnbe or Mnemonic.Fcmovnu:
                 {
-                    ExtendedReal a = Operand(0, ref flags), b = Operand(rm, ref flags);
+                    Operand(0, ref flags); // ST(0) must be in use even when the condition fails
+                    ExtendedReal b = Operand(rm, ref flags);
                     if (!Accept(flags, keepC1: true))
                         return true;
                     int cc = ((_insn.ModRM >> 3) & 3) switch { 0 => 2, 1 => 4, 2 => 6, _ => 0xA } | ((_insn.OpcodeByte & 1) != 0 ? 1 : 0);
@@ -507,7 +511,6 @@ public sealed partial class SoftProcessor
                         SetSt(0, ExtendedReal.Indefinite);
                     else if (Condition(cc))
                         SetSt(0, b);
-                    _ = a;
                     return true;
                 }
             case Mnemonic.Fxam:
@@ -604,10 +607,9 @@ public sealed partial class SoftProcessor
             return true;
         }
         RealClass ca = a.Class;
-        if (ca is RealClass.Unsupported or RealClass.QuietNaN or RealClass.SignalingNaN
-            || (binary && b.Class is RealClass.Unsupported or RealClass.QuietNaN or RealClass.SignalingNaN))
+        // A NaN or unsupported operand gives the NaN rules' result; otherwise a denormal one reports DE.
+        if (ExtendedReal.Special(binary ? b : a, a, out ExtendedReal nan, ref flags))
         {
-            ExtendedReal nan = binary ? ExtendedReal.Add(b, a, false, RealFormat.Extended, 0, ref flags) : ExtendedReal.Add(a, a, false, RealFormat.Extended, 0, ref flags);
             if (m is Mnemonic.Fsincos or Mnemonic.Fptan)
                 TwoResults(nan, nan, flags);
             else if (Accept(flags))
@@ -618,8 +620,6 @@ public sealed partial class SoftProcessor
             }
             return true;
         }
-        if (ca == RealClass.Denormal || (binary && b.Class == RealClass.Denormal))
-            flags |= X87Flags.DE;
         double x = ExtendedReal.ToDouble(a);
         if (m is Mnemonic.Fsin or Mnemonic.Fcos or Mnemonic.Fsincos or Mnemonic.Fptan)
         {

@@ -58,30 +58,24 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     public void X87InstructionsMatchTheHostCpu()
     {
         List<byte[]> forms = Forms(m => !Excluded.Contains(m));
-        var (run, failures, first) = Run(forms, Seed + 3, Cases, Kind.X87);
-        output.WriteLine($"{run} x87 cases over {forms.Count} forms, seed {Seed + 3} (HYVE_SEED + 3): {failures} failed {first}");
+        Check("x87", forms, 3, Cases, Kind.X87);
         Assert.True(forms.Count > 300, $"only {forms.Count} forms");
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
     [Fact]
     public void MmxInstructionsMatchTheHostCpu()
     {
         List<byte[]> forms = MmxForms();
-        var (run, failures, first) = Run(forms, Seed + 6, Cases, Kind.Mmx);
-        output.WriteLine($"{run} MMX cases over {forms.Count} opcodes, seed {Seed + 6} (HYVE_SEED + 6): {failures} failed {first}");
+        Check("MMX", forms, 6, Cases, Kind.Mmx);
         Assert.True(forms.Count > 60, $"only {forms.Count} opcodes");
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
     [Fact]
     public void SseFloatingPointMatchesTheHostCpuUnderEveryMxcsrMode()
     {
         List<byte[]> forms = SseFloatForms();
-        var (run, failures, first) = Run(forms, Seed + 7, Cases, Kind.Sse);
-        output.WriteLine($"{run} SSE floating-point cases over {forms.Count} opcodes, seed {Seed + 7} (HYVE_SEED + 7): {failures} failed {first}");
+        Check("SSE floating-point", forms, 7, Cases, Kind.Sse);
         Assert.True(forms.Count > 40, $"only {forms.Count} opcodes");
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
     // Results just below the smallest normal that round up to it: tininess is decided after
@@ -103,10 +97,8 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
             cases.Add(([0xD8, 0xC9], DirectedImage(0x1F80, fcw, 0, 0, (0x3FFF, 0x8000_0000_0000_0001), (0x0000, 0x7FFF_FFFF_FFFF_FFFF))));
             cases.Add(([0xD8, 0xC9], DirectedImage(0x1F80, fcw, 0, 0, (0xBFFF, 0x8000_0000_0000_0003), (0x0000, 0x7FFF_FFFF_FFFF_FFFE))));
         }
-        var (run, failures, first) = Run([], 0, 0, Kind.Sse, cases);
-        output.WriteLine($"{run} directed tininess cases: {failures} failed {first}");
+        int run = Check("directed tininess", [], 0, 0, Kind.Sse, cases);
         Assert.Equal(cases.Count, run);
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
     // An image with MXCSR and FCW, XMM0/XMM1 = a/b, and ST0/ST1 (TOP 0, both in use).
@@ -135,19 +127,15 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
                 forms.Add(prefix == 0 ? [0x0F, 0x38, op] : [prefix, 0x0F, 0x38, op]);
             forms.Add(prefix == 0 ? [0x0F, 0x3A, 0x0F] : [prefix, 0x0F, 0x3A, 0x0F]); // PALIGNR
         }
-        var (run, failures, first) = Run(forms, Seed + 9, Math.Max(2000, Cases / 2), Kind.Mmx);
-        output.WriteLine($"{run} SSSE3 cases over {forms.Count} opcodes, seed {Seed + 9} (HYVE_SEED + 9): {failures} failed {first}");
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+        Check("SSSE3", forms, 9, Math.Max(2000, Cases / 2), Kind.Mmx);
     }
 
     [Fact]
     public void EnvironmentAndStateImagesMatchTheHostCpu()
     {
         List<byte[]> forms = Forms(m => m is Mnemonic.Fnstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Frstor);
-        var (run, failures, first) = Run(forms, Seed + 5, Math.Max(2000, Cases / 10), Kind.Images);
-        output.WriteLine($"{run} FNSTENV/FLDENV/FNSAVE/FRSTOR cases, seed {Seed + 5} (HYVE_SEED + 5): {failures} failed {first}");
+        Check("FNSTENV/FLDENV/FNSAVE/FRSTOR", forms, 5, Math.Max(2000, Cases / 10), Kind.Images);
         Assert.Equal(4, forms.Count);
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
     // With exceptions unmasked the host only marks them pending (FXSAVE does not wait), so the
@@ -158,19 +146,15 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     public void X87InstructionsWithUnmaskedExceptionsMatchTheHostCpu()
     {
         List<byte[]> forms = Forms(m => !Excluded.Contains(m) && m is not (Mnemonic.Fprem or Mnemonic.Fprem1 or Mnemonic.Fscale));
-        var (run, failures, first) = Run(forms, Seed + 10, Cases, Kind.X87Unmasked);
-        output.WriteLine($"{run} x87 cases with unmasked exceptions over {forms.Count} forms, seed {Seed + 10} (HYVE_SEED + 10): {failures} failed {first}");
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+        Check("x87 with unmasked exceptions", forms, 10, Cases, Kind.X87Unmasked);
     }
 
     [Fact]
     public void TranscendentalInstructionsAgreeWithTheHostCpuToDoublePrecision()
     {
         List<byte[]> forms = Forms(m => Array.IndexOf(Transcendentals, m) >= 0);
-        var (run, failures, first) = Run(forms, Seed + 4, Math.Max(2000, Cases / 10), Kind.Transcendental);
-        output.WriteLine($"{run} transcendental cases, seed {Seed + 4} (HYVE_SEED + 4): {failures} failed {first}");
+        Check("transcendental", forms, 4, Math.Max(2000, Cases / 10), Kind.Transcendental);
         Assert.Equal(8, forms.Count);
-        Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
     private enum Kind
@@ -182,6 +166,17 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         Mmx,            // forms are templates completed with a ModRM (and immediate); XMM compared too
         Sse,            // as Mmx, with floating-point XMM values and a random MXCSR
         X87Unmasked,    // as X87, with random exception masks in FCW
+    }
+
+    // Runs the cases, logs what ran (with the seed to repeat it), and requires no failure.
+    private int Check(string what, List<byte[]> forms, int seedOffset, int cases, Kind kind,
+        IReadOnlyList<(byte[] Insn, byte[] Image)>? directed = null)
+    {
+        var (run, failures, first) = Run(forms, Seed + seedOffset, cases, kind, directed);
+        output.WriteLine($"{run} {what} cases over {forms.Count} forms, seed {Seed + seedOffset} (HYVE_SEED + {seedOffset}): {failures} failed {first}");
+        Assert.True(run > 0, $"no {what} case ran");
+        Assert.True(failures == 0, $"{failures} failed; first: {first}");
+        return run;
     }
 
     private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, Kind kind,
