@@ -42,7 +42,7 @@ int main(void)
 	printf("# smp guest\n");
 	u16 cpus = 0;
 	fw_cfg_read(0x05, &cpus, 2);
-	check(cpus >= 2 && cpus <= MAX_CPUS, "fw_cfg reports 2 to 8 CPUs");
+	check(cpus >= 2 && cpus <= MAX_CPUS, "fw_cfg reports 2 to 256 CPUs");
 	if (cpus > MAX_CPUS)
 		cpus = MAX_CPUS;
 	apic_write(0xF0, 0x1FF);

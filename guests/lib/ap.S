@@ -4,6 +4,7 @@
  * mode, which gives each AP its own stack and calls ap_main. start_aps patches the GDT
  * pointer, CR3 and the far pointer before sending the SIPIs. */
 #define TRAMP 0x8000
+#define MAX_CPUS 256 /* guest.h's limit: one stack per AP */
 #define AT(label) (TRAMP + (label) - trampoline)
 
 	.section .rodata
@@ -58,7 +59,7 @@ ap_entry:
 	mov %ax, %ss
 	mov $1, %eax
 	lock xadd %eax, ap_next(%rip)
-	and $7, %eax
+	and $(MAX_CPUS - 1), %eax
 	inc %eax
 	shl $14, %rax
 	lea ap_stacks(%rip), %rsp
@@ -70,7 +71,7 @@ ap_entry:
 
 	.bss
 	.align 16
-ap_stacks:	.skip 9 * 16384
+ap_stacks:	.skip (MAX_CPUS + 1) * 16384
 	.data
 	.globl ap_next
 ap_next:	.long 0

@@ -77,7 +77,7 @@ void load_tss(void *tss, u64 size);
 /* The local APIC and the APs. start_aps sends INIT-SIPI-SIPI to all but self and waits until
  * cpus - 1 APs have run ap_main (a guest may define its own; the default checks in and halts);
  * an ap_main must call load_bsp_idt and count itself in aps_started. */
-#define MAX_CPUS 8
+#define MAX_CPUS 256 /* as many as Hyve offers (255) and the xAPIC can name */
 u32 apic_read(u32 reg);
 void apic_write(u32 reg, u32 v);
 void apic_icr(u32 dest, u32 low);

@@ -1,7 +1,8 @@
 // The ACPI tables an operating system needs to find the interrupt controllers and the CPUs
 // and to turn the machine off: an RSDP (revision 2) pointing at an XSDT that lists a MADT and a
 // FADT. The MADT names the local APIC of each vCPU, the I/O APIC with GSI base 0, the override
-// that sends ISA IRQ 0 to GSI 2, and LINT1 as NMI on every processor. The FADT describes the
+// that sends ISA IRQ 0 to GSI 2, level-triggered active-high overrides for IRQs 5, 9, 10 and 11
+// (the SCI and the virtio-mmio lines), and LINT1 as NMI on every processor. The FADT describes the
 // PM1a event and control registers at 0x600 and 0x604 (Hyve.Devices.PowerControl), SCI on
 // IRQ 9, the reset register at 0xCF9, a FACS, and a DSDT with \_S5 (sleep type 0) and the PCI
 // host bridge: what a kernel needs for ACPI mode, PCI, power-off and reset. There is no PM timer
@@ -22,6 +23,10 @@ public static class AcpiTables
     public const ushort ResetPort = 0xCF9;
 
     private const byte ResetValue = 0x06;
+
+    /// <summary>The ISA lines the MADT declares level-triggered and active-high: the SCI (9) and
+    /// the lines the machine's virtio-mmio devices use.</summary>
+    public static ReadOnlySpan<byte> LevelIrqs => [5, 9, 10, 11];
 
     /// <summary>The tables for <paramref name="cpus"/> vCPUs, laid out from <paramref name="at"/>
     /// (16-byte aligned); the RSDP is first.</summary>
@@ -76,6 +81,12 @@ public static class AcpiTables
             madt.AddRange([0, 8, (byte)i, (byte)i, 1, 0, 0, 0]);          // processor local APIC, enabled
         madt.AddRange([1, 12, (byte)cpus, 0, .. LinuxBoot.Le(0xFEC0_0000, 4), .. LinuxBoot.Le(0, 4)]); // I/O APIC, GSI base 0
         madt.AddRange([2, 10, 0, 0, .. LinuxBoot.Le(2, 4), 0, 0]);                   // ISA IRQ 0 -> GSI 2
+        // The lines the machine's level-triggered sources share (the SCI on 9, the virtio-mmio
+        // devices on 5, 9, 10 and 11) are level-triggered and active-high, as on QEMU's pc
+        // machine. Without an override a kernel takes the SCI as active-low and reads the idle
+        // line as asserted.
+        foreach (byte irq in LevelIrqs)
+            madt.AddRange([2, 10, 0, irq, .. LinuxBoot.Le(irq, 4), 0x0D, 0]);
         madt.AddRange([4, 6, 0xFF, 0, 0, 1]);                              // LINT1 is NMI on all
         return Finish(madt);
     }

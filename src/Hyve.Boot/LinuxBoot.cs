@@ -57,16 +57,12 @@ public static class LinuxBoot
         ulong end = 0;
         for (int i = 0; i < phnum; i++)
         {
-            ulong ph = phoff + (ulong)(i * phentsize);
-            if (phentsize < 56 || ph + 56 > (ulong)f.Length)
-                throw new InvalidDataException("truncated ELF program headers");
-            ReadOnlySpan<byte> p = f[(int)ph..];
+            ReadOnlySpan<byte> p = ElfFile.ProgramHeader(f, phoff, i, phentsize, 56);
             if (BinaryPrimitives.ReadUInt32LittleEndian(p) != 1)
                 continue;
             ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(p[8..]), paddr = BinaryPrimitives.ReadUInt64LittleEndian(p[24..]);
             ulong filesz = BinaryPrimitives.ReadUInt64LittleEndian(p[32..]), memsz = BinaryPrimitives.ReadUInt64LittleEndian(p[40..]);
-            if (filesz > memsz || offset > (ulong)f.Length || filesz > (ulong)f.Length - offset)
-                throw new InvalidDataException($"ELF segment {i} runs past the end of the file");
+            ElfFile.CheckSegment(i, (ulong)f.Length, offset, filesz, paddr, memsz);
             if (!map.IsRam(paddr, paddr + memsz))
                 throw new InvalidDataException($"the kernel's segment at 0x{paddr:X}-0x{paddr + memsz:X} is not in the machine's RAM");
             image.Segments.Add(new LoadSegment(paddr, f.Slice((int)offset, (int)filesz).ToArray(), memsz - filesz));
@@ -81,9 +77,9 @@ public static class LinuxBoot
         BinaryPrimitives.WriteUInt16LittleEndian(z[0x206..], 0x020F);
         z[0x211] = 0x01;                                    // LOADED_HIGH
         BinaryPrimitives.WriteUInt32LittleEndian(z[0x230..], 0x20_0000); // kernel_alignment
-        BinaryPrimitives.WriteUInt32LittleEndian(z[0x238..], 2048);       // cmdline_size
+        BinaryPrimitives.WriteUInt32LittleEndian(z[0x238..], 2047);       // cmdline_size
         BinaryPrimitives.WriteUInt32LittleEndian(z[0x22C..], 0x7FFF_FFFF); // initrd_addr_max
-        Finish(image, z, map, commandLine, 2048, initrd, end, cpus);
+        Finish(image, z, map, commandLine, 2047, initrd, end, cpus);
         image.Segments.Add(new LoadSegment(BootParams, zero));
         return image;
     }
@@ -155,8 +151,9 @@ public static class LinuxBoot
     private static void Finish(BootImage image, Span<byte> z, MemoryMap map, string commandLine, uint cmdlineSize, byte[]? initrd, ulong kernelEnd, int cpus)
     {
         byte[] cmd = Encoding.ASCII.GetBytes(commandLine);
-        if ((uint)cmd.Length >= cmdlineSize)
-            throw new InvalidDataException($"the command line is longer than the kernel's {cmdlineSize - 1} bytes");
+        // cmdline_size counts the bytes before the terminating zero (boot protocol 2.06 and later).
+        if ((uint)cmd.Length > cmdlineSize)
+            throw new InvalidDataException($"the command line is {cmd.Length} bytes; the kernel takes at most {cmdlineSize} (its cmdline_size)");
         image.Segments.Add(new LoadSegment(CommandLine, [.. cmd, 0]));
         ulong ramdisk = 0;
         if (initrd != null && initrd.Length > 0)

@@ -87,7 +87,7 @@ public sealed class MemoryMap
     {
         foreach (MemoryRange m in Ranges)
         {
-            if (m.Type == MemoryType.Ram && start >= m.Base && end <= m.End)
+            if (m.Type == MemoryType.Ram && start >= m.Base && end <= m.End && end >= start)
                 return true;
         }
         return false;

@@ -115,10 +115,7 @@ public static class Multiboot
             throw new InvalidDataException("the ELF file has no program headers");
         for (int i = 0; i < phnum; i++)
         {
-            ulong ph = phoff + (ulong)(i * phentsize);
-            if (ph + (ulong)phentsize > (ulong)f.Length)
-                throw new InvalidDataException("truncated ELF program headers");
-            ReadOnlySpan<byte> p = f[(int)ph..];
+            ReadOnlySpan<byte> p = ElfFile.ProgramHeader(f, phoff, i, phentsize, is64 ? 56 : 32);
             if (U32(p, 0) != 1) // PT_LOAD
                 continue;
             ulong offset = is64 ? U64(p, 8) : U32(p, 4);
@@ -127,8 +124,7 @@ public static class Multiboot
             ulong memsz = is64 ? U64(p, 40) : U32(p, 20);
             if (memsz == 0)
                 continue;
-            if (filesz > memsz || offset > (ulong)f.Length || filesz > (ulong)f.Length - offset)
-                throw new InvalidDataException($"ELF segment {i} runs past the end of the file");
+            ElfFile.CheckSegment(i, (ulong)f.Length, offset, filesz, paddr, memsz);
             image.Segments.Add(new LoadSegment(paddr, f.Slice((int)offset, (int)filesz).ToArray(), memsz - filesz));
         }
         if (image.Segments.Count == 0)
@@ -137,7 +133,7 @@ public static class Multiboot
         image.Entry = entry;
         for (int i = 0; i < phnum; i++)
         {
-            ReadOnlySpan<byte> p = f[(int)(phoff + (ulong)(i * phentsize))..];
+            ReadOnlySpan<byte> p = ElfFile.ProgramHeader(f, phoff, i, phentsize, is64 ? 56 : 32);
             ulong vaddr = is64 ? U64(p, 16) : U32(p, 8), paddr = is64 ? U64(p, 24) : U32(p, 12), memsz = is64 ? U64(p, 40) : U32(p, 20);
             if (U32(p, 0) == 1 && entry >= vaddr && entry - vaddr < memsz)
             {

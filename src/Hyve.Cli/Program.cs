@@ -8,6 +8,11 @@ if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
     Console.WriteLine(Usage.Text);
     return args.Length == 0 ? 2 : 0;
 }
+if (args[0] is "--version" or "version")
+{
+    Console.WriteLine($"hyve {Usage.Version}");
+    return 0;
+}
 try
 {
     return args[0] switch

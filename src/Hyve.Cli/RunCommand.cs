@@ -2,10 +2,8 @@
 // COM1 to the terminal and runs until the guest or the time limit ends it. The exit status
 // tells how the run ended (see MachineResult.StatusOf).
 using System;
-using System.Diagnostics;
 using System.IO;
 using System.Reflection;
-using System.Threading;
 using Hyve.Boot;
 using Hyve.Devices;
 using Hyve.Kvm;
@@ -19,15 +17,27 @@ internal static class RunCommand
 {
     private const string Name = "run";
 
+    /// <summary>The longest --timeout: the host timer's limit (2^32 - 2 ms, about 49.7 days).</summary>
+    public const long MaxTimeoutSeconds = 4_294_967;
+
     public static int Run(ReadOnlySpan<string> args)
     {
         string? kernel = null, cmdline = null, disk = null, initrd = null;
         long? loadAddress = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
+        var given = new System.Collections.Generic.HashSet<string>();
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
+            if (a is "-h" or "--help")
+            {
+                Console.WriteLine(Usage.Run);
+                return 0;
+            }
+            // One value per option: a second one is a mistake, not an override.
+            if (a.StartsWith('-') && !given.Add(a))
+                throw new UsageException($"run: {a} is given more than once");
             switch (a)
             {
                 case "--kernel": kernel = Arguments.Value(Name, args, ref i, a); break;
@@ -46,15 +56,19 @@ internal static class RunCommand
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
-                default: throw new UsageException($"run: unknown option '{a}'");
+                default: throw new UsageException($"run: unknown option '{a}' (try 'hyve run --help')");
             }
         }
         if (cpus is < 1 or > 255)
             throw new UsageException($"run: --cpus must be 1 to 255, got {cpus}");
         if (memoryMiB < (long)(MemoryMap.MinimumRam >> 20) || memoryMiB > 1 << 20)
             throw new UsageException($"run: --memory must be {MemoryMap.MinimumRam >> 20} to {1 << 20} MiB, got {memoryMiB}");
+        if (timeout > MaxTimeoutSeconds)
+            throw new UsageException($"run: --timeout must be at most {MaxTimeoutSeconds} seconds (about 49 days), got {timeout}");
+        if (HostMemory.AvailableMiB() is long free && memoryMiB > free)
+            throw new IOException($"run: --memory {memoryMiB} MiB is more than this host can give ({free} MiB available)");
 
-        byte[] image = kernel == null ? DefaultGuest() : File.ReadAllBytes(kernel);
+        byte[] image = kernel == null ? DefaultGuest() : Arguments.ReadFile(Name, "--kernel", kernel);
         string what = kernel ?? "the built-in demo guest";
         bool vmlinux = loadAddress == null && LinuxBoot.IsVmlinux(image);
         bool linux = loadAddress == null && (LinuxBoot.IsBzImage(image) || vmlinux);
@@ -68,7 +82,9 @@ internal static class RunCommand
             throw new IOException($"run: the kvm backend cannot run here: {why}");
         if (initrd != null && !linux)
             throw new UsageException("run: --initrd needs a Linux kernel");
-        byte[]? ramdisk = initrd == null ? null : File.ReadAllBytes(initrd);
+        byte[]? ramdisk = initrd == null ? null : Arguments.ReadFile(Name, "--initrd", initrd);
+        if (disk != null)
+            Arguments.CheckWritableFile(Name, "--disk", disk);
 
         using Stream console = Console.OpenStandardOutput();
         var options = new MachineOptions
@@ -107,6 +123,12 @@ internal static class RunCommand
         using var terminal = Terminal.Attach(machine);
         MachineResult result = machine.Run(timeout > 0 ? TimeSpan.FromSeconds(timeout) : null);
         terminal.Dispose();
+        if (terminal.Signal != 0)
+        {
+            // Stopped from the host: the shells' convention, 128 + the signal's number.
+            Console.Error.WriteLine($"hyve: stopped by signal {terminal.Signal}");
+            return 128 + terminal.Signal;
+        }
 
         if (stats)
             Console.Error.Write(machine.Statistics());
@@ -134,93 +156,5 @@ internal static class RunCommand
         var buf = new byte[s.Length];
         s.ReadExactly(buf);
         return buf;
-    }
-
-    /// <summary>COM1's input: the terminal in raw mode (Ctrl-A then x quits), or a pipe.</summary>
-    private sealed class Terminal : IDisposable
-    {
-        private readonly string? _saved;
-        private readonly Machine _machine;
-
-        private Terminal(Machine machine, string? saved)
-        {
-            _machine = machine;
-            _saved = saved;
-            var pump = new Thread(Pump) { IsBackground = true, Name = "console-input" };
-            pump.Start();
-        }
-
-        public static Terminal Attach(Machine machine)
-        {
-            string? saved = null;
-            if (!Console.IsInputRedirected && OperatingSystem.IsLinux())
-            {
-                saved = Stty("-g")?.Trim();
-                if (saved != null)
-                    Stty("raw -echo");
-            }
-            return new Terminal(machine, saved);
-        }
-
-        private void Pump()
-        {
-            using Stream input = Console.OpenStandardInput();
-            var one = new byte[1];
-            bool escape = false;
-            while (_machine.Stopped == MachineStop.None)
-            {
-                int n;
-                try
-                {
-                    n = input.Read(one, 0, 1);
-                }
-                catch (IOException)
-                {
-                    return;
-                }
-                if (n == 0)
-                    return; // end of input: the guest keeps running without it
-                byte b = one[0];
-                if (_saved != null)
-                {
-                    if (escape && (b == 'x' || b == 'X'))
-                    {
-                        _machine.Stop(MachineStop.PowerOff);
-                        return;
-                    }
-                    escape = b == 0x01 && !escape;
-                    if (escape)
-                        continue;
-                }
-                while (!_machine.Type(b) && _machine.Stopped == MachineStop.None)
-                    Thread.Sleep(1); // the guest has not drained its FIFO: nothing typed is lost
-            }
-        }
-
-        public void Dispose()
-        {
-            if (_saved != null)
-                Stty(_saved);
-        }
-
-        private static string? Stty(string args)
-        {
-            try
-            {
-                var psi = new ProcessStartInfo("stty", args) { RedirectStandardOutput = true, UseShellExecute = false };
-                psi.Environment["LC_ALL"] = "C";
-                // stty works on its standard input, which the child inherits from us: the terminal.
-                using Process? p = Process.Start(psi);
-                if (p == null)
-                    return null;
-                string output = p.StandardOutput.ReadToEnd();
-                p.WaitForExit();
-                return p.ExitCode == 0 ? output : null;
-            }
-            catch (System.ComponentModel.Win32Exception)
-            {
-                return null;
-            }
-        }
     }
 }

@@ -6,8 +6,14 @@ namespace Hyve.Cli;
 /// <summary>The command's help text.</summary>
 internal static class Usage
 {
+    /// <summary>The program's version (the assembly's informational version, without build metadata).</summary>
+    public static string Version =>
+        (System.Reflection.Assembly.GetExecutingAssembly()
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false) is [System.Reflection.AssemblyInformationalVersionAttribute v, ..]
+            ? v.InformationalVersion : "unknown").Split('+')[0];
+
     public const string Text = """
-        usage: hyve <command> [options]
+        usage: hyve <command> [options]       (hyve --version prints the version)
 
         commands:
           run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
@@ -15,9 +21,8 @@ internal static class Usage
               [--timeout SECONDS] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, or a flat binary at ADDR (entered in 32-bit
               protected mode) (default: the built-in demo guest) on the software CPU (or KVM) with
-              COM1 on the terminal (Ctrl-A x quits). Exit status: (v << 1) | 1 for a write of v
-              to isa-debug-exit (port 0xF4), 0 for power-off or reset, 124 on timeout, 3 when
-              every vCPU halted with interrupts disabled, 2 for a triple fault or internal error.
+              COM1 on the terminal (Ctrl-A x quits, Ctrl-A h lists the keys). 'hyve run --help'
+              describes each option and the exit statuses.
           disasm --bits 16|32|64 FILE [--offset N] [--length N] [--section NAME]
               Disassemble FILE (raw bytes, or an ELF64 section with --section) in Intel syntax.
               Numbers are decimal or hex with 0x. Invalid bytes print as (bad) and decoding
@@ -28,6 +33,38 @@ internal static class Usage
               device memory (sometimes split with RAM), and registers, flags, SSE registers,
               memory and the device accesses must agree. Ends with "N passed, M failed"; exits 0
               only when nothing failed. x86-64 Linux hosts only.
+        """;
+
+    public const string Run = """
+        usage: hyve run [options]
+
+        Boots a guest on a PC-like machine and connects COM1 to this terminal. On a terminal,
+        keys go to the guest as they are typed (Ctrl-C too); Ctrl-A x quits, Ctrl-A h lists the
+        escape keys, Ctrl-A Ctrl-A sends a Ctrl-A. Input that arrives before the guest's serial
+        driver is ready waits for it.
+
+        options:
+          --kernel FILE       a Multiboot kernel, a Linux bzImage or vmlinux (64-bit boot
+                              protocol), or with --load a flat binary (default: the built-in
+                              demo guest)
+          --initrd FILE       a Linux initial ramdisk
+          --cmdline STR       the kernel command line (Linux: default console=ttyS0; the
+                              virtio-mmio devices are added to it)
+          --load ADDR         place the flat binary at ADDR and enter it in 32-bit protected mode
+          --cpus N            vCPUs, 1 to 255 (default 1)
+          --memory MiB        RAM, at least 16 and no more than the host has free (default 256)
+          --disk FILE         a virtio-mmio block device over FILE (read-write)
+          --backend soft|kvm  the software CPU (default) or /dev/kvm
+          --verify-emulation  with --backend kvm: emulate each device-memory instruction KVM
+                              completes a second time and stop on any difference
+          --timeout SECONDS   stop the guest after this long (at most 4294967)
+          --stats             print exits per kind and vCPU, and unclaimed accesses, at the end
+          -h, --help          this text
+
+        exit status: (v << 1) | 1 for a guest's write of v to isa-debug-exit (port 0xF4); 0 for
+        power-off, a reset request or Ctrl-A x; 124 when --timeout passed; 3 when every vCPU
+        halted with interrupts disabled; 2 for a triple fault, an internal error or a bad
+        command line; 1 for a file that cannot be used; 128 + N when stopped by signal N.
         """;
 }
 

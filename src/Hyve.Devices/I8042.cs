@@ -13,10 +13,11 @@ public sealed class I8042(Action<SuspendReason> stop) : IPortHandler
     /// <summary>The data port; the status and command port is at +4.</summary>
     public const ushort DataPort = 0x60;
 
-    private const byte StatusOutputFull = 0x01, StatusSystem = 0x04, StatusCommand = 0x08;
+    // Bit 4 reads 1: the keyboard is not inhibited by a keylock (a kernel warns otherwise).
+    private const byte StatusOutputFull = 0x01, StatusSystem = 0x04, StatusCommand = 0x08, StatusUnlocked = 0x10;
 
     private byte _commandByte = 0x30; // both ports' clocks disabled, no interrupts
-    private byte _output, _status = StatusSystem;
+    private byte _output, _status = StatusSystem | StatusUnlocked;
     private byte _pending; // a command waiting for its data byte
     private byte _outputPort = 0x03; // A20 on, reset line high
 

@@ -92,6 +92,7 @@ public sealed class Machine : IDisposable
     private readonly bool[] _haltedForGood;
     private readonly bool _oneThread;
     private readonly IBackend _backend;
+    private readonly SerialInput _input;
     private int _stop;
     private int _debugStatus;
     private string? _message;
@@ -116,7 +117,9 @@ public sealed class Machine : IDisposable
         _oneThread = options.OneThread;
         _haltedForGood = new bool[options.Cpus];
 
-        Com1 = new Uart16550(b => _console.WriteByte(b), level => Vm.SetIsaIrq(Uart16550.Com1Irq, level));
+        _input = new SerialInput(clock, _devices);
+        Com1 = new Uart16550(b => _console.WriteByte(b), level => Vm.SetIsaIrq(Uart16550.Com1Irq, level), _input.ReceiverChanged);
+        _input.Uart = Com1;
         Ports.Register(Uart16550.Com1Port, 8, Com1);
         new I8042(r => Stop(ToStop(r))).Register(Ports);
         new PowerControl(r => Stop(ToStop(r))).Register(Ports);
@@ -206,9 +209,19 @@ public sealed class Machine : IDisposable
     public void Load(BootImage image)
     {
         ArgumentNullException.ThrowIfNull(image);
+        byte[] zeros = new byte[64 * 1024];
         foreach (LoadSegment s in image.Segments)
         {
-            if (!Vm.Memory.WriteRam(s.Address, s.Data) || !Vm.Memory.WriteRam(s.Address + (ulong)s.Data.Length, new byte[s.ZeroBytes]))
+            bool inRam = Vm.Memory.WriteRam(s.Address, s.Data);
+            // The zero-filled tail (a kernel's bss) in pieces: it may be larger than one array.
+            for (ulong at = s.Address + (ulong)s.Data.Length, left = s.ZeroBytes; inRam && left > 0;)
+            {
+                int n = (int)Math.Min(left, (ulong)zeros.Length);
+                inRam = Vm.Memory.WriteRam(at, zeros.AsSpan(0, n));
+                at += (ulong)n;
+                left -= (ulong)n;
+            }
+            if (!inRam)
                 throw new InvalidDataException($"the image's segment at 0x{s.Address:X} is not in RAM");
         }
         IBackendVcpu cpu = Vm.Vcpus[0].Cpu;
@@ -247,17 +260,13 @@ public sealed class Machine : IDisposable
         cpu.SetGpr(3, image.Ebx);
     }
 
-    /// <summary>A byte typed on COM1's terminal; false while its receive buffer is full (try again).</summary>
-    public bool Type(byte value)
-    {
-        lock (_devices)
-        {
-            if (!Com1.CanReceive)
-                return false;
-            Com1.Receive(value);
-        }
-        return true;
-    }
+    /// <summary>A byte typed on COM1's terminal. It waits until the guest's driver listens and
+    /// then arrives at the line's pace (<see cref="SerialInput"/>); false while
+    /// <see cref="SerialInput.Capacity"/> bytes are already waiting (try again).</summary>
+    public bool Type(byte value) => _input.Offer(value);
+
+    /// <summary>Typed bytes the guest has not taken yet.</summary>
+    public int TypedAhead => _input.Held;
 
     /// <summary>Ends the run (the first reason wins) and makes every vCPU return.</summary>
     public void Stop(MachineStop why, string? message = null)

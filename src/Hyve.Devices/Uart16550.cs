@@ -1,7 +1,10 @@
 // The 16550A UART register model: divisor latches, 16-byte FIFOs with receive trigger levels,
 // the four interrupt sources in the chip's priority order, loopback, and the modem lines. The
 // transmitter is infinitely fast (a written byte leaves at once); the interrupt output is gated
-// by MCR.OUT2, as on a PC's serial port. Wiring (ports, IRQ line, the terminal) is the caller's.
+// by MCR.OUT2, as on a PC's serial port. The receiver tells whether a driver listens (receive
+// interrupts enabled through OUT2, or the line status polled) and how long a character takes
+// on the line, so a terminal's input can wait for the guest and arrive at the line's pace
+// (SerialInput). Wiring (ports, IRQ line, the terminal) is the caller's.
 using System;
 using System.Collections.Generic;
 using Hyve.Vmm.Emulation;
@@ -28,15 +31,25 @@ public sealed class Uart16550 : IPortHandler
     private readonly Queue<byte> _rx = new();
     private readonly Action<byte> _transmit;
     private readonly Action<bool> _irq;
+    private readonly Action? _receiverChanged;
     private byte _ier, _lcr, _mcr, _lsrErrors, _scr, _dll = 0x0C, _dlm, _fcr, _msrDelta;
     private bool _threPending, _irqLevel;
+    private int _statusPolls;
+
+    // Line-status reads in a row without a byte sent between them that mark a driver polling for
+    // input. A driver sending polls once per byte (for THRE, which is always set here), and a
+    // driver probing the chip reads it a few times.
+    private const int PollingReads = 16;
 
     /// <summary>A UART that sends transmitted bytes to <paramref name="transmit"/> and drives its
-    /// interrupt line through <paramref name="irq"/>.</summary>
-    public Uart16550(Action<byte> transmit, Action<bool> irq)
+    /// interrupt line through <paramref name="irq"/>; <paramref name="receiverChanged"/>, when
+    /// given, is called whenever the guest may have become ready for another received byte (it
+    /// read one, or reprogrammed the chip).</summary>
+    public Uart16550(Action<byte> transmit, Action<bool> irq, Action? receiverChanged = null)
     {
         _transmit = transmit;
         _irq = irq;
+        _receiverChanged = receiverChanged;
     }
 
     /// <summary>Bytes received while the receive buffer was full (overrun).</summary>
@@ -44,6 +57,25 @@ public sealed class Uart16550 : IPortHandler
 
     /// <summary>Whether the receive buffer can take another byte.</summary>
     public bool CanReceive => _rx.Count < (FifoEnabled ? FifoSize : 1);
+
+    /// <summary>Whether a driver is listening: receive interrupts are enabled and reach the
+    /// interrupt line (MCR.OUT2), or the guest is polling the line status. Until then a byte
+    /// that arrived would be thrown away by the driver's set-up (FIFO resets, register reads).</summary>
+    public bool ReadyToReceive =>
+        (_mcr & McrLoop) == 0 && ((_ier & IerRx) != 0 && (_mcr & McrOut2) != 0 || _statusPolls >= PollingReads);
+
+    /// <summary>How long one character takes on the line, in nanoseconds, at the programmed
+    /// divisor (115,200 / divisor bits per second) and frame (start bit, 5-8 data bits, parity,
+    /// 1 or 2 stop bits).</summary>
+    public long CharacterTimeNs
+    {
+        get
+        {
+            int divisor = _dll | _dlm << 8;
+            int bits = 1 + 5 + (_lcr & 3) + ((_lcr & 8) != 0 ? 1 : 0) + ((_lcr & 4) != 0 ? 2 : 1);
+            return bits * (divisor == 0 ? 0x10000L : divisor) * 1_000_000_000L / 115_200;
+        }
+    }
 
     private bool FifoEnabled => (_fcr & 1) != 0;
     private bool Dlab => (_lcr & 0x80) != 0;
@@ -75,16 +107,27 @@ public sealed class Uart16550 : IPortHandler
     /// <inheritdoc/>
     public uint Read(ushort offset, int bytes)
     {
-        uint v = ReadRegister(offset & 7);
+        int reg = offset & 7;
+        bool consumed = reg == 0 && !Dlab && _rx.Count > 0;
+        uint v = ReadRegister(reg);
+        if (reg == 5)
+            _statusPolls = Math.Min(_statusPolls + 1, PollingReads);
         Update();
+        if (consumed || reg == 5 && _statusPolls == PollingReads)
+            _receiverChanged?.Invoke();
         return bytes == 1 ? v : v | 0xFFFF_FF00u & (bytes == 2 ? 0xFFFFu : 0xFFFF_FFFFu);
     }
 
     /// <inheritdoc/>
     public void Write(ushort offset, int bytes, uint value)
     {
-        WriteRegister(offset & 7, (byte)value);
+        int reg = offset & 7;
+        if (reg == 0 && !Dlab)
+            _statusPolls = 0; // sending: the status reads were waiting for THRE
+        WriteRegister(reg, (byte)value);
         Update();
+        if (reg is 1 or 2 or 4)
+            _receiverChanged?.Invoke();
     }
 
     private byte ReadRegister(int reg)

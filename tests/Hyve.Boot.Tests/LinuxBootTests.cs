@@ -188,9 +188,19 @@ public sealed class LinuxBootTests
         var types = new System.Collections.Generic.List<int>();
         for (int at = 44; at < length; at += m[at + 1])
             types.Add(m[at]);
-        Assert.Equal([0, 0, 0, 1, 2, 4], types);
+        Assert.Equal([0, 0, 0, 1, 2, 2, 2, 2, 2, 4], types);
         Assert.Equal(2, m[44 + 8 * 2 + 3]);                 // the third processor's APIC ID
         Assert.Equal(3, m[44 + 8 * 3 + 2]);                 // the I/O APIC's ID
+        // The overrides (ACPI 6.5, 5.2.12.5): IRQ 0 to GSI 2 with the bus's defaults, then IRQs 5,
+        // 9 (the SCI), 10 and 11 to the same GSI, active-high (bits 1:0 = 01) and level (3:2 = 11).
+        int iso = 44 + 8 * 3 + 12;
+        Assert.Equal((0, 2u, 0), (m[iso + 3], BinaryPrimitives.ReadUInt32LittleEndian(m[(iso + 4)..]), (int)m[iso + 8]));
+        for (int i = 1; i <= 4; i++)
+        {
+            Span<byte> o = m[(iso + 10 * i)..];
+            byte irq = (byte)(i switch { 1 => 5, 2 => 9, 3 => 10, _ => 11 });
+            Assert.Equal((irq, (uint)irq, 0x0D), (o[3], BinaryPrimitives.ReadUInt32LittleEndian(o[4..]), (int)BinaryPrimitives.ReadUInt16LittleEndian(o[8..])));
+        }
         Assert.Throws<ArgumentException>(() => AcpiTables.Build(At + 4, 1));
 
         // The FADT: its PM1a blocks are PowerControl's, its DSDT holds \_S5 with sleep type 0.

@@ -122,6 +122,7 @@ public sealed class TestDeviceTests
         Assert.Equal(1u, bus.Handle(new InoutAccess(0x64, 1, true, 0)).Eax & 1);
         Assert.Equal(0x55u, bus.Handle(new InoutAccess(0x60, 1, true, 0)).Eax);
         Assert.Equal(0u, bus.Handle(new InoutAccess(0x64, 1, true, 0)).Eax & 1);
+        Assert.Equal(0x10u, bus.Handle(new InoutAccess(0x64, 1, true, 0)).Eax & 0x10); // no keylock
         bus.Handle(new InoutAccess(0x64, 1, false, 0x60)); // write the command byte
         bus.Handle(new InoutAccess(0x60, 1, false, 0x47));
         bus.Handle(new InoutAccess(0x64, 1, false, 0x20));

@@ -34,6 +34,16 @@ public sealed partial record GuestRun(string Output, int Status)
 
     private const string QemuDeviation = "# qemu-deviation";
 
+    /// <summary>The result lines with their directives ("# SKIP why"), QEMU deviations left out.</summary>
+    public IReadOnlyList<string> ResultsWithDirectives =>
+        [.. Lines.Where(l => !l.Contains(QemuDeviation, StringComparison.Ordinal))];
+
+    /// <summary>Whether the run was stopped by its time limit (exit status 124).</summary>
+    public bool TimedOut => Status == 124;
+
+    /// <summary>Whether a result line is a skip: the check did not run on that machine.</summary>
+    public static bool IsSkip(string line) => line.Contains(" # SKIP", StringComparison.OrdinalIgnoreCase);
+
     private IEnumerable<string> Lines => Output.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => ResultLine().IsMatch(l));
 
     private static string WithoutDirective(string line)
