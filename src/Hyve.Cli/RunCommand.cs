@@ -69,6 +69,7 @@ internal static class RunCommand
             throw new IOException($"run: --memory {memoryMiB} MiB is more than this host can give ({free} MiB available)");
 
         byte[] image = kernel == null ? DefaultGuest() : Arguments.ReadFile(Name, "--kernel", kernel);
+        byte[]? ramdisk = initrd == null ? null : Arguments.ReadFile(Name, "--initrd", initrd);
         string what = kernel ?? "the built-in demo guest";
         bool vmlinux = loadAddress == null && LinuxBoot.IsVmlinux(image);
         bool linux = loadAddress == null && (LinuxBoot.IsBzImage(image) || vmlinux);
@@ -82,7 +83,6 @@ internal static class RunCommand
             throw new IOException($"run: the kvm backend cannot run here: {why}");
         if (initrd != null && !linux)
             throw new UsageException("run: --initrd needs a Linux kernel");
-        byte[]? ramdisk = initrd == null ? null : Arguments.ReadFile(Name, "--initrd", initrd);
         if (disk != null)
             Arguments.CheckWritableFile(Name, "--disk", disk);
 

@@ -111,13 +111,120 @@ public sealed class RunCommandTests : IDisposable
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]
     [InlineData(1, "--disk", "/nonexistent/disk.img")]
-    [InlineData(2, "--initrd", "/nonexistent/initrd")] // the demo guest is not a Linux kernel
+    [InlineData(1, "--initrd", "/nonexistent/initrd")]
     public void BadOptionsAreOneLineErrors(int status, string option, string value)
     {
         var (code, _, err) = Hyve("run", option, value);
         Assert.Equal(status, code);
         Assert.StartsWith("hyve: ", err);
         Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
+    // Bad input as a newcomer meets it: each case is one line on stderr naming the option or
+    // file and what is wrong, and a non-zero status (1 for a file, 2 for a command line).
+    public static TheoryData<string, int, string> BadInputs() => new()
+    {
+        { "kernel-directory", 1, "--kernel DIR: is a directory, not a file" },
+        { "disk-directory", 1, "--disk DIR: is a directory, not a file" },
+        { "initrd-directory", 1, "--initrd DIR: is a directory, not a file" },
+        { "elf-segment-wraps", 1, "ELF segment 0 at 0x200000 with size 0xFFFFFFFFFFF00000 wraps past the top of memory" },
+        { "elf-phoff-past-end", 1, "ELF program header 0 at offset 0xFFFFFFFFFFFFFFF0 + 0 is past the end of the file" },
+        { "bzimage-cmdline-size-0", 1, "the kernel takes at most 0 (its cmdline_size)" },
+        { "memory-too-much", 1, "--memory 1048576 MiB is more than this host can give" },
+        { "timeout-too-long", 2, "--timeout must be at most 4294967 seconds" },
+        { "timeout-overflows", 2, "--timeout 99999999999999999999999 is too large" },
+        { "cpus-too-many", 2, "--cpus must be 1 to 255, got 256" },
+        { "flag-twice", 2, "--memory is given more than once" },
+        { "unknown-flag", 2, "unknown option '--frobnicate' (try 'hyve run --help')" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public void EveryBadInputIsOneLineAndNonZero(string input, int status, string message)
+    {
+        string[] args = input switch
+        {
+            "kernel-directory" => ["--kernel", _dir],
+            "disk-directory" => ["--disk", _dir],
+            "initrd-directory" => ["--kernel", Kernel("k.bin", 0xF4), "--initrd", _dir],
+            "elf-segment-wraps" => ["--kernel", Elf64("wraps.elf", phoff: 64, paddr: 0x20_0000, memsz: 0xFFFF_FFFF_FFF0_0000)],
+            "elf-phoff-past-end" => ["--kernel", Elf64("phoff.elf", phoff: 0xFFFF_FFFF_FFFF_FFF0, paddr: 0x10_0000, memsz: 0x1000)],
+            "bzimage-cmdline-size-0" => ["--kernel", BzImage("bz", cmdlineSize: 0)],
+            "memory-too-much" => ["--memory", "1048576"],
+            "timeout-too-long" => ["--timeout", "99999999999999"],
+            "timeout-overflows" => ["--timeout", "99999999999999999999999"],
+            "cpus-too-many" => ["--cpus", "256"],
+            "flag-twice" => ["--memory", "64", "--memory", "128"],
+            "unknown-flag" => ["--frobnicate"],
+            _ => throw new ArgumentException(input),
+        };
+        var (code, _, err) = Hyve(["run", .. args]);
+        Assert.Equal(status, code);
+        Assert.StartsWith("hyve: ", err);
+        Assert.Contains(message.Replace("DIR", _dir, StringComparison.Ordinal), err, StringComparison.Ordinal);
+        Assert.Single(err.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void HelpAndVersionWorkAsInEveryTool()
+    {
+        var (code, stdout, err) = Hyve("run", "--help");
+        Assert.Equal(0, code);
+        Assert.StartsWith("usage: hyve run [options]", stdout, StringComparison.Ordinal);
+        Assert.Contains("Ctrl-A x quits", stdout, StringComparison.Ordinal);
+        Assert.Empty(err);
+        (code, stdout, _) = Hyve("--version");
+        Assert.Equal(0, code);
+        Assert.Matches(@"^hyve \d+\.\d+\.\d+\n$", stdout);
+    }
+
+    [Fact]
+    public void TheDemoGuestBringsUpAsManyVcpusAsHyveOffers()
+    {
+        var (code, stdout, _) = Hyve("run", "--cpus", "16", "--timeout", "300");
+        Assert.Equal(0, code);
+        Assert.Contains("cpus: 16 of 16 online (APIC IDs 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)", stdout, StringComparison.Ordinal);
+    }
+
+    // An x86-64 ELF executable (a vmlinux to the loader) with one PT_LOAD header at phoff.
+    private string Elf64(string name, ulong phoff, ulong paddr, ulong memsz)
+    {
+        var f = new byte[64 + 56];
+        f[0] = 0x7F;
+        "ELF"u8.CopyTo(f.AsSpan(1));
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(16), 2);   // ET_EXEC
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(18), 62);  // x86-64
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(24), paddr);
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(32), phoff);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(54), 56);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(56), 1);
+        Span<byte> p = f.AsSpan(64);
+        BinaryPrimitives.WriteUInt32LittleEndian(p, 1);               // PT_LOAD
+        BinaryPrimitives.WriteUInt64LittleEndian(p[24..], paddr);
+        BinaryPrimitives.WriteUInt64LittleEndian(p[40..], memsz);
+        string path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, f);
+        return path;
+    }
+
+    // A bzImage header (boot protocol 2.15, 64-bit entry) with one setup sector and a tiny payload.
+    private string BzImage(string name, uint cmdlineSize)
+    {
+        var f = new byte[2048];
+        f[0x1F1] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x1FE), 0xAA55);
+        f[0x201] = 0x66;
+        "HdrS"u8.CopyTo(f.AsSpan(0x202));
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x206), 0x020F);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x236), 1);  // XLF_KERNEL_64
+        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(0x238), cmdlineSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(0x260), 0x1000);
+        string path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, f);
+        return path;
     }
 
     [Fact]
