@@ -1,10 +1,7 @@
 // The rest of SSE and SSE2 that compiled code and C libraries use: scalar and half-register
 // moves, the saturating, averaging, min/max, multiply and pack forms of the packed integer set,
-// word shuffles and inserts, SHUFPS/SHUFPD (the float unpacks are Sse's), and the floating-point
-// arithmetic, comparisons and conversions of single and double precision. Floating point runs on
-// the host's IEEE arithmetic in round-to-nearest with every exception masked (MXCSR's reset
-// state): results, NaN propagation and the integer-indefinite value of failed conversions are
-// the SDM's; MXCSR's rounding control and its exception flags are not modelled yet.
+// word shuffles and inserts, SHUFPS/SHUFPD (the float unpacks are Sse's). The floating-point
+// arithmetic, comparisons and conversions are SseFloat's, by MXCSR.
 using System;
 using Hyve.X86;
 using Hyve.X86.Decoding;

@@ -1,6 +1,7 @@
 // The software CPU's system instructions: control registers (and the mode changes they make),
-// descriptor tables, segment loads from the GDT, far jumps, IRET; and 32-bit protected-mode
-// event delivery. Privilege changes and the LDT are still to come: they raise #GP here.
+// descriptor tables, segment loads from the GDT or LDT with the SDM's checks, far jumps, IRET;
+// and 32-bit protected-mode event delivery. Transfers through gates and task switches are
+// Gates' and Tasks'.
 using System;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;

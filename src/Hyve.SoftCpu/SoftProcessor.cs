@@ -1,9 +1,11 @@
 // The software CPU as a VMX processor: VM entry loads the guest state from the VMCS, delivers
 // the injected event, interprets guest code until something exits (port I/O, HLT, CPUID,
 // RDMSR/WRMSR, an access to memory that is not RAM, an interrupt window, a request from the
-// vmm), then stores the guest state and the exit information back, as hardware would. This is
-// the first slice: 64-bit and real-mode event delivery, the general-purpose integer
-// instructions, no segment-limit checks yet; anything else exits as an exception.
+// vmm), then stores the guest state and the exit information back, as hardware would. It runs
+// real, protected, compatibility and 64-bit mode with segment checks, paging and event delivery
+// through the IDT, gates and task switches, and the general-purpose, x87, MMX and SSE to SSSE3
+// instructions (the partial files beside this one, one per group). An instruction it does not
+// implement exits to the vmm as a #UD exception exit (docs/roadmap.md lists what is missing).
 using Hyve.Vmm;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;

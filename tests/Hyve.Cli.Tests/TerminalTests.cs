@@ -170,46 +170,15 @@ public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
     }
 }
 
-/// <summary>tmux, for tests that need a real terminal: found, or installed from Debian's package
-/// when this process may (root with apt-get).</summary>
+/// <summary>tmux, for tests that need a real terminal, each on a server of its own.</summary>
 internal static class Tmux
 {
-    private static readonly Lazy<(string? Path, string Why)> Found = new(Find);
+    private static readonly HostTool Tool = new("tmux", "tmux");
 
-    public static string? Path => Found.Value.Path;
+    public static string? Path => Tool.Path;
 
-    public static string Why => Found.Value.Why;
+    public static string Why => Tool.Why;
 
     /// <summary>Runs tmux on the server at <paramref name="socket"/>; its standard output.</summary>
-    public static string Run(string socket, params string[] args)
-    {
-        if (Path == null)
-            return "";
-        var psi = new ProcessStartInfo(Path) { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add("-L");
-        psi.ArgumentList.Add(socket);
-        foreach (string a in args)
-            psi.ArgumentList.Add(a);
-        using Process p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        _ = err.Result;
-        return output;
-    }
-
-    private static (string?, string) Find()
-    {
-        if (File.Exists("/usr/bin/tmux"))
-            return ("/usr/bin/tmux", "");
-        if (Environment.UserName == "root" && File.Exists("/usr/bin/apt-get"))
-        {
-            using Process p = Process.Start("/bin/sh", ["-c",
-                "(apt-get install -y -q --no-install-recommends tmux || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tmux)) >/dev/null 2>&1"]);
-            p.WaitForExit();
-            if (File.Exists("/usr/bin/tmux"))
-                return ("/usr/bin/tmux", "");
-        }
-        return (null, "tmux is not installed and could not be installed (apt-get install tmux)");
-    }
+    public static string Run(string socket, params string[] args) => Tool.Run(["-L", socket, .. args]);
 }

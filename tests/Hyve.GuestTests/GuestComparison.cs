@@ -7,16 +7,21 @@ using System.Collections.Generic;
 namespace Hyve.GuestTests;
 
 /// <summary>The outcome of comparing a run with a reference run, check by check.</summary>
-public sealed record GuestComparison(int Matched, int Skipped, IReadOnlyList<string> Differences)
+public sealed record GuestComparison(int Matched, int Skipped, IReadOnlyList<string> Differences, IReadOnlyList<string> TimedOut)
 {
     /// <summary>Whether the run agrees with the reference: at least one check compared, no
     /// difference, no time-out on either side.</summary>
-    public bool Holds => Matched > 0 && Differences.Count == 0;
+    public bool Holds => Matched > 0 && LinesAgree && TimedOut.Count == 0;
+
+    /// <summary>Whether every line either run printed has its counterpart (whatever the
+    /// time-outs): true for two runs that stopped at the same check.</summary>
+    public bool LinesAgree => Differences.Count == 0;
 
     /// <summary>The counts and the differences, for the test log and the failure message.</summary>
     public string Summary =>
         $"{Matched} matched, {Skipped} skipped on one side (not compared), {Differences.Count} differ" +
         (Matched == 0 ? " (nothing was compared)" : "") +
+        (TimedOut.Count > 0 ? $"; {string.Join(" and ", TimedOut)} timed out" : "") +
         (Differences.Count > 0 ? ":\n  " + string.Join("\n  ", Differences) : "");
 
     /// <summary>Compares <paramref name="run"/> with <paramref name="reference"/> line by line.</summary>
@@ -25,10 +30,11 @@ public sealed record GuestComparison(int Matched, int Skipped, IReadOnlyList<str
         ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(run);
         var differences = new List<string>();
+        var timedOut = new List<string>();
         if (reference.TimedOut)
-            differences.Add($"{referenceName} timed out");
+            timedOut.Add(referenceName);
         if (run.TimedOut)
-            differences.Add($"{runName} timed out");
+            timedOut.Add(runName);
         IReadOnlyList<string> want = reference.ResultsWithDirectives, got = run.ResultsWithDirectives;
         int matched = 0, skipped = 0;
         for (int i = 0; i < Math.Max(want.Count, got.Count); i++)
@@ -55,7 +61,7 @@ public sealed record GuestComparison(int Matched, int Skipped, IReadOnlyList<str
             }
             differences.Add($"{referenceName}: {w} | {runName}: {g}");
         }
-        return new GuestComparison(matched, skipped, differences);
+        return new GuestComparison(matched, skipped, differences, timedOut);
     }
 
     // "ok 3 - name # SKIP why" -> "3 - name": the check's number and name, whatever its result.

@@ -21,7 +21,10 @@ public sealed class GuestComparisonTests
     public void ATimedOutRunOnEitherSideDoesNotAgree()
     {
         const string Lines = "ok 1 - a\nok 2 - b\n";
-        Assert.False(GuestComparison.Of(Run(Lines + "\n[qemu: timed out]\n", 124), Run(Lines)).Holds);
+        GuestComparison referenceTimedOut = GuestComparison.Of(Run(Lines + "\n[qemu: timed out]\n", 124), Run(Lines));
+        Assert.False(referenceTimedOut.Holds);
+        Assert.True(referenceTimedOut.LinesAgree); // the same lines up to where it stopped
+        Assert.Contains("reference timed out", referenceTimedOut.Summary, System.StringComparison.Ordinal);
         Assert.False(GuestComparison.Of(Run(Lines), Run(Lines, 124)).Holds);
         // The same lines, both complete: they agree.
         GuestComparison c = GuestComparison.Of(Run(Lines), Run(Lines));

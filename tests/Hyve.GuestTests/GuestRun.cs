@@ -126,7 +126,8 @@ public sealed partial record GuestRun(string Output, int Status)
         using var typed = new System.Collections.Concurrent.BlockingCollection<string>();
         if (dialog != null)
             Converse(console, dialog, 0, typed);
-        // COM1 takes 16 bytes at a time: a thread types each answer as the FIFO drains.
+        // The machine holds typed bytes until the guest's driver listens (up to 64 KiB, then
+        // Type says to wait): a thread types each answer.
         var typist = new System.Threading.Thread(() =>
         {
             foreach (string text in typed.GetConsumingEnumerable())
@@ -228,52 +229,15 @@ internal sealed class WatchedStream : MemoryStream
     }
 }
 
-/// <summary>Finds qemu-system-x86_64, installing Debian's package when it is absent and this
+/// <summary>qemu-system-x86_64, installed from Debian's package when it is absent and this
 /// process may (root with apt-get).</summary>
 public static class Qemu
 {
-    private static readonly Lazy<(string? Path, string Why)> Found = new(Find);
+    private static readonly Hyve.TestSupport.HostTool Tool = new("qemu-system-x86_64", "qemu-system-x86");
 
     /// <summary>The emulator's path, or null.</summary>
-    public static string? Path => Found.Value.Path;
+    public static string? Path => Tool.Path;
 
     /// <summary>Why it is missing.</summary>
-    public static string Why => Found.Value.Why;
-
-    private static (string?, string) Find()
-    {
-        string? path = Which();
-        if (path != null)
-            return (path, "");
-        if (Environment.UserName == "root" && File.Exists("/usr/bin/apt-get"))
-        {
-            Sh("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86");
-            path = Which();
-            if (path != null)
-                return (path, "");
-        }
-        return (null, "qemu-system-x86_64 is not installed and could not be installed (apt-get install qemu-system-x86)");
-    }
-
-    private static string? Which()
-    {
-        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(':'))
-        {
-            string p = System.IO.Path.Combine(dir, "qemu-system-x86_64");
-            if (File.Exists(p))
-                return p;
-        }
-        return null;
-    }
-
-    private static void Sh(string command)
-    {
-        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add(command);
-        using Process p = Process.Start(psi)!;
-        _ = p.StandardError.ReadToEndAsync();
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-    }
+    public static string Why => Tool.Why;
 }

@@ -2,7 +2,6 @@
 // fetched once with apt-get into the temporary directory and unpacked with dpkg-deb. Where
 // apt-get cannot fetch it, the tests that need it fail and say why.
 using System;
-using System.Diagnostics;
 using System.IO;
 using System.Linq;
 
@@ -70,16 +69,5 @@ public static class DebianKernel
         return null;
     }
 
-    internal static string Sh(string command, string dir)
-    {
-        var psi = new ProcessStartInfo("/bin/sh") { WorkingDirectory = dir, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add(command);
-        using Process p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        _ = err.Result;
-        return output;
-    }
+    internal static string Sh(string command, string dir) => HostTool.Sh(command, dir);
 }
