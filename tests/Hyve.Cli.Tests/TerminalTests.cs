@@ -173,7 +173,8 @@ public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
 /// <summary>tmux, for tests that need a real terminal, each on a server of its own.</summary>
 internal static class Tmux
 {
-    private static readonly HostTool Tool = new("tmux", "tmux");
+    // A terminal type for the panes: CI's environment may have none.
+    private static readonly HostTool Tool = new("tmux", "tmux", ("TERM", "xterm-256color"));
 
     public static string? Path => Tool.Path;
 

@@ -12,10 +12,15 @@ namespace Hyve.TestSupport;
 public sealed class HostTool
 {
     private readonly Lazy<(string? Path, string Why)> _found;
+    private readonly (string Name, string Value)[] _environment;
 
-    /// <summary>The program <paramref name="name"/>, from Debian's package <paramref name="package"/>.</summary>
-    public HostTool(string name, string package) =>
+    /// <summary>The program <paramref name="name"/>, from Debian's package <paramref name="package"/>,
+    /// run with <paramref name="environment"/> added to this process's environment.</summary>
+    public HostTool(string name, string package, params (string Name, string Value)[] environment)
+    {
         _found = new(() => Find(name, package));
+        _environment = environment;
+    }
 
     /// <summary>The program's path, or null.</summary>
     public string? Path => _found.Value.Path;
@@ -24,16 +29,18 @@ public sealed class HostTool
     public string Why => _found.Value.Why;
 
     /// <summary>Runs the program with <paramref name="args"/>; its standard output.</summary>
-    public string Run(params string[] args) => Path == null ? "" : Capture(Path, args, null);
+    public string Run(params string[] args) => Path == null ? "" : Capture(Path, args, null, _environment);
 
     /// <summary>Runs <paramref name="command"/> with /bin/sh in <paramref name="dir"/>; its standard output.</summary>
-    public static string Sh(string command, string? dir = null) => Capture("/bin/sh", ["-c", command], dir);
+    public static string Sh(string command, string? dir = null) => Capture("/bin/sh", ["-c", command], dir, []);
 
-    private static string Capture(string file, IEnumerable<string> args, string? dir)
+    private static string Capture(string file, IEnumerable<string> args, string? dir, (string Name, string Value)[] environment)
     {
         var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         if (dir != null)
             psi.WorkingDirectory = dir;
+        foreach ((string name, string value) in environment)
+            psi.Environment[name] = value;
         foreach (string a in args)
             psi.ArgumentList.Add(a);
         using Process p = Process.Start(psi)!;
