@@ -132,6 +132,8 @@ internal static class RunCommand
 
         if (stats)
             Console.Error.Write(machine.Statistics());
+        if (machine.UnimplementedSummary() is { } missing)
+            Console.Error.WriteLine($"hyve: note: {missing}");
         switch (result.Stop)
         {
             case MachineStop.Timeout:

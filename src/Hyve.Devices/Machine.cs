@@ -474,6 +474,21 @@ public sealed class Machine : IDisposable
         _ => MachineStop.PowerOff,
     };
 
+    /// <summary>A line saying how many instructions the guest ran that the processor does not
+    /// implement (each raised #UD in the guest) and the last of them; null when there were none.</summary>
+    public string? UnimplementedSummary()
+    {
+        long count = 0;
+        string? last = null;
+        foreach (Vcpu v in Vm.Vcpus)
+        {
+            count += v.Cpu.Unimplemented;
+            last = v.Cpu.LastUnimplemented ?? last;
+        }
+        return count == 0 ? null
+            : $"the guest ran {count} instruction(s) the software CPU does not implement; each raised #UD in the guest (the last: {last})";
+    }
+
     /// <summary>Exit counts by kind, per vCPU, and the buses' unclaimed accesses.</summary>
     public string Statistics()
     {
@@ -488,10 +503,14 @@ public sealed class Machine : IDisposable
                     sb.Append($" {(VmExitCode)k}={counts[k]}");
             }
             sb.Append($" device-requests={v.Requests} rip=0x{v.Cpu.Rip:x}");
+            if (v.DeviceFetches > 0)
+                sb.Append($" device-fetches={v.DeviceFetches} (#UD)");
             if (v.Verifier is { } check)
                 sb.Append($" verified={check.Verified} accesses-compared={check.Accesses} not-emulated={check.Skipped} not-found={check.Unreconstructed} kvm-deviations={check.KnownDeviations} given-up={check.GivenUp}");
             if (v.Cpu.Retired > 0)
                 sb.Append($" instructions={v.Cpu.Retired}");
+            if (v.Cpu.Unimplemented > 0)
+                sb.Append($" unimplemented={v.Cpu.Unimplemented} (#UD; last: {v.Cpu.LastUnimplemented})");
             sb.AppendLine();
         }
         foreach (var v in _virtio)

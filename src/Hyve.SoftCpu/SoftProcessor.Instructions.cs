@@ -402,7 +402,7 @@ public sealed partial class SoftProcessor
                 return false;
         }
         else
-            return ExitException(ExceptionVector.UD); // far jumps are not in this slice
+            return RaiseUnimplemented(); // an indirect far transfer through this form
         target &= IpMask;
         if (!BranchTargetValid(target))
             return false;
@@ -458,7 +458,7 @@ public sealed partial class SoftProcessor
         for (int k = 0; k < i.OperandCount; k++)
         {
             if (i.GetOperandKind(k) == OperandKind.Register && !IsGpr(i.GetRegister(k)))
-                return ExitException(ExceptionVector.UD);
+                return RaiseUnimplemented();
         }
         int size = i.OperandCount > 0 && i.GetOperandKind(0) == OperandKind.Register ? RegisterInfo.GprNumber(i.GetRegister(0)).Size
             : i.MemorySize > 0 ? i.MemorySize : i.OperandSize;
@@ -468,7 +468,7 @@ public sealed partial class SoftProcessor
             case Mnemonic.Mov or Mnemonic.Movnti:
                 {
                     if (i.GetOperandKind(1) == OperandKind.Register && !IsGpr(i.GetRegister(1)))
-                        return ExitException(ExceptionVector.UD); // segment and control registers: later
+                        return RaiseUnimplemented(); // segment and control registers are System's
                     if (!Source(1, size, out ulong v))
                         return false;
                     return Destination(size, v);
@@ -629,7 +629,7 @@ public sealed partial class SoftProcessor
                     return true;
                 }
             default:
-                return ExitException(ExceptionVector.UD); // not in this slice yet
+                return RaiseUnimplemented();
         }
     }
 

@@ -152,7 +152,7 @@ public sealed partial class SoftProcessor
             default:
                 {
                     if (!IsMmOperand(0))
-                        return ExitException(ExceptionVector.UD); // no MMX form has another destination
+                        return RaiseUnimplemented(); // no MMX form has another destination
                     if (!Operand64(1, 8, out ulong b))
                         return false;
                     ulong a = _area.Mm[i.GetRegister(0) - Register.MM0];
@@ -174,7 +174,7 @@ public sealed partial class SoftProcessor
                         _ => null,
                     };
                     if (r is not UInt128 result)
-                        return ExitException(ExceptionVector.UD); // an MMX instruction not implemented (3DNow!)
+                        return RaiseUnimplemented(); // 3DNow!, which CPUID does not offer
                     SetMm(0, (ulong)result);
                     return true;
                 }

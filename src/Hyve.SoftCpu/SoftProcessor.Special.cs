@@ -169,7 +169,7 @@ public sealed partial class SoftProcessor
                     return false;
                 break;
             default:
-                return ExitException(ExceptionVector.UD); // not implemented
+                return RaiseUnimplemented();
         }
         _rip = next;
         return true;

@@ -185,7 +185,7 @@ public sealed partial class SoftProcessor
             default:
                 {
                     bool done = Sse3(next, out bool sse3);
-                    return sse3 ? done : ExitException(ExceptionVector.UD); // an SSE instruction not implemented yet
+                    return sse3 ? done : RaiseUnimplemented(); // SSE4 and the VEX forms, which CPUID does not offer
                 }
         }
         _rip = next;

@@ -581,7 +581,7 @@ public sealed partial class SoftProcessor
                     return true;
                 }
             default:
-                return ExitException(ExceptionVector.UD); // every D8-DF mnemonic is handled above
+                return RaiseUnimplemented(); // every D8-DF mnemonic is handled above
         }
     }
 

@@ -5,7 +5,7 @@
 // real, protected, compatibility and 64-bit mode with segment checks, paging and event delivery
 // through the IDT, gates and task switches, and the general-purpose, x87, MMX and SSE to SSSE3
 // instructions (the partial files beside this one, one per group). An instruction it does not
-// implement exits to the vmm as a #UD exception exit (docs/roadmap.md lists what is missing).
+// implement raises #UD in the guest, counted (docs/roadmap.md lists what is missing).
 using Hyve.Vmm;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -219,7 +219,23 @@ public sealed partial class SoftProcessor : IVmxProcessor
         _vmcs.Store(VmcsField.ExitInstructionLength, (ulong)length);
     }
 
-    // An exception the slice cannot deliver through the guest's tables exits instead, with the
+    // An instruction this processor does not implement: #UD, as a processor without the feature
+    // raises it (delivered through the guest's IDT, or an exit where the exception bitmap asks),
+    // counted with the last one named for --stats and the end of a run.
+    private bool RaiseUnimplemented()
+    {
+        Unimplemented++;
+        LastUnimplemented = $"{Formatter.Format(in _insn, _rip)} at 0x{_rip:X}";
+        return Raise(ExceptionVector.UD);
+    }
+
+    /// <inheritdoc/>
+    public long Unimplemented { get; private set; }
+
+    /// <inheritdoc/>
+    public string? LastUnimplemented { get; private set; }
+
+    // An exception the exception bitmap selects exits instead of being delivered, with the
     // VM-exit interruption information a processor would report.
     private bool ExitException(byte vector, uint errorCode = 0, bool hasError = false)
     {

@@ -149,6 +149,9 @@ public sealed class Vcpu
     /// <summary>Device-half requests made by instruction emulation.</summary>
     public long Requests => _vie.Requests + _accessRequests;
 
+    /// <summary>Instruction fetches from memory that is not RAM, each answered with #UD.</summary>
+    public long DeviceFetches { get; private set; }
+
     /// <summary>When set, every decoded device-memory access (KVM) is emulated a second time by
     /// the vmm and the two results compared (<c>--verify-emulation</c>).</summary>
     public Verification.AccessVerifier? Verifier { get; set; }
@@ -497,6 +500,12 @@ public sealed class Vcpu
             case BackendExitKind.Rdmsr:
             case BackendExitKind.Wrmsr:
                 return Msr(in be, ref exit);
+            case BackendExitKind.DeviceFetch:
+                // Code run from where no RAM is: the all-ones bytes a PC's bus returns there
+                // decode as FF /7, an undefined opcode. Nothing to ask the device half.
+                DeviceFetches++;
+                _cpu.Inject(new Event(ExceptionVector.UD, EventType.HardwareException));
+                return false;
             case BackendExitKind.TripleFault:
                 _vm.Suspend(SuspendReason.TripleFault);
                 exit = Suspended(_vm.Suspended);

@@ -104,6 +104,29 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(0x8000UL, Cpu.GetGpr(4));
     }
 
+    [Theory]
+    [InlineData("660F3840C1", "pmulld")] // SSE4.1, which CPUID does not offer
+    [InlineData("0F01C1", "vmcall")]     // no hypercall interface
+    [InlineData("0F01D0", "xgetbv")]     // no XSAVE
+    public void AnInstructionTheCpuDoesNotRunRaisesUdInTheGuest(string bytes, string name)
+    {
+        // As on a processor without the feature: #UD through the guest's IDT, the run goes on,
+        // and the vCPU counts it (with the last one named) for --stats.
+        ulong handler = InstallGate(ExceptionVector.UD);
+        LongMode(Convert.FromHexString(bytes + "F4"));
+        _memory.WriteRam(handler, Convert.FromHexString("B055" + "E6E9" + "F4")); // 'U'; hlt
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("U", _console.ToString());
+        Span<byte> frame = stackalloc byte[8];
+        Assert.True(_memory.ReadRam(Cpu.GetGpr(4), frame));
+        Assert.Equal(Code, BitConverter.ToUInt64(frame)); // a fault: RIP on the instruction
+        Assert.Equal(1, Cpu.Unimplemented);
+        Assert.StartsWith($"{name} ", Cpu.LastUnimplemented, StringComparison.Ordinal);
+        Assert.EndsWith($"at 0x{Code:X}", Cpu.LastUnimplemented, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void PushAndPopOfMemoryOperandsMoveTheStackOnce()
     {

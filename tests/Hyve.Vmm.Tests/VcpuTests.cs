@@ -143,6 +143,18 @@ public sealed class VcpuTests : IDisposable
     }
 
     [Fact]
+    public void CodeFetchedFromWhereNoRamIsRaisesUd()
+    {
+        // A PC's bus reads all ones where nothing answers: FF FF is FF /7, an undefined opcode.
+        Bsp.Rip = 0xC37C_78BE;
+        Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.DeviceFetch, Gpa = 0xC37C_78BE });
+        Assert.Equal(VmExitCode.Suspended, _vm.Vcpus[0].Run(VmEntry.Default).Code); // the script ran out
+        Assert.Equal([new Event(ExceptionVector.UD, EventType.HardwareException)], Bsp.Injected);
+        Assert.Equal(1, _vm.Vcpus[0].DeviceFetches);
+        Assert.Equal(0xC37C_78BEUL, Bsp.Rip);
+    }
+
+    [Fact]
     public void CpuidAnswersFromThePolicy()
     {
         Bsp.Gpr[0] = 1;

@@ -37,10 +37,12 @@ public sealed class VmxExitsTests
         Assert.Equal(MockGuestMemory.MmioBase + 0x10, e.Gpa);
         Assert.Equal(0xFFFF_8000_0000_0010UL, e.Gla);
         Assert.True(e.GlaValid);
-        Assert.Equal(BackendExitKind.Unhandled, Exit(VmxExitReason.EptViolation, 0x184).Kind); // a fetch
+        BackendExit fetch = Exit(VmxExitReason.EptViolation, 0x184); // a fetch: the vmm answers #UD
+        Assert.Equal((BackendExitKind.DeviceFetch, MockGuestMemory.MmioBase + 0x10), (fetch.Kind, fetch.Gpa));
         Assert.Equal(BackendExitKind.Unhandled, Exit(VmxExitReason.EptViolation, 0x82).Kind);  // a paging-structure access
         _region.Store(VmcsField.GuestPhysicalAddress, 0x1000);                                   // RAM
         Assert.Equal(BackendExitKind.Unhandled, Exit(VmxExitReason.EptViolation, 0x182).Kind);
+        Assert.Equal(BackendExitKind.Unhandled, Exit(VmxExitReason.EptViolation, 0x184).Kind); // a fetch from RAM
     }
 
     [Fact]

@@ -38,6 +38,10 @@ public enum BackendExitKind : byte
     /// <summary>A port access the backend decoded itself, possibly several elements of a string
     /// instruction (<see cref="DecodedAccess.Count"/>).</summary>
     DecodedIo,
+    /// <summary>An instruction fetch from memory that is not RAM (<see cref="BackendExit.Gpa"/>):
+    /// the vmm answers as a PC whose bus reads all ones there, where the bytes FF FF are an
+    /// undefined opcode (#UD).</summary>
+    DeviceFetch,
     /// <summary>Anything else; <see cref="BackendExit.Reason"/> says what.</summary>
     Unhandled,
 }
@@ -125,6 +129,14 @@ public interface IBackendVcpu : IVieCpu
 {
     /// <summary>Guest instructions retired so far (0 when the backend does not count them).</summary>
     long Retired => 0;
+
+    /// <summary>Instructions the backend's processor does not implement that the guest ran; each
+    /// raised #UD in the guest, as on a processor without the feature (0 where every instruction
+    /// is the hardware's).</summary>
+    long Unimplemented => 0;
+
+    /// <summary>The last of them, disassembled with its RIP, or null.</summary>
+    string? LastUnimplemented => null;
 
     /// <summary>When not zero, a run ends with <see cref="BackendExitKind.Preempted"/> after about
     /// this many guest instructions (backends without a time slice ignore it).</summary>

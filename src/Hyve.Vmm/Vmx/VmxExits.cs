@@ -23,7 +23,8 @@ public static class VmxExits
     /// <summary>
     /// Reads the exit. An EPT violation that is a data access (not a fetch) to a final
     /// translation with a valid guest-linear address, on memory that is not RAM, becomes an MMIO
-    /// exit; on RAM (or anything else) it stays unhandled. I/O exits are decoded with
+    /// exit; a fetch from memory that is not RAM is a device fetch; on RAM (or anything else) it
+    /// stays unhandled. I/O exits are decoded with
     /// <see cref="VmxIoExit"/>. Reasons the run loop does not handle come back as
     /// <see cref="BackendExitKind.Unhandled"/> with the reason.
     /// </summary>
@@ -52,6 +53,11 @@ public static class VmxExits
                         exit.Gpa = gpa;
                         exit.Gla = Vmcs.Read(state, VmcsField.GuestLinearAddress);
                         exit.GlaValid = true;
+                    }
+                    else if (fetch && !IsRam(memory, gpa))
+                    {
+                        exit.Kind = BackendExitKind.DeviceFetch;
+                        exit.Gpa = gpa;
                     }
                     else
                     {

@@ -43,6 +43,12 @@ public interface IVmxProcessor
 
     /// <summary>Guest instructions retired so far (0 when the processor does not count them).</summary>
     long Retired => 0;
+
+    /// <summary>Instructions the processor does not implement that the guest ran (each raised #UD).</summary>
+    long Unimplemented => 0;
+
+    /// <summary>The last of them, disassembled with its RIP, or null.</summary>
+    string? LastUnimplemented => null;
 }
 
 /// <summary>A vCPU whose state is a VMCS.</summary>
@@ -237,6 +243,12 @@ public sealed class VmxVcpu : IBackendVcpu
 
     /// <inheritdoc/>
     public long Retired => _cpu.Retired;
+
+    /// <inheritdoc/>
+    public long Unimplemented => _cpu.Unimplemented;
+
+    /// <inheritdoc/>
+    public string? LastUnimplemented => _cpu.LastUnimplemented;
 
     /// <inheritdoc/>
     public bool InterruptWindowOpen =>
