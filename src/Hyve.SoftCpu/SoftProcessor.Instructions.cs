@@ -160,6 +160,8 @@ public sealed partial class SoftProcessor
                 return Special(next);
             case var x87 when IsX87(x87):
                 return X87(next);
+            case var legacy when IsLegacy(legacy):
+                return Legacy(next);
             case Mnemonic.Emms or Mnemonic.Ldmxcsr or Mnemonic.Stmxcsr or Mnemonic.Fxsave or Mnemonic.Fxsave64 or Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
                 return FloatingPointState(next);
             case Mnemonic.Prefetch or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2

@@ -230,13 +230,13 @@ public sealed class RunCommandTests : IDisposable
     [Fact]
     public void AnInstructionTheCpuDoesNotRunIsUdAndNamedAtTheEnd()
     {
-        // pushad (not implemented yet) in 32-bit protected mode with no usable IDT: the #UD it
+        // vmcall (no hypercall interface) in 32-bit protected mode with no usable IDT: the #UD it
         // raises cannot be delivered, so the machine triple-faults; the run says which instruction.
-        string flat = Path.Combine(_dir, "pushad.bin");
-        File.WriteAllBytes(flat, [0x60, 0xF4]);
+        string flat = Path.Combine(_dir, "vmcall.bin");
+        File.WriteAllBytes(flat, [0x0F, 0x01, 0xC1, 0xF4]);
         var (code, _, err) = Hyve("run", "--kernel", flat, "--load", "0x100000", "--timeout", "60");
         Assert.Equal(2, code);
-        Assert.Contains("hyve: note: the guest ran 1 instruction(s) the software CPU does not implement; each raised #UD in the guest (the last: pushad at 0x100000)", err, StringComparison.Ordinal);
+        Assert.Contains("hyve: note: the guest ran 1 instruction(s) the software CPU does not implement; each raised #UD in the guest (the last: vmcall at 0x100000)", err, StringComparison.Ordinal);
         Assert.Contains("triple-faulted", err, StringComparison.Ordinal);
     }
 

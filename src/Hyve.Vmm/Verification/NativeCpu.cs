@@ -1,6 +1,8 @@
 // Runs one x86-64 instruction on the host CPU (the oracle for instruction semantics) through a
 // small generated stub in an executable page below 4 GiB (so 32-bit addressing can reach its
-// data area too).
+// data area too). 32-bit code runs there as well: the stub far-jumps into the compatibility-mode
+// code segment Linux gives every 64-bit process (0x23) and back to its 64-bit one (0x33), so the
+// instructions 64-bit mode dropped have the host CPU as their oracle too.
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
@@ -127,6 +129,103 @@ public sealed unsafe class NativeCpu : IDisposable
         fixed (FullState* s = &state)
             ((delegate* unmanaged<FullState*, void>)stub)(s);
         state.Out[4] = state.In[4];
+    }
+
+    /// <summary>Linux's compatibility-mode (32-bit) user code selector.</summary>
+    public const ushort CompatibilityCode = 0x23;
+
+    private const ushort LongCode = 0x33, UserData = 0x2B;
+    // Slots of the compatibility-mode stub (page 13, below the host FPU image): the host's RSP,
+    // the state pointer, a scratch register, the two far pointers (m16:32) of the switches, and
+    // the host's DS and ES.
+    private const int SlotOffset = PageSize * 13;
+
+    /// <summary>Runs <paramref name="instruction"/> as 32-bit code in compatibility mode, with EAX
+    /// to EDI (ESP included: it must point into <see cref="Data"/>) and EFLAGS loaded from the low
+    /// halves of <paramref name="state"/>, and stores them all back (the upper halves are
+    /// undefined). DS, ES and SS are Linux's flat user data segment (0x2B) while it runs, and the
+    /// host's are put back afterwards,
+    /// so a far-pointer load may load that selector only; FS and GS must not be loaded (the host
+    /// keeps thread state there), nor may the instruction fault (the host would see a signal).</summary>
+    public void Run32(ReadOnlySpan<byte> instruction, ref FullState state)
+    {
+        byte[] stub = CompatibilityStub(instruction);
+        // SAFETY: the scratch area is two pages of the mapping and the stub is far smaller; the
+        // slots are in page 13, below the FPU image at page 13 + 2048.
+        stub.CopyTo(new Span<byte>(_page + ScratchOffset, stub.Length));
+        // SAFETY: the stub saves and restores the callee-saved registers, RSP and the data
+        // segment registers, runs on the caller's stack only in 64-bit mode (ESP is the state's
+        // own in 32-bit mode), and reads and writes only the FullState passed in RDI (fixed).
+        fixed (FullState* s = &state)
+            ((delegate* unmanaged<FullState*, void>)(_page + ScratchOffset))(s);
+        for (int n = 0; n < 16; n++)
+            state.Out[n] = n < 8 ? (uint)state.Out[n] : state.In[n];
+        state.FlagsOut = (uint)state.FlagsOut;
+    }
+
+    private byte[] CompatibilityStub(ReadOnlySpan<byte> instruction)
+    {
+        const int outBase = 17 * 8, flagsOut = 33 * 8, flagsIn = 16 * 8;
+        uint slots = (uint)(ulong)(_page + SlotOffset);
+        uint hostRsp = slots, statePtr = slots + 8, scratch = slots + 16, to32 = slots + 24, to64 = slots + 32, savedDs = slots + 40, savedEs = slots + 44;
+        uint code = (uint)(ulong)(_page + ScratchOffset);
+        var c = new List<byte> { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 }; // push rbx, rbp, r12-r15
+        Absolute(c, [0x48, 0x89, 0x24, 0x25], hostRsp);    // mov [hostRsp], rsp
+        Absolute(c, [0x48, 0x89, 0x3C, 0x25], statePtr);   // mov [statePtr], rdi
+        // 64-bit code runs with null DS and ES; 32-bit code needs them usable.
+        c.AddRange([0x8C, 0xD8]);                          // mov eax, ds
+        Absolute(c, [0x89, 0x04, 0x25], savedDs);          // mov [savedDs], eax
+        c.AddRange([0x8C, 0xC0]);                          // mov eax, es
+        Absolute(c, [0x89, 0x04, 0x25], savedEs);          // mov [savedEs], eax
+        c.AddRange([0xB8, (byte)UserData, 0, 0, 0]);       // mov eax, 0x2B
+        c.AddRange([0x8E, 0xD8, 0x8E, 0xC0]);              // mov ds, eax; mov es, eax
+        c.AddRange([0xFF, 0xB7]);                          // push qword [rdi+flagsIn]
+        c.AddRange(BitConverter.GetBytes(flagsIn));
+        c.Add(0x9D);                                       // popfq
+        for (int n = 0; n < 8; n++)
+        {
+            if (n != 7)
+                Move(c, load: true, n, n * 8);             // rsp too: the 32-bit code's stack
+        }
+        Move(c, load: true, 7, 7 * 8);
+        Absolute(c, [0xFF, 0x2C, 0x25], to32);             // jmp far [to32]: into compatibility mode
+        uint at32 = code + (uint)c.Count;
+        c.AddRange(instruction.ToArray());
+        c.AddRange([0xFF, 0x2D]);                          // jmp far [to64] (32-bit absolute)
+        c.AddRange(BitConverter.GetBytes(to64));
+        uint at64 = code + (uint)c.Count;
+        Absolute(c, [0x48, 0x89, 0x3C, 0x25], scratch);    // mov [scratch], rdi
+        Absolute(c, [0x48, 0x8B, 0x3C, 0x25], statePtr);   // mov rdi, [statePtr]
+        for (int n = 0; n < 7; n++)
+            Move(c, load: false, n, outBase + n * 8);
+        Absolute(c, [0x48, 0x8B, 0x04, 0x25], scratch);    // mov rax, [scratch]
+        Move(c, load: false, 0, outBase + 7 * 8);
+        Absolute(c, [0x48, 0x8B, 0x24, 0x25], hostRsp);    // mov rsp, [hostRsp] (MOV leaves the flags)
+        c.AddRange([0x9C, 0x8F, 0x87]);                    // pushfq; pop qword [rdi+flagsOut]
+        c.AddRange(BitConverter.GetBytes(flagsOut));
+        c.AddRange([0xB8, (byte)UserData, 0, 0, 0]);       // mov eax, 0x2B
+        c.AddRange([0x8E, 0xD0]);                          // mov ss, eax (an LSS may have loaded it)
+        Absolute(c, [0x8B, 0x04, 0x25], savedDs);          // mov eax, [savedDs]
+        c.AddRange([0x8E, 0xD8]);                          // mov ds, eax
+        Absolute(c, [0x8B, 0x04, 0x25], savedEs);          // mov eax, [savedEs]
+        c.AddRange([0x8E, 0xC0]);                          // mov es, eax
+        c.Add(0xFC);                                       // cld (the ABI's direction)
+        c.AddRange([0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B]); // pop r15-r12, rbp, rbx
+        c.Add(0xC3);
+        // The far pointers: offset, then selector.
+        var slot = new Span<byte>(_page + SlotOffset + 24, 16);
+        BitConverter.TryWriteBytes(slot, at32);
+        BitConverter.TryWriteBytes(slot[4..], CompatibilityCode);
+        BitConverter.TryWriteBytes(slot[8..], at64);
+        BitConverter.TryWriteBytes(slot[12..], LongCode);
+        return c.ToArray();
+    }
+
+    // An instruction whose last four bytes are an absolute 32-bit address.
+    private static void Absolute(List<byte> code, ReadOnlySpan<byte> opcode, uint address)
+    {
+        code.AddRange(opcode.ToArray());
+        code.AddRange(BitConverter.GetBytes(address));
     }
 
     // mov r64, [rdi+disp32] / mov [rdi+disp32], r64 for register n.
