@@ -73,7 +73,7 @@ internal sealed partial class Terminal : IDisposable
         // time through its own line editor, which is what raw mode is here to avoid.
         using var input = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(0, ownsHandle: false), FileAccess.Read, 0);
         var one = new byte[1];
-        bool escape = false;
+        bool escape = false; // Ctrl-A was the last key
         while (_machine.Stopped == MachineStop.None)
         {
             int n;
@@ -88,34 +88,53 @@ internal sealed partial class Terminal : IDisposable
             if (n == 0)
                 return; // end of input: the guest keeps running without it
             byte b = one[0];
-            if (_saved != null)
+            switch (_saved != null ? Key(b, ref escape) : KeyAction.Send)
             {
-                if (escape)
-                {
-                    escape = false;
-                    switch (b)
-                    {
-                        case (byte)'x' or (byte)'X':
-                            _machine.Stop(MachineStop.PowerOff);
-                            return;
-                        case (byte)'h' or (byte)'H' or (byte)'?':
-                            Console.Error.Write(EscapeHelp);
-                            continue;
-                        case Escape:
-                            break; // a literal Ctrl-A
-                        default:
-                            continue; // not an escape key: dropped
-                    }
-                }
-                else if (b == Escape)
-                {
-                    escape = true;
+                case KeyAction.Quit:
+                    _machine.Stop(MachineStop.PowerOff);
+                    return;
+                case KeyAction.Help:
+                    Console.Error.Write(EscapeHelp);
                     continue;
-                }
+                case KeyAction.None:
+                    continue;
             }
             while (!_machine.Type(b) && _machine.Stopped == MachineStop.None)
                 Thread.Sleep(1); // the guest has not taken what is waiting: nothing typed is lost
         }
+    }
+
+    /// <summary>What a key typed on the terminal does.</summary>
+    public enum KeyAction
+    {
+        /// <summary>The key goes to the guest.</summary>
+        Send,
+        /// <summary>Nothing (the escape key itself, or an unknown key after it).</summary>
+        None,
+        /// <summary>Ctrl-A x: the run ends.</summary>
+        Quit,
+        /// <summary>Ctrl-A h: the escape keys are listed.</summary>
+        Help,
+    }
+
+    /// <summary>The escape keys as QEMU's users know them: <paramref name="key"/> after
+    /// <paramref name="escape"/> (Ctrl-A was the key before, updated here) is a command; Ctrl-A
+    /// twice sends one Ctrl-A; every other key goes to the guest as it is.</summary>
+    public static KeyAction Key(byte key, ref bool escape)
+    {
+        if (!escape)
+        {
+            escape = key == Escape;
+            return escape ? KeyAction.None : KeyAction.Send;
+        }
+        escape = false;
+        return key switch
+        {
+            (byte)'x' or (byte)'X' => KeyAction.Quit,
+            (byte)'h' or (byte)'H' or (byte)'?' => KeyAction.Help,
+            Escape => KeyAction.Send, // a literal Ctrl-A
+            _ => KeyAction.None,
+        };
     }
 
     // Puts the terminal's settings back (once, from whichever way out comes first).
