@@ -40,6 +40,36 @@ internal static class HostCpuHarness
         return null;
     }
 
+    // Puts a vCPU in 64-bit mode (the first 2 MiB identity-mapped through page tables at 0x1000,
+    // which this writes), 32-bit protected mode or real mode (CS base 0x10000), with flat data
+    // segments (real mode: base 0), code at 0x10000 and no IDT.
+    public static void EnterMode(VmxVcpu vcpu, GuestMemory memory, int bits, ulong cr4)
+    {
+        switch (bits)
+        {
+            case 64:
+                memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
+                memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
+                memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
+                vcpu.SetSegment(Register.CS, Segment.Code64);
+                vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG | 0x10, 0, 0x1000, PagingState.Cr4PAE | cr4,
+                    PagingState.EferLME | PagingState.EferLMA);
+                break;
+            case 32:
+                vcpu.SetSegment(Register.CS, Segment.Code32);
+                vcpu.Control = new ControlState(PagingState.Cr0PE | 0x10, 0, 0, cr4, 0);
+                break;
+            default:
+                vcpu.SetSegment(Register.CS, Segment.Real(0x1000));
+                vcpu.Control = new ControlState(0x10, 0, 0, 0, 0);
+                break;
+        }
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
+            vcpu.SetSegment(s, bits == 16 ? Segment.Real(0) : Segment.FlatData);
+        vcpu.Idtr = new TableRegister(0, 0);
+        vcpu.Rip = bits == 16 ? 0UL : 0x10000UL;
+    }
+
     // A software vCPU in 64-bit mode over 2 MiB of RAM, identity-mapped by one large page.
     public static VmxVcpu LongModeVcpu(GuestMemory memory, ulong cr4)
     {

@@ -24,27 +24,7 @@ public sealed class LegacyTests
         var vcpu = new VmxVcpu(new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory };
         memory.WriteRam(Code, [.. Convert.FromHexString(hex), 0xF4]);
         data?.Invoke(memory);
-        switch (bits)
-        {
-            case 64:
-                memory.WriteRam(0x1000, BitConverter.GetBytes(0x2003UL));
-                memory.WriteRam(0x2000, BitConverter.GetBytes(0x3003UL));
-                memory.WriteRam(0x3000, BitConverter.GetBytes(0x83UL));
-                vcpu.SetSegment(Register.CS, Segment.Code64);
-                vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG | 0x10, 0, 0x1000, PagingState.Cr4PAE, PagingState.EferLME | PagingState.EferLMA);
-                break;
-            case 32:
-                vcpu.SetSegment(Register.CS, Segment.Code32);
-                vcpu.Control = new ControlState(PagingState.Cr0PE | 0x10, 0, 0, 0, 0);
-                break;
-            default:
-                vcpu.SetSegment(Register.CS, Segment.Real(0x1000));
-                vcpu.Control = new ControlState(0x10, 0, 0, 0, 0);
-                break;
-        }
-        foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-            vcpu.SetSegment(s, bits == 16 ? Segment.Real(0) : Segment.FlatData);
-        vcpu.Rip = bits == 16 ? 0 : Code;
+        HostCpuHarness.EnterMode(vcpu, memory, bits, 0);
         vcpu.SetGpr(4, 0x8000);
         setup?.Invoke(vcpu);
         Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, 0xFFFF_FFFF);

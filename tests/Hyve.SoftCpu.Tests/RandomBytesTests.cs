@@ -45,26 +45,7 @@ public sealed class RandomBytesTests(ITestOutputHelper output)
             vcpu.SetGpr(4, 0x8000);
             vcpu.Rflags = Rflags.Fixed1 | ((ulong)rng.Next() & (Rflags.Status | Rflags.DF));
             // No usable IDT: a fault shuts the processor down, which is an exit too.
-            vcpu.Idtr = new TableRegister(0, 0);
-            switch (bits)
-            {
-                case 64:
-                    vcpu.SetSegment(Register.CS, Segment.Code64);
-                    vcpu.Control = new ControlState(PagingState.Cr0PE | PagingState.Cr0PG | 0x10, 0, 0x1000, PagingState.Cr4PAE | PagingState.Cr4OSFXSR,
-                        PagingState.EferLME | PagingState.EferLMA);
-                    break;
-                case 32:
-                    vcpu.SetSegment(Register.CS, Segment.Code32);
-                    vcpu.Control = new ControlState(PagingState.Cr0PE | 0x10, 0, 0, PagingState.Cr4OSFXSR, 0);
-                    break;
-                default:
-                    vcpu.SetSegment(Register.CS, Segment.Real(0x1000));
-                    vcpu.Control = new ControlState(0x10, 0, 0, 0, 0);
-                    break;
-            }
-            foreach (Register s in new[] { Register.ES, Register.SS, Register.DS, Register.FS, Register.GS })
-                vcpu.SetSegment(s, bits == 16 ? Segment.Real(0) : Segment.FlatData);
-            vcpu.Rip = bits == 16 ? 0UL : 0x10000UL;
+            HostCpuHarness.EnterMode(vcpu, memory, bits, PagingState.Cr4OSFXSR);
             // A run ends at an exit; a few more entries let a REP or a loop of bytes go on.
             for (int e = 0; e < 4; e++)
             {
