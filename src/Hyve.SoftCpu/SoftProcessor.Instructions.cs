@@ -153,7 +153,7 @@ public sealed partial class SoftProcessor
                 or Mnemonic.Rdtsc or Mnemonic.Rdtscp or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts
                 or Mnemonic.Swapgs or Mnemonic.Smsw or Mnemonic.Lmsw or Mnemonic.Sgdt or Mnemonic.Sidt or Mnemonic.Str
                 or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt or Mnemonic.Wait or Mnemonic.Clac or Mnemonic.Stac
-                or Mnemonic.Verr or Mnemonic.Verw or Mnemonic.Lar or Mnemonic.Lsl:
+                or Mnemonic.Verr or Mnemonic.Verw or Mnemonic.Lar or Mnemonic.Lsl or Mnemonic.Rdpmc:
                 return Special(next);
             case Mnemonic.Mov when i.OperandCount == 2 && i.GetOperandKind(0) == OperandKind.Register && i.GetOperandKind(1) == OperandKind.Register
                 && (IsDebug(i.GetRegister(0)) || IsDebug(i.GetRegister(1))):

@@ -1,6 +1,6 @@
 // The software CPU's instructions with rules of their own: the flags image (PUSHF/POPF,
 // LAHF/SAHF), XLAT, ENTER, CMPXCHG8B/16B, software interrupts (INT n, INT3, INTO, INT1), UD0-2,
-// the time-stamp counter, cache and TLB maintenance (no caches or TLB to maintain here),
+// the time-stamp counter, RDPMC (no counters), cache and TLB maintenance (no caches or TLB to maintain here),
 // SWAPGS, CLTS, LMSW/SMSW, SGDT/SIDT, STR/SLDT, LTR/LLDT and the debug registers.
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -90,6 +90,11 @@ public sealed partial class SoftProcessor
                 break;
             case Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2:
                 return Raise(ExceptionVector.UD);
+            case Mnemonic.Rdpmc:
+                // Every processor has RDPMC; this one has no performance counters (CPUID leaf 0xA
+                // reports none), so every index in ECX is invalid: #GP(0), as it is at CPL > 0
+                // without CR4.PCE.
+                return Raise(ExceptionVector.GP);
             case Mnemonic.Rdtsc or Mnemonic.Rdtscp:
                 {
                     if ((_cr4 & (1UL << 2)) != 0 && Cpl != 0)

@@ -1,4 +1,5 @@
-// The instructions 64-bit mode dropped, against the host CPU: the host runs them as 32-bit code
+// The instructions 64-bit mode dropped (and ENTER with its nesting levels, and LEAVE, on 32-bit
+// stacks), against the host CPU: the host runs them as 32-bit code
 // in its compatibility-mode segment (NativeCpu.Run32), the software CPU in 32-bit protected mode
 // at CPL 3 with the same flat selectors, from the same registers, flags and data. Every register
 // (ESP included), the flags the SDM defines and the data area must agree.
@@ -62,6 +63,8 @@ public sealed class LegacyDifferentialTests(ITestOutputHelper output)
             st.In[4] = native.DataAddress + (ulong)espOffset;
             if (d.Mnemonic == Mnemonic.Bound)
                 st.In[RegisterInfo.GprNumber(d.GetRegister(0)).N] = boundIndex;
+            if (d.Mnemonic is Mnemonic.Enter or Mnemonic.Leave)
+                st.In[5] = native.DataAddress + 0x200 + 4 * (ulong)rng.Next(0x300); // frames inside the data area
 
             string? diff = RunBoth(vcpu, memory, native, insn, ref st, before, soft);
             ulong defined = Defined(d.Mnemonic);
@@ -72,7 +75,7 @@ public sealed class LegacyDifferentialTests(ITestOutputHelper output)
         }
         output.WriteLine($"{Cases} cases, seed {Seed + 32} (HYVE_SEED + 32): {failures} failed {first}");
         output.WriteLine(string.Join(", ", counts));
-        Assert.True(counts.Count == 16, $"{counts.Count} of the 16 mnemonics were generated");
+        Assert.True(counts.Count == 18, $"{counts.Count} of the 18 mnemonics were generated");
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
     }
 
@@ -85,8 +88,13 @@ public sealed class LegacyDifferentialTests(ITestOutputHelper output)
         int reg = rng.Next(8);
         bool o16 = rng.Next(2) == 0;
         var b = new List<byte>();
-        switch (rng.Next(12))
+        switch (rng.Next(14))
         {
+            case 12:                                                              // enter size, level (any byte: 0-31 is used)
+                if (o16) b.Add(0x66);
+                b.AddRange([0xC8, (byte)rng.Next(256), (byte)rng.Next(2), (byte)rng.Next(256)]);
+                break;
+            case 13: if (o16) b.Add(0x66); b.Add(0xC9); break;                   // leave
             case 0: if (o16) b.Add(0x66); b.Add(0x60); break;                     // pusha(d)
             case 1: if (o16) b.Add(0x66); b.Add(0x61); break;                     // popa(d)
             case 2: b.Add(rng.Next(2) == 0 ? (byte)0x27 : (byte)0x2F); break;     // daa, das

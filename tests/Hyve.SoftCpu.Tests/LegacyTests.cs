@@ -1,7 +1,8 @@
 // The legacy instructions where the host cannot be the oracle (it would take a signal, or it
 // cannot run real mode), checked against the SDM by hand: BOUND out of range (#BR), AAM by zero
 // (#DE), the legacy set in 64-bit mode (#UD), ARPL in real mode (#UD), a far-pointer load of a
-// null SS (#GP), and PUSHA/POPA and LES in real mode as firmware runs them.
+// null SS (#GP), RDPMC with no counters (#GP), and PUSHA/POPA and LES in real mode as firmware
+// runs them.
 using System;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
@@ -56,6 +57,14 @@ public sealed class LegacyTests
         foreach (string insn in new[] { "60", "61", "27", "2F", "37", "3F", "D40A", "D50A", "D6" })
             Assert.Equal(6, Run(insn, 64).Vector);
         Assert.Equal(6, Run("63C0", 16).Vector); // ARPL in real mode
+    }
+
+    [Fact]
+    public void RdpmcRaisesGpWithoutCounters()
+    {
+        // No performance counters (CPUID leaf 0xA reports none): every ECX is out of range, #GP(0).
+        Assert.Equal(13, Run("0F33", 32).Vector);
+        Assert.Equal(13, Run("0F33", 64).Vector);
     }
 
     [Fact]
