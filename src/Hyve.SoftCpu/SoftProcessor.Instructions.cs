@@ -165,8 +165,8 @@ public sealed partial class SoftProcessor
             case Mnemonic.Emms or Mnemonic.Ldmxcsr or Mnemonic.Stmxcsr or Mnemonic.Fxsave or Mnemonic.Fxsave64 or Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
                 return FloatingPointState(next);
             case Mnemonic.Prefetch or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
-                or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt or Mnemonic.Clwb:
-                break; // hints, and no caches to flush
+                or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt or Mnemonic.Clwb or Mnemonic.Reservednop:
+                break; // hints (the reserved-NOP space 0F 18-1F included), and no caches to flush
             case Mnemonic.Ret when i.OpcodeByte is 0xC2 or 0xC3:
                 {
                     int size = i.OperandSize;

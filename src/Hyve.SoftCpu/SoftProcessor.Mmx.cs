@@ -118,23 +118,9 @@ public sealed partial class SoftProcessor
                 }
             case Mnemonic.Maskmovq:
                 {
-                    // The bytes of the first operand whose mask byte has its top bit set, to DS:rDI.
                     // The decoder lists the implicit [rDI] first when it names it.
                     int first = i.OperandCount - 2;
-                    ulong data = _area.Mm[i.GetRegister(first) - Register.MM0], mask = _area.Mm[i.GetRegister(first + 1) - Register.MM0];
-                    ulong at = _gpr[7] & Alu.Mask(i.AddressSize);
-                    Register seg = i.SegmentPrefix != Register.None ? i.SegmentPrefix : Register.DS;
-                    for (int k = 0; k < 8; k++)
-                    {
-                        if (((mask >> (8 * k + 7)) & 1) != 0 && !Read(seg, (at + (ulong)k) & Alu.Mask(i.AddressSize), 1, out _, forWrite: true))
-                            return false;
-                    }
-                    for (int k = 0; k < 8; k++)
-                    {
-                        if (((mask >> (8 * k + 7)) & 1) != 0 && !Write(seg, (at + (ulong)k) & Alu.Mask(i.AddressSize), 1, (data >> (8 * k)) & 0xFF))
-                            return false;
-                    }
-                    return true;
+                    return MaskedStore(_area.Mm[i.GetRegister(first) - Register.MM0], _area.Mm[i.GetRegister(first + 1) - Register.MM0], 8);
                 }
             case Mnemonic.Psrlw or Mnemonic.Psrld or Mnemonic.Psrlq or Mnemonic.Psllw or Mnemonic.Pslld or Mnemonic.Psllq
                 or Mnemonic.Psraw or Mnemonic.Psrad:
@@ -224,5 +210,27 @@ public sealed partial class SoftProcessor
                     return true;
                 }
         }
+    }
+
+    // MASKMOVQ and MASKMOVDQU: the bytes of data whose mask byte has its top bit set, to DS:rDI
+    // (a segment prefix replaces DS); every byte is checked before any is written, so a fault
+    // leaves memory as it was.
+    private bool MaskedStore(UInt128 data, UInt128 mask, int bytes)
+    {
+        ref readonly Instruction i = ref _insn;
+        ulong at = _gpr[7] & Alu.Mask(i.AddressSize);
+        Register seg = i.SegmentPrefix != Register.None ? i.SegmentPrefix : Register.DS;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            for (int k = 0; k < bytes; k++)
+            {
+                if (((mask >> (8 * k + 7)) & 1) == 0)
+                    continue;
+                ulong la = (at + (ulong)k) & Alu.Mask(i.AddressSize);
+                if (pass == 0 ? !Read(seg, la, 1, out _, forWrite: true) : !Write(seg, la, 1, (ulong)(data >> (8 * k)) & 0xFF))
+                    return false;
+            }
+        }
+        return true;
     }
 }

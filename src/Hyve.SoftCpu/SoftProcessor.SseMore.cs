@@ -113,7 +113,14 @@ public sealed partial class SoftProcessor
                     d = (d & ~((UInt128)0xFFFF << at)) | ((UInt128)w << at);
                     break;
                 }
-            case Mnemonic.Pextrw when IsXmmOperand(1):
+            case Mnemonic.Maskmovdqu:
+                {
+                    int first = i.OperandCount - 2; // after the implicit [rDI], when listed
+                    if (!MaskedStore(Xmm(first), Xmm(first + 1), 16))
+                        return false;
+                    break;
+                }
+            case Mnemonic.Pextrw when IsXmmOperand(1) && i.GetOperandKind(0) == OperandKind.Register:
                 Set(i.GetRegister(0), (ulong)(Xmm(1) >> (16 * (int)(i.Immediate & 7))) & 0xFFFF);
                 break;
             case Mnemonic.Shufps or Mnemonic.Shufpd:
