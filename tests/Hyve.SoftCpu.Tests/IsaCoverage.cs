@@ -8,12 +8,12 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
-using Hyve.Vmm.Backend;
-using Decoder = Hyve.X86.Decoding.Decoder;
 using Hyve.Vmm;
+using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
 using Hyve.X86.Decoding;
+using Decoder = Hyve.X86.Decoding.Decoder;
 
 namespace Hyve.SoftCpu.Tests;
 
