@@ -15,11 +15,12 @@ namespace Hyve.Cli.Tests;
 public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("hyve-tty-").FullName;
-    private readonly string _socket = "hyve-test-" + Guid.NewGuid().ToString("N")[..12];
+    // The tmux server's socket, in this test's folder (so nothing is left behind in tmux's own).
+    private string Socket => Path.Combine(_dir, "tmux.sock");
 
     public void Dispose()
     {
-        Tmux.Run(_socket, "kill-server");
+        Tmux.Run(Socket, "kill-server");
         Directory.Delete(_dir, true);
     }
 
@@ -43,10 +44,10 @@ public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
         string script = Path.Combine(_dir, "pane.sh");
         File.WriteAllText(script, $"stty -g > '{_dir}/before'\n{command}\necho $? > '{_dir}/status.tmp'\n"
             + $"stty -g > '{_dir}/after'\nmv '{_dir}/status.tmp' '{_dir}/status'\nsleep 600\n");
-        Tmux.Run(_socket, "new-session", "-d", "-s", "hyve", "-x", "160", "-y", "50", $"bash '{script}'");
+        Tmux.Run(Socket, "new-session", "-d", "-s", "hyve", "-x", "160", "-y", "50", $"bash '{script}'");
     }
 
-    private string Pane() => Tmux.Run(_socket, "capture-pane", "-p", "-t", "hyve", "-S", "-200");
+    private string Pane() => Tmux.Run(Socket, "capture-pane", "-p", "-t", "hyve", "-S", "-200");
 
     // Waits until the pane shows text (or fails, with the pane in the log).
     private void WaitFor(string text, int seconds = 60)
@@ -98,22 +99,22 @@ public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
 
         // A loop in the guest that answers each key as it arrives: with a line-buffered host
         // terminal nothing would come back before Enter.
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "-l", "while read -n 1 k; do echo \"got:$k\"; done");
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "Enter");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "-l", "while read -n 1 k; do echo \"got:$k\"; done");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "Enter");
         foreach (char c in "hyve")
         {
-            Tmux.Run(_socket, "send-keys", "-t", "hyve", "-l", c.ToString());
+            Tmux.Run(Socket, "send-keys", "-t", "hyve", "-l", c.ToString());
             WaitFor($"got:{c}");
         }
         // Ctrl-C is the guest's: it interrupts the loop, and the shell prompts again.
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "C-c");
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "-l", "echo after-interrupt");
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "Enter");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "C-c");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "-l", "echo after-interrupt");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "Enter");
         WaitFor("\nafter-interrupt");
         // Ctrl-A h lists the escape keys; Ctrl-A x ends the run as a power-off.
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "C-a", "h");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "C-a", "h");
         WaitFor("C-a x    exit Hyve");
-        Tmux.Run(_socket, "send-keys", "-t", "hyve", "C-a", "x");
+        Tmux.Run(Socket, "send-keys", "-t", "hyve", "C-a", "x");
         Assert.Equal("0", WaitForStatus());
         AssertSettingsRestored();
         log.WriteLine(Pane());
@@ -180,6 +181,6 @@ internal static class Tmux
 
     public static string Why => Tool.Why;
 
-    /// <summary>Runs tmux on the server at <paramref name="socket"/>; its standard output.</summary>
-    public static string Run(string socket, params string[] args) => Tool.Run(["-L", socket, .. args]);
+    /// <summary>Runs tmux on the server whose socket is the file <paramref name="socket"/>; its standard output.</summary>
+    public static string Run(string socket, params string[] args) => Tool.Run(["-S", socket, .. args]);
 }
