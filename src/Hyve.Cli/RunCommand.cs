@@ -120,14 +120,19 @@ internal static class RunCommand
         }
         machine.Load(boot);
 
-        using var terminal = Terminal.Attach(machine);
-        MachineResult result = machine.Run(timeout > 0 ? TimeSpan.FromSeconds(timeout) : null);
-        terminal.Dispose();
-        if (terminal.Signal != 0)
+        MachineResult result;
+        int signal;
+        // The terminal's settings come back before anything else is printed.
+        using (var terminal = Terminal.Attach(machine))
+        {
+            result = machine.Run(timeout > 0 ? TimeSpan.FromSeconds(timeout) : null);
+            signal = terminal.Signal;
+        }
+        if (signal != 0)
         {
             // Stopped from the host: the shells' convention, 128 + the signal's number.
-            Console.Error.WriteLine($"hyve: stopped by signal {terminal.Signal}");
-            return 128 + terminal.Signal;
+            Console.Error.WriteLine($"hyve: stopped by signal {signal}");
+            return 128 + signal;
         }
 
         if (stats)

@@ -265,9 +265,6 @@ public sealed class Machine : IDisposable
     /// <see cref="SerialInput.Capacity"/> bytes are already waiting (try again).</summary>
     public bool Type(byte value) => _input.Offer(value);
 
-    /// <summary>Typed bytes the guest has not taken yet.</summary>
-    public int TypedAhead => _input.Held;
-
     /// <summary>Ends the run (the first reason wins) and makes every vCPU return.</summary>
     public void Stop(MachineStop why, string? message = null)
     {

@@ -221,19 +221,25 @@ public sealed partial class SoftProcessor : IVmxProcessor
 
     // An instruction this processor does not implement: #UD, as a processor without the feature
     // raises it (delivered through the guest's IDT, or an exit where the exception bitmap asks),
-    // counted with the last one named for --stats and the end of a run.
+    // counted with the last one kept (decoded, formatted only when asked) for --stats and the
+    // end of a run: a guest may take this path in a loop, so it allocates nothing.
     private bool RaiseUnimplemented()
     {
         Unimplemented++;
-        LastUnimplemented = $"{Formatter.Format(in _insn, _rip)} at 0x{_rip:X}";
+        _lastUnimplemented = _insn;
+        _lastUnimplementedRip = _rip;
         return Raise(ExceptionVector.UD);
     }
+
+    private Instruction _lastUnimplemented;
+    private ulong _lastUnimplementedRip;
 
     /// <inheritdoc/>
     public long Unimplemented { get; private set; }
 
     /// <inheritdoc/>
-    public string? LastUnimplemented { get; private set; }
+    public string? LastUnimplemented => Unimplemented == 0 ? null
+        : $"{Formatter.Format(in _lastUnimplemented, _lastUnimplementedRip)} at 0x{_lastUnimplementedRip:X}";
 
     // An exception the exception bitmap selects exits instead of being delivered, with the
     // VM-exit interruption information a processor would report.

@@ -44,15 +44,7 @@ public sealed class RunCommandTests : IDisposable
         return path;
     }
 
-    private static string RepoFile(string relative)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-        {
-            if (File.Exists(Path.Combine(d.FullName, "Hyve.slnx")))
-                return Path.Combine(d.FullName, relative);
-        }
-        throw new DirectoryNotFoundException("no repository root above the test binaries");
-    }
+    private static string RepoFile(string relative) => Path.Combine(global::Hyve.TestSupport.TestEnvironment.RepositoryRoot, relative);
 
     [Fact]
     public void DefaultGuestReportsAndPowersOff()

@@ -80,6 +80,19 @@ public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
         return File.ReadAllText(file).Trim();
     }
 
+    // Waits until the pane's terminal is no longer as the script found it: hyve has set it raw.
+    private void WaitUntilRaw(int seconds = 60)
+    {
+        string tty = Tmux.Run(Socket, "display-message", "-p", "-t", "hyve", "#{pane_tty}").Trim();
+        string before = Path.Combine(_dir, "before");
+        var limit = Stopwatch.StartNew();
+        while (!File.Exists(before) || HostTool.Sh($"stty -F '{tty}' -g").Trim() == File.ReadAllText(before).Trim())
+        {
+            Assert.True(limit.Elapsed.TotalSeconds < seconds, $"hyve did not put {tty} in raw mode within {seconds} s");
+            Thread.Sleep(100);
+        }
+    }
+
     private void AssertSettingsRestored()
     {
         string before = File.ReadAllText(Path.Combine(_dir, "before")).Trim();
@@ -127,19 +140,12 @@ public sealed class TerminalTests(ITestOutputHelper log) : IDisposable
         // jmp $ at 1 MiB: a guest that runs until it is stopped.
         string spin = Path.Combine(_dir, "spin.bin");
         File.WriteAllBytes(spin, [0xEB, 0xFE]);
-        StartInPane($"echo started; exec 3>'{_dir}/pid'; dotnet '{Hyve}' run --kernel '{spin}' --load 0x100000 --timeout 300 & echo $! >&3; wait $!");
-        string pidFile = Path.Combine(_dir, "pid");
-        WaitFor("started");
-        var limit = Stopwatch.StartNew();
-        while (!File.Exists(pidFile) || File.ReadAllText(pidFile).Trim().Length == 0)
-        {
-            Assert.True(limit.Elapsed.TotalSeconds < 30, "the run did not start");
-            Thread.Sleep(100);
-        }
-        int pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-        Thread.Sleep(3000); // past start-up: the terminal is raw and the guest runs
-        using (Process p = Process.Start("kill", ["-TERM", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            p.WaitForExit();
+        // In the foreground, so the pane's terminal is its standard input (a background job's
+        // would be /dev/null, and there would be nothing to restore).
+        StartInPane($"dotnet '{Hyve}' run --kernel '{spin}' --load 0x100000 --timeout 300");
+        WaitUntilRaw();
+        // The run's command line names this test's own folder: no other process matches.
+        HostTool.Sh($"pkill -TERM -f 'hyve.dll run --kernel {spin}'");
         Assert.Equal("143", WaitForStatus());
         WaitFor("hyve: stopped by signal 15");
         AssertSettingsRestored();

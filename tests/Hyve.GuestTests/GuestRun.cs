@@ -56,18 +56,7 @@ public sealed partial record GuestRun(string Output, int Status)
     private static partial Regex ResultLine();
 
     /// <summary>The repository's guests/ folder.</summary>
-    public static string GuestsDir
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            {
-                if (File.Exists(Path.Combine(d.FullName, "Hyve.slnx")))
-                    return Path.Combine(d.FullName, "guests");
-            }
-            throw new DirectoryNotFoundException("the repository root (Hyve.slnx) is not above the test binaries");
-        }
-    }
+    public static string GuestsDir => Path.Combine(Hyve.TestSupport.TestEnvironment.RepositoryRoot, "guests");
 
     /// <summary>The built image of guest <paramref name="name"/>.</summary>
     public static string Image(string name) => Path.Combine(GuestsDir, "build", name + ".elf");

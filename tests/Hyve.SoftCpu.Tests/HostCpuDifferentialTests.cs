@@ -158,8 +158,7 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
         {
             byte[] insn = [0x66, 0x0F, 0xF7, (byte)(0xC0 | rng.Next(64))];
             rng.NextBytes(before);
-            before.CopyTo(native.Data);
-            memory.WriteRam(native.DataAddress, before);
+            HostCpuHarness.LoadData(memory, native, before);
             var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF };
             for (int r = 0; r < 16; r++)
             {
@@ -167,13 +166,8 @@ public sealed class HostCpuDifferentialTests(ITestOutputHelper output)
                 st.XmmIn[r] = new UInt128((ulong)rng.NextInt64(), (ulong)rng.NextInt64());
             }
             st.In[7] = native.DataAddress + (ulong)rng.Next(native.Data.Length - 16);
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, insn, ref st, xmm: true);
-            memory.ReadRam(native.DataAddress, soft);
-            for (int i = 0; diff == null && i < soft.Length; i++)
-            {
-                if (soft[i] != native.Data[i])
-                    diff = $"data +0x{i:X}: cpu {native.Data[i]:X2} soft {soft[i]:X2}";
-            }
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, insn, ref st, xmm: true)
+                ?? HostCpuHarness.DataDifference(memory, native, soft);
             if (diff != null && failures++ == 0)
                 first = $"{Convert.ToHexString(insn)}: {diff}";
         }

@@ -85,6 +85,23 @@ internal static class HostCpuHarness
         return vcpu;
     }
 
+    /// <summary>Puts <paramref name="bytes"/> in the native data area and in the vCPU's RAM at the
+    /// same address (where <see cref="MapHostData"/> or the caller placed RAM).</summary>
+    public static void LoadData(GuestMemory memory, NativeCpu native, byte[] bytes)
+    {
+        bytes.CopyTo(native.Data);
+        memory.WriteRam(native.DataAddress, bytes);
+    }
+
+    /// <summary>The first byte where the vCPU's copy of the data area differs from the host's
+    /// (read into <paramref name="soft"/>), or null.</summary>
+    public static string? DataDifference(GuestMemory memory, NativeCpu native, byte[] soft)
+    {
+        memory.ReadRam(native.DataAddress, soft);
+        int at = native.Data.CommonPrefixLength(soft);
+        return at == soft.Length ? null : $"data +0x{at:X}: cpu {native.Data[at]:X2} soft {soft[at]:X2}";
+    }
+
     /// <summary>Makes the native data area addressable by the vCPU at the same address (RAM there,
     /// mapped by a large page), so the same code and registers reach the same operands.</summary>
     public static void MapHostData(GuestMemory memory, NativeCpu native)

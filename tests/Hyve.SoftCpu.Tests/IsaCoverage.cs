@@ -24,16 +24,16 @@ internal static class IsaCoverage
     /// the vmm's emulator completes it when that operand is device memory (null: no memory operand).</summary>
     public sealed record Form(string Extension, string Mnemonic, string Sample, int Bits, bool Executes, bool? Emulates);
 
-    /// <summary>Encodings on which the software CPU threw instead of answering (should be none).</summary>
-    public static List<string> Crashes { get; } = [];
-
     private static readonly byte[][] Maps = [[], [0x0F], [0x0F, 0x38], [0x0F, 0x3A]];
     private static readonly byte?[] MandatoryPrefixes = [null, 0x66, 0xF3, 0xF2];
 
-    /// <summary>Every form the decoder knows, measured.</summary>
-    public static List<Form> Measure()
+    /// <summary>Every form the decoder knows, measured; <paramref name="crashes"/> lists the
+    /// encodings on which the software CPU threw instead of answering (a defect: there should be
+    /// none).</summary>
+    public static List<Form> Measure(out List<string> crashes)
     {
-        var samples = new Dictionary<Opcode, (byte[] Bytes, int Bits)>();
+        crashes = [];
+        var samples = new Dictionary<Opcode, (byte[] Bytes, int Bits, Instruction Insn)>();
         foreach (int bits in new[] { 64, 32 })
             Enumerate(bits, samples);
         using var memory = new GuestMemory();
@@ -41,7 +41,7 @@ internal static class IsaCoverage
         var processor = new SoftProcessor(memory, new VmClock());
         var vcpu = new VmxVcpu(processor, 0xF000_0000) { Memory = memory, Quantum = 1000 };
         var forms = new List<Form>();
-        foreach ((Opcode opcode, (byte[] bytes, int bits)) in samples.OrderBy(s => s.Key))
+        foreach ((Opcode opcode, (byte[] bytes, int bits, Instruction insn)) in samples.OrderBy(s => s.Key))
         {
             long before = processor.Unimplemented;
             try
@@ -51,19 +51,19 @@ internal static class IsaCoverage
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 // A host exception is a defect of the software CPU: the test lists them.
-                Crashes.Add($"{Convert.ToHexString(bytes)} ({bits}-bit): {e.GetType().Name}: {e.Message}");
+                crashes.Add($"{Convert.ToHexString(bytes)} ({bits}-bit): {e.GetType().Name}: {e.Message}");
                 vcpu = new VmxVcpu(processor = new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory, Quantum = 1000 };
                 continue;
             }
-            forms.Add(new Form(Extension(bytes, bits), Format(bytes, bits), Convert.ToHexString(bytes), bits, processor.Unimplemented == before,
-                Emulates(bytes, bits)));
+            forms.Add(new Form(Extension(bytes, bits), insn.Mnemonic.ToString().ToLowerInvariant(), Convert.ToHexString(bytes), bits,
+                processor.Unimplemented == before, Emulates(bytes, bits, in insn)));
         }
         return forms;
     }
 
     // The first encoding of each form: prefixes, map, opcode, every ModRM register form and a
     // memory form per ModRM.reg, and zero bytes for whatever follows (the decoder measures it).
-    private static void Enumerate(int bits, Dictionary<Opcode, (byte[], int)> samples)
+    private static void Enumerate(int bits, Dictionary<Opcode, (byte[], int, Instruction)> samples)
     {
         Bitness mode = bits == 64 ? Bitness.Bits64 : Bitness.Bits32;
         var buf = new List<byte>(24);
@@ -95,7 +95,7 @@ internal static class IsaCoverage
                             byte[] bytes = [.. buf];
                             if (Decoder.Decode(bytes, mode, out Instruction i) != DecodeStatus.Ok || samples.ContainsKey(i.Opcode))
                                 continue;
-                            samples[i.Opcode] = (bytes[..i.Length], bits);
+                            samples[i.Opcode] = (bytes[..i.Length], bits, i);
                         }
                     }
                 }
@@ -124,10 +124,9 @@ internal static class IsaCoverage
     // The vmm's emulator on the form with every register pointing at device memory (the memory
     // operand is there), each device read answered with zeros: true when it completes (or raises
     // what the architecture gives), false when it falls back; null without a memory operand.
-    private static bool? Emulates(byte[] bytes, int bits)
+    private static bool? Emulates(byte[] bytes, int bits, in Instruction insn)
     {
         Bitness mode = bits == 64 ? Bitness.Bits64 : Bitness.Bits32;
-        Decoder.Decode(bytes, mode, out Instruction insn);
         bool memoryOperand = false;
         for (int k = 0; k < insn.OperandCount; k++)
             memoryOperand |= insn.GetOperandKind(k) == OperandKind.Memory;
@@ -162,12 +161,6 @@ internal static class IsaCoverage
             }
         }
         return true;
-    }
-
-    private static string Format(byte[] bytes, int bits)
-    {
-        Decoder.Decode(bytes, bits == 64 ? Bitness.Bits64 : Bitness.Bits32, out Instruction i);
-        return i.Mnemonic.ToString().ToLowerInvariant();
     }
 
     // Iced's name for the form's ISA extension: its first CPUID feature.

@@ -163,8 +163,7 @@ public sealed class LegacyDifferentialTests(ITestOutputHelper output)
     private static string? RunBoth(VmxVcpu vcpu, GuestMemory memory, NativeCpu native, byte[] insn, ref FullState st, byte[] before, byte[] soft)
     {
         memory.WriteRam(Code, [.. insn, 0xE6, 0x80]);
-        memory.WriteRam(native.DataAddress, before);
-        before.CopyTo(native.Data);
+        HostCpuHarness.LoadData(memory, native, before);
         vcpu.Gdtr = new TableRegister(Gdt, 0x2F);
         vcpu.Idtr = new TableRegister(0, 0);
         vcpu.SetSegment(Register.CS, new Segment(0x23, 0, 0xFFFF_FFFF, 0xC0FB));
@@ -184,12 +183,6 @@ public sealed class LegacyDifferentialTests(ITestOutputHelper output)
             if ((uint)vcpu.GetGpr(r) != st.Out[r])
                 return $"r{r}: cpu {st.Out[r]:X} soft {(uint)vcpu.GetGpr(r):X}";
         }
-        memory.ReadRam(native.DataAddress, soft);
-        for (int i = 0; i < soft.Length; i++)
-        {
-            if (soft[i] != native.Data[i])
-                return $"data +0x{i:X}: cpu {native.Data[i]:X2} soft {soft[i]:X2}";
-        }
-        return null;
+        return HostCpuHarness.DataDifference(memory, native, soft);
     }
 }

@@ -12,15 +12,23 @@ using Xunit;
 
 namespace Hyve.SoftCpu.Tests;
 
-public sealed class LegacyTests
+public sealed class LegacyTests : IDisposable
 {
     private const ulong Code = 0x10000;
+    private readonly System.Collections.Generic.List<GuestMemory> _memories = [];
+
+    public void Dispose()
+    {
+        foreach (GuestMemory m in _memories)
+            m.Dispose();
+    }
 
     // Runs code then HLT with every exception exiting: the vector it stopped at (-1 for the HLT),
     // and the vCPU for its registers.
-    private static (int Vector, VmxVcpu Cpu) Run(string hex, int bits, Action<GuestMemory>? data = null, Action<VmxVcpu>? setup = null)
+    private (int Vector, VmxVcpu Cpu) Run(string hex, int bits, Action<GuestMemory>? data = null, Action<VmxVcpu>? setup = null)
     {
         var memory = new GuestMemory();
+        _memories.Add(memory);
         memory.AddRam(0, 0x20_0000);
         var vcpu = new VmxVcpu(new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory };
         memory.WriteRam(Code, [.. Convert.FromHexString(hex), 0xF4]);

@@ -42,9 +42,9 @@ public static class DebianBusybox
         if (!File.Exists("/usr/bin/apt-get") || !File.Exists("/usr/bin/dpkg-deb"))
             return (null, "apt-get and dpkg-deb are needed to fetch Debian's busybox-static");
         Directory.CreateDirectory(dir);
-        DebianKernel.Sh("apt-get download -q busybox-static && dpkg-deb -x busybox-static_*.deb unpacked", dir);
+        HostTool.Sh("apt-get download -q busybox-static && dpkg-deb -x busybox-static_*.deb unpacked", dir);
         if (!File.Exists(binary) && Environment.UserName == "root")
-            DebianKernel.Sh("apt-get update -q && apt-get download -q busybox-static && dpkg-deb -x busybox-static_*.deb unpacked", dir);
+            HostTool.Sh("apt-get update -q && apt-get download -q busybox-static && dpkg-deb -x busybox-static_*.deb unpacked", dir);
         return File.Exists(binary) ? (binary, "") : (null, "could not fetch and unpack busybox-static (apt-get download busybox-static)");
     }
 

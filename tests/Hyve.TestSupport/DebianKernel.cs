@@ -41,12 +41,12 @@ public static class DebianKernel
         string? package = CurrentPackage();
         if (package == null && Environment.UserName == "root")
         {
-            Sh("apt-get update -q", dir);
+            HostTool.Sh("apt-get update -q", dir);
             package = CurrentPackage();
         }
         if (package == null)
             return (null, "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)");
-        Sh($"apt-get download -q {package} && dpkg-deb -x {package}_*.deb unpacked", dir);
+        HostTool.Sh($"apt-get download -q {package} && dpkg-deb -x {package}_*.deb unpacked", dir);
         have = Existing(dir);
         return have != null ? (have, "") : (null, $"could not fetch and unpack {package}");
     }
@@ -59,7 +59,7 @@ public static class DebianKernel
 
     private static string? CurrentPackage()
     {
-        string output = Sh("apt-cache depends linux-image-cloud-amd64", Environment.CurrentDirectory);
+        string output = HostTool.Sh("apt-cache depends linux-image-cloud-amd64", Environment.CurrentDirectory);
         foreach (string line in output.Split('\n'))
         {
             string t = line.Trim();
@@ -69,5 +69,4 @@ public static class DebianKernel
         return null;
     }
 
-    internal static string Sh(string command, string dir) => HostTool.Sh(command, dir);
 }

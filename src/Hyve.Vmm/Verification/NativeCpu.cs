@@ -131,10 +131,12 @@ public sealed unsafe class NativeCpu : IDisposable
         state.Out[4] = state.In[4];
     }
 
-    /// <summary>Linux's compatibility-mode (32-bit) user code selector.</summary>
-    public const ushort CompatibilityCode = 0x23;
+    // FullState's layout: 16 registers in, RFLAGS in, 16 registers out, RFLAGS out.
+    private const int FlagsInOffset = 16 * 8, OutOffset = 17 * 8, FlagsOutOffset = 33 * 8;
 
-    private const ushort LongCode = 0x33, UserData = 0x2B;
+    // Linux's user selectors: compatibility-mode (32-bit) code, 64-bit code, flat data.
+    private const ushort CompatibilityCode = 0x23, LongCode = 0x33, UserData = 0x2B;
+
     // Slots of the compatibility-mode stub (page 13, below the host FPU image): the host's RSP,
     // the state pointer, a scratch register, the two far pointers (m16:32) of the switches, and
     // the host's DS and ES.
@@ -165,7 +167,6 @@ public sealed unsafe class NativeCpu : IDisposable
 
     private byte[] CompatibilityStub(ReadOnlySpan<byte> instruction)
     {
-        const int outBase = 17 * 8, flagsOut = 33 * 8, flagsIn = 16 * 8;
         uint slots = (uint)(ulong)(_page + SlotOffset);
         uint hostRsp = slots, statePtr = slots + 8, scratch = slots + 16, to32 = slots + 24, to64 = slots + 32, savedDs = slots + 40, savedEs = slots + 44;
         uint code = (uint)(ulong)(_page + ScratchOffset);
@@ -179,15 +180,11 @@ public sealed unsafe class NativeCpu : IDisposable
         Absolute(c, [0x89, 0x04, 0x25], savedEs);          // mov [savedEs], eax
         c.AddRange([0xB8, (byte)UserData, 0, 0, 0]);       // mov eax, 0x2B
         c.AddRange([0x8E, 0xD8, 0x8E, 0xC0]);              // mov ds, eax; mov es, eax
-        c.AddRange([0xFF, 0xB7]);                          // push qword [rdi+flagsIn]
-        c.AddRange(BitConverter.GetBytes(flagsIn));
+        c.AddRange([0xFF, 0xB7]);                          // push qword [rdi+FlagsIn]
+        c.AddRange(BitConverter.GetBytes(FlagsInOffset));
         c.Add(0x9D);                                       // popfq
         for (int n = 0; n < 8; n++)
-        {
-            if (n != 7)
-                Move(c, load: true, n, n * 8);             // rsp too: the 32-bit code's stack
-        }
-        Move(c, load: true, 7, 7 * 8);
+            Move(c, load: true, n, n * 8);                 // ESP too (the 32-bit code's stack); EDI, the pointer, last
         Absolute(c, [0xFF, 0x2C, 0x25], to32);             // jmp far [to32]: into compatibility mode
         uint at32 = code + (uint)c.Count;
         c.AddRange(instruction.ToArray());
@@ -197,12 +194,12 @@ public sealed unsafe class NativeCpu : IDisposable
         Absolute(c, [0x48, 0x89, 0x3C, 0x25], scratch);    // mov [scratch], rdi
         Absolute(c, [0x48, 0x8B, 0x3C, 0x25], statePtr);   // mov rdi, [statePtr]
         for (int n = 0; n < 7; n++)
-            Move(c, load: false, n, outBase + n * 8);
+            Move(c, load: false, n, OutOffset + n * 8);
         Absolute(c, [0x48, 0x8B, 0x04, 0x25], scratch);    // mov rax, [scratch]
-        Move(c, load: false, 0, outBase + 7 * 8);
+        Move(c, load: false, 0, OutOffset + 7 * 8);
         Absolute(c, [0x48, 0x8B, 0x24, 0x25], hostRsp);    // mov rsp, [hostRsp] (MOV leaves the flags)
-        c.AddRange([0x9C, 0x8F, 0x87]);                    // pushfq; pop qword [rdi+flagsOut]
-        c.AddRange(BitConverter.GetBytes(flagsOut));
+        c.AddRange([0x9C, 0x8F, 0x87]);                    // pushfq; pop qword [rdi+FlagsOut]
+        c.AddRange(BitConverter.GetBytes(FlagsOutOffset));
         c.AddRange([0xB8, (byte)UserData, 0, 0, 0]);       // mov eax, 0x2B
         c.AddRange([0x8E, 0xD0]);                          // mov ss, eax (an LSS may have loaded it)
         Absolute(c, [0x8B, 0x04, 0x25], savedDs);          // mov eax, [savedDs]
@@ -256,7 +253,6 @@ public sealed unsafe class NativeCpu : IDisposable
 
     private static byte[] FullStub(ReadOnlySpan<byte> instruction, uint hostFpu, out int head)
     {
-        const int flagsIn = 16 * 8, outBase = 17 * 8, flagsOut = 33 * 8;
         int xmmIn = (int)Marshal.OffsetOf<FullState>(nameof(FullState.XmmIn));
         int xmmOut = (int)Marshal.OffsetOf<FullState>(nameof(FullState.XmmOut));
         var c = new List<byte> { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 }; // push rbx, rbp, r12-r15
@@ -264,8 +260,8 @@ public sealed unsafe class NativeCpu : IDisposable
         for (int n = 0; n < 16; n++)
             MoveXmm(c, load: true, n, xmmIn + n * 16);
         c.Add(0x57);                                  // push rdi (the state pointer)
-        c.AddRange([0xFF, 0xB7]);                     // push qword [rdi+flagsIn]
-        c.AddRange(BitConverter.GetBytes(flagsIn));
+        c.AddRange([0xFF, 0xB7]);                     // push qword [rdi+FlagsIn]
+        c.AddRange(BitConverter.GetBytes(FlagsInOffset));
         c.Add(0x9D);                                  // popfq
         for (int n = 0; n < 16; n++)
         {
@@ -281,16 +277,16 @@ public sealed unsafe class NativeCpu : IDisposable
         for (int n = 0; n < 16; n++)
             MoveXmm(c, load: false, n, xmmOut + n * 16);
         c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+out+7*8]
-        c.AddRange(BitConverter.GetBytes(outBase + 7 * 8));
+        c.AddRange(BitConverter.GetBytes(OutOffset + 7 * 8));
         for (int n = 0; n < 16; n++)
         {
             if (n is 4 or 7)
                 continue;
-            Move(c, load: false, n, outBase + n * 8);
+            Move(c, load: false, n, OutOffset + n * 8);
         }
         c.Add(0x9C);                                  // pushfq
-        c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+flagsOut]
-        c.AddRange(BitConverter.GetBytes(flagsOut));
+        c.AddRange([0x8F, 0x87]);                     // pop qword [rdi+FlagsOut]
+        c.AddRange(BitConverter.GetBytes(FlagsOutOffset));
         c.Add(0x5F);                                  // pop rdi (discard the pointer copy)
         SaveFpu(c, restore: true, hostFpu);
         c.AddRange([0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B]); // pop r15-r12, rbp, rbx
