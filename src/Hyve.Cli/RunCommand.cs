@@ -8,6 +8,7 @@ using Hyve.Boot;
 using Hyve.Devices;
 using Hyve.Kvm;
 using Hyve.SoftCpu;
+using Hyve.Vmm;
 using Hyve.Vmm.Vmx;
 
 namespace Hyve.Cli;
@@ -26,6 +27,7 @@ internal static class RunCommand
         long? loadAddress = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
+        CpuLevel cpuLevel = CpuLevel.V2;
         var given = new System.Collections.Generic.HashSet<string>();
         for (int i = 0; i < args.Length; i++)
         {
@@ -51,6 +53,15 @@ internal static class RunCommand
                     if (backend is not ("soft" or "kvm"))
                         throw new UsageException($"run: --backend expects soft or kvm, got '{backend}'");
                     kvm = backend == "kvm";
+                    break;
+                case "--cpu-features":
+                    string level = Arguments.Value(Name, args, ref i, a);
+                    cpuLevel = level switch
+                    {
+                        "v1" => CpuLevel.V1,
+                        "v2" => CpuLevel.V2,
+                        _ => throw new UsageException($"run: --cpu-features expects v1 or v2, got '{level}'"),
+                    };
                     break;
                 case "--verify-emulation": verify = true; break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
@@ -90,6 +101,7 @@ internal static class RunCommand
         var options = new MachineOptions
         {
             Cpus = (int)cpus,
+            CpuLevel = cpuLevel,
             MemoryBytes = (ulong)memoryMiB << 20,
             Console = console,
             Disk = disk == null ? null : Path.GetFullPath(disk),

@@ -17,7 +17,7 @@ internal static class Usage
 
         commands:
           run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--backend soft|kvm] [--verify-emulation]
+              [--memory MiB] [--disk FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
               [--timeout SECONDS] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, or a flat binary at ADDR (entered in 32-bit
               protected mode) (default: the built-in demo guest) on the software CPU (or KVM) with
@@ -55,6 +55,9 @@ internal static class Usage
           --memory MiB        RAM, at least 16 and no more than the host has free (default 256)
           --disk FILE         a virtio-mmio block device over FILE (read-write)
           --backend soft|kvm  the software CPU (default) or /dev/kvm
+          --cpu-features v1|v2  the x86-64 level CPUID reports: v2 (default) adds SSE3, SSSE3,
+                              SSE4.1 and SSE4.2 to v1's SSE2; the software CPU runs exactly
+                              what is reported
           --verify-emulation  with --backend kvm: emulate each device-memory instruction KVM
                               completes a second time and stop on any difference
           --timeout SECONDS   stop the guest after this long (at most 4294967)

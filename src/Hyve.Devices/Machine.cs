@@ -59,6 +59,9 @@ public sealed class MachineOptions
     /// <summary>vCPUs (1-255).</summary>
     public int Cpus { get; init; } = 1;
 
+    /// <summary>The x86-64 level the vCPUs' CPUID reports (<c>--cpu-features</c>).</summary>
+    public CpuLevel CpuLevel { get; init; } = CpuLevel.V2;
+
     /// <summary>RAM in bytes.</summary>
     public ulong MemoryBytes { get; init; } = 256UL << 20;
 
@@ -107,7 +110,7 @@ public sealed class Machine : IDisposable
             memory.AddRam(r.Base, r.Length);
         var clock = new VmClock(options.HostTime);
         _backend = options.Backend(memory, clock);
-        Vm = new Vm(_backend, options.Cpus, memory, clock);
+        Vm = new Vm(_backend, options.Cpus, memory, clock, options.CpuLevel);
         if (options.VerifyEmulation)
         {
             foreach (Vcpu v in Vm.Vcpus)

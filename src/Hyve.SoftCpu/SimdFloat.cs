@@ -211,6 +211,26 @@ internal static class SimdFloat
         return Store(r, toDouble, f, ref c);
     }
 
+    /// <summary>ROUNDSS/SD/PS/PD's lane: the integral value in rounding mode <paramref name="rc"/>.
+    /// A signaling NaN raises IE and is quieted; an inexact result raises PE unless suppressed; a
+    /// denormal input is not reported (DAZ still makes it a zero).</summary>
+    public static ulong Round(bool dbl, ulong x, int rc, bool suppressInexact, ref SimdControl c)
+    {
+        if (IsNaN(x, dbl))
+        {
+            if (IsSignaling(x, dbl))
+                c.Flags |= X87Flags.IE;
+            return x | QuietBit(dbl);
+        }
+        if (c.DenormalsAreZero && IsDenormal(x, dbl))
+            x &= SignBit(dbl);
+        int f = 0, ignored = 0;
+        ExtendedReal r = ExtendedReal.RoundToInteger(ExtendedReal.FromBinary(x, dbl, false, ref ignored), rc, ref f);
+        if (!suppressInexact)
+            c.Flags |= f & X87Flags.PE;
+        return ExtendedReal.ToBinary(r, dbl, 0, ref ignored);
+    }
+
     /// <summary>RCPPS/RCPSS (1/x) and RSQRTPS/RSQRTSS (1/√x) on one single: the correctly rounded
     /// value, which is within the SDM's bound of 1.5 × 2^-12 relative error (processors differ in
     /// the exact approximation). A denormal input counts as zero, a result below the normal range

@@ -2,6 +2,8 @@
 // shared flag arithmetic. Instructions that leave VMX non-root operation (IN/OUT, HLT, CPUID,
 // RDMSR/WRMSR) exit with RIP on them, as VMX reports them.
 using System;
+using System.Buffers.Binary;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Hyve.Vmm.Emulation;
@@ -568,6 +570,13 @@ public sealed partial class SoftProcessor
                 return BitTest(m, size);
             case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt or Mnemonic.Popcnt:
                 {
+                    if (m == Mnemonic.Popcnt && (_features & CpuFeatures.Popcnt) == 0)
+                        return Raise(ExceptionVector.UD);
+                    // Without LZCNT or BMI1 their encodings are BSR and BSF with an ignored prefix.
+                    if (m == Mnemonic.Tzcnt && (_features & CpuFeatures.Bmi1) == 0)
+                        m = Mnemonic.Bsf;
+                    else if (m == Mnemonic.Lzcnt && (_features & CpuFeatures.Lzcnt) == 0)
+                        m = Mnemonic.Bsr;
                     if (!Source(1, size, out ulong v))
                         return false;
                     Register dst = i.GetRegister(0);
@@ -582,6 +591,38 @@ public sealed partial class SoftProcessor
                     Set(dst, r);
                     Flags = flags;
                     return true;
+                }
+            case Mnemonic.Crc32:
+                {
+                    if ((_features & CpuFeatures.Sse42) == 0)
+                        return Raise(ExceptionVector.UD);
+                    int from = i.GetOperandKind(1) == OperandKind.Memory ? i.MemorySize : RegisterInfo.GprNumber(i.GetRegister(1)).Size;
+                    if (!Source(1, from, out ulong v))
+                        return false;
+                    uint crc = (uint)Get(i.GetRegister(0));
+                    crc = from switch
+                    {
+                        1 => BitOperations.Crc32C(crc, (byte)v),
+                        2 => BitOperations.Crc32C(crc, (ushort)v),
+                        4 => BitOperations.Crc32C(crc, (uint)v),
+                        _ => BitOperations.Crc32C(crc, v),
+                    };
+                    Set(i.GetRegister(0), crc); // a 64-bit destination gets the CRC zero-extended
+                    return true;
+                }
+            case Mnemonic.Movbe:
+                {
+                    if ((_features & CpuFeatures.Movbe) == 0)
+                        return Raise(ExceptionVector.UD);
+                    if (!Source(1, size, out ulong v))
+                        return false;
+                    ulong swapped = size switch
+                    {
+                        2 => BinaryPrimitives.ReverseEndianness((ushort)v),
+                        4 => BinaryPrimitives.ReverseEndianness((uint)v),
+                        _ => BinaryPrimitives.ReverseEndianness(v),
+                    };
+                    return Destination(size, swapped);
                 }
             case Mnemonic.Xadd:
                 {

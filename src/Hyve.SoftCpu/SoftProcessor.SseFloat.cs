@@ -185,7 +185,10 @@ public sealed partial class SoftProcessor
             default:
                 {
                     bool done = Sse3(next, out bool sse3);
-                    return sse3 ? done : RaiseUnimplemented(); // SSE4 and the VEX forms, which CPUID does not offer
+                    if (sse3)
+                        return done;
+                    done = Sse4(next, out bool sse4);
+                    return sse4 ? done : RaiseUnimplemented(); // the VEX forms, which CPUID does not offer
                 }
         }
         _rip = next;

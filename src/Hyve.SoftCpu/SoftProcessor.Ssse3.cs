@@ -1,4 +1,4 @@
-// SSE3 and SSSE3, which the CPUID policy offers unless told not to (CpuidPolicy.Ssse3): the
+// SSE3 and SSSE3, which the CPUID policy offers at x86-64-v2 (CpuFeatures gates them): the
 // alternating and horizontal floating-point forms and the duplicating moves of SSE3 (its lanes
 // through SimdFloat, so MXCSR rounds and records as for SSE2), LDDQU, and SSSE3's packed-integer
 // set (PSHUFB, the horizontal adds and subtracts, PMADDUBSW, PMULHRSW, PSIGN, PABS, PALIGNR) on
@@ -22,6 +22,11 @@ public sealed partial class SoftProcessor
         ref readonly Instruction i = ref _insn;
         Mnemonic m = i.Mnemonic;
         handled = true;
+        CpuFeatures needed = IsSsse3(m) ? CpuFeatures.Ssse3 : m is Mnemonic.Addsubps or Mnemonic.Addsubpd or Mnemonic.Haddps
+            or Mnemonic.Haddpd or Mnemonic.Hsubps or Mnemonic.Hsubpd or Mnemonic.Movshdup or Mnemonic.Movsldup or Mnemonic.Movddup
+            or Mnemonic.Lddqu ? CpuFeatures.Sse3 : CpuFeatures.None;
+        if (needed != CpuFeatures.None && (_features & needed) == 0)
+            return Raise(ExceptionVector.UD);
         switch (m)
         {
             case Mnemonic.Addsubps or Mnemonic.Addsubpd or Mnemonic.Haddps or Mnemonic.Haddpd or Mnemonic.Hsubps or Mnemonic.Hsubpd:

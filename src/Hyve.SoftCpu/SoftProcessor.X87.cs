@@ -139,6 +139,7 @@ public sealed partial class SoftProcessor
         bool mem = (i.ModRM >> 6) != 3;
         bool done = m switch
         {
+            Mnemonic.Fisttp when (_features & CpuFeatures.Sse3) == 0 => Raise(ExceptionVector.UD),
             Mnemonic.Fadd or Mnemonic.Faddp or Mnemonic.Fiadd or Mnemonic.Fmul or Mnemonic.Fmulp or Mnemonic.Fimul
                 or Mnemonic.Fsub or Mnemonic.Fsubp or Mnemonic.Fisub or Mnemonic.Fsubr or Mnemonic.Fsubrp or Mnemonic.Fisubr
                 or Mnemonic.Fdiv or Mnemonic.Fdivp or Mnemonic.Fidiv or Mnemonic.Fdivr or Mnemonic.Fdivrp or Mnemonic.Fidivr => Arithmetic(mem),

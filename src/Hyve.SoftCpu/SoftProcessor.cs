@@ -3,9 +3,10 @@
 // RDMSR/WRMSR, an access to memory that is not RAM, an interrupt window, a request from the
 // vmm), then stores the guest state and the exit information back, as hardware would. It runs
 // real, protected, compatibility and 64-bit mode with segment checks, paging and event delivery
-// through the IDT, gates and task switches, and the general-purpose, x87, MMX and SSE to SSSE3
-// instructions (the partial files beside this one, one per group). An instruction it does not
-// implement raises #UD in the guest, counted (docs/roadmap.md lists what is missing).
+// through the IDT, gates and task switches, and the general-purpose, x87, MMX and SSE to SSE4.2
+// instructions (the partial files beside this one, one per group) of the extensions the vmm's
+// CPUID reports (CpuFeatures). An instruction it does not implement raises #UD in the guest,
+// counted (docs/isa.md lists what is missing).
 using Hyve.Vmm;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -230,6 +231,19 @@ public sealed partial class SoftProcessor : IVmxProcessor
         _lastUnimplementedRip = _rip;
         return Raise(ExceptionVector.UD);
     }
+
+    private CpuFeatures _features = CpuFeatures.All;
+
+    /// <summary>The extensions this processor runs (all it implements until the vmm's CPUID is
+    /// given through <see cref="SetCpuid"/>); the others raise #UD.</summary>
+    public CpuFeatures Features
+    {
+        get => _features;
+        set => _features = value;
+    }
+
+    /// <inheritdoc/>
+    public void SetCpuid(CpuidPolicy policy) => _features = CpuFeatureBits.From(policy);
 
     private Instruction _lastUnimplemented;
     private ulong _lastUnimplementedRip;

@@ -1,9 +1,21 @@
 // The CPUID a guest sees: one consistent, configurable model of an Intel-compatible processor
-// that keeps guests off XSAVE and AVX (the software CPU does not implement them).
+// at an x86-64 microarchitecture level (v2 by default), which keeps guests off XSAVE and AVX
+// (the software CPU does not implement them yet).
 using System;
 using System.Text;
 
 namespace Hyve.Vmm;
+
+/// <summary>The x86-64 microarchitecture levels the CPUID model can report.</summary>
+public enum CpuLevel
+{
+    /// <summary>x86-64 as first defined: SSE and SSE2 (with CMPXCHG16B, POPCNT and LAHF/SAHF,
+    /// which Hyve's processor always has).</summary>
+    V1,
+
+    /// <summary>x86-64-v2: v1 with SSE3, SSSE3, SSE4.1 and SSE4.2.</summary>
+    V2,
+}
 
 /// <summary>Answers CPUID for every vCPU of a VM.</summary>
 public sealed class CpuidPolicy
@@ -29,14 +41,16 @@ public sealed class CpuidPolicy
     /// <summary>Processor signature of leaf 1 EAX (family 6).</summary>
     public uint Signature { get; init; } = 0x000306A9;
 
-    /// <summary>Leaf 1 ECX: CX16, x2APIC, POPCNT, TSC-deadline, hypervisor (SSE3 and SSSE3 come
-    /// with <see cref="Ssse3"/>). SSE4.1/4.2, MOVBE, XSAVE and AVX stay off until the software CPU
-    /// implements them, so guests pick the code paths it runs.</summary>
+    /// <summary>Leaf 1 ECX at every level: CX16, x2APIC, POPCNT, TSC-deadline, hypervisor. MOVBE,
+    /// XSAVE and AVX stay off until the software CPU implements them, so guests pick the code
+    /// paths it runs.</summary>
     public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 31);
 
-    /// <summary>Whether leaf 1 also reports SSE3 and SSSE3 (on by default; off, guests choose
-    /// their SSE2 code paths).</summary>
-    public bool Ssse3 { get; init; } = true;
+    /// <summary>Leaf 1 ECX's x86-64-v2 bits: SSE3, SSSE3, SSE4.1, SSE4.2.</summary>
+    public const uint Leaf1EcxV2 = (1u << 0) | (1u << 9) | (1u << 19) | (1u << 20);
+
+    /// <summary>The level reported (v2 by default; v1 makes guests choose their SSE2 code paths).</summary>
+    public CpuLevel Level { get; init; } = CpuLevel.V2;
 
     /// <summary>Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36,
     /// CLFSH, MMX, FXSR, SSE, SSE2.</summary>
@@ -61,7 +75,7 @@ public sealed class CpuidPolicy
             case 1:
                 uint ebx = ((uint)apicId << 24) | ((uint)Math.Min(Vcpus, 255) << 16) | (8u << 8);
                 uint edx = Leaf1Edx | (Vcpus > 1 ? 1u << 28 : 0);
-                return (Signature, ebx, Leaf1Ecx | (Ssse3 ? 1u | (1u << 9) : 0), edx);
+                return (Signature, ebx, Leaf1Ecx | (Level >= CpuLevel.V2 ? Leaf1EcxV2 : 0), edx);
             case 7:
                 return subleaf == 0 ? (0u, Leaf7Ebx, 0u, 0u) : (0u, 0u, 0u, 0u);
             case 0x15:

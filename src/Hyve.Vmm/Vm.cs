@@ -81,8 +81,8 @@ public sealed class Vm : IDisposable
     private int _suspend;
 
     /// <summary>A VM on <paramref name="backend"/> with <paramref name="cpus"/> vCPUs and the RAM
-    /// regions in <paramref name="memory"/>.</summary>
-    public Vm(IBackend backend, int cpus, GuestMemory memory, VmClock? clock = null)
+    /// regions in <paramref name="memory"/>, whose CPUID reports <paramref name="level"/>.</summary>
+    public Vm(IBackend backend, int cpus, GuestMemory memory, VmClock? clock = null, CpuLevel level = CpuLevel.V2)
     {
         ArgumentNullException.ThrowIfNull(backend);
         if (cpus is < 1 or > 255)
@@ -93,7 +93,7 @@ public sealed class Vm : IDisposable
         for (int i = 0; i < cpus; i++)
             backendVcpus[i] = backend.CreateVcpu(i);
         ulong tscHz = backend.TscHz;
-        Cpuid = new CpuidPolicy { Vcpus = cpus, TscHz = tscHz != 0 ? tscHz : CpuidPolicy.ClockTscHz };
+        Cpuid = new CpuidPolicy { Vcpus = cpus, TscHz = tscHz != 0 ? tscHz : CpuidPolicy.ClockTscHz, Level = level };
         ApicBus = new ApicBus(this);
         _vcpus = new Vcpu[cpus];
         for (int i = 0; i < cpus; i++)

@@ -70,6 +70,16 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public void CpuFeaturesChoosesTheLevelCpuidReports()
+    {
+        // mov eax, 1; cpuid; shr ecx, 19; and ecx, 1; mov al, cl; out 0xF4, al: SSE4.1's bit is the verdict.
+        string probe = Kernel("cpuid.bin", 0xB8, 1, 0, 0, 0, 0x0F, 0xA2, 0xC1, 0xE9, 19, 0x83, 0xE1, 1, 0x88, 0xC8, 0xE6, 0xF4, 0xEB, 0xFE);
+        Assert.Equal(3, Hyve("run", "--kernel", probe).Item1);
+        Assert.Equal(3, Hyve("run", "--kernel", probe, "--cpu-features", "v2").Item1);
+        Assert.Equal(1, Hyve("run", "--kernel", probe, "--cpu-features", "v1").Item1);
+    }
+
+    [Fact]
     public void FlatBinariesRunFromTheirLoadAddress()
     {
         string path = Path.Combine(_dir, "flat.bin");
@@ -100,6 +110,7 @@ public sealed class RunCommandTests : IDisposable
     [InlineData(2, "--cpus", "0")]
     [InlineData(2, "--memory", "1")]
     [InlineData(2, "--backend", "fast")]
+    [InlineData(2, "--cpu-features", "v3")]
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]
     [InlineData(1, "--disk", "/nonexistent/disk.img")]

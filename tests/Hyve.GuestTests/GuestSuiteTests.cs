@@ -179,13 +179,20 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         // initramfs around Debian's static busybox: process 1 is a shell script; user space runs
         // glibc's startup, its SSE2 string functions and awk's floating point, hashes the busybox
         // binary (compared with the host's hash of the same file), and powers the machine off
-        // through ACPI (S5).
+        // through ACPI (S5). CPUID offers x86-64-v2: the kernel lists SSE4.2, and a static probe
+        // (guests/linux/sse4.c) runs SSE4.1 and SSE4.2 instructions in user space, its lines
+        // equal to the host CPU's run of the same program.
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
         Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        string probe = System.IO.Path.Combine(GuestRun.GuestsDir, "build", "linux", "sse4");
+        string[] expected = Hyve.TestSupport.HostTool.Sh(probe).Trim().Split('\n');
+        Assert.Equal(5, expected.Length);
         const string Init = """
             #!/bin/busybox sh
             /bin/busybox mount -t proc proc /proc
             /bin/busybox echo "user space: $(/bin/busybox uname -sm)"
+            /bin/busybox echo "offered: $(/bin/busybox grep -o -m 1 -w sse4_2 /proc/cpuinfo)"
+            /bin/sse4
             /bin/busybox echo "arithmetic: $((6 * 7))"
             /bin/busybox awk 'BEGIN { printf "awk: %.4f %d\n", 22 / 7, 1764 / 42 }'
             /bin/busybox echo "cpus: $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
@@ -193,7 +200,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
             /bin/busybox poweroff -f
 
             """;
-        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal));
+        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal),
+            ("bin/sse4", System.IO.File.ReadAllBytes(probe)));
         GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 4, seconds: 300,
             cmdline: "console=ttyS0 rdinit=/init", initrd: initrd);
         log.WriteLine(linux.Output);
@@ -203,12 +211,14 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
             "ACPI: PM: (supports S0 S5)",
             "Run /init as init process",
             "user space: Linux x86_64",
+            "offered: sse4_2",
             "arithmetic: 42",
             "awk: 3.1429 42",
             "smp: Brought up 1 node, 4 CPUs",
             "cpus: 4",
             $"{hash}  /bin/busybox",
             "reboot: Power down");
+        Shows(linux.Output, expected);
         CleanKernelLog(linux.Output);
         Assert.Equal(0, linux.Status); // powered off by the guest
     }

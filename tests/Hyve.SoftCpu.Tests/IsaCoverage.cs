@@ -163,6 +163,88 @@ internal static class IsaCoverage
         return true;
     }
 
+    // Extensions with no CPUID bit: the architecture itself.
+    private static readonly HashSet<string> Architectural =
+        ["(none)", "INTEL8086", "INTEL186", "INTEL286", "INTEL386", "INTEL486", "X64", "MULTIBYTENOP", "FPU287", "FPU387", "PAUSE", "CPUID"];
+
+    // Where CPUID reports each of Iced's extensions: leaf, register (0-3: EAX, EBX, ECX, EDX)
+    // and bit, from the SDM and AMD's manual. Extensions not listed have a bit Hyve never sets.
+    private static readonly Dictionary<string, (uint Leaf, int Register, int Bit)> CpuidBits = new()
+    {
+        ["FPU"] = (1, 3, 0),
+        ["TSC"] = (1, 3, 4),
+        ["MSR"] = (1, 3, 5),
+        ["CX8"] = (1, 3, 8),
+        ["SEP"] = (1, 3, 11),
+        ["CMOV"] = (1, 3, 15),
+        ["CLFSH"] = (1, 3, 19),
+        ["MMX"] = (1, 3, 23),
+        ["FXSR"] = (1, 3, 24),
+        ["SSE"] = (1, 3, 25),
+        ["SSE2"] = (1, 3, 26),
+        ["SSE3"] = (1, 2, 0),
+        ["PCLMULQDQ"] = (1, 2, 1),
+        ["MONITOR"] = (1, 2, 3),
+        ["VMX"] = (1, 2, 5),
+        ["SMX"] = (1, 2, 6),
+        ["SSSE3"] = (1, 2, 9),
+        ["CMPXCHG16B"] = (1, 2, 13),
+        ["SSE4_1"] = (1, 2, 19),
+        ["SSE4_2"] = (1, 2, 20),
+        ["MOVBE"] = (1, 2, 22),
+        ["POPCNT"] = (1, 2, 23),
+        ["AES"] = (1, 2, 25),
+        ["XSAVE"] = (1, 2, 26),
+        ["RDRAND"] = (1, 2, 30),
+        ["FSGSBASE"] = (7, 1, 0),
+        ["BMI1"] = (7, 1, 3),
+        ["INVPCID"] = (7, 1, 10),
+        ["RTM"] = (7, 1, 11),
+        ["RDSEED"] = (7, 1, 18),
+        ["ADX"] = (7, 1, 19),
+        ["SMAP"] = (7, 1, 20),
+        ["CLFLUSHOPT"] = (7, 1, 23),
+        ["CLWB"] = (7, 1, 24),
+        ["SHA"] = (7, 1, 29),
+        ["PKU"] = (7, 2, 3),
+        ["WAITPKG"] = (7, 2, 5),
+        ["GFNI"] = (7, 2, 8),
+        ["RDPID"] = (7, 2, 22),
+        ["CLDEMOTE"] = (7, 2, 25),
+        ["MOVDIRI"] = (7, 2, 27),
+        ["MOVDIR64B"] = (7, 2, 28),
+        ["ENQCMD"] = (7, 2, 29),
+        ["SERIALIZE"] = (7, 3, 14),
+        ["TSXLDTRK"] = (7, 3, 16),
+        ["PCONFIG"] = (7, 3, 18),
+        ["LZCNT"] = (0x8000_0001, 2, 5),
+        ["SSE4A"] = (0x8000_0001, 2, 6),
+        ["PREFETCHW"] = (0x8000_0001, 2, 8),
+        ["MONITORX"] = (0x8000_0001, 2, 29),
+        ["SKINIT_or_SVM"] = (0x8000_0001, 2, 2),
+        ["SYSCALL"] = (0x8000_0001, 3, 11),
+        ["RDTSCP"] = (0x8000_0001, 3, 27),
+        ["D3NOW"] = (0x8000_0001, 3, 31),
+    };
+
+    /// <summary>Whether <paramref name="policy"/>'s CPUID reports <paramref name="extension"/>
+    /// (always, for the architectural sets).</summary>
+    public static bool Reported(string extension, CpuidPolicy policy)
+    {
+        if (Architectural.Contains(extension))
+            return true;
+        if (!CpuidBits.TryGetValue(extension, out var at))
+            return false;
+        var (eax, ebx, ecx, edx) = policy.Query(at.Leaf, 0, 0);
+        uint word = at.Register switch { 0 => eax, 1 => ebx, 2 => ecx, _ => edx };
+        return ((word >> at.Bit) & 1) != 0;
+    }
+
+    private static string ReportedAt(string extension) =>
+        Architectural.Contains(extension) ? "always"
+        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V1 }) ? "v1, v2"
+        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V2 }) ? "v2" : "no";
+
     // Iced's name for the form's ISA extension: its first CPUID feature.
     private static string Extension(byte[] bytes, int bits)
     {
@@ -187,6 +269,10 @@ internal static class IsaCoverage
             fault the architecture gives), "#UD" that the CPU does not implement it and raised #UD, as
             a processor without the feature does. Extensions are Iced's names (the first CPUID feature
             of the form). VEX, EVEX and XOP encodings are outside the decoder's tables and not listed.
+            "CPUID" says at which of the levels `hyve run --cpu-features` offers (v2 is the default)
+            CPUID reports the extension; the software CPU raises #UD for the instructions of an
+            extension its CPUID does not report, and the test fails when a reported extension has a
+            form that does not execute.
 
             The emulator columns count the forms with a memory operand and, of those, the ones the
             vmm's instruction emulator completes when that operand is device memory (every register
@@ -195,13 +281,13 @@ internal static class IsaCoverage
 
             ## Summary
 
-            | extension | forms | executed | with a memory operand | emulated on device memory |
-            |---|---:|---:|---:|---:|
+            | extension | CPUID | forms | executed | with a memory operand | emulated on device memory |
+            |---|---|---:|---:|---:|---:|
 
             """);
         foreach (var g in forms.GroupBy(f => f.Extension).OrderBy(g => g.Key, StringComparer.Ordinal))
-            sb.Append($"| {g.Key} | {g.Count()} | {g.Count(f => f.Executes)} | {g.Count(f => f.Emulates != null)} | {g.Count(f => f.Emulates == true)} |\n");
-        sb.Append($"| **all** | {forms.Count} | {forms.Count(f => f.Executes)} | {forms.Count(f => f.Emulates != null)} | {forms.Count(f => f.Emulates == true)} |\n");
+            sb.Append($"| {g.Key} | {ReportedAt(g.Key)} | {g.Count()} | {g.Count(f => f.Executes)} | {g.Count(f => f.Emulates != null)} | {g.Count(f => f.Emulates == true)} |\n");
+        sb.Append($"| **all** | | {forms.Count} | {forms.Count(f => f.Executes)} | {forms.Count(f => f.Emulates != null)} | {forms.Count(f => f.Emulates == true)} |\n");
         sb.Append("\n## Forms the software CPU does not execute\n\n| extension | mnemonic | sample (mode) |\n|---|---|---|\n");
         foreach (Form f in forms.Where(f => !f.Executes).OrderBy(f => f.Extension, StringComparer.Ordinal).ThenBy(f => f.Mnemonic, StringComparer.Ordinal).ThenBy(f => f.Sample, StringComparer.Ordinal))
             sb.Append($"| {f.Extension} | {f.Mnemonic} | `{f.Sample}` ({f.Bits}-bit) |\n");

@@ -130,6 +130,66 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         Check("SSSE3", forms, 9, Math.Max(2000, Cases / 2), Kind.Mmx);
     }
 
+    // Every SSE4.1 and SSE4.2 form of the 0F 38 and 0F 3A maps, with and without REX.W (PEXTRQ,
+    // PINSRQ, the 64-bit string-compare lengths), CRC32 and MOVBE: integer forms over patterned
+    // registers (few distinct bytes, zeros, small lengths in rAX and rDX), the rounding and dot
+    // products over floating-point lanes with a random MXCSR.
+    [Fact]
+    public void Sse4InstructionsMatchTheHostCpu()
+    {
+        Assert.True(System.Runtime.Intrinsics.X86.Sse42.IsSupported, "the host CPU has no SSE4.2 to compare with");
+        List<byte[]> integer = Sse4Forms(m => m is not (Mnemonic.Roundps or Mnemonic.Roundpd or Mnemonic.Roundss or Mnemonic.Roundsd
+            or Mnemonic.Dpps or Mnemonic.Dppd));
+        List<byte[]> floating = Sse4Forms(m => m is Mnemonic.Roundps or Mnemonic.Roundpd or Mnemonic.Roundss or Mnemonic.Roundsd
+            or Mnemonic.Dpps or Mnemonic.Dppd);
+        Check("SSE4.1/SSE4.2 integer, CRC32, MOVBE", integer, 11, Cases, Kind.Patterned);
+        Check("SSE4.1 rounding and dot product", floating, 12, Cases, Kind.Sse);
+        Assert.True(integer.Count >= 56, $"only {integer.Count} integer forms");
+        Assert.Equal(18, floating.Count); // six instructions, each without REX, with REX.W and with REX.WR
+    }
+
+    private static List<byte[]> Sse4Forms(Func<Mnemonic, bool> take)
+    {
+        var forms = new List<byte[]>();
+        foreach (byte[] prefix in new byte[][] { [0x66], [0x66, 0x48], [0xF2], [0xF2, 0x48], [0x66, 0xF2], [], [0x66, 0x4C] })
+        {
+            foreach (byte map in new byte[] { 0x38, 0x3A })
+            {
+                for (int op = 0; op < 256; op++)
+                {
+                    byte[] template = [.. prefix, 0x0F, map, (byte)op];
+                    // A register and a memory ModRM: MOVBE has only the memory form.
+                    bool any = false;
+                    foreach (byte modrm in new byte[] { 0xC1, 0x0E })
+                    {
+                        if (Decoder.Decode([.. template, modrm, 0x01], Bitness.Bits64, out Instruction d) == DecodeStatus.Ok
+                            && (Extension(d.Mnemonic) is "SSE4_1" or "SSE4_2" || d.Mnemonic == Mnemonic.Movbe) && take(d.Mnemonic))
+                            any = true;
+                    }
+                    if (any)
+                        forms.Add(template);
+                }
+            }
+        }
+        return forms;
+    }
+
+    private static string Extension(Mnemonic m) => m switch
+    {
+        Mnemonic.Crc32 or Mnemonic.Pcmpgtq or Mnemonic.Pcmpestri or Mnemonic.Pcmpestri64 or Mnemonic.Pcmpestrm or Mnemonic.Pcmpestrm64
+            or Mnemonic.Pcmpistri or Mnemonic.Pcmpistrm => "SSE4_2",
+        Mnemonic.Blendps or Mnemonic.Blendpd or Mnemonic.Pblendw or Mnemonic.Blendvps or Mnemonic.Blendvpd or Mnemonic.Pblendvb
+            or Mnemonic.Pmovsxbw or Mnemonic.Pmovsxbd or Mnemonic.Pmovsxbq or Mnemonic.Pmovsxwd or Mnemonic.Pmovsxwq or Mnemonic.Pmovsxdq
+            or Mnemonic.Pmovzxbw or Mnemonic.Pmovzxbd or Mnemonic.Pmovzxbq or Mnemonic.Pmovzxwd or Mnemonic.Pmovzxwq or Mnemonic.Pmovzxdq
+            or Mnemonic.Pminsb or Mnemonic.Pmaxsb or Mnemonic.Pminuw or Mnemonic.Pmaxuw or Mnemonic.Pminsd or Mnemonic.Pmaxsd
+            or Mnemonic.Pminud or Mnemonic.Pmaxud or Mnemonic.Pmulld or Mnemonic.Pcmpeqq or Mnemonic.Pmuldq or Mnemonic.Packusdw
+            or Mnemonic.Ptest or Mnemonic.Roundps or Mnemonic.Roundpd or Mnemonic.Roundss or Mnemonic.Roundsd or Mnemonic.Dpps
+            or Mnemonic.Dppd or Mnemonic.Extractps or Mnemonic.Pextrb or Mnemonic.Pextrw or Mnemonic.Pextrd or Mnemonic.Pextrq
+            or Mnemonic.Pinsrb or Mnemonic.Pinsrd or Mnemonic.Pinsrq or Mnemonic.Insertps or Mnemonic.Movntdqa or Mnemonic.Mpsadbw
+            or Mnemonic.Phminposuw => "SSE4_1",
+        _ => "",
+    };
+
     [Fact]
     public void EnvironmentAndStateImagesMatchTheHostCpu()
     {
@@ -165,6 +225,7 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
                         // first 28 bytes); the instruction and data pointer fields are not compared
         Mmx,            // forms are templates completed with a ModRM (and immediate); XMM compared too
         Sse,            // as Mmx, with floating-point XMM values and a random MXCSR
+        Patterned,      // as Mmx, with XMM registers and the operand of few distinct bytes and small rAX/rDX
         X87Unmasked,    // as X87, with random exception masks in FCW
     }
 
@@ -182,7 +243,7 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, Kind kind,
         IReadOnlyList<(byte[] Insn, byte[] Image)>? directed = null)
     {
-        bool tolerant = kind == Kind.Transcendental, images = kind == Kind.Images, mmx = kind is Kind.Mmx or Kind.Sse;
+        bool tolerant = kind == Kind.Transcendental, images = kind == Kind.Images, mmx = kind is Kind.Mmx or Kind.Sse or Kind.Patterned;
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         using var native = new NativeCpu();
         var rng = new Random(seed);
@@ -200,7 +261,8 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
                 insn = MmxInstruction(rng, insn);
             // fxrstor [rbx]; the instruction; fxsave [rbx+512]
             byte[] code = [0x0F, 0xAE, 0x0B, .. insn, 0x0F, 0xAE, 0x83, 0x00, 0x02, 0x00, 0x00];
-            byte[] image = directed != null ? directed[k].Image : kind == Kind.Sse ? SseState(rng) : mmx ? MmxState(rng)
+            byte[] image = directed != null ? directed[k].Image : kind == Kind.Sse ? SseState(rng)
+                : kind == Kind.Patterned ? PatternedState(rng) : mmx ? MmxState(rng)
                 : State(rng, tolerant, unmasked: kind == Kind.X87Unmasked);
             if (tolerant && Decoder.Decode(insn, Bitness.Bits64, out Instruction t) == DecodeStatus.Ok
                 && OutsideDomain(t.Mnemonic, BitConverter.ToUInt16(image, 40), BitConverter.ToUInt64(image, 32)))
@@ -208,6 +270,8 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
             byte[] operand = images ? SaveImage(rng) : new byte[16];
             if (kind == Kind.Sse)
                 FloatLanes(rng, operand);
+            else if (kind == Kind.Patterned)
+                PatternedBytes(rng, operand);
             else if (!images)
                 RandomOperand(rng, operand);
             Span<byte> area = native.Data;
@@ -218,6 +282,12 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
             var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | (ulong)rng.Next(2) * Rflags.CF | (ulong)rng.Next(2) * Rflags.ZF | (ulong)rng.Next(2) * Rflags.PF };
             for (int r = 0; r < 16; r++)
                 st.In[r] = (ulong)rng.NextInt64();
+            if (kind == Kind.Patterned && rng.Next(4) != 0)
+            {
+                // String lengths: small, either sign, with random upper halves half the time.
+                st.In[0] = (ulong)rng.Next(-20, 21) & (rng.Next(2) == 0 ? ulong.MaxValue : uint.MaxValue);
+                st.In[2] = (ulong)rng.Next(-20, 21) & (rng.Next(2) == 0 ? ulong.MaxValue : uint.MaxValue);
+            }
             st.In[3] = data;                          // rbx: the state images
             st.In[6] = data + Operand;                // rsi: the memory operand
             st.In[7] = data + Operand;                // rdi: MASKMOVQ's destination
@@ -481,6 +551,32 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
             mxcsr |= (uint)rng.Next(64);
         BitConverter.TryWriteBytes(image.AsSpan(24), mxcsr);
         return image;
+    }
+
+    // An MMX-era state whose XMM registers hold patterned bytes.
+    private static byte[] PatternedState(Random rng)
+    {
+        byte[] image = MmxState(rng);
+        for (int x = 0; x < 16; x++)
+            PatternedBytes(rng, image.AsSpan(160 + 16 * x, 16));
+        return image;
+    }
+
+    // Bytes drawn from a few values (often zero, all ones or a small alphabet), so that equal
+    // lanes, zero masks and string terminators are common; or plain random bytes.
+    private static void PatternedBytes(Random rng, Span<byte> bytes)
+    {
+        int style = rng.Next(4);
+        for (int k = 0; k < bytes.Length; k++)
+        {
+            bytes[k] = style switch
+            {
+                0 => (byte)rng.Next(256),
+                1 => rng.Next(5) == 0 ? (byte)0 : (byte)('a' + rng.Next(3)),
+                2 => (byte)(rng.Next(3) switch { 0 => 0, 1 => 0xFF, _ => 0x80 }),
+                _ => (byte)(0x60 + rng.Next(4) - (rng.Next(16) == 0 ? 0x60 : 0)),
+            };
+        }
     }
 
     // RSP and RBX (the state pointer the closing FXSAVE uses) must survive the instruction.

@@ -21,8 +21,9 @@ public static class DebianBusybox
     public static string Why => Found.Value.Why;
 
     /// <summary>An initramfs holding /bin/busybox, /init (<paramref name="init"/>, run by the
-    /// kernel as process 1), /dev/console and empty /proc and /sys.</summary>
-    public static byte[] Initramfs(string init)
+    /// kernel as process 1), /dev/console, empty /proc and /sys, and each of
+    /// <paramref name="programs"/> as an executable at its path.</summary>
+    public static byte[] Initramfs(string init, params (string Path, byte[] Data)[] programs)
     {
         var cpio = new Cpio();
         foreach (string dir in new[] { "bin", "dev", "proc", "sys" })
@@ -30,6 +31,8 @@ public static class DebianBusybox
         cpio.Add("bin/busybox", 0x81ED, File.ReadAllBytes(Path!)); // -rwxr-xr-x
         cpio.Add("init", 0x81ED, Encoding.ASCII.GetBytes(init));
         cpio.Add("dev/console", 0x2180, [], 5, 1);            // crw------- 5,1
+        foreach (var (path, data) in programs)
+            cpio.Add(path.TrimStart('/'), 0x81ED, data);
         return cpio.Finish();
     }
 

@@ -160,9 +160,11 @@ public sealed class VcpuTests : IDisposable
         Bsp.Gpr[0] = 1;
         Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.Cpuid, InstructionLength = 2 });
         _vm.Vcpus[0].Run(VmEntry.Default);
-        Assert.Equal(CpuidPolicy.Leaf1Ecx | 1 | (1 << 9), Bsp.Gpr[1]);           // with SSE3 and SSSE3 (the default)
-        Assert.Equal(0UL, Bsp.Gpr[1] & (1UL << 19 | 1UL << 20 | 1UL << 26 | 1UL << 27 | 1UL << 28)); // no SSE4, XSAVE, OSXSAVE, AVX
-        Assert.Equal(CpuidPolicy.Leaf1Ecx, new CpuidPolicy { Ssse3 = false }.Query(1, 0, 0).Ecx);
+        // x86-64-v2 by default: SSE3, SSSE3, SSE4.1, SSE4.2 with CX16 and POPCNT.
+        Assert.Equal(CpuidPolicy.Leaf1Ecx | 1 | (1 << 9) | (1 << 19) | (1 << 20), Bsp.Gpr[1]);
+        Assert.Equal((1UL << 13) | (1UL << 23), Bsp.Gpr[1] & ((1UL << 13) | (1UL << 23)));
+        Assert.Equal(0UL, Bsp.Gpr[1] & (1UL << 22 | 1UL << 26 | 1UL << 27 | 1UL << 28)); // no MOVBE, XSAVE, OSXSAVE, AVX
+        Assert.Equal(CpuidPolicy.Leaf1Ecx, new CpuidPolicy { Level = CpuLevel.V1 }.Query(1, 0, 0).Ecx);
         Assert.Equal(0x1002UL, Bsp.Rip);
     }
 

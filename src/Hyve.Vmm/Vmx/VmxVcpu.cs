@@ -49,6 +49,12 @@ public interface IVmxProcessor
 
     /// <summary>The last of them, disassembled with its RIP, or null.</summary>
     string? LastUnimplemented => null;
+
+    /// <summary>Tells the processor what CPUID reports, for a processor whose instruction set
+    /// follows it (hardware's is fixed): it then runs exactly the extensions offered.</summary>
+    void SetCpuid(CpuidPolicy policy)
+    {
+    }
 }
 
 /// <summary>A vCPU whose state is a VMCS.</summary>
@@ -273,6 +279,9 @@ public sealed class VmxVcpu : IBackendVcpu
 
     /// <inheritdoc/>
     public void RequestExit() => _cpu.RequestExit();
+
+    /// <inheritdoc/>
+    public void SetCpuid(CpuidPolicy policy, int apicId) => _cpu.SetCpuid(policy);
 
     /// <summary>Must be wired by the VM: its guest memory, for telling RAM from device memory.</summary>
     public IGuestMemory? Memory { get; set; }

@@ -1,0 +1,61 @@
+// The instruction-set extensions the software CPU runs, taken from the CPUID the vmm reports: an
+// instruction of an extension CPUID hides raises #UD (or, for LZCNT and TZCNT, runs as the BSR
+// and BSF that their encodings are on a processor without them), so what a guest detects and
+// what it can execute agree both ways.
+using System;
+using Hyve.Vmm;
+
+namespace Hyve.SoftCpu;
+
+/// <summary>Extensions whose instructions the software CPU runs only when CPUID reports them.</summary>
+[Flags]
+public enum CpuFeatures
+{
+    /// <summary>None of them.</summary>
+    None = 0,
+
+    /// <summary>SSE3 (leaf 1 ECX bit 0), FISTTP included.</summary>
+    Sse3 = 1 << 0,
+
+    /// <summary>SSSE3 (leaf 1 ECX bit 9).</summary>
+    Ssse3 = 1 << 1,
+
+    /// <summary>SSE4.1 (leaf 1 ECX bit 19).</summary>
+    Sse41 = 1 << 2,
+
+    /// <summary>SSE4.2 (leaf 1 ECX bit 20): PCMPGTQ, the string compares and CRC32.</summary>
+    Sse42 = 1 << 3,
+
+    /// <summary>POPCNT (leaf 1 ECX bit 23).</summary>
+    Popcnt = 1 << 4,
+
+    /// <summary>MOVBE (leaf 1 ECX bit 22).</summary>
+    Movbe = 1 << 5,
+
+    /// <summary>LZCNT (leaf 0x80000001 ECX bit 5); without it F3 0F BD is BSR.</summary>
+    Lzcnt = 1 << 6,
+
+    /// <summary>BMI1 (leaf 7 EBX bit 3); without it TZCNT (F3 0F BC) is BSF.</summary>
+    Bmi1 = 1 << 7,
+
+    /// <summary>Every extension the software CPU implements.</summary>
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1,
+}
+
+/// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
+public static class CpuFeatureBits
+{
+    /// <summary>The extensions <paramref name="policy"/> reports.</summary>
+    public static CpuFeatures From(CpuidPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        uint ecx1 = policy.Query(1, 0, 0).Ecx, ebx7 = policy.Query(7, 0, 0).Ebx, ecx81 = policy.Query(0x8000_0001, 0, 0).Ecx;
+        var f = CpuFeatures.None;
+        f |= Bit(ecx1, 0, CpuFeatures.Sse3) | Bit(ecx1, 9, CpuFeatures.Ssse3) | Bit(ecx1, 19, CpuFeatures.Sse41)
+            | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
+            | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1);
+        return f;
+    }
+
+    private static CpuFeatures Bit(uint word, int bit, CpuFeatures feature) => ((word >> bit) & 1) != 0 ? feature : CpuFeatures.None;
+}

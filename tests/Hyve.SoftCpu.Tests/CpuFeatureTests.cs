@@ -1,0 +1,98 @@
+// What CPUID reports and what the software CPU runs agree both ways: an extension the policy
+// hides raises #UD (not counted as unimplemented: hardware without it does the same), LZCNT and
+// TZCNT fall back to the BSR and BSF their encodings are without LZCNT and BMI1, and the vmm's
+// policy reaches the processor through VM creation. Expected results from the SDM.
+using System;
+using Hyve.Vmm;
+using Hyve.Vmm.Backend;
+using Hyve.Vmm.Vmx;
+using Hyve.X86;
+using Xunit;
+
+namespace Hyve.SoftCpu.Tests;
+
+public sealed class CpuFeatureTests : IDisposable
+{
+    private readonly GuestMemory _memory = new();
+
+    public void Dispose() => _memory.Dispose();
+
+    // Runs code then HLT in 64-bit mode with SSE enabled and every exception exiting: the vector
+    // it stopped at (-1 for the HLT) and the vCPU.
+    private (int Vector, VmxVcpu Cpu, SoftProcessor Processor) Run(string hex, CpuFeatures features, Action<VmxVcpu>? setup = null)
+    {
+        if (_memory.RamSize == 0)
+            _memory.AddRam(0, 0x20_0000);
+        var cpu = new SoftProcessor(_memory, new VmClock()) { Features = features };
+        var vcpu = new VmxVcpu(cpu, 0xF000_0000) { Memory = _memory };
+        _memory.WriteRam(0x10000, [.. Convert.FromHexString(hex), 0xF4]);
+        HostCpuHarness.EnterMode(vcpu, _memory, 64, PagingState.Cr4OSFXSR);
+        vcpu.SetGpr(4, 0x8000);
+        vcpu.SetGpr(6, 0x9000); // rsi: a memory operand
+        setup?.Invoke(vcpu);
+        Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, 0xFFFF_FFFF);
+        BackendExit exit = vcpu.Run();
+        if (exit.Kind == BackendExitKind.Hlt)
+            return (-1, vcpu, cpu);
+        ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
+        Assert.True((info & (1UL << 31)) != 0, $"exit {exit.Kind} ({exit.Reason}) is not an exception");
+        return ((int)(info & 0xFF), vcpu, cpu);
+    }
+
+    [Theory]
+    [InlineData("660F3817C1", CpuFeatures.Sse41)]   // ptest xmm0, xmm1
+    [InlineData("660F3A0BC100", CpuFeatures.Sse41)] // roundsd xmm0, xmm1, 0
+    [InlineData("660F3837C1", CpuFeatures.Sse42)]   // pcmpgtq xmm0, xmm1
+    [InlineData("660F3A63C100", CpuFeatures.Sse42)] // pcmpistri xmm0, xmm1, 0
+    [InlineData("F20F38F1C1", CpuFeatures.Sse42)]   // crc32 eax, ecx
+    [InlineData("660F3800C1", CpuFeatures.Ssse3)]   // pshufb xmm0, xmm1
+    [InlineData("0F3800C1", CpuFeatures.Ssse3)]     // pshufb mm0, mm1
+    [InlineData("F20F7CC1", CpuFeatures.Sse3)]      // haddps xmm0, xmm1
+    [InlineData("DD0E", CpuFeatures.Sse3)]          // fisttp qword [rsi]
+    [InlineData("F30FB8C1", CpuFeatures.Popcnt)]    // popcnt eax, ecx
+    [InlineData("0F38F006", CpuFeatures.Movbe)]     // movbe eax, [rsi]
+    public void AHiddenExtensionRaisesUdAndAnOfferedOneRuns(string insn, CpuFeatures feature)
+    {
+        var (offered, _, _) = Run(insn, CpuFeatures.All);
+        Assert.Equal(-1, offered);
+        var (hidden, _, cpu) = Run(insn, CpuFeatures.All & ~feature);
+        Assert.Equal(6, hidden);
+        Assert.Equal(0, cpu.Unimplemented);
+    }
+
+    [Fact]
+    public void WithoutLzcntAndBmi1TheirEncodingsAreBsrAndBsf()
+    {
+        // lzcnt eax, ecx / tzcnt eax, ecx with ECX = 0x10 and EAX = 7.
+        void Setup(VmxVcpu v)
+        {
+            v.SetGpr(0, 7);
+            v.SetGpr(1, 0x10);
+        }
+        Assert.Equal(27UL, Run("F30FBDC1", CpuFeatures.All, Setup).Cpu.GetGpr(0));
+        Assert.Equal(4UL, Run("F30FBDC1", CpuFeatures.All & ~CpuFeatures.Lzcnt, Setup).Cpu.GetGpr(0));
+        Assert.Equal(4UL, Run("F30FBCC1", CpuFeatures.All, Setup).Cpu.GetGpr(0));
+        // Of zero: TZCNT gives the operand size and CF; BSF leaves the destination and sets ZF.
+        var (_, tz, _) = Run("F30FBCC1", CpuFeatures.All, v => v.SetGpr(0, 7));
+        Assert.Equal(32UL, tz.GetGpr(0));
+        Assert.NotEqual(0UL, tz.Rflags & Rflags.CF);
+        var (_, bsf, _) = Run("F30FBCC1", CpuFeatures.All & ~CpuFeatures.Bmi1, v => v.SetGpr(0, 7));
+        Assert.Equal(7UL, bsf.GetGpr(0));
+        Assert.NotEqual(0UL, bsf.Rflags & Rflags.ZF);
+    }
+
+    [Fact]
+    public void ThePolicyLevelDecidesWhatRuns()
+    {
+        CpuFeatures v2 = CpuFeatureBits.From(new CpuidPolicy());
+        Assert.Equal(CpuFeatures.Sse3 | CpuFeatures.Ssse3 | CpuFeatures.Sse41 | CpuFeatures.Sse42 | CpuFeatures.Popcnt | CpuFeatures.Lzcnt, v2);
+        CpuFeatures v1 = CpuFeatureBits.From(new CpuidPolicy { Level = CpuLevel.V1 });
+        Assert.Equal(CpuFeatures.Popcnt | CpuFeatures.Lzcnt, v1);
+
+        // Through a VM: the processor of a v1 VM refuses PTEST.
+        _memory.AddRam(0, 0x20_0000);
+        var cpu = new SoftProcessor(_memory, new VmClock());
+        using var vm = new Vm(new VmxBackend(_memory, _ => cpu, "soft"), 1, _memory, null, CpuLevel.V1);
+        Assert.Equal(v1, cpu.Features);
+    }
+}
