@@ -1,12 +1,14 @@
 /* The mode tour: from 64-bit mode to compatibility mode, out of long mode to 32-bit protected
- * mode without paging, then with 32-bit paging (4 MiB pages), then with PAE paging, then to
- * 16-bit protected mode and real mode (code copied below 64 KiB), and back up to 64-bit mode.
+ * mode without paging (with a visit to virtual-8086 mode), then with 32-bit paging (4 MiB
+ * pages), then with PAE paging, then to 16-bit protected mode and real mode (code copied below
+ * 64 KiB), and back up to 64-bit mode.
  * In each mode it writes and reads pc-testdev memory and stores what it read in the results
  * array (EBX all the way). */
 #include "callee.h"
 	.text
 	.code64
 	.globl mode_tour, pd32, pae_pdpt, probe_va32, low16, low16_end, msg, gate32_target, task_b_entry, after_task
+	.globl v86_gp, v86_cli, idt32
 mode_tour:
 	SAVE_CALLEE
 	mov %rsp, saved_rsp(%rip)
@@ -53,6 +55,30 @@ after_task:
 	clts				/* the task switch set CR0.TS */
 	mov tss_a+32, %eax
 	mov %eax, 60(%ebx)		/* the EIP the switch saved in this task's TSS */
+
+	/* Virtual-8086 mode: IRET (VM set, IOPL 0) into the 8086 code copied to 0x7000 (CS 0x0700,
+	 * DS 0x0700, ES 0x0900, stack 0700:0F00); its CLI raises #GP, which a 32-bit IDT sends to
+	 * v86_gp on TSS A's CPL 0 stack, and that comes back to v86_back. */
+	sidt saved_idt
+	lidt idt32_ptr
+	mov %esp, v86_esp
+	pushl $0			/* GS */
+	pushl $0			/* FS */
+	pushl $0x0700			/* DS */
+	pushl $0x0900			/* ES */
+	pushl $0x0700			/* SS */
+	pushl $0x0F00			/* SP */
+	pushl $0x00020002		/* EFLAGS: VM, IOPL 0 */
+	pushl $0x0700			/* CS */
+	pushl $(v86_code - low16)	/* IP */
+	iret
+v86_back:
+	mov $0x10, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	lidt saved_idt
+	mov 0x9000, %eax
+	mov %eax, 80(%ebx)		/* what the 8086 code stored through ES */
 
 	/* 32-bit paging with 4 MiB pages. */
 	mov %cr4, %eax
@@ -164,6 +190,21 @@ real:
 	or $1, %eax
 	mov %eax, %cr0
 	ljmpl $0x18, $back32
+	/* Virtual-8086 mode (entered from 32-bit protected mode at IOPL 0). */
+v86_code:
+	mov $0x19, %al
+	add $0x28, %al
+	daa				/* AL = 0x47 */
+	xor %ah, %ah
+	mov $0x0102, %cx
+	pusha
+	xor %cx, %cx
+	popa				/* CX is 0x0102 again */
+	mov %ax, %es:0
+	mov %cx, %es:2
+v86_cli:
+	cli				/* IOPL-sensitive: #GP(0) */
+	jmp v86_cli
 msg:	.ascii "mode"
 low16_end:
 
@@ -171,6 +212,13 @@ low16_end:
 	.align 8
 saved_rsp:	.quad 0
 probe_va32:	.long 0
+v86_esp:	.long 0
+saved_idt:	.word 0
+		.quad 0
+idt32_ptr:	.word 14 * 8 - 1
+		.long idt32
+	.align 8
+idt32:		.skip 14 * 8
 	.bss
 	.align 4096
 pd32:		.skip 4096
@@ -184,6 +232,26 @@ gate32_target:				/* through the call gate: CS 0x18, CPL 0 */
 	mov %cs, %eax
 	mov %eax, 52(%ebx)
 	lret $4
+
+v86_gp:					/* #GP from virtual-8086 mode, CPL 0 */
+	mov %ds, %ecx			/* null: the 8086 segments are on the stack */
+	mov $0x10, %ax
+	mov %ax, %ds			/* (before any access through DS) */
+	mov %ecx, 84(%ebx)
+	mov 0(%esp), %eax		/* error code */
+	mov %eax, 64(%ebx)
+	mov 4(%esp), %eax		/* EIP */
+	mov %eax, 68(%ebx)
+	mov 8(%esp), %eax		/* CS << 16 | ES */
+	shl $16, %eax
+	or 24(%esp), %eax
+	mov %eax, 72(%ebx)
+	mov 12(%esp), %eax		/* EFLAGS.VM | DS */
+	and $0x20000, %eax
+	or 28(%esp), %eax
+	mov %eax, 76(%ebx)
+	mov v86_esp, %esp
+	jmp v86_back
 
 task_b_entry:				/* the other task: EBX from its TSS */
 	pushf

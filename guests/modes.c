@@ -1,13 +1,14 @@
 /* Modes: a tour from 64-bit mode through compatibility mode, 32-bit protected mode with and
- * without paging (32-bit with 4 MiB pages, then PAE), 16-bit protected mode and real mode, and
- * back, touching device memory in each; then 1 GiB pages in long mode. */
+ * without paging (32-bit with 4 MiB pages, then PAE), virtual-8086 mode, 16-bit protected mode
+ * and real mode, and back, touching device memory in each; then 1 GiB pages in long mode. */
 #include "guest.h"
 
 extern void mode_tour(u32 *results);
 extern u32 pd32[1024];
 extern u64 pae_pdpt[4], pd[], pml4[];
 extern u32 probe_va32;
-extern char low16[], low16_end[], msg[], gate32_target[], task_b_entry[], after_task[];
+extern char low16[], low16_end[], msg[], gate32_target[], task_b_entry[], after_task[], v86_gp[], v86_cli[];
+extern u64 idt32[14];
 
 /* A 32-bit task-state segment. */
 struct tss32 {
@@ -29,7 +30,8 @@ static u64 gate_descriptor(u16 selector, u32 offset, u8 access, u8 params)
 	return (offset & 0xFFFF) | ((u64)selector << 16) | ((u64)params << 32) | ((u64)access << 40) | ((u64)(offset >> 16) << 48);
 }
 
-static u32 results[16];
+static u32 results[24];
+static u8 v86_kernel_stack[4096] __attribute__((aligned(16)));
 static u32 probe = 0x600DF00D;
 static u64 pdpt_1g[512] __attribute__((aligned(4096)));
 
@@ -60,6 +62,10 @@ int main(void)
 	tss_b.ebx = (u32)(u64)results;
 	tss_b.cs = 0x18;
 	tss_b.es = tss_b.ss = tss_b.ds = tss_b.fs = tss_b.gs = 0x10;
+	/* Virtual-8086 mode leaves for TSS A's CPL 0 stack, through #GP's 32-bit interrupt gate. */
+	tss_a.ss0 = 0x10;
+	tss_a.esp0 = (u32)(u64)(v86_kernel_stack + sizeof v86_kernel_stack);
+	idt32[13] = gate_descriptor(0x18, (u32)(u64)v86_gp, 0x8E, 0);
 	mode_tour(results);
 	check_eq(results[0], 0xC0A1C0A1, "compatibility mode: device memory");
 	check((results[1] & 0x500) == 0x500, "compatibility mode: EFER.LMA and LME");
@@ -77,6 +83,12 @@ int main(void)
 	check_eq(results[13] & 0xFFFF, 0x18, "a 32-bit call gate: the target runs in the gate's code segment");
 	check_eq(results[14], (0x70 << 16) | 0x4000, "a CALL through a task gate: NT set, linked to the caller's TSS");
 	check_eq(results[15], (u32)(u64)after_task, "IRET goes back along the link; the caller's EIP was saved in its TSS");
+	check_eq(results[20], 0x01020047, "virtual-8086 mode: DAA, PUSHA/POPA and a store through ES (0x0900)");
+	check_eq(results[16], 0, "virtual-8086 mode: CLI at IOPL 0 raises #GP(0)");
+	check_eq(results[17], (u32)(v86_cli - low16), "virtual-8086 mode: the #GP frame holds the CLI's IP");
+	check_eq(results[18], 0x07000900, "virtual-8086 mode: the #GP frame holds the program's CS and ES");
+	check_eq(results[19], 0x20700, "virtual-8086 mode: the #GP frame holds EFLAGS with VM set and DS");
+	check_eq(results[21], 0, "virtual-8086 mode: the handler starts with DS null");
 
 	/* 1 GiB pages, where the CPU has them: linear 1 TiB + x onto physical x. */
 	u32 a, b, c, d;

@@ -24,7 +24,7 @@ internal static class RunCommand
     public static int Run(ReadOnlySpan<string> args)
     {
         string? kernel = null, cmdline = null, disk = null, initrd = null;
-        long? loadAddress = null;
+        long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
         CpuLevel cpuLevel = CpuLevel.V2;
@@ -48,6 +48,7 @@ internal static class RunCommand
                 case "--memory": memoryMiB = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 case "--timeout": timeout = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 case "--stats": stats = true; break;
+                case "--seed": seed = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 case "--backend":
                     string backend = Arguments.Value(Name, args, ref i, a);
                     if (backend is not ("soft" or "kvm"))
@@ -97,6 +98,8 @@ internal static class RunCommand
         if (disk != null)
             Arguments.CheckWritableFile(Name, "--disk", disk);
 
+        // RDRAND's values: from the given seed, so a run repeats exactly, or from the host.
+        ulong randomSeed = seed is long fixedSeed ? (ulong)fixedSeed : BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         using Stream console = Console.OpenStandardOutput();
         var options = new MachineOptions
         {
@@ -107,7 +110,10 @@ internal static class RunCommand
             Disk = disk == null ? null : Path.GetFullPath(disk),
             Backend = kvm
                 ? (memory, _) => new KvmBackend(memory)
-                : (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
+                : (memory, clock) => new VmxBackend(memory, id => new SoftProcessor(memory, clock)
+                {
+                    RandomSeed = randomSeed + ((ulong)id << 48),
+                }, "soft"),
             // KVM runs each vCPU on a host thread of its own, at the host's pace.
             OneThread = !kvm,
             HostTime = kvm,
@@ -148,7 +154,11 @@ internal static class RunCommand
         }
 
         if (stats)
+        {
             Console.Error.Write(machine.Statistics());
+            if (!kvm)
+                Console.Error.WriteLine($"random seed: {randomSeed} (--seed repeats RDRAND's values)");
+        }
         if (machine.UnimplementedSummary() is { } missing)
             Console.Error.WriteLine($"hyve: note: {missing}");
         switch (result.Stop)

@@ -18,7 +18,7 @@ internal static class Usage
         commands:
           run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
               [--memory MiB] [--disk FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
-              [--timeout SECONDS] [--stats]
+              [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, or a flat binary at ADDR (entered in 32-bit
               protected mode) (default: the built-in demo guest) on the software CPU (or KVM) with
               COM1 on the terminal (Ctrl-A x quits, Ctrl-A h lists the keys). 'hyve run --help'
@@ -61,6 +61,8 @@ internal static class Usage
           --verify-emulation  with --backend kvm: emulate each device-memory instruction KVM
                               completes a second time and stop on any difference
           --timeout SECONDS   stop the guest after this long (at most 4294967)
+          --seed N            the seed of RDRAND's and RDSEED's values on the software CPU, so
+                              a run repeats exactly (default: from the host; --stats shows it)
           --stats             print exits per kind and vCPU, and unclaimed accesses, at the end
           -h, --help          this text
 

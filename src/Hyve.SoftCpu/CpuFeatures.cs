@@ -38,8 +38,14 @@ public enum CpuFeatures
     /// <summary>BMI1 (leaf 7 EBX bit 3); without it TZCNT (F3 0F BC) is BSF.</summary>
     Bmi1 = 1 << 7,
 
+    /// <summary>RDRAND (leaf 1 ECX bit 30).</summary>
+    Rdrand = 1 << 8,
+
+    /// <summary>RDSEED (leaf 7 EBX bit 18).</summary>
+    Rdseed = 1 << 9,
+
     /// <summary>Every extension the software CPU implements.</summary>
-    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1,
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed,
 }
 
 /// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
@@ -53,7 +59,8 @@ public static class CpuFeatureBits
         var f = CpuFeatures.None;
         f |= Bit(ecx1, 0, CpuFeatures.Sse3) | Bit(ecx1, 9, CpuFeatures.Ssse3) | Bit(ecx1, 19, CpuFeatures.Sse41)
             | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
-            | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1);
+            | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1) | Bit(ecx1, 30, CpuFeatures.Rdrand)
+            | Bit(ebx7, 18, CpuFeatures.Rdseed);
         return f;
     }
 

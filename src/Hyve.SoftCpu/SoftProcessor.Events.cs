@@ -191,6 +191,10 @@ public sealed partial class SoftProcessor
         int cpl = Cpl;
         if (cs.Dpl > cpl)
             return Fail(ExceptionVector.GP, selError);
+        // From virtual-8086 mode only to a CPL 0 handler (not conforming code).
+        bool fromV86 = _v86;
+        if (fromV86 && ((cs.Type & 4) != 0 || cs.Dpl != 0))
+            return Fail(ExceptionVector.GP, selError);
         int newCpl = (cs.Type & 4) != 0 ? cpl : cs.Dpl; // a conforming segment keeps the privilege
         bool outward = newCpl < cpl;
 
@@ -222,9 +226,16 @@ public sealed partial class SoftProcessor
             stackMask = ss.Big ? 0xFFFF_FFFFUL : 0xFFFFUL;
         }
 
-        // The frame, from the top: [SS, RSP,] RFLAGS, CS, RIP[, error code].
-        Span<ulong> frame = stackalloc ulong[6];
+        // The frame, from the top: [GS, FS, DS, ES,] [SS, RSP,] RFLAGS, CS, RIP[, error code].
+        Span<ulong> frame = stackalloc ulong[10];
         int n = 0;
+        if (fromV86)
+        {
+            frame[n++] = _seg[5].Selector;
+            frame[n++] = _seg[4].Selector;
+            frame[n++] = _seg[3].Selector;
+            frame[n++] = _seg[0].Selector;
+        }
         if (long64 || outward)
         {
             frame[n++] = oldSs.Selector;
@@ -252,6 +263,12 @@ public sealed partial class SoftProcessor
         _gpr[4] = long64 ? top : (_gpr[4] & ~stackMask) | top;
         if (outward && !long64 && stackMask == 0xFFFF)
             _gpr[4] = top;
+        if (fromV86)
+        {
+            // The handler starts with null data segments (the frame holds the 8086 ones).
+            var unusable = new Segment(0, 0, 0, 0x1_0000);
+            _seg[0] = _seg[3] = _seg[4] = _seg[5] = unusable;
+        }
         Flags &= ~(Rflags.TF | (1UL << 14) | (1UL << 16) | (1UL << 17)); // TF, NT, RF, VM
         if ((type & 1) == 0)
             Flags &= ~Rflags.IF;

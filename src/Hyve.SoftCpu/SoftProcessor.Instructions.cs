@@ -97,7 +97,9 @@ public sealed partial class SoftProcessor
                 or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
                 return PortExit();
             case Mnemonic.Cli or Mnemonic.Sti when (_cr0 & PagingState.Cr0PE) != 0 && Cpl > Iopl:
-                return Raise(ExceptionVector.GP);
+                if (!VirtualInterruptFlag(m == Mnemonic.Sti))
+                    return false;
+                break;
             case Mnemonic.Cli: Flags &= ~Rflags.IF; break;
             case Mnemonic.Sti:
                 if ((Flags & Rflags.IF) == 0)
@@ -152,7 +154,7 @@ public sealed partial class SoftProcessor
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq or Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq
                 or Mnemonic.Lahf or Mnemonic.Sahf or Mnemonic.Xlatb or Mnemonic.Enter or Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b
                 or Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Into or Mnemonic.Int1 or Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2
-                or Mnemonic.Rdtsc or Mnemonic.Rdtscp or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts
+                or Mnemonic.Rdtsc or Mnemonic.Rdtscp or Mnemonic.Rdrand or Mnemonic.Rdseed or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts
                 or Mnemonic.Swapgs or Mnemonic.Smsw or Mnemonic.Lmsw or Mnemonic.Sgdt or Mnemonic.Sidt or Mnemonic.Str
                 or Mnemonic.Sldt or Mnemonic.Ltr or Mnemonic.Lldt or Mnemonic.Wait or Mnemonic.Clac or Mnemonic.Stac
                 or Mnemonic.Verr or Mnemonic.Verw or Mnemonic.Lar or Mnemonic.Lsl or Mnemonic.Rdpmc:

@@ -24,7 +24,7 @@ public sealed partial class SoftProcessor
     private bool SegmentAllows(Register seg, ulong offset, int size, bool write)
     {
         ref readonly Segment s = ref _seg[seg - Register.ES];
-        bool ok = (_cr0 & PagingState.Cr0PE) == 0 ? offset + (ulong)size - 1 <= s.Limit : s.AllowsData(offset, size, write);
+        bool ok = RealAddressing ? offset + (ulong)size - 1 <= s.Limit : s.AllowsData(offset, size, write);
         return ok || Raise(seg == Register.SS ? ExceptionVector.SS : ExceptionVector.GP);
     }
 

@@ -87,8 +87,8 @@ public sealed partial class SoftProcessor
     // otherwise only when the TSS's I/O bitmap clears every bit (#GP(0) if not).
     private bool IoPermitted(ushort port, int size)
     {
-        if ((_cr0 & PagingState.Cr0PE) == 0 || Cpl <= Iopl)
-            return true;
+        if ((_cr0 & PagingState.Cr0PE) == 0 || (!_v86 && Cpl <= Iopl))
+            return true; // virtual-8086 mode always consults the bitmap
         ulong limit = _tr.Limit;
         if (_tr.Unusable || limit < 0x67)
             return Raise(ExceptionVector.GP);

@@ -1,6 +1,6 @@
 // The software CPU's instructions with rules of their own: the flags image (PUSHF/POPF,
 // LAHF/SAHF), XLAT, ENTER, CMPXCHG8B/16B, software interrupts (INT n, INT3, INTO, INT1), UD0-2,
-// the time-stamp counter, RDPMC (no counters), cache and TLB maintenance (no caches or TLB to maintain here),
+// the time-stamp counter, RDRAND/RDSEED (a seeded generator), RDPMC (no counters), cache and TLB maintenance (no caches or TLB to maintain here),
 // SWAPGS, CLTS, LMSW/SMSW, SGDT/SIDT, STR/SLDT, LTR/LLDT and the debug registers.
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
@@ -22,6 +22,8 @@ public sealed partial class SoftProcessor
         Mnemonic m = i.Mnemonic;
         switch (m)
         {
+            case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq or Mnemonic.Popf or Mnemonic.Popfd when _v86 && Iopl < 3:
+                return V86Flags(m is Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq, i.OperandSize, next);
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq:
                 if (!Push(Flags & ~(FlagRf | FlagVm) & Alu.Mask(i.OperandSize), i.OperandSize))
                     return false;
@@ -66,7 +68,7 @@ public sealed partial class SoftProcessor
                     return false;
                 break;
             case Mnemonic.Int:
-                return SoftwareEvent((byte)i.Immediate, EventSource.Software, next);
+                return _v86 ? V86SoftwareInterrupt((byte)i.Immediate, next) : SoftwareEvent((byte)i.Immediate, EventSource.Software, next);
             case Mnemonic.Int3:
                 return SoftwareEvent(ExceptionVector.BP, EventSource.SoftwareException, next);
             case Mnemonic.Into:
@@ -104,6 +106,15 @@ public sealed partial class SoftProcessor
                     _gpr[2] = tsc >> 32;
                     if (m == Mnemonic.Rdtscp)
                         _gpr[1] = (uint)_area.TscAux;
+                    break;
+                }
+            case Mnemonic.Rdrand or Mnemonic.Rdseed:
+                {
+                    if ((_features & (m == Mnemonic.Rdrand ? CpuFeatures.Rdrand : CpuFeatures.Rdseed)) == 0)
+                        return Raise(ExceptionVector.UD);
+                    // Always a value (CF = 1), the other status flags clear.
+                    Set(i.GetRegister(0), NextRandom() & Alu.Mask(RegisterInfo.GprNumber(i.GetRegister(0)).Size));
+                    Flags = (Flags & ~Rflags.Status) | Rflags.CF;
                     break;
                 }
             case Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg or Mnemonic.Clts:
@@ -155,6 +166,8 @@ public sealed partial class SoftProcessor
                 }
             case Mnemonic.Str or Mnemonic.Sldt:
                 {
+                    if (RealAddressing)
+                        return Raise(ExceptionVector.UD);
                     ushort sel = m == Mnemonic.Str ? _tr.Selector : _ldtr.Selector;
                     int size = i.GetOperandKind(0) == OperandKind.Memory ? 2 : RegisterInfo.GprNumber(i.GetRegister(0)).Size;
                     if (!Destination(size, sel))
@@ -184,7 +197,7 @@ public sealed partial class SoftProcessor
     // and LSL its access rights or limit), never with a fault for the selector itself.
     private bool SegmentQuery(Mnemonic m)
     {
-        if ((_cr0 & PagingState.Cr0PE) == 0)
+        if (RealAddressing)
             return Raise(ExceptionVector.UD);
         bool verify = m is Mnemonic.Verr or Mnemonic.Verw;
         if (!Source(verify ? 0 : 1, 2, out ulong raw))
@@ -297,7 +310,7 @@ public sealed partial class SoftProcessor
     // 16-byte descriptors in IA-32e mode.
     private bool LoadSystemSegment(bool task)
     {
-        if ((_cr0 & PagingState.Cr0PE) == 0)
+        if (RealAddressing)
             return Raise(ExceptionVector.UD);
         if (Cpl != 0)
             return Raise(ExceptionVector.GP);

@@ -108,7 +108,7 @@ public sealed partial class SoftProcessor
     private bool SegmentCheck(Register seg, ushort selector, out Segment s, int cpl = -1)
     {
         s = default;
-        if ((_cr0 & PagingState.Cr0PE) == 0)
+        if (RealAddressing)
         {
             s = _seg[seg - Register.ES] with { Selector = selector, Base = (ulong)selector << 4 };
             return true;
@@ -161,7 +161,7 @@ public sealed partial class SoftProcessor
     {
         if (!SegmentFor(Register.CS, selector, out cs))
             return false;
-        if ((_cr0 & PagingState.Cr0PE) == 0)
+        if (RealAddressing)
             return true;
         int cpl = Cpl;
         bool conforming = (cs.Type & 4) != 0;
@@ -221,6 +221,8 @@ public sealed partial class SoftProcessor
     // (IRETQ also restores RSP and SS).
     private bool InterruptReturn()
     {
+        if (_v86)
+            return V86InterruptReturn();
         if ((_cr0 & PagingState.Cr0PE) != 0 && (Flags & (FlagNtBit | FlagVmBit)) == FlagNtBit)
             return TaskReturn((_rip + _insn.Length) & IpMask); // back to the linked task
         int size = _insn.OperandSize;
@@ -230,6 +232,8 @@ public sealed partial class SoftProcessor
             || !Read(Register.SS, (sp + (ulong)size) & Alu.Mask(sw), size, out ulong cs)
             || !Read(Register.SS, (sp + 2 * (ulong)size) & Alu.Mask(sw), size, out ulong flags))
             return false;
+        if ((_cr0 & PagingState.Cr0PE) != 0 && (_efer & PagingState.EferLMA) == 0 && Cpl == 0 && size == 4 && (flags & FlagVm) != 0)
+            return ReturnToV86(ip, cs, flags, sp, sw);
         ulong rsp = 0, ss = 0;
         // 64-bit IRET always pops SS:RSP; a protected-mode one does when it returns outward.
         bool popStack = _bitness == Bitness.Bits64 || ((_cr0 & PagingState.Cr0PE) != 0 && (int)(cs & 3) > Cpl);

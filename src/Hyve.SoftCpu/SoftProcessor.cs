@@ -2,7 +2,7 @@
 // the injected event, interprets guest code until something exits (port I/O, HLT, CPUID,
 // RDMSR/WRMSR, an access to memory that is not RAM, an interrupt window, a request from the
 // vmm), then stores the guest state and the exit information back, as hardware would. It runs
-// real, protected, compatibility and 64-bit mode with segment checks, paging and event delivery
+// real, virtual-8086, protected, compatibility and 64-bit mode with segment checks, paging and event delivery
 // through the IDT, gates and task switches, and the general-purpose, x87, MMX and SSE to SSE4.2
 // instructions (the partial files beside this one, one per group) of the extensions the vmm's
 // CPUID reports (CpuFeatures). An instruction it does not implement raises #UD in the guest,
@@ -182,6 +182,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
 
     private void Modes()
     {
+        _v86 = (_cr0 & PagingState.Cr0PE) != 0 && (_efer & PagingState.EferLMA) == 0 && (_flags & FlagVm) != 0;
         _paging = new PagingState(_cr0, _cr3, _cr4, _efer, _seg[2].Dpl);
         _bitness = CodeSize.Of(in _paging, in _seg[1]);
         _ipMask = CodeSize.IpMask(_bitness);
@@ -233,6 +234,23 @@ public sealed partial class SoftProcessor : IVmxProcessor
     }
 
     private CpuFeatures _features = CpuFeatures.All;
+    private ulong _random = 0x9E37_79B9_7F4A_7C15;
+
+    /// <summary>The seed of RDRAND's and RDSEED's values: the same seed gives the same values in
+    /// the same order, so a run in virtual time repeats exactly.</summary>
+    public ulong RandomSeed
+    {
+        set => _random = value;
+    }
+
+    // SplitMix64: a full-period 64-bit sequence with well-mixed outputs.
+    private ulong NextRandom()
+    {
+        ulong z = _random += 0x9E37_79B9_7F4A_7C15;
+        z = (z ^ (z >> 30)) * 0xBF58_476D_1CE4_E5B9;
+        z = (z ^ (z >> 27)) * 0x94D0_49BB_1331_11EB;
+        return z ^ (z >> 31);
+    }
 
     /// <summary>The extensions this processor runs (all it implements until the vmm's CPUID is
     /// given through <see cref="SetCpuid"/>); the others raise #UD.</summary>

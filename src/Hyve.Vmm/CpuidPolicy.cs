@@ -41,10 +41,10 @@ public sealed class CpuidPolicy
     /// <summary>Processor signature of leaf 1 EAX (family 6).</summary>
     public uint Signature { get; init; } = 0x000306A9;
 
-    /// <summary>Leaf 1 ECX at every level: CX16, x2APIC, POPCNT, TSC-deadline, hypervisor. MOVBE,
+    /// <summary>Leaf 1 ECX at every level: CX16, x2APIC, POPCNT, TSC-deadline, RDRAND, hypervisor. MOVBE,
     /// XSAVE and AVX stay off until the software CPU implements them, so guests pick the code
     /// paths it runs.</summary>
-    public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 31);
+    public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 30) | (1u << 31);
 
     /// <summary>Leaf 1 ECX's x86-64-v2 bits: SSE3, SSSE3, SSE4.1, SSE4.2.</summary>
     public const uint Leaf1EcxV2 = (1u << 0) | (1u << 9) | (1u << 19) | (1u << 20);
@@ -52,17 +52,17 @@ public sealed class CpuidPolicy
     /// <summary>The level reported (v2 by default; v1 makes guests choose their SSE2 code paths).</summary>
     public CpuLevel Level { get; init; } = CpuLevel.V2;
 
-    /// <summary>Leaf 1 EDX: FPU, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36,
+    /// <summary>Leaf 1 EDX: FPU, VME, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36,
     /// CLFSH, MMX, FXSR, SSE, SSE2.</summary>
-    public const uint Leaf1Edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9)
+    public const uint Leaf1Edx = (1u << 0) | (1u << 1) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9)
         | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) | (1u << 23)
         | (1u << 24) | (1u << 25) | (1u << 26);
 
-    /// <summary>Leaf 7 EBX: SMEP, ERMS, SMAP, CLFLUSHOPT. Not BMI1: its ANDN, BEXTR and BLS*
+    /// <summary>Leaf 7 EBX: SMEP, ERMS, RDSEED, SMAP, CLFLUSHOPT. Not BMI1: its ANDN, BEXTR and BLS*
     /// are VEX-encoded, which the software CPU does not run (TZCNT, the one legacy-encoded BMI1
     /// instruction, gives BSF's answer for every nonzero input, which is what code that has not
     /// checked for BMI1 relies on).</summary>
-    public const uint Leaf7Ebx = (1u << 7) | (1u << 9) | (1u << 20) | (1u << 23);
+    public const uint Leaf7Ebx = (1u << 7) | (1u << 9) | (1u << 18) | (1u << 20) | (1u << 23);
 
     /// <summary>The answer for <paramref name="leaf"/>/<paramref name="subleaf"/> on the vCPU whose
     /// APIC ID is <paramref name="apicId"/>.</summary>

@@ -80,6 +80,17 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public void SeedRepeatsRdrand()
+    {
+        // rdrand eax; and al, 0x3F; out 0xF4, al: the verdict is RDRAND's low six bits.
+        string probe = Kernel("rdrand.bin", 0x0F, 0xC7, 0xF0, 0x24, 0x3F, 0xE6, 0xF4, 0xEB, 0xFE);
+        int first = Hyve("run", "--kernel", probe, "--seed", "7").Item1;
+        Assert.Equal(first, Hyve("run", "--kernel", probe, "--seed", "7").Item1);
+        Assert.NotEqual(first, Hyve("run", "--kernel", probe, "--seed", "8").Item1);
+        Assert.Equal(1, first & 1); // an isa-debug-exit verdict, not an error
+    }
+
+    [Fact]
     public void FlatBinariesRunFromTheirLoadAddress()
     {
         string path = Path.Combine(_dir, "flat.bin");
@@ -111,6 +122,7 @@ public sealed class RunCommandTests : IDisposable
     [InlineData(2, "--memory", "1")]
     [InlineData(2, "--backend", "fast")]
     [InlineData(2, "--cpu-features", "v3")]
+    [InlineData(2, "--seed", "many")]
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]
     [InlineData(1, "--disk", "/nonexistent/disk.img")]

@@ -19,11 +19,11 @@ public sealed class CpuFeatureTests : IDisposable
 
     // Runs code then HLT in 64-bit mode with SSE enabled and every exception exiting: the vector
     // it stopped at (-1 for the HLT) and the vCPU.
-    private (int Vector, VmxVcpu Cpu, SoftProcessor Processor) Run(string hex, CpuFeatures features, Action<VmxVcpu>? setup = null)
+    private (int Vector, VmxVcpu Cpu, SoftProcessor Processor) Run(string hex, CpuFeatures features, Action<VmxVcpu>? setup = null, ulong seed = 0)
     {
         if (_memory.RamSize == 0)
             _memory.AddRam(0, 0x20_0000);
-        var cpu = new SoftProcessor(_memory, new VmClock()) { Features = features };
+        var cpu = new SoftProcessor(_memory, new VmClock()) { Features = features, RandomSeed = seed };
         var vcpu = new VmxVcpu(cpu, 0xF000_0000) { Memory = _memory };
         _memory.WriteRam(0x10000, [.. Convert.FromHexString(hex), 0xF4]);
         HostCpuHarness.EnterMode(vcpu, _memory, 64, PagingState.Cr4OSFXSR);
@@ -51,6 +51,8 @@ public sealed class CpuFeatureTests : IDisposable
     [InlineData("DD0E", CpuFeatures.Sse3)]          // fisttp qword [rsi]
     [InlineData("F30FB8C1", CpuFeatures.Popcnt)]    // popcnt eax, ecx
     [InlineData("0F38F006", CpuFeatures.Movbe)]     // movbe eax, [rsi]
+    [InlineData("0FC7F0", CpuFeatures.Rdrand)]      // rdrand eax
+    [InlineData("0FC7F8", CpuFeatures.Rdseed)]      // rdseed eax
     public void AHiddenExtensionRaisesUdAndAnOfferedOneRuns(string insn, CpuFeatures feature)
     {
         var (offered, _, _) = Run(insn, CpuFeatures.All);
@@ -85,14 +87,33 @@ public sealed class CpuFeatureTests : IDisposable
     public void ThePolicyLevelDecidesWhatRuns()
     {
         CpuFeatures v2 = CpuFeatureBits.From(new CpuidPolicy());
-        Assert.Equal(CpuFeatures.Sse3 | CpuFeatures.Ssse3 | CpuFeatures.Sse41 | CpuFeatures.Sse42 | CpuFeatures.Popcnt | CpuFeatures.Lzcnt, v2);
+        const CpuFeatures Always = CpuFeatures.Popcnt | CpuFeatures.Lzcnt | CpuFeatures.Rdrand | CpuFeatures.Rdseed;
+        Assert.Equal(Always | CpuFeatures.Sse3 | CpuFeatures.Ssse3 | CpuFeatures.Sse41 | CpuFeatures.Sse42, v2);
         CpuFeatures v1 = CpuFeatureBits.From(new CpuidPolicy { Level = CpuLevel.V1 });
-        Assert.Equal(CpuFeatures.Popcnt | CpuFeatures.Lzcnt, v1);
+        Assert.Equal(Always, v1);
 
         // Through a VM: the processor of a v1 VM refuses PTEST.
         _memory.AddRam(0, 0x20_0000);
         var cpu = new SoftProcessor(_memory, new VmClock());
         using var vm = new Vm(new VmxBackend(_memory, _ => cpu, "soft"), 1, _memory, null, CpuLevel.V1);
         Assert.Equal(v1, cpu.Features);
+    }
+
+    [Fact]
+    public void RdrandRepeatsFromItsSeed()
+    {
+        // rdrand rax; rdrand rbx; rdseed cx: CF set, the other status flags clear, and the same
+        // values again from the same seed (different ones from another).
+        ulong[] Values(ulong seed)
+        {
+            var (_, cpu, _) = Run("480FC7F0480FC7F3660FC7F9", CpuFeatures.All, v => v.Rflags = 0x2 | Rflags.Status, seed);
+            return [cpu.GetGpr(0), cpu.GetGpr(3), cpu.GetGpr(1), cpu.Rflags & Rflags.Status];
+        }
+        ulong[] a = Values(1), b = Values(1);
+        Assert.Equal(a, b);
+        Assert.NotEqual(a[0], Values(2)[0]);
+        Assert.Equal(Rflags.CF, a[3]);
+        Assert.NotEqual(a[0], a[1]);
+        Assert.True(a[2] <= 0xFFFF);
     }
 }

@@ -216,18 +216,17 @@ public sealed class Vie
     public bool Begin(ulong gpa, ulong gla, bool glaValid, in PagingState paging, IVieCpu cpu, IGuestMemory? memory, ReadOnlySpan<byte> bytes = default)
     {
         Segment cs = cpu.GetSegment(Register.CS);
-        bool real = (paging.Cr0 & PagingState.Cr0PE) == 0;
         Bitness bitness = CodeSize.Of(in paging, in cs);
-        Start(gpa, gla, glaValid, in paging, bitness, real);
-        if ((cpu.Rflags & (1UL << 17)) != 0)
-        {
-            _beginStatus = VieStatus.Fallback; // virtual-8086 mode is not emulated
-            return false;
-        }
+        Start(gpa, gla, glaValid, in paging, bitness, RealAddressing(in paging, cpu));
         if (!bytes.IsEmpty)
             return DecodeBytes(bytes, fetchFault: null);
         return Fetch(cpu, memory, cs);
     }
+
+    // Real mode, or virtual-8086 mode (EFLAGS.VM outside IA-32e mode): segments are checked
+    // against their limit only; paging, at CPL 3 in virtual-8086 mode, is as the walk says.
+    private static bool RealAddressing(in PagingState paging, IVieCpu cpu) =>
+        (paging.Cr0 & PagingState.Cr0PE) == 0 || ((cpu.Rflags & (1UL << 17)) != 0 && (paging.Efer & PagingState.EferLMA) == 0);
 
     private void Start(ulong gpa, ulong gla, bool glaValid, in PagingState paging, Bitness bitness, bool real)
     {
@@ -256,9 +255,8 @@ public sealed class Vie
     public void BeginIo(in IoExit exit, in PagingState paging, IVieCpu cpu)
     {
         Segment cs = cpu.GetSegment(Register.CS);
-        bool real = (paging.Cr0 & PagingState.Cr0PE) == 0;
         Bitness bitness = CodeSize.Of(in paging, in cs);
-        Start(ulong.MaxValue, 0, glaValid: false, in paging, bitness, real);
+        Start(ulong.MaxValue, 0, glaValid: false, in paging, bitness, RealAddressing(in paging, cpu));
         if (exit.Size is not (1 or 2 or 4) || (exit.String && exit.AddressSize is not (2 or 4 or 8)))
             throw new ArgumentException($"not a port access: {exit}", nameof(exit));
         _io = true;
