@@ -18,6 +18,8 @@ public enum EntryMode : byte
     Protected32,
     /// <summary>64-bit mode with the image's page tables and GDT (Linux's 64-bit boot protocol).</summary>
     Long64,
+    /// <summary>The state after reset: real mode at F000:FFF0 with CS based at 0xFFFF0000 (firmware).</summary>
+    Reset,
 }
 
 /// <summary>A loaded guest: memory contents and where and how to start.</summary>

@@ -23,7 +23,7 @@ internal static class RunCommand
 
     public static int Run(ReadOnlySpan<string> args)
     {
-        string? kernel = null, cmdline = null, disk = null, initrd = null;
+        string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
@@ -65,6 +65,8 @@ internal static class RunCommand
                     };
                     break;
                 case "--verify-emulation": verify = true; break;
+                case "--firmware": firmware = Arguments.Value(Name, args, ref i, a); break;
+                case "--debugcon": debugcon = Arguments.Value(Name, args, ref i, a); break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -80,14 +82,21 @@ internal static class RunCommand
         if (HostMemory.AvailableMiB() is long free && memoryMiB > free)
             throw new IOException($"run: --memory {memoryMiB} MiB is more than this host can give ({free} MiB available)");
 
-        byte[] image = kernel == null ? DefaultGuest() : Arguments.ReadFile(Name, "--kernel", kernel);
+        byte[]? rom = null;
+        if (firmware != null)
+        {
+            if (kernel != null || initrd != null || loadAddress != null || cmdline != null)
+                throw new UsageException("run: --firmware boots the firmware alone so far (no --kernel, --initrd, --load or --cmdline with it)");
+            rom = ReadFirmware(firmware);
+        }
+        byte[] image = rom ?? (kernel == null ? DefaultGuest() : Arguments.ReadFile(Name, "--kernel", kernel));
         byte[]? ramdisk = initrd == null ? null : Arguments.ReadFile(Name, "--initrd", initrd);
-        string what = kernel ?? "the built-in demo guest";
-        bool vmlinux = loadAddress == null && LinuxBoot.IsVmlinux(image);
-        bool linux = loadAddress == null && (LinuxBoot.IsBzImage(image) || vmlinux);
+        string what = firmware ?? kernel ?? "the built-in demo guest";
+        bool vmlinux = rom == null && loadAddress == null && LinuxBoot.IsVmlinux(image);
+        bool linux = rom == null && loadAddress == null && (LinuxBoot.IsBzImage(image) || vmlinux);
         if (loadAddress != null && kernel == null)
             throw new UsageException("run: --load needs --kernel (a flat binary to place there)");
-        if (!linux && loadAddress == null && !Multiboot.IsMultiboot(image))
+        if (rom == null && !linux && loadAddress == null && !Multiboot.IsMultiboot(image))
             throw new InvalidDataException($"{what}: not a Multiboot kernel, a Linux bzImage or a vmlinux");
         if (verify && !kvm)
             throw new UsageException("run: --verify-emulation checks the kvm backend's emulation (add --backend kvm)");
@@ -101,6 +110,7 @@ internal static class RunCommand
         // RDRAND's values: from the given seed, so a run repeats exactly, or from the host.
         ulong randomSeed = seed is long fixedSeed ? (ulong)fixedSeed : BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         using Stream console = Console.OpenStandardOutput();
+        using Stream? debugLog = debugcon == null ? null : OpenLog(debugcon);
         var options = new MachineOptions
         {
             Cpus = (int)cpus,
@@ -108,6 +118,8 @@ internal static class RunCommand
             MemoryBytes = (ulong)memoryMiB << 20,
             Console = console,
             Disk = disk == null ? null : Path.GetFullPath(disk),
+            FirmwareSize = rom?.Length ?? 0,
+            DebugConsole = debugLog,
             Backend = kvm
                 ? (memory, _) => new KvmBackend(memory)
                 : (memory, clock) => new VmxBackend(memory, id => new SoftProcessor(memory, clock)
@@ -124,7 +136,9 @@ internal static class RunCommand
         try
         {
             // Linux hears of the virtio-mmio devices on its command line.
-            boot = loadAddress is long at
+            boot = rom != null
+                ? Firmware.Load(rom)
+                : loadAddress is long at
                 ? FlatBinary.Load(image, (ulong)at, machine.Map)
                 : vmlinux
                 ? LinuxBoot.LoadVmlinux(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
@@ -175,6 +189,44 @@ internal static class RunCommand
                 break;
         }
         return result.Status;
+    }
+
+    /// <summary>Where Debian's seabios package puts the 256 KiB SeaBIOS QEMU's pc machine uses.</summary>
+    public const string SeaBios = "/usr/share/seabios/bios-256k.bin";
+
+    // --firmware bios (Debian's SeaBIOS) or a ROM image file.
+    private static byte[] ReadFirmware(string firmware)
+    {
+        if (firmware == "bios")
+        {
+            if (!File.Exists(SeaBios))
+                throw new IOException($"run: --firmware bios needs SeaBIOS from Debian's seabios package ({SeaBios} is missing; apt-get install seabios)");
+            return File.ReadAllBytes(SeaBios);
+        }
+        if (firmware == "uefi")
+            throw new UsageException("run: --firmware uefi (OVMF) is not supported yet; use bios or a ROM file");
+        byte[] rom = Arguments.ReadFile(Name, "--firmware", firmware);
+        try
+        {
+            Firmware.Load(rom); // checked now, before the machine is built around its size
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{firmware}: {e.Message}", e);
+        }
+        return rom;
+    }
+
+    private static FileStream OpenLog(string path)
+    {
+        try
+        {
+            return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"run: --debugcon {path}: {e.Message}", e);
+        }
     }
 
     // The demo guest built from guests/demo.c and embedded in this program.

@@ -16,11 +16,11 @@ internal static class Usage
         usage: hyve <command> [options]       (hyve --version prints the version)
 
         commands:
-          run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
+          run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR | --firmware bios|FILE] [--cmdline STR] [--cpus N]
               [--memory MiB] [--disk FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
-              [--timeout SECONDS] [--seed N] [--stats]
-              Boot a Multiboot kernel, a Linux bzImage, or a flat binary at ADDR (entered in 32-bit
-              protected mode) (default: the built-in demo guest) on the software CPU (or KVM) with
+              [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
+              Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
+              protected mode) or firmware (default: the built-in demo guest) on the software CPU (or KVM) with
               COM1 on the terminal (Ctrl-A x quits, Ctrl-A h lists the keys). 'hyve run --help'
               describes each option and the exit statuses.
           disasm --bits 16|32|64 FILE [--offset N] [--length N] [--section NAME]
@@ -51,6 +51,11 @@ internal static class Usage
           --cmdline STR       the kernel command line (Linux: default console=ttyS0; the
                               virtio-mmio devices are added to it)
           --load ADDR         place the flat binary at ADDR and enter it in 32-bit protected mode
+          --firmware bios|FILE  start from the reset vector in firmware instead of a kernel:
+                              bios is SeaBIOS from Debian's seabios package, FILE any ROM
+                              image (mapped to end at 4 GiB, its last 128 KiB at 0xE0000)
+          --debugcon FILE     write what the guest sends to QEMU's debug console port 0x402
+                              (firmware's log) to FILE
           --cpus N            vCPUs, 1 to 255 (default 1)
           --memory MiB        RAM, at least 16 and no more than the host has free (default 256)
           --disk FILE         a virtio-mmio block device over FILE (read-write)

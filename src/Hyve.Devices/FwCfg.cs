@@ -1,10 +1,14 @@
 // QEMU's fw_cfg in its port form: a 16-bit selector at 0x510 picks an item, byte reads at 0x511
-// stream it from the start; reads past the end return zero. Items: the "QEMU" signature, the
-// interface ID (1: port interface, no DMA), the RAM size (64-bit), the CPU count (16-bit) and a
-// file directory (empty: big-endian count 0).
+// stream it from the start; reads past the end (and unknown items) return zero. Items as QEMU's
+// pc machine gives them: the "QEMU" signature, the interface ID (1: port interface, no DMA),
+// the RAM size (64-bit), the CPU counts (16-bit), NOGRAPHIC (the console is a serial line, so
+// SeaBIOS writes to COM1), the IRQ 0 override, and the file directory (big-endian count, then
+// per file its big-endian size and key and a 56-byte name) with etc/e820.
 using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
+using System.Text;
+using Hyve.Boot;
 using Hyve.Vmm.Emulation;
 
 namespace Hyve.Devices;
@@ -16,7 +20,10 @@ public sealed class FwCfg : IPortHandler
     public const ushort DefaultPort = 0x510;
 
     /// <summary>Well-known item keys.</summary>
-    public const ushort Signature = 0x00, Id = 0x01, RamSize = 0x03, CpuCount = 0x05, MaxCpus = 0x0F, FileDir = 0x19;
+    public const ushort Signature = 0x00, Id = 0x01, RamSize = 0x03, NoGraphic = 0x04, CpuCount = 0x05, MaxCpus = 0x0F,
+        FileDir = 0x19, FirstFile = 0x20, Irq0Override = 0x8002;
+
+    private readonly List<(string Name, ushort Key, int Size)> _files = [];
 
     private readonly Dictionary<ushort, byte[]> _items = [];
     private byte[] _current = [];
@@ -31,8 +38,53 @@ public sealed class FwCfg : IPortHandler
         _items[RamSize] = Le(ramBytes, 8);
         _items[CpuCount] = Le((ulong)cpus, 2);
         _items[MaxCpus] = Le((ulong)cpus, 2);
+        _items[NoGraphic] = Le(1, 2);
+        _items[Irq0Override] = Le(1, 4); // the PIT reaches the I/O APIC on pin 2
         _items[FileDir] = new byte[4];
         Select(Signature);
+    }
+
+    /// <summary>Adds a named file (the next free key) and lists it in the directory.</summary>
+    public void AddFile(string name, byte[] data)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(data);
+        if (Encoding.ASCII.GetByteCount(name) > 55)
+            throw new ArgumentException($"fw_cfg file names have at most 55 bytes: {name}", nameof(name));
+        var key = (ushort)(FirstFile + _files.Count);
+        _items[key] = data;
+        _files.Add((name, key, data.Length));
+        var dir = new byte[4 + 64 * _files.Count];
+        BinaryPrimitives.WriteUInt32BigEndian(dir, (uint)_files.Count);
+        for (int i = 0; i < _files.Count; i++)
+        {
+            Span<byte> entry = dir.AsSpan(4 + 64 * i, 64);
+            BinaryPrimitives.WriteUInt32BigEndian(entry, (uint)_files[i].Size);
+            BinaryPrimitives.WriteUInt16BigEndian(entry[4..], _files[i].Key);
+            Encoding.ASCII.GetBytes(_files[i].Name, entry[8..]);
+        }
+        _items[FileDir] = dir;
+        if (Selector == FileDir)
+            Select(FileDir);
+    }
+
+    /// <summary>QEMU's etc/e820: the machine's RAM ranges, each a little-endian 64-bit address and
+    /// length and a 32-bit type (1, RAM); the firmware reserves its own areas from it.</summary>
+    public static byte[] E820(MemoryMap map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        var ranges = new List<(ulong Base, ulong Length)> { (0, map.LowEnd) };
+        if (map.RamBytes > MemoryMap.DeviceWindow)
+            ranges.Add((MemoryMap.FourGiB, map.RamBytes - MemoryMap.DeviceWindow));
+        var table = new byte[20 * ranges.Count];
+        for (int i = 0; i < ranges.Count; i++)
+        {
+            Span<byte> e = table.AsSpan(20 * i, 20);
+            BinaryPrimitives.WriteUInt64LittleEndian(e, ranges[i].Base);
+            BinaryPrimitives.WriteUInt64LittleEndian(e[8..], ranges[i].Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(e[16..], 1);
+        }
+        return table;
     }
 
     /// <summary>The selected key.</summary>

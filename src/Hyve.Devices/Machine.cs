@@ -82,6 +82,14 @@ public sealed class MachineOptions
     /// host's pace, KVM) rather than counting retired instructions.</summary>
     public bool HostTime { get; init; }
 
+    /// <summary>The size of the firmware image the machine will be given (<see cref="Machine.Load"/>
+    /// with a <see cref="Firmware"/> image), or 0: RAM then also backs the legacy BIOS area and
+    /// the top of 4 GiB, where the chipset decodes the ROM.</summary>
+    public int FirmwareSize { get; init; }
+
+    /// <summary>Where writes to QEMU's debug console port (0x402) go; firmware logs there (none: dropped).</summary>
+    public Stream? DebugConsole { get; init; }
+
     /// <summary>Whether every device-memory instruction a decoding backend (KVM) completes is also
     /// emulated by the vmm and compared (<c>--verify-emulation</c>).</summary>
     public bool VerifyEmulation { get; init; }
@@ -108,6 +116,11 @@ public sealed class Machine : IDisposable
         var memory = new GuestMemory();
         foreach (MemoryRange r in Map.RamRegions())
             memory.AddRam(r.Base, r.Length);
+        if (options.FirmwareSize > 0)
+        {
+            memory.AddRam(Firmware.LegacyBase, Firmware.LegacyEnd - Firmware.LegacyBase);
+            memory.AddRam(Firmware.HighBase(options.FirmwareSize), (ulong)options.FirmwareSize);
+        }
         var clock = new VmClock(options.HostTime);
         _backend = options.Backend(memory, clock);
         Vm = new Vm(_backend, options.Cpus, memory, clock, options.CpuLevel);
@@ -142,7 +155,11 @@ public sealed class Machine : IDisposable
         });
         TestDev.Register(Ports, Mmio);
         FwCfg = new FwCfg(options.MemoryBytes, options.Cpus);
+        FwCfg.AddFile("etc/e820", FwCfg.E820(Map));
+        FwCfg.AddFile("etc/boot-fail-wait", BitConverter.GetBytes(-1)); // no boot device: stop there, as QEMU asks
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
+        Ports.Register(DebugConsole.DefaultPort, 1, new DebugConsole(options.DebugConsole));
+        FillCmos(Vm.Rtc.Cmos, Map, options.Cpus);
 
         // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1,
         // the console (sharing COM1's output) in slot 2.
@@ -228,6 +245,11 @@ public sealed class Machine : IDisposable
                 throw new InvalidDataException($"the image's segment at 0x{s.Address:X} is not in RAM");
         }
         IBackendVcpu cpu = Vm.Vcpus[0].Cpu;
+        if (image.Mode == EntryMode.Reset)
+        {
+            Vm.Vcpus[0].PowerOnReset();
+            return;
+        }
         if (image.Mode == EntryMode.Long64)
         {
             // Linux's 64-bit entry: the image's GDT and page tables, flat 64-bit code and data.
@@ -261,6 +283,33 @@ public sealed class Machine : IDisposable
         cpu.Rip = image.Entry;
         cpu.SetGpr(0, image.Eax);
         cpu.SetGpr(3, image.Ebx);
+    }
+
+    // The CMOS bytes a PC BIOS reads for the memory size, CPU count and boot order, as QEMU's pc
+    // machine fills them: base memory (KiB), extended memory 1-64 MiB (KiB), memory from 16 MiB
+    // to the device window and above 4 GiB (64 KiB units), CPUs - 1, and QEMU's default boot
+    // order "cad" (hard disk, floppy, CD: 2, 1, 3) with the floppy signature check on.
+    private static void FillCmos(Span<byte> cmosFrom0E, MemoryMap map, int cpus)
+    {
+        static void Put(Span<byte> cmos, int index, int value) => cmos[index - 0x0E] = (byte)value;
+        ulong low = map.LowEnd;
+        ulong extendedKiB = Math.Min((low - MemoryMap.HighMemory) >> 10, 0xFFFF);
+        ulong above16M = low > (16UL << 20) ? Math.Min((low - (16UL << 20)) >> 16, 0xFFFF) : 0;
+        ulong above4G = map.RamBytes > MemoryMap.DeviceWindow ? (map.RamBytes - MemoryMap.DeviceWindow) >> 16 : 0;
+        Put(cmosFrom0E, 0x15, 640 & 0xFF);
+        Put(cmosFrom0E, 0x16, 640 >> 8);
+        Put(cmosFrom0E, 0x17, (int)extendedKiB);
+        Put(cmosFrom0E, 0x18, (int)(extendedKiB >> 8));
+        Put(cmosFrom0E, 0x30, (int)extendedKiB);
+        Put(cmosFrom0E, 0x31, (int)(extendedKiB >> 8));
+        Put(cmosFrom0E, 0x34, (int)above16M);
+        Put(cmosFrom0E, 0x35, (int)(above16M >> 8));
+        Put(cmosFrom0E, 0x5B, (int)above4G);
+        Put(cmosFrom0E, 0x5C, (int)(above4G >> 8));
+        Put(cmosFrom0E, 0x5D, (int)(above4G >> 16));
+        Put(cmosFrom0E, 0x5F, cpus - 1);
+        Put(cmosFrom0E, 0x3D, (1 << 4) | 2);
+        Put(cmosFrom0E, 0x38, 3 << 4);
     }
 
     /// <summary>A byte typed on COM1's terminal. It waits until the guest's driver listens and

@@ -95,7 +95,28 @@ public sealed partial class SoftProcessor : IVmxProcessor
         // The VMX-preemption timer, counted here in retired instructions (checked per batch).
         long slice = (_vmcs.Load(VmcsField.PinBasedControls) & VmxVcpu.PreemptionTimerControl) != 0
             ? (long)_vmcs.Load(VmcsField.PreemptionTimerValue) : long.MaxValue;
-        int budget = Batch;
+        // Instructions retired before an exit count toward the next batch of virtual time, so a
+        // loop that exits every few instructions (polling a port) still moves the clock.
+        int budget = _budget;
+        try
+        {
+            RunLoop(windowExiting, slice, ref budget);
+        }
+        finally
+        {
+            _budget = budget;
+        }
+    }
+
+    private int _budget = Batch;
+
+    private void RunLoop(bool windowExiting, long slice, ref int budget)
+    {
+        while (budget <= 0)
+        {
+            budget += Batch;
+            _clock.Advance(Batch);
+        }
         while (true)
         {
             if (_exitRequested)
@@ -122,6 +143,7 @@ public sealed partial class SoftProcessor : IVmxProcessor
                 if (_exitPending)
                 {
                     Retired += retired;
+                    budget -= retired;
                     return;
                 }
             }

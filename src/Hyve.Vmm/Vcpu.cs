@@ -638,6 +638,10 @@ public sealed class Vcpu
 
     // INIT: the processor state of the SDM's INIT column (real mode at F000:FFF0); MSRs and the
     // vector registers are kept.
+    /// <summary>Puts the vCPU in the state hardware reset gives (real mode at F000:FFF0 with CS
+    /// based at 0xFFFF0000, EDX the processor signature), for firmware to start from.</summary>
+    public void PowerOnReset() => InitReset();
+
     private void InitReset()
     {
         _vie.Reset();

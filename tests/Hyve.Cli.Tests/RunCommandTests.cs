@@ -91,6 +91,39 @@ public sealed class RunCommandTests : IDisposable
     }
 
     [Fact]
+    public void FirmwareBootsSeaBiosToItsBootMenu()
+    {
+        Assert.True(File.Exists(RunCommandSeaBios), $"{RunCommandSeaBios} is missing: install Debian's seabios package");
+        var (code, stdout, _) = Hyve("run", "--firmware", "bios", "--timeout", "10");
+        Assert.Equal(124, code); // SeaBIOS waits at "No bootable device." until the time limit
+        Assert.Contains("SeaBIOS (version ", stdout);
+        Assert.Contains("No bootable device.", stdout);
+    }
+
+    private const string RunCommandSeaBios = "/usr/share/seabios/bios-256k.bin";
+
+    [Fact]
+    public void BadFirmwareIsOneLine()
+    {
+        string small = Path.Combine(_dir, "small.rom");
+        File.WriteAllBytes(small, new byte[1000]);
+        foreach (var (status, args, says) in new (int, string[], string)[]
+        {
+            (1, ["--firmware", "/nonexistent/rom"], "--firmware"),
+            (1, ["--firmware", small], "whole number of 4 KiB pages"),
+            (2, ["--firmware", "uefi"], "not supported yet"),
+            (2, ["--firmware", "bios", "--kernel", small], "boots the firmware alone"),
+        })
+        {
+            var (code, _, err) = Hyve(["run", .. args]);
+            Assert.Equal(status, code);
+            Assert.StartsWith("hyve: ", err);
+            Assert.Contains(says, err);
+            Assert.Single(err.TrimEnd().Split('\n'));
+        }
+    }
+
+    [Fact]
     public void FlatBinariesRunFromTheirLoadAddress()
     {
         string path = Path.Combine(_dir, "flat.bin");

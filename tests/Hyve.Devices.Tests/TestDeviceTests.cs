@@ -1,5 +1,6 @@
 // QEMU's test devices and fw_cfg, the i8042 and power control, and the MMIO bus, as register
 // models: what a guest written for QEMU sees through each port and address.
+using System;
 using System.Collections.Generic;
 using System.Text;
 using Hyve.Vmm;
@@ -109,6 +110,53 @@ public sealed class TestDeviceTests
         fw.Write(0, 2, 0x1234);         // an unknown key reads as zeros
         Assert.Equal(0u, fw.Read(1, 4));
         Assert.Equal(0x1234u, fw.Read(0, 2));
+    }
+
+    [Fact]
+    public void FwCfgListsFilesAsQemuDoes()
+    {
+        // The directory: a big-endian count, then per file its big-endian size, key, 2 reserved
+        // bytes and a 56-byte name; the file's bytes under its key.
+        var fw = new FwCfg(256UL << 20, 1);
+        fw.Write(0, 2, FwCfg.FileDir);
+        Assert.Equal(0u, fw.Read(1, 4));
+        fw.AddFile("etc/e820", FwCfg.E820(Hyve.Boot.MemoryMap.Pc(4UL << 30)));
+        fw.AddFile("etc/boot-fail-wait", BitConverter.GetBytes(-1));
+        fw.Write(0, 2, FwCfg.FileDir);
+        var dir = new byte[4 + 2 * 64];
+        for (int i = 0; i < dir.Length; i++)
+            dir[i] = (byte)fw.Read(1, 1);
+        Assert.Equal(2u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(dir));
+        Assert.Equal(40u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(dir.AsSpan(4))); // two e820 entries
+        ushort key = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(dir.AsSpan(8));
+        Assert.Equal(FwCfg.FirstFile, key);
+        Assert.Equal("etc/e820", Encoding.ASCII.GetString(dir, 12, 56).TrimEnd('\0'));
+        Assert.Equal("etc/boot-fail-wait", Encoding.ASCII.GetString(dir, 12 + 64, 56).TrimEnd('\0'));
+        // 4 GiB of RAM: 3 GiB below the device window, 1 GiB at 4 GiB.
+        fw.Write(0, 2, key);
+        var e820 = new byte[40];
+        for (int i = 0; i < 40; i++)
+            e820[i] = (byte)fw.Read(1, 1);
+        Assert.Equal(0UL, BitConverter.ToUInt64(e820, 0));
+        Assert.Equal(0xC000_0000UL, BitConverter.ToUInt64(e820, 8));
+        Assert.Equal(1u, BitConverter.ToUInt32(e820, 16));
+        Assert.Equal(0x1_0000_0000UL, BitConverter.ToUInt64(e820, 20));
+        Assert.Equal(0x4000_0000UL, BitConverter.ToUInt64(e820, 28));
+        fw.Write(0, 2, FwCfg.NoGraphic);
+        Assert.Equal(1u, fw.Read(1, 2)); // the console is a serial line
+        Assert.Throws<ArgumentException>(() => fw.AddFile(new string('x', 56), []));
+    }
+
+    [Fact]
+    public void DebugConsoleAnswersE9AndLogsWrites()
+    {
+        using var log = new System.IO.MemoryStream();
+        var con = new DebugConsole(log);
+        Assert.Equal(0xE9u, con.Read(0, 1));
+        foreach (char c in "ok\n")
+            con.Write(0, 1, c);
+        Assert.Equal("ok\n", Encoding.ASCII.GetString(log.ToArray()));
+        new DebugConsole(null).Write(0, 1, 'x'); // no log: dropped
     }
 
     [Fact]
