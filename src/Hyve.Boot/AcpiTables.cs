@@ -30,7 +30,14 @@ public static class AcpiTables
 
     /// <summary>The tables for <paramref name="cpus"/> vCPUs, laid out from <paramref name="at"/>
     /// (16-byte aligned); the RSDP is first.</summary>
-    public static byte[] Build(ulong at, int cpus)
+    public static byte[] Build(ulong at, int cpus) => Build(at, cpus, out _);
+
+    /// <summary>Where each table starts in the blob <see cref="Build(ulong, int)"/> returns (offsets
+    /// from its start, the RSDP at 0), and the XSDT's length.</summary>
+    public readonly record struct Layout(int Xsdt, int XsdtLength, int Madt, int Fadt, int Facs, int Dsdt);
+
+    /// <summary>As <see cref="Build(ulong, int)"/>, with the tables' places.</summary>
+    public static byte[] Build(ulong at, int cpus, out Layout layout)
     {
         if ((at & 15) != 0)
             throw new ArgumentException("the RSDP must be 16-byte aligned", nameof(at));
@@ -59,6 +66,7 @@ public static class AcpiTables
         rsdp[8] = LinuxBoot.Checksum(rsdp.AsSpan(0, 20));
         rsdp[32] = LinuxBoot.Checksum(rsdp);
 
+        layout = new Layout((int)(xsdtAt - at), x.Length, (int)(madtAt - at), (int)(fadtAt - at), (int)(facsAt - at), (int)(dsdtAt - at));
         byte[] all = new byte[(int)(dsdtAt - at) + d.Length];
         rsdp.CopyTo(all, 0);
         x.CopyTo(all, (int)(xsdtAt - at));

@@ -6,6 +6,7 @@ using System.IO;
 using System.Reflection;
 using Hyve.Boot;
 using Hyve.Devices;
+using Hyve.Devices.Storage;
 using Hyve.Kvm;
 using Hyve.SoftCpu;
 using Hyve.Vmm;
@@ -23,7 +24,7 @@ internal static class RunCommand
 
     public static int Run(ReadOnlySpan<string> args)
     {
-        string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null;
+        string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null, floppy = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
@@ -67,6 +68,7 @@ internal static class RunCommand
                 case "--verify-emulation": verify = true; break;
                 case "--firmware": firmware = Arguments.Value(Name, args, ref i, a); break;
                 case "--debugcon": debugcon = Arguments.Value(Name, args, ref i, a); break;
+                case "--floppy": floppy = Arguments.Value(Name, args, ref i, a); break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -85,10 +87,15 @@ internal static class RunCommand
         byte[]? rom = null;
         if (firmware != null)
         {
-            if (kernel != null || initrd != null || loadAddress != null || cmdline != null)
-                throw new UsageException("run: --firmware boots the firmware alone so far (no --kernel, --initrd, --load or --cmdline with it)");
+            if (loadAddress != null)
+                throw new UsageException("run: --load places a flat binary without firmware (not with --firmware)");
+            if (kernel == null && (initrd != null || cmdline != null))
+                throw new UsageException("run: --initrd and --cmdline with --firmware need --kernel (a Linux bzImage the firmware loads)");
             rom = ReadFirmware(firmware);
         }
+        byte[]? firmwareKernel = rom != null && kernel != null ? Arguments.ReadFile(Name, "--kernel", kernel) : null;
+        if (firmwareKernel != null && !LinuxBoot.IsBzImage(firmwareKernel))
+            throw new InvalidDataException($"{kernel}: firmware loads a Linux bzImage through fw_cfg (this is not one)");
         byte[] image = rom ?? (kernel == null ? DefaultGuest() : Arguments.ReadFile(Name, "--kernel", kernel));
         byte[]? ramdisk = initrd == null ? null : Arguments.ReadFile(Name, "--initrd", initrd);
         string what = firmware ?? kernel ?? "the built-in demo guest";
@@ -102,10 +109,18 @@ internal static class RunCommand
             throw new UsageException("run: --verify-emulation checks the kvm backend's emulation (add --backend kvm)");
         if (kvm && KvmSystem.Unusable is { } why)
             throw new IOException($"run: the kvm backend cannot run here: {why}");
-        if (initrd != null && !linux)
+        if (initrd != null && !linux && firmwareKernel == null)
             throw new UsageException("run: --initrd needs a Linux kernel");
         if (disk != null)
             Arguments.CheckWritableFile(Name, "--disk", disk);
+        if (floppy != null)
+        {
+            long size = Arguments.ReadFile(Name, "--floppy", floppy).LongLength;
+            if (FloppyController.Geometry(size) == null)
+                throw new InvalidDataException($"{floppy}: {size} bytes is not the size of a floppy image (1,474,560 for 1.44 MB)");
+            if (firmware == null)
+                throw new UsageException("run: --floppy needs --firmware (a BIOS boots from it)");
+        }
 
         // RDRAND's values: from the given seed, so a run repeats exactly, or from the host.
         ulong randomSeed = seed is long fixedSeed ? (ulong)fixedSeed : BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
@@ -119,6 +134,7 @@ internal static class RunCommand
             Console = console,
             Disk = disk == null ? null : Path.GetFullPath(disk),
             FirmwareSize = rom?.Length ?? 0,
+            Floppy = floppy == null ? null : Path.GetFullPath(floppy),
             DebugConsole = debugLog,
             Backend = kvm
                 ? (memory, _) => new KvmBackend(memory)
@@ -151,6 +167,21 @@ internal static class RunCommand
             throw new InvalidDataException($"{what}: {e.Message}", e);
         }
         machine.Load(boot);
+        if (firmwareKernel != null)
+        {
+            // As QEMU's -bios with -kernel: the pieces in fw_cfg and its linuxboot option ROM.
+            if (!File.Exists(LinuxBootRom))
+                throw new IOException($"run: --firmware with --kernel needs QEMU's linuxboot option ROM ({LinuxBootRom} is missing; apt-get install qemu-system-data)");
+            try
+            {
+                machine.HandOverKernel(firmwareKernel, ramdisk, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(),
+                    File.ReadAllBytes(LinuxBootRom));
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"{kernel}: {e.Message}", e);
+            }
+        }
 
         MachineResult result;
         int signal;
@@ -190,6 +221,9 @@ internal static class RunCommand
         }
         return result.Status;
     }
+
+    /// <summary>QEMU's option ROM that boots a kernel handed over in fw_cfg (Debian's qemu-system-data).</summary>
+    public const string LinuxBootRom = "/usr/share/qemu/linuxboot.bin";
 
     /// <summary>Where Debian's seabios package puts the 256 KiB SeaBIOS QEMU's pc machine uses.</summary>
     public const string SeaBios = "/usr/share/seabios/bios-256k.bin";

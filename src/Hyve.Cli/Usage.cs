@@ -16,8 +16,8 @@ internal static class Usage
         usage: hyve <command> [options]       (hyve --version prints the version)
 
         commands:
-          run [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR | --firmware bios|FILE] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
+          run [--firmware bios|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
+              [--memory MiB] [--disk FILE] [--floppy FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
               [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
               protected mode) or firmware (default: the built-in demo guest) on the software CPU (or KVM) with
@@ -53,7 +53,11 @@ internal static class Usage
           --load ADDR         place the flat binary at ADDR and enter it in 32-bit protected mode
           --firmware bios|FILE  start from the reset vector in firmware instead of a kernel:
                               bios is SeaBIOS from Debian's seabios package, FILE any ROM
-                              image (mapped to end at 4 GiB, its last 128 KiB at 0xE0000)
+                              image (mapped to end at 4 GiB, its last 128 KiB at 0xE0000);
+                              with --kernel (a bzImage), --initrd and --cmdline, the firmware
+                              loads them from fw_cfg as with QEMU's -bios and -kernel
+          --floppy FILE       drive A: of the floppy controller, read-only (a 1.44 MB, 720 KB,
+                              1.2 MB or 2.88 MB raw image; with --firmware, which boots from it)
           --debugcon FILE     write what the guest sends to QEMU's debug console port 0x402
                               (firmware's log) to FILE
           --cpus N            vCPUs, 1 to 255 (default 1)

@@ -44,6 +44,17 @@ public sealed class FwCfg : IPortHandler
         Select(Signature);
     }
 
+    /// <summary>Sets the numbered item <paramref name="key"/> (below the file keys) to <paramref name="data"/>.</summary>
+    public void SetItem(ushort key, byte[] data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (key is FileDir or (>= FirstFile and < 0x8000))
+            throw new ArgumentOutOfRangeException(nameof(key), $"0x{key:X} is the directory's or a file's key");
+        _items[key] = data;
+        if (Selector == key)
+            Select(key);
+    }
+
     /// <summary>Adds a named file (the next free key) and lists it in the directory.</summary>
     public void AddFile(string name, byte[] data)
     {

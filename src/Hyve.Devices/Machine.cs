@@ -7,6 +7,8 @@ using System.IO;
 using System.Text;
 using System.Threading;
 using Hyve.Boot;
+using Hyve.Devices.Chipset;
+using Hyve.Devices.Storage;
 using Hyve.Devices.Virtio;
 using Hyve.Vmm;
 using Hyve.Vmm.Backend;
@@ -87,6 +89,9 @@ public sealed class MachineOptions
     /// the top of 4 GiB, where the chipset decodes the ROM.</summary>
     public int FirmwareSize { get; init; }
 
+    /// <summary>A floppy image for drive A: (read-only; none: the drive is empty).</summary>
+    public string? Floppy { get; init; }
+
     /// <summary>Where writes to QEMU's debug console port (0x402) go; firmware logs there (none: dropped).</summary>
     public Stream? DebugConsole { get; init; }
 
@@ -157,9 +162,23 @@ public sealed class Machine : IDisposable
         FwCfg = new FwCfg(options.MemoryBytes, options.Cpus);
         FwCfg.AddFile("etc/e820", FwCfg.E820(Map));
         FwCfg.AddFile("etc/boot-fail-wait", BitConverter.GetBytes(-1)); // no boot device: stop there, as QEMU asks
+        // The ACPI tables firmware installs (a direct boot places its own copy in low memory).
+        var (acpiTables, rsdp, loader) = FirmwareAcpi.Files(options.Cpus);
+        FwCfg.AddFile(FirmwareAcpi.Tables, acpiTables);
+        FwCfg.AddFile(FirmwareAcpi.Rsdp, rsdp);
+        FwCfg.AddFile(FirmwareAcpi.Loader, loader);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
         Ports.Register(DebugConsole.DefaultPort, 1, new DebugConsole(options.DebugConsole));
         FillCmos(Vm.Rtc.Cmos, Map, options.Cpus);
+        var dma = new IsaDma(memory);
+        dma.Register(Ports);
+        Floppy = new FloppyController(options.Floppy, writable: false, dma, level => Vm.SetIsaIrq(FloppyController.Irq, level));
+        Floppy.Register(Ports);
+        if (options.Floppy != null)
+        {
+            Vm.Rtc.Cmos[0x10 - 0x0E] = (byte)(Floppy.CmosType << 4); // drive A:'s type
+            Vm.Rtc.Cmos[0x14 - 0x0E] |= 0x01;                       // equipment: floppy drives present
+        }
 
         // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1,
         // the console (sharing COM1's output) in slot 2.
@@ -177,6 +196,9 @@ public sealed class Machine : IDisposable
 
     /// <summary>The ISA interrupt line of each virtio slot.</summary>
     public static ReadOnlySpan<int> VirtioIrqs => [5, 9, 10, 11];
+
+    /// <summary>The floppy controller (drive A: empty unless <see cref="MachineOptions.Floppy"/>).</summary>
+    public FloppyController Floppy { get; }
 
     /// <summary>The virtio block device, when the machine has a disk.</summary>
     public VirtioBlock? Disk { get; }
@@ -310,6 +332,16 @@ public sealed class Machine : IDisposable
         Put(cmosFrom0E, 0x5F, cpus - 1);
         Put(cmosFrom0E, 0x3D, (1 << 4) | 2);
         Put(cmosFrom0E, 0x38, 3 << 4);
+    }
+
+    /// <summary>Hands <paramref name="bzImage"/>, <paramref name="initrd"/> and <paramref name="cmdline"/>
+    /// to the firmware through fw_cfg, as QEMU's -kernel does, with <paramref name="optionRom"/>
+    /// (QEMU's linuxboot.bin) for the firmware to run: it loads them and starts the kernel.</summary>
+    public void HandOverKernel(byte[] bzImage, byte[]? initrd, string cmdline, byte[] optionRom)
+    {
+        foreach (FwCfgItem item in FirmwareLinux.Items(bzImage, initrd, cmdline, Map.LowEnd))
+            FwCfg.SetItem(item.Key, item.Data);
+        FwCfg.AddFile("genroms/linuxboot.bin", optionRom);
     }
 
     /// <summary>A byte typed on COM1's terminal. It waits until the guest's driver listens and
@@ -575,6 +607,7 @@ public sealed class Machine : IDisposable
     public void Dispose()
     {
         Disk?.Dispose();
+        Floppy.Dispose();
         // The backend first: KVM's memory slots point into the RAM the VM frees.
         (_backend as IDisposable)?.Dispose();
         Vm.Dispose();

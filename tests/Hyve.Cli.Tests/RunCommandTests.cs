@@ -112,7 +112,11 @@ public sealed class RunCommandTests : IDisposable
             (1, ["--firmware", "/nonexistent/rom"], "--firmware"),
             (1, ["--firmware", small], "whole number of 4 KiB pages"),
             (2, ["--firmware", "uefi"], "not supported yet"),
-            (2, ["--firmware", "bios", "--kernel", small], "boots the firmware alone"),
+            (1, ["--firmware", "bios", "--kernel", small], "firmware loads a Linux bzImage"),
+            (2, ["--firmware", "bios", "--load", "0x100000"], "without firmware"),
+            (2, ["--firmware", "bios", "--initrd", small], "need --kernel"),
+            (1, ["--firmware", "bios", "--floppy", small], "not the size of a floppy image"),
+            (1, ["--firmware", "bios", "--floppy", "/nonexistent/floppy.img"], "--floppy"),
         })
         {
             var (code, _, err) = Hyve(["run", .. args]);

@@ -1,7 +1,8 @@
-// Firmware on Hyve against the same firmware on QEMU's pc machine: Debian's SeaBIOS starts from
-// the reset vector, finds the machine through fw_cfg, PCI and CMOS, prints its banner on COM1
-// (sercon, as with QEMU's -nographic) and, with no disk, tries each boot device in QEMU's order
-// until "No bootable device."; the console lines must be QEMU's, in order.
+// Firmware on Hyve against the same firmware on QEMU's pc machine, compared line by line on
+// COM1: Debian's SeaBIOS starts from the reset vector, finds the machine through fw_cfg, PCI and
+// CMOS, prints its banner (sercon, as with QEMU's -nographic) and with no disk tries each boot
+// device in QEMU's order until "No bootable device."; with the FreeDOS boot floppy it boots
+// FreeDOS through the floppy controller and ISA DMA to its prompt, where a typed command runs.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -20,31 +21,105 @@ namespace Hyve.GuestTests;
 
 public sealed partial class FirmwareTests(ITestOutputHelper log)
 {
-    private const string End = "No bootable device.";
+    private const string SeaBios = "/usr/share/seabios/bios-256k.bin";
+
+    // The FreeDOS boot floppy kept in guests/images, unpacked to a temporary file and checked
+    // against its provenance's hash.
+    private static string Unpack()
+    {
+        string packed = Path.Combine(GuestRun.GuestsDir, "images", "freedos-boot-1.44M.img.gz");
+        string path = Path.GetTempFileName();
+        using (var input = new System.IO.Compression.GZipStream(File.OpenRead(packed), System.IO.Compression.CompressionMode.Decompress))
+        using (FileStream output = File.Create(path))
+            input.CopyTo(output);
+        string hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)));
+        Assert.Equal("2546c15c6cba5814f7a318b1ef4e24158504d73dd24ba6eb6133ffe87686a056", hash);
+        return path;
+    }
 
     [Fact]
     public void SeaBiosReachesItsBootMenuAsOnQemu()
     {
-        const string rom = "/usr/share/seabios/bios-256k.bin";
-        Assert.True(File.Exists(rom), $"{rom} is missing: install Debian's seabios package");
-        Assert.True(Qemu.Path != null, Qemu.Why);
-        string hyve = OnHyve(File.ReadAllBytes(rom), out string debugLog);
-        string qemu = OnQemu(rom);
-        log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
-        List<string> h = Lines(hyve), q = Lines(qemu);
+        List<string> q = Compare(null, [("No bootable device.", null)]);
         Assert.Contains(q, l => l.StartsWith("SeaBIOS (version ", StringComparison.Ordinal));
-        Assert.Equal(End, q[^1]); // the reference reached the end, or there is nothing to compare
-        Assert.Equal(q, h);
     }
 
-    // The console's lines without sercon's escape sequences, blank lines or carriage returns.
+    [Fact]
+    public void FreeDosBootsFromAFloppyToItsPromptAsOnQemu()
+    {
+        // The prompt after AUTOEXEC.BAT clears the screen; then VER, answered by FreeCOM.
+        string floppy = Unpack();
+        try
+        {
+            List<string> q = Compare(floppy, [("\x1b[01;01HA:\\>", "ver\r"), ("A:\\>", null)]);
+            Assert.Contains("Booting from Floppy...", q);
+            Assert.Contains(q, l => l.Contains("FreeDOS kernel - ", StringComparison.Ordinal));
+            Assert.Equal(2, q.Count(l => l.StartsWith("FreeCom version", StringComparison.Ordinal))); // at boot, and VER's answer
+        }
+        finally
+        {
+            File.Delete(floppy);
+        }
+    }
+
+    [Fact]
+    public void SeaBiosLoadsLinuxThroughFwCfgAsOnQemu()
+    {
+        // As QEMU's -bios with -kernel: the kernel, initramfs and command line in fw_cfg, QEMU's
+        // linuxboot option ROM to load them, the ACPI tables through the table loader; Debian's
+        // kernel reaches user space and powers off through ACPI on both machines.
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        Assert.True(File.Exists(LinuxBootRom), $"{LinuxBootRom} is missing: install Debian's qemu-system-data package");
+        const string Init = "#!/bin/busybox sh\n/bin/busybox echo \"user space: $(/bin/busybox uname -sm)\"\n/bin/busybox poweroff -f\n";
+        string initrd = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(initrd, Hyve.TestSupport.DebianBusybox.Initramfs(Init));
+            var kernel = (Hyve.TestSupport.DebianKernel.Path!, initrd, "console=ttyS0");
+            string hyve = OnHyve(File.ReadAllBytes(SeaBios), null, [("reboot: Power down", null)], out string debugLog, kernel);
+            string qemu = OnQemu(SeaBios, null, [("reboot: Power down", null)], kernel);
+            log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
+            foreach (string line in new[] { "SeaBIOS (version ", "Booting from ROM...", "Linux version 6.", "ACPI: PM: (supports S0 ",
+                "Run /init as init process", "user space: Linux x86_64", "reboot: Power down" })
+            {
+                Assert.Contains(line, qemu, StringComparison.Ordinal);
+                Assert.Contains(line, hyve, StringComparison.Ordinal);
+            }
+            Assert.Empty(Hyve.TestSupport.KernelLog.Errors(hyve));
+        }
+        finally
+        {
+            File.Delete(initrd);
+        }
+    }
+
+    private const string LinuxBootRom = "/usr/share/qemu/linuxboot.bin";
+
+    // Runs both machines through the dialog (wait for each text, then type its answer; the last
+    // text ends the run) and requires the same console lines; returns QEMU's.
+    private List<string> Compare(string? floppy, IReadOnlyList<(string After, string? Type)> dialog)
+    {
+        Assert.True(File.Exists(SeaBios), $"{SeaBios} is missing: install Debian's seabios package");
+        Assert.True(Qemu.Path != null, Qemu.Why);
+        string hyve = OnHyve(File.ReadAllBytes(SeaBios), floppy, dialog, out string debugLog);
+        string qemu = OnQemu(SeaBios, floppy, dialog);
+        log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
+        List<string> h = Lines(hyve), q = Lines(qemu);
+        Assert.DoesNotContain(q, l => l.StartsWith("[qemu", StringComparison.Ordinal)); // the reference reached the end
+        Assert.Equal(q, h);
+        return q;
+    }
+
+    // The console's lines without terminal escape sequences, blank lines or carriage returns.
     private static List<string> Lines(string output) =>
         [.. Escape().Replace(output, "").Split('\n').Select(l => l.Trim('\r', ' ')).Where(l => l.Length > 0)];
 
     [GeneratedRegex(@"\x1b\[[0-9;?]*[A-Za-z]|\x1bc")]
     private static partial Regex Escape();
 
-    private static string OnHyve(byte[] rom, out string debugLog)
+    private static string OnHyve(byte[] rom, string? floppy, IReadOnlyList<(string After, string? Type)> dialog, out string debugLog,
+        (string Kernel, string Initrd, string Cmdline)? linux = null)
     {
         using var console = new WatchedStream();
         using var debug = new MemoryStream();
@@ -54,22 +129,38 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             MemoryBytes = 256UL << 20,
             Console = console,
             FirmwareSize = rom.Length,
+            Floppy = floppy,
             DebugConsole = debug,
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
         using var machine = new Machine(options);
         machine.Load(Firmware.Load(rom));
-        console.Watch(End, () => machine.Stop(MachineStop.PowerOff));
-        MachineResult r = machine.Run(TimeSpan.FromSeconds(120));
+        if (linux is var (kernel, initrd, cmdline))
+            machine.HandOverKernel(File.ReadAllBytes(kernel), File.ReadAllBytes(initrd), cmdline, File.ReadAllBytes(LinuxBootRom));
+        Step(0);
+        MachineResult r = machine.Run(TimeSpan.FromSeconds(180));
         debugLog = Encoding.ASCII.GetString(debug.ToArray());
         return Encoding.UTF8.GetString(console.ToArray()) + (r.Message != null ? $"\n[hyve: {r.Stop}: {r.Message}]\n" : "");
+
+        void Step(int k) => console.Watch(dialog[k].After, () =>
+        {
+            if (dialog[k].Type is not { } text)
+            {
+                machine.Stop(MachineStop.PowerOff);
+                return;
+            }
+            foreach (byte b in Encoding.ASCII.GetBytes(text))
+                machine.Type(b);
+            Step(k + 1);
+        });
     }
 
-    // QEMU's pc machine with the same firmware, no devices, the console on a serial line
-    // (-nographic, which tells SeaBIOS through fw_cfg), stopped once it prints the end line.
-    // QEMU's local APICs bring a paravirtual option ROM (kvmvapic.bin) that SeaBIOS runs as a
-    // legacy option ROM, which puts "Hard Disk" first; Hyve has no such ROM, so it is off.
-    private static string OnQemu(string rom)
+    // QEMU's pc machine with the same firmware and floppy, no other devices, the console on a
+    // serial line (-nographic, which tells SeaBIOS through fw_cfg). QEMU's local APICs bring a
+    // paravirtual option ROM (kvmvapic.bin) that SeaBIOS runs as a legacy option ROM, which puts
+    // "Hard Disk" first; Hyve has no such ROM, so it is off.
+    private static string OnQemu(string rom, string? floppy, IReadOnlyList<(string After, string? Type)> dialog,
+        (string Kernel, string Initrd, string Cmdline)? linux = null)
     {
         var psi = new ProcessStartInfo(Qemu.Path!)
         {
@@ -81,23 +172,52 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         foreach (string a in new[] { "-accel", "tcg", "-machine", "pc", "-nodefaults", "-nographic", "-serial", "stdio", "-m", "256",
             "-bios", rom, "-no-reboot", "-global", "apic-common.vapic=off" })
             psi.ArgumentList.Add(a);
-        using Process p = Process.Start(psi)!;
-        p.StandardInput.Close();
-        var output = new StringBuilder();
-        var done = new System.Threading.ManualResetEventSlim();
-        p.OutputDataReceived += (_, e) =>
+        if (linux is var (k, i, c))
         {
-            if (e.Data == null)
-                return;
-            lock (output)
-                output.Append(e.Data).Append('\n');
-            if (e.Data.Contains(End, StringComparison.Ordinal))
-                done.Set();
-        };
-        p.BeginOutputReadLine();
-        bool ended = done.Wait(TimeSpan.FromSeconds(120));
+            foreach (string a in new[] { "-kernel", k, "-initrd", i, "-append", c })
+                psi.ArgumentList.Add(a);
+        }
+        if (floppy != null)
+        {
+            psi.ArgumentList.Add("-drive");
+            psi.ArgumentList.Add($"if=floppy,file={floppy},format=raw,readonly=on");
+        }
+        using Process p = Process.Start(psi)!;
+        var output = new StringBuilder();
+        int step = 0, scanned = 0;
+        var done = new System.Threading.ManualResetEventSlim();
+        var reader = new System.Threading.Thread(() =>
+        {
+            var buf = new char[256];
+            int n;
+            while ((n = p.StandardOutput.Read(buf, 0, buf.Length)) > 0)
+            {
+                lock (output)
+                {
+                    output.Append(buf, 0, n);
+                    string text = output.ToString(scanned, output.Length - scanned);
+                    int at;
+                    while (step < dialog.Count && (at = text.IndexOf(dialog[step].After, StringComparison.Ordinal)) >= 0)
+                    {
+                        scanned += at + dialog[step].After.Length;
+                        text = output.ToString(scanned, output.Length - scanned);
+                        if (dialog[step].Type is { } typed)
+                        {
+                            p.StandardInput.Write(typed);
+                            p.StandardInput.Flush();
+                        }
+                        if (++step == dialog.Count)
+                            done.Set();
+                    }
+                }
+            }
+        })
+        { IsBackground = true };
+        reader.Start();
+        bool ended = done.Wait(TimeSpan.FromSeconds(180));
         p.Kill(true);
         p.WaitForExit();
+        reader.Join();
         lock (output)
             return output + (ended ? "" : "\n[qemu: timed out]\n");
     }

@@ -138,7 +138,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     {
         // Every device-memory instruction KVM completes is emulated again by the vmm and compared:
         // a mismatch stops the guest with both results (exit status 2).
-        GuestRun kvm = GuestRun.OnKvm(GuestRun.Image(guest), cpus: 1, verify: true);
+        // About 700,000 exits through nested KVM: 75-95 s on a quiet machine, so the limit has room.
+        GuestRun kvm = GuestRun.OnKvm(GuestRun.Image(guest), cpus: 1, seconds: 300, verify: true);
         log.WriteLine(kvm.Output);
         log.WriteLine(kvm.Statistics);
         Assert.DoesNotContain("emulation mismatch", kvm.Output, System.StringComparison.Ordinal);
