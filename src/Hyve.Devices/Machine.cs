@@ -144,6 +144,7 @@ public sealed class Machine : IDisposable
         Ports.Register(Uart16550.Com1Port, 8, Com1);
         new I8042(r => Stop(ToStop(r))).Register(Ports);
         new PowerControl(r => Stop(ToStop(r))).Register(Ports);
+        Ports.Register(SystemControlPortA.Port, 1, new SystemControlPortA(r => Stop(ToStop(r))));
         Pci = new PciHost();
         Pci.Register(Ports);
         Ports.Register(DebugExit.DefaultPort, 4, new DebugExit(status =>

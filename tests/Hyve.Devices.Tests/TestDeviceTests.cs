@@ -148,6 +148,21 @@ public sealed class TestDeviceTests
     }
 
     [Fact]
+    public void PortA92KeepsA20AndResetsOnARisingBit0()
+    {
+        var stops = new List<SuspendReason>();
+        var port = new Hyve.Devices.Chipset.SystemControlPortA(stops.Add);
+        Assert.Equal(0x02u, port.Read(0, 1));     // A20 on
+        port.Write(0, 1, 0x00);                   // A20 off: recorded
+        Assert.Equal(0x00u, port.Read(0, 1));
+        Assert.Empty(stops);
+        port.Write(0, 1, 0x03);                   // bit 0 rises: reset
+        Assert.Equal([SuspendReason.Reset], stops);
+        port.Write(0, 1, 0x03);                   // still set: no second reset
+        Assert.Single(stops);
+    }
+
+    [Fact]
     public void DebugConsoleAnswersE9AndLogsWrites()
     {
         using var log = new System.IO.MemoryStream();
