@@ -65,27 +65,20 @@ public static class FirmwareLinux
             uint at = (uint)((max - (ulong)initrd.Length) & ~0xFFFUL);
             BinaryPrimitives.WriteUInt32LittleEndian(setup.AsSpan(0x218), at);
             BinaryPrimitives.WriteUInt32LittleEndian(setup.AsSpan(0x21C), (uint)initrd.Length);
-            items.Add(new(InitrdAddr, Le(at)));
-            items.Add(new(InitrdSize, Le((uint)initrd.Length)));
+            items.Add(new(InitrdAddr, LinuxBoot.Le(at, 4)));
+            items.Add(new(InitrdSize, LinuxBoot.Le((uint)initrd.Length, 4)));
             items.Add(new(InitrdData, initrd));
         }
         byte[] kernel = image[setupSize..];
-        items.Add(new(SetupAddr, Le(RealModeAddress)));
-        items.Add(new(SetupSize, Le((uint)setup.Length)));
+        items.Add(new(SetupAddr, LinuxBoot.Le(RealModeAddress, 4)));
+        items.Add(new(SetupSize, LinuxBoot.Le((uint)setup.Length, 4)));
         items.Add(new(SetupData, setup));
-        items.Add(new(KernelAddr, Le(ProtectedModeAddress)));
-        items.Add(new(KernelSize, Le((uint)kernel.Length)));
+        items.Add(new(KernelAddr, LinuxBoot.Le(ProtectedModeAddress, 4)));
+        items.Add(new(KernelSize, LinuxBoot.Le((uint)kernel.Length, 4)));
         items.Add(new(KernelData, kernel));
-        items.Add(new(CmdlineAddr, Le(CommandLineAddress)));
-        items.Add(new(CmdlineSize, Le((uint)command.Length)));
+        items.Add(new(CmdlineAddr, LinuxBoot.Le(CommandLineAddress, 4)));
+        items.Add(new(CmdlineSize, LinuxBoot.Le((uint)command.Length, 4)));
         items.Add(new(CmdlineData, command));
         return items;
-    }
-
-    private static byte[] Le(uint value)
-    {
-        var b = new byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(b, value);
-        return b;
     }
 }

@@ -170,16 +170,11 @@ public sealed class Machine : IDisposable
         FwCfg.AddFile(FirmwareAcpi.Loader, loader);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
         Ports.Register(DebugConsole.DefaultPort, 1, new DebugConsole(options.DebugConsole));
-        FillCmos(Vm.Rtc.Cmos, Map, options.Cpus);
         var dma = new IsaDma(memory);
         dma.Register(Ports);
         Floppy = new FloppyController(options.Floppy, writable: false, dma, level => Vm.SetIsaIrq(FloppyController.Irq, level));
         Floppy.Register(Ports);
-        if (options.Floppy != null)
-        {
-            Vm.Rtc.Cmos[0x10 - 0x0E] = (byte)(Floppy.CmosType << 4); // drive A:'s type
-            Vm.Rtc.Cmos[0x14 - 0x0E] |= 0x01;                       // equipment: floppy drives present
-        }
+        FillCmos(Vm.Rtc.Cmos, Map, options.Cpus, options.Floppy != null ? Floppy.CmosType : (byte)0);
 
         // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1,
         // the console (sharing COM1's output) in slot 2.
@@ -311,8 +306,9 @@ public sealed class Machine : IDisposable
     // The CMOS bytes a PC BIOS reads for the memory size, CPU count and boot order, as QEMU's pc
     // machine fills them: base memory (KiB), extended memory 1-64 MiB (KiB), memory from 16 MiB
     // to the device window and above 4 GiB (64 KiB units), CPUs - 1, and QEMU's default boot
-    // order "cad" (hard disk, floppy, CD: 2, 1, 3) with the floppy signature check on.
-    private static void FillCmos(Span<byte> cmosFrom0E, MemoryMap map, int cpus)
+    // order "cad" (hard disk, floppy, CD: 2, 1, 3) with the floppy signature check on, and
+    // drive A:'s type (0: none) with the equipment byte's floppy bit.
+    private static void FillCmos(Span<byte> cmosFrom0E, MemoryMap map, int cpus, byte floppyType)
     {
         static void Put(Span<byte> cmos, int index, int value) => cmos[index - 0x0E] = (byte)value;
         ulong low = map.LowEnd;
@@ -333,6 +329,9 @@ public sealed class Machine : IDisposable
         Put(cmosFrom0E, 0x5F, cpus - 1);
         Put(cmosFrom0E, 0x3D, (1 << 4) | 2);
         Put(cmosFrom0E, 0x38, 3 << 4);
+        Put(cmosFrom0E, 0x10, floppyType << 4);
+        if (floppyType != 0)
+            Put(cmosFrom0E, 0x14, cmosFrom0E[0x14 - 0x0E] | 0x01);
     }
 
     /// <summary>Hands <paramref name="bzImage"/>, <paramref name="initrd"/> and <paramref name="cmdline"/>

@@ -139,6 +139,8 @@ public sealed partial class SoftProcessor
                 {
                     if (!IsMmOperand(0))
                         return RaiseUnimplemented(); // no MMX form has another destination
+                    if (IsSsse3(m) && (_features & CpuFeatures.Ssse3) == 0)
+                        return Raise(ExceptionVector.UD); // SSSE3 hidden by CPUID
                     if (!Operand64(1, 8, out ulong b))
                         return false;
                     ulong a = _area.Mm[i.GetRegister(0) - Register.MM0];
@@ -156,12 +158,11 @@ public sealed partial class SoftProcessor
                             or Mnemonic.Pcmpgtd or Mnemonic.Paddusb or Mnemonic.Paddusw or Mnemonic.Psubusb or Mnemonic.Psubusw
                             or Mnemonic.Paddsb or Mnemonic.Paddsw or Mnemonic.Psubsb or Mnemonic.Psubsw or Mnemonic.Pavgb or Mnemonic.Pavgw
                             or Mnemonic.Pmullw or Mnemonic.Pmulhw or Mnemonic.Pmulhuw => IntegerLanes(m, a, b),
-                        _ when IsSsse3(m) && (_features & CpuFeatures.Ssse3) == 0 => null,
                         _ when IsSsse3(m) => PackedSsse3(m, a, b, 8, (int)(i.Immediate & 0xFF)),
                         _ => null,
                     };
                     if (r is not UInt128 result)
-                        return IsSsse3(m) ? Raise(ExceptionVector.UD) : RaiseUnimplemented(); // SSSE3 hidden; 3DNow!, never offered
+                        return RaiseUnimplemented(); // 3DNow!, which CPUID does not offer
                     SetMm(0, (ulong)result);
                     return true;
                 }

@@ -113,7 +113,7 @@ public sealed partial class SoftProcessor
                     if ((_features & (m == Mnemonic.Rdrand ? CpuFeatures.Rdrand : CpuFeatures.Rdseed)) == 0)
                         return Raise(ExceptionVector.UD);
                     // Always a value (CF = 1), the other status flags clear.
-                    Set(i.GetRegister(0), NextRandom() & Alu.Mask(RegisterInfo.GprNumber(i.GetRegister(0)).Size));
+                    Set(i.GetRegister(0), NextRandom()); // the register's width of it
                     Flags = (Flags & ~Rflags.Status) | Rflags.CF;
                     break;
                 }

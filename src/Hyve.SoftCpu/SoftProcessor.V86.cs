@@ -40,6 +40,10 @@ public sealed partial class SoftProcessor
         return true;
     }
 
+    // FLAGS as the 8086 program sees it below IOPL 3 with VME: IF is VIF and IOPL reads 3.
+    private ulong VirtualFlagsImage() =>
+        (Flags & 0xFFFF & ~(Rflags.IF | FlagIopl)) | FlagIopl | ((Flags & FlagVif) != 0 ? Rflags.IF : 0);
+
     // PUSHF or POPF in virtual-8086 mode below IOPL 3: with VME the 16-bit forms run on a FLAGS
     // image whose IF is VIF (IOPL reads as 3); everything else is #GP(0).
     private bool V86Flags(bool push, int size, ulong next)
@@ -48,8 +52,7 @@ public sealed partial class SoftProcessor
             return Raise(ExceptionVector.GP);
         if (push)
         {
-            ulong image = (Flags & 0xFFFF & ~(Rflags.IF | FlagIopl)) | FlagIopl | ((Flags & FlagVif) != 0 ? Rflags.IF : 0);
-            if (!Push(image, 2))
+            if (!Push(VirtualFlagsImage(), 2))
                 return false;
             _rip = next;
             return true;
@@ -113,9 +116,7 @@ public sealed partial class SoftProcessor
             return DeviceAccess(pa, la, AccessType.Read);
         uint target = BinaryPrimitives.ReadUInt32LittleEndian(b);
         bool iopl3 = Iopl == 3;
-        ulong image = Flags & 0xFFFF;
-        if (!iopl3)
-            image = (image & ~(Rflags.IF | FlagIopl)) | FlagIopl | ((Flags & FlagVif) != 0 ? Rflags.IF : 0);
+        ulong image = iopl3 ? Flags & 0xFFFF : VirtualFlagsImage();
         ulong sp = _gpr[4];
         if (!Push(image, 2) || !Push(_seg[1].Selector, 2) || !Push(next & 0xFFFF, 2))
         {

@@ -162,26 +162,13 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     private static string OnQemu(string rom, string? floppy, IReadOnlyList<(string After, string? Type)> dialog,
         (string Kernel, string Initrd, string Cmdline)? linux = null)
     {
-        var psi = new ProcessStartInfo(Qemu.Path!)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in new[] { "-accel", "tcg", "-machine", "pc", "-nodefaults", "-nographic", "-serial", "stdio", "-m", "256",
-            "-bios", rom, "-no-reboot", "-global", "apic-common.vapic=off" })
-            psi.ArgumentList.Add(a);
+        var args = new List<string> { "-accel", "tcg", "-machine", "pc", "-nodefaults", "-nographic", "-serial", "stdio", "-m", "256",
+            "-bios", rom, "-no-reboot", "-global", "apic-common.vapic=off" };
         if (linux is var (k, i, c))
-        {
-            foreach (string a in new[] { "-kernel", k, "-initrd", i, "-append", c })
-                psi.ArgumentList.Add(a);
-        }
+            args.AddRange(["-kernel", k, "-initrd", i, "-append", c]);
         if (floppy != null)
-        {
-            psi.ArgumentList.Add("-drive");
-            psi.ArgumentList.Add($"if=floppy,file={floppy},format=raw,readonly=on");
-        }
+            args.AddRange(["-drive", $"if=floppy,file={floppy},format=raw,readonly=on"]);
+        ProcessStartInfo psi = Qemu.StartInfo(args);
         using Process p = Process.Start(psi)!;
         var output = new StringBuilder();
         int step = 0, scanned = 0;

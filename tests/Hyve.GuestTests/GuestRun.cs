@@ -158,18 +158,9 @@ public sealed partial record GuestRun(string Output, int Status)
     /// the run rather than resetting).</summary>
     public static GuestRun OnQemu(string image, int seconds = 60, string accel = "tcg")
     {
-        var psi = new ProcessStartInfo(Qemu.Path!)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        if (accel != "tcg")
-            psi.ArgumentList.Add("-no-reboot");
-        foreach (string a in new[] { "-accel", accel, "-nodefaults", "-display", "none", "-serial", "stdio", "-m", "256", "-smp", "4",
-            "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-device", "pc-testdev", "-kernel", image })
-            psi.ArgumentList.Add(a);
+        ProcessStartInfo psi = Qemu.StartInfo([.. (accel != "tcg" ? ["-no-reboot"] : Array.Empty<string>()), "-accel", accel,
+            "-nodefaults", "-display", "none", "-serial", "stdio", "-m", "256", "-smp", "4",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-device", "pc-testdev", "-kernel", image]);
         using Process p = Process.Start(psi)!;
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -229,4 +220,19 @@ public static class Qemu
 
     /// <summary>Why it is missing.</summary>
     public static string Why => Tool.Why;
+
+    /// <summary>A run of the emulator with <paramref name="args"/>, its standard streams redirected.</summary>
+    public static ProcessStartInfo StartInfo(IEnumerable<string> args)
+    {
+        var psi = new ProcessStartInfo(Path!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (string a in args)
+            psi.ArgumentList.Add(a);
+        return psi;
+    }
 }

@@ -4,7 +4,6 @@
 // policy reaches the processor through VM creation. Expected results from the SDM.
 using System;
 using Hyve.Vmm;
-using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
 using Xunit;
@@ -25,18 +24,12 @@ public sealed class CpuFeatureTests : IDisposable
             _memory.AddRam(0, 0x20_0000);
         var cpu = new SoftProcessor(_memory, new VmClock()) { Features = features, RandomSeed = seed };
         var vcpu = new VmxVcpu(cpu, 0xF000_0000) { Memory = _memory };
-        _memory.WriteRam(0x10000, [.. Convert.FromHexString(hex), 0xF4]);
-        HostCpuHarness.EnterMode(vcpu, _memory, 64, PagingState.Cr4OSFXSR);
-        vcpu.SetGpr(4, 0x8000);
-        vcpu.SetGpr(6, 0x9000); // rsi: a memory operand
-        setup?.Invoke(vcpu);
-        Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, 0xFFFF_FFFF);
-        BackendExit exit = vcpu.Run();
-        if (exit.Kind == BackendExitKind.Hlt)
-            return (-1, vcpu, cpu);
-        ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
-        Assert.True((info & (1UL << 31)) != 0, $"exit {exit.Kind} ({exit.Reason}) is not an exception");
-        return ((int)(info & 0xFF), vcpu, cpu);
+        int vector = HostCpuHarness.RunToStop(vcpu, _memory, hex, 64, PagingState.Cr4OSFXSR, v =>
+        {
+            v.SetGpr(6, 0x9000); // rsi: a memory operand
+            setup?.Invoke(v);
+        });
+        return (vector, vcpu, cpu);
     }
 
     [Theory]

@@ -85,6 +85,31 @@ internal static class HostCpuHarness
         return vcpu;
     }
 
+    /// <summary>Runs <paramref name="hex"/> then HLT at 0x10000 in the given mode (as
+    /// <see cref="EnterMode"/> sets it up, RSP 0x8000, then <paramref name="setup"/>) with every
+    /// exception exiting: the vector it stopped at, or -1 for the HLT.</summary>
+    public static int RunToStop(VmxVcpu vcpu, GuestMemory memory, string hex, int bits, ulong cr4, Action<VmxVcpu>? setup = null)
+    {
+        memory.WriteRam(0x10000, [.. Convert.FromHexString(hex), 0xF4]);
+        EnterMode(vcpu, memory, bits, cr4);
+        vcpu.SetGpr(4, 0x8000);
+        setup?.Invoke(vcpu);
+        Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, 0xFFFF_FFFF);
+        return ExitVector(vcpu, vcpu.Run());
+    }
+
+    /// <summary>The vector of the exception an exit reports, or -1 for a HLT (and, unless
+    /// <paramref name="exceptionOnly"/>, for any other exit; with it, another exit fails the test).</summary>
+    public static int ExitVector(VmxVcpu vcpu, in BackendExit exit, bool exceptionOnly = true)
+    {
+        if (exit.Kind == BackendExitKind.Hlt)
+            return -1;
+        ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
+        bool exception = (info & (1UL << 31)) != 0;
+        Xunit.Assert.True(exception || !exceptionOnly, $"exit {exit.Kind} ({exit.Reason}) is not an exception");
+        return exception ? (int)(info & 0xFF) : -1;
+    }
+
     /// <summary>Puts <paramref name="bytes"/> in the native data area and in the vCPU's RAM at the
     /// same address (where <see cref="MapHostData"/> or the caller placed RAM).</summary>
     public static void LoadData(GuestMemory memory, NativeCpu native, byte[] bytes)

@@ -5,7 +5,6 @@
 // runs them.
 using System;
 using Hyve.Vmm;
-using Hyve.Vmm.Backend;
 using Hyve.Vmm.Vmx;
 using Hyve.X86;
 using Xunit;
@@ -31,18 +30,8 @@ public sealed class LegacyTests : IDisposable
         _memories.Add(memory);
         memory.AddRam(0, 0x20_0000);
         var vcpu = new VmxVcpu(new SoftProcessor(memory, new VmClock()), 0xF000_0000) { Memory = memory };
-        memory.WriteRam(Code, [.. Convert.FromHexString(hex), 0xF4]);
         data?.Invoke(memory);
-        HostCpuHarness.EnterMode(vcpu, memory, bits, 0);
-        vcpu.SetGpr(4, 0x8000);
-        setup?.Invoke(vcpu);
-        Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, 0xFFFF_FFFF);
-        BackendExit exit = vcpu.Run();
-        if (exit.Kind == BackendExitKind.Hlt)
-            return (-1, vcpu);
-        ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
-        Assert.True((info & (1UL << 31)) != 0, $"exit {exit.Kind} ({exit.Reason}) is not an exception");
-        return ((int)(info & 0xFF), vcpu);
+        return (HostCpuHarness.RunToStop(vcpu, memory, hex, bits, 0, setup), vcpu);
     }
 
     [Fact]

@@ -36,11 +36,7 @@ public sealed class SegmentLimitTests
         Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, (1UL << ExceptionVector.SS) | (1UL << ExceptionVector.GP));
         BackendExit exit = vcpu.Run();
         after?.Invoke(vcpu);
-        if (exit.Kind == BackendExitKind.Hlt)
-            return (-1, vcpu.Rip);
-        ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
-        Assert.True((info & (1UL << 31)) != 0, $"exit {exit.Kind} ({exit.Reason}) is not an exception");
-        return ((int)(info & 0xFF), vcpu.Rip);
+        return (HostCpuHarness.ExitVector(vcpu, exit), vcpu.Rip);
     }
 
     private static Segment Data(uint limit, uint access) => new(0x10, 0, limit, access);

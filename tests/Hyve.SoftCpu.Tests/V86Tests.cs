@@ -80,9 +80,7 @@ public sealed class V86Tests : IDisposable
         if (exits)
             Vmcs.Write(vcpu.State, VmcsField.ExceptionBitmap, 0xFFFF_FFFF);
         BackendExit exit = vcpu.Run();
-        ulong info = Vmcs.Read(vcpu.State, VmcsField.ExitInterruptionInfo);
-        int vector = exit.Kind == BackendExitKind.Hlt || (info & (1UL << 31)) == 0 ? -1 : (int)(info & 0xFF);
-        return new Outcome(exit, vector, vcpu, _memory);
+        return new Outcome(exit, HostCpuHarness.ExitVector(vcpu, exit, exceptionOnly: false), vcpu, _memory);
     }
 
     private void Write(ulong at, ulong[] words)

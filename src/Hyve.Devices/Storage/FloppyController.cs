@@ -154,10 +154,17 @@ public sealed class FloppyController : IPortHandler, IDisposable
         _irq(false);
     }
 
+    // A seek, recalibration or reset ends: its status waits for SENSE INTERRUPT.
     private void Interrupt(byte st0, int sensesAfterReset = 1)
     {
         _st0 = st0;
         _pendingSense = sensesAfterReset;
+        RaiseIrq();
+    }
+
+    // IRQ 6 rises (from low, so the PIC sees an edge), when the DOR lets interrupts out.
+    private void RaiseIrq()
+    {
         if ((_dor & DorDmaIrq) != 0)
         {
             _irq(false);
@@ -274,11 +281,7 @@ public sealed class FloppyController : IPortHandler, IDisposable
     {
         Result([(byte)st0, (byte)st1, (byte)st2, (byte)c, (byte)h, (byte)r, 2]);
         _st0 = (byte)st0;
-        if ((_dor & DorDmaIrq) != 0)
-        {
-            _irq(false);
-            _irq(true);
-        }
+        RaiseIrq();
     }
 
     // READ DATA or WRITE DATA from C/H/R to the end of the track (EOT), continuing on head 1 with
