@@ -5,7 +5,8 @@
 // (the SCI and the virtio-mmio lines), and LINT1 as NMI on every processor. The FADT describes the
 // PM1a event and control registers at 0x600 and 0x604 (Hyve.Devices.PowerControl), SCI on
 // IRQ 9, the reset register at 0xCF9, a FACS, and a DSDT with \_S5 (sleep type 0) and the PCI
-// host bridge: what a kernel needs for ACPI mode, PCI, power-off and reset. There is no PM timer
+// host bridge with its bus and I/O windows: what a kernel needs for ACPI mode, PCI, power-off
+// and reset. There is no PM timer
 // and no GPE block.
 using System;
 using System.Buffers.Binary;
@@ -151,19 +152,60 @@ public static class AcpiTables
 
     // DSDT, in AML:
     //   Name (\_S5, Package (4) { 0, 0, 0, 0 })       soft-off is sleep type 0 (PowerControl)
-    //   Scope (\_SB) { Device (PCI0) { Name (_HID, EisaId ("PNP0A03")) Name (_UID, 0) } }
-    // The host bridge must be in the namespace: with ACPI on, a kernel finds PCI buses only there.
+    //   Scope (\_SB) { Device (PCI0) { Name (_HID, EisaId ("PNP0A03")) Name (_UID, 0)
+    //     Name (_CRS, ResourceTemplate () { ... }) } }
+    // The host bridge must be in the namespace: with ACPI on, a kernel finds PCI buses only there,
+    // and its _CRS gives the bus numbers and the I/O ports the bridge forwards (all but the
+    // configuration ports, which it decodes itself): without them a kernel cannot claim the I/O
+    // its PCI devices decode (the IDE controller's legacy ports among them) and leaves them off.
     private static byte[] Dsdt()
     {
         var dsdt = new List<byte>(Header("DSDT", 2));
         dsdt.AddRange([0x08, (byte)'\\', (byte)'_', (byte)'S', (byte)'5', (byte)'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00]);
-        dsdt.AddRange([
-            0x10, 0x1D, (byte)'\\', (byte)'_', (byte)'S', (byte)'B', (byte)'_',      // Scope, 29 bytes from here
-            0x5B, 0x82, 0x15, (byte)'P', (byte)'C', (byte)'I', (byte)'0',              // Device, 21 bytes from here
+        byte[] crs =
+        [
+            0x88, 0x0D, 0x00, 0x02, 0x0C, 0x00, 0, 0, 0x00, 0x00, 0xFF, 0x00, 0, 0, 0x00, 0x01, // WordBusNumber 0-0xFF
+            0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08,                                     // IO 0xCF8, 8 ports
+            0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03, 0, 0, 0x00, 0x00, 0xF7, 0x0C, 0, 0, 0xF8, 0x0C, // WordIO 0-0xCF7
+            0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03, 0, 0, 0x00, 0x0D, 0xFF, 0xFF, 0, 0, 0x00, 0xF3, // WordIO 0xD00-0xFFFF
+            0x79, 0x00,                                                                          // end tag
+        ];
+        var device = new List<byte>
+        {
+            (byte)'P', (byte)'C', (byte)'I', (byte)'0',
             0x08, (byte)'_', (byte)'H', (byte)'I', (byte)'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03, // PNP0A03
             0x08, (byte)'_', (byte)'U', (byte)'I', (byte)'D', 0x00,
-        ]);
+            0x08, (byte)'_', (byte)'C', (byte)'R', (byte)'S',
+        };
+        device.AddRange(Package(0x11, [0x0A, (byte)crs.Length, .. crs]));   // Buffer
+        List<byte> scope = [(byte)'\\', (byte)'_', (byte)'S', (byte)'B', (byte)'_', .. Package(0x5B82, [.. device])]; // Device
+        dsdt.AddRange(Package(0x10, [.. scope]));                             // Scope
         return Finish(dsdt);
+    }
+
+    // An AML term with a package length: the opcode (one byte, or 0x5B and a second), the
+    // PkgLength (which counts itself) and the body.
+    private static byte[] Package(int opcode, byte[] body)
+    {
+        var t = new List<byte>();
+        if (opcode > 0xFF)
+            t.Add((byte)(opcode >> 8));
+        t.Add((byte)opcode);
+        int length = body.Length + 1;
+        if (length < 0x40)
+        {
+            t.Add((byte)length);
+        }
+        else
+        {
+            length = body.Length + 2;
+            if (length >= 0x1000)
+                throw new ArgumentException("AML package too long for a 2-byte PkgLength", nameof(body));
+            t.Add((byte)(0x40 | (length & 0x0F)));
+            t.Add((byte)(length >> 4));
+        }
+        t.AddRange(body);
+        return [.. t];
     }
 
     private static byte[] Header(string signature, byte revision)

@@ -49,6 +49,22 @@ internal static class Arguments
         }
     }
 
+    /// <summary>Checks that the file an option names can be opened for reading; its length.</summary>
+    /// <exception cref="IOException">It cannot (the message names the option and the file).</exception>
+    public static long CheckReadableFile(string command, string option, string path)
+    {
+        CheckFile(command, option, path);
+        try
+        {
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            return f.Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{command}: {option} {path}: cannot be read ({e.Message})", e);
+        }
+    }
+
     private static void CheckFile(string command, string option, string path)
     {
         if (Directory.Exists(path))

@@ -24,7 +24,8 @@ internal static class RunCommand
 
     public static int Run(ReadOnlySpan<string> args)
     {
-        string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null, floppy = null;
+        string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null, floppy = null,
+            hda = null, cdrom = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
@@ -69,6 +70,8 @@ internal static class RunCommand
                 case "--firmware": firmware = Arguments.Value(Name, args, ref i, a); break;
                 case "--debugcon": debugcon = Arguments.Value(Name, args, ref i, a); break;
                 case "--floppy": floppy = Arguments.Value(Name, args, ref i, a); break;
+                case "--hda": hda = Arguments.Value(Name, args, ref i, a); break;
+                case "--cdrom": cdrom = Arguments.Value(Name, args, ref i, a); break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -121,6 +124,14 @@ internal static class RunCommand
             if (firmware == null)
                 throw new UsageException("run: --floppy needs --firmware (a BIOS boots from it)");
         }
+        if (hda != null)
+        {
+            Arguments.CheckWritableFile(Name, "--hda", hda);
+            if (new FileInfo(hda).Length == 0)
+                throw new InvalidDataException($"{hda}: the disk image is empty");
+        }
+        if (cdrom != null && Arguments.CheckReadableFile(Name, "--cdrom", cdrom) == 0)
+            throw new InvalidDataException($"{cdrom}: the CD image is empty");
 
         // RDRAND's values: from the given seed, so a run repeats exactly, or from the host.
         ulong randomSeed = seed is long fixedSeed ? (ulong)fixedSeed : BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
@@ -135,6 +146,8 @@ internal static class RunCommand
             Disk = disk == null ? null : Path.GetFullPath(disk),
             FirmwareSize = rom?.Length ?? 0,
             Floppy = floppy == null ? null : Path.GetFullPath(floppy),
+            HardDisk = hda == null ? null : Path.GetFullPath(hda),
+            Cdrom = cdrom == null ? null : Path.GetFullPath(cdrom),
             DebugConsole = debugLog,
             Backend = kvm
                 ? (memory, _) => new KvmBackend(memory)

@@ -17,7 +17,7 @@ internal static class Usage
 
         commands:
           run [--firmware bios|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--floppy FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
+              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
               [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
               protected mode) or firmware (default: the built-in demo guest) on the software CPU (or KVM) with
@@ -58,6 +58,10 @@ internal static class Usage
                               loads them from fw_cfg as with QEMU's -bios and -kernel
           --floppy FILE       drive A: of the floppy controller, read-only (a 1.44 MB, 720 KB,
                               1.2 MB or 2.88 MB raw image; with --firmware, which boots from it)
+          --hda FILE          a hard disk on the IDE controller's primary channel (read-write,
+                              a raw image; firmware boots from it)
+          --cdrom FILE        a CD/DVD drive with FILE (an ISO image, read-only) on the IDE
+                              controller's secondary channel; firmware boots from it
           --debugcon FILE     write what the guest sends to QEMU's debug console port 0x402
                               (firmware's log) to FILE
           --cpus N            vCPUs, 1 to 255 (default 1)

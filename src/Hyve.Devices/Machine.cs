@@ -8,6 +8,7 @@ using System.Text;
 using System.Threading;
 using Hyve.Boot;
 using Hyve.Devices.Chipset;
+using Hyve.Devices.Pci;
 using Hyve.Devices.Storage;
 using Hyve.Devices.Virtio;
 using Hyve.Vmm;
@@ -92,6 +93,12 @@ public sealed class MachineOptions
     /// <summary>A floppy image for drive A: (read-only; none: the drive is empty).</summary>
     public string? Floppy { get; init; }
 
+    /// <summary>A hard disk image for the IDE primary master (read-write; none: no disk).</summary>
+    public string? HardDisk { get; init; }
+
+    /// <summary>A CD image for the ATAPI drive at the IDE secondary master (none: no drive).</summary>
+    public string? Cdrom { get; init; }
+
     /// <summary>Where writes to QEMU's debug console port (0x402) go; firmware logs there (none: dropped).</summary>
     public Stream? DebugConsole { get; init; }
 
@@ -143,10 +150,27 @@ public sealed class Machine : IDisposable
         _input.Uart = Com1;
         Ports.Register(Uart16550.Com1Port, 8, Com1);
         new I8042(r => Stop(ToStop(r))).Register(Ports);
-        new PowerControl(r => Stop(ToStop(r))).Register(Ports);
+        var power = new PowerControl(r => Stop(ToStop(r)));
+        power.Register(Ports);
         Ports.Register(SystemControlPortA.Port, 1, new SystemControlPortA(r => Stop(ToStop(r))));
-        Pci = new PciHost();
-        Pci.Register(Ports);
+        // The PCI devices of QEMU's pc machine: the i440FX host bridge, and the PIIX3 south
+        // bridge's ISA bridge, IDE controller and (PIIX4) power management. Without firmware the
+        // machine starts with the PM block and IDE decoding set up as firmware leaves them.
+        bool direct = options.FirmwareSize == 0;
+        Pci = new PciBus(Ports);
+        Pci.Add(0, 0, new HostBridge());
+        Pci.Add(1, 0, new Piix3IsaBridge());
+        Ide = new IdeController(
+            [options.HardDisk == null ? null : new IdeDrive(options.HardDisk, cdrom: false), null,
+             options.Cdrom == null ? null : new IdeDrive(options.Cdrom, cdrom: true), null],
+            (irq, level) => Vm.SetIsaIrq(irq, level));
+        Ide.Register(Ports);
+        if (direct)
+            Ide.EnableDecode();
+        Pci.Add(1, 1, Ide);
+        PowerManagement = new Piix4Pm(Ports, Vm.Devices.Ports, power, Vm.PmTimer, Hyve.Vmm.Devices.PmTimer.DefaultPort,
+            direct ? PowerControl.PmBase : null);
+        Pci.Add(1, 3, PowerManagement);
         Ports.Register(DebugExit.DefaultPort, 4, new DebugExit(status =>
         {
             _debugStatus = status;
@@ -174,7 +198,7 @@ public sealed class Machine : IDisposable
         dma.Register(Ports);
         Floppy = new FloppyController(options.Floppy, writable: false, dma, level => Vm.SetIsaIrq(FloppyController.Irq, level));
         Floppy.Register(Ports);
-        FillCmos(Vm.Rtc.Cmos, Map, options.Cpus, options.Floppy != null ? Floppy.CmosType : (byte)0);
+        FillCmos(Vm.Rtc.Cmos, Map, options.Cpus, options.Floppy != null ? Floppy.CmosType : (byte)0, Ide.Drive(0));
 
         // virtio-mmio: the block device (with a disk) in slot 0, the entropy device in slot 1,
         // the console (sharing COM1's output) in slot 2.
@@ -225,8 +249,14 @@ public sealed class Machine : IDisposable
     /// <summary>The MMIO bus.</summary>
     public MmioBus Mmio { get; } = new();
 
-    /// <summary>The PCI host bridge (configuration mechanism #1).</summary>
-    public PciHost Pci { get; }
+    /// <summary>PCI bus 0 (configuration mechanism #1) and its functions.</summary>
+    public PciBus Pci { get; }
+
+    /// <summary>The IDE controller (PCI 00:01.1).</summary>
+    public IdeController Ide { get; }
+
+    /// <summary>The PIIX4 power-management function (PCI 00:01.3), which places the ACPI PM block.</summary>
+    public Piix4Pm PowerManagement { get; }
 
     /// <summary>COM1.</summary>
     public Uart16550 Com1 { get; }
@@ -307,8 +337,9 @@ public sealed class Machine : IDisposable
     // machine fills them: base memory (KiB), extended memory 1-64 MiB (KiB), memory from 16 MiB
     // to the device window and above 4 GiB (64 KiB units), CPUs - 1, and QEMU's default boot
     // order "cad" (hard disk, floppy, CD: 2, 1, 3) with the floppy signature check on, and
-    // drive A:'s type (0: none) with the equipment byte's floppy bit.
-    private static void FillCmos(Span<byte> cmosFrom0E, MemoryMap map, int cpus, byte floppyType)
+    // drive A:'s type (0: none) with the equipment byte's floppy bit, and the first hard disk's
+    // type (47: user-defined) and geometry, with LBA translation where it has over 1,024 cylinders.
+    private static void FillCmos(Span<byte> cmosFrom0E, MemoryMap map, int cpus, byte floppyType, IdeDrive? disk)
     {
         static void Put(Span<byte> cmos, int index, int value) => cmos[index - 0x0E] = (byte)value;
         ulong low = map.LowEnd;
@@ -332,6 +363,22 @@ public sealed class Machine : IDisposable
         Put(cmosFrom0E, 0x10, floppyType << 4);
         if (floppyType != 0)
             Put(cmosFrom0E, 0x14, cmosFrom0E[0x14 - 0x0E] | 0x01);
+        if (disk != null)
+        {
+            int c = disk.Cylinders, h = disk.Heads;
+            Put(cmosFrom0E, 0x12, 0xF0);
+            Put(cmosFrom0E, 0x19, 47);
+            Put(cmosFrom0E, 0x1B, c);
+            Put(cmosFrom0E, 0x1C, c >> 8);
+            Put(cmosFrom0E, 0x1D, h);
+            Put(cmosFrom0E, 0x1E, 0xFF); // no write precompensation
+            Put(cmosFrom0E, 0x1F, 0xFF);
+            Put(cmosFrom0E, 0x20, 0xC0 | (h > 8 ? 0x08 : 0));
+            Put(cmosFrom0E, 0x21, c);    // landing zone
+            Put(cmosFrom0E, 0x22, c >> 8);
+            Put(cmosFrom0E, 0x23, disk.SectorsPerTrack);
+            Put(cmosFrom0E, 0x39, c > 1024 ? 1 : 0);
+        }
     }
 
     /// <summary>Hands <paramref name="bzImage"/>, <paramref name="initrd"/> and <paramref name="cmdline"/>
@@ -598,6 +645,11 @@ public sealed class Machine : IDisposable
             sb.AppendLine($"virtio at 0x{v.Base:x} (irq {v.Irq}): status 0x{v.Transport.Status:x}, malformed chains {v.Transport.Malformed}, bad register accesses {v.Transport.BadAccesses}");
         if (Disk != null)
             sb.AppendLine($"disk: {Disk.Completed} requests, {Disk.Failed} failed");
+        foreach (var (name, channel) in (ReadOnlySpan<(string, IdeChannel)>)[("primary", Ide.Primary), ("secondary", Ide.Secondary)])
+        {
+            if (channel.HasDrives)
+                sb.AppendLine($"ide {name}: {channel.Completed} commands, {channel.Aborted} aborted, {channel.StrayData} stray data accesses");
+        }
         sb.AppendLine($"unclaimed: port reads={Ports.UnclaimedReads} port writes={Ports.UnclaimedWrites} (last 0x{Ports.LastUnclaimed:x}) " +
             $"mmio reads={Mmio.UnclaimedReads} mmio writes={Mmio.UnclaimedWrites} (last 0x{Mmio.LastUnclaimed:x}); unknown MSRs={UnknownMsrs}; uart overruns={Com1.Overruns}");
         return sb.ToString();
@@ -608,6 +660,7 @@ public sealed class Machine : IDisposable
     {
         Disk?.Dispose();
         Floppy.Dispose();
+        Ide.Dispose();
         // The backend first: KVM's memory slots point into the RAM the VM frees.
         (_backend as IDisposable)?.Dispose();
         Vm.Dispose();

@@ -1,6 +1,7 @@
-// The PC's ways to stop or restart the machine: the ACPI PM1a event and control registers at
-// 0x600 (as PIIX4 firmware places them; SLP_EN with sleep type 0 is soft-off, S5), the reset
-// control register at 0xCF9 (bit 2 resets), and the i8042's pulse-reset command (see I8042).
+// The PC's ways to stop or restart the machine: the ACPI PM1a event and control registers
+// (placed by the PIIX4 PM function where firmware puts the PM block, 0x600 for a direct boot;
+// SLP_EN with sleep type 0 is soft-off, S5), the reset control register at 0xCF9 (bit 2
+// resets), and the i8042's pulse-reset command (see I8042).
 using System;
 using Hyve.Vmm;
 using Hyve.Vmm.Emulation;
@@ -11,7 +12,8 @@ namespace Hyve.Devices;
 public sealed class PowerControl(Action<SuspendReason> stop) : IPortHandler
 {
     private readonly Action<SuspendReason> _stop = stop;
-    /// <summary>PM1a_EVT_BLK (status, enable); PM1a_CNT follows at +4 (where the FADT says).</summary>
+    /// <summary>Where a direct boot's PM block starts (the FADT's PM1a_EVT_BLK: status, enable;
+    /// PM1a_CNT follows at +4).</summary>
     public const ushort PmBase = Hyve.Boot.AcpiTables.PmBase;
     /// <summary>The reset control register (the FADT's RESET_REG).</summary>
     public const ushort ResetPort = Hyve.Boot.AcpiTables.ResetPort;
@@ -19,10 +21,11 @@ public sealed class PowerControl(Action<SuspendReason> stop) : IPortHandler
     private ushort _enable, _control;
     private byte _reset;
 
-    /// <summary>Registers the PM1a block (6 ports) and the reset register.</summary>
+    /// <summary>Registers the reset register (the PM1a registers, 6 ports answered by this
+    /// object, are placed by <see cref="Chipset.Piix4Pm"/>).</summary>
     public void Register(PortBus ports)
     {
-        ports.Register(PmBase, 6, this);
+        ArgumentNullException.ThrowIfNull(ports);
         ports.Register(ResetPort, 1, new ResetRegister(this));
     }
 

@@ -429,18 +429,33 @@ public sealed class Vcpu
         }
         int vector = src.PendingInterrupt;
         if (vector < 0)
+        {
+            // A request withdrawn while the window was closed (a level-triggered line that fell
+            // before the guest could take it): stop asking for the window, or the vCPU would
+            // exit for it at every instruction.
+            if (_windowRequested)
+            {
+                _cpu.RequestInterruptWindow(false);
+                _windowRequested = false;
+            }
             return;
+        }
         if (_cpu.InterruptWindowOpen)
         {
             src.AcceptInterrupt(vector);
             _cpu.Inject(new Event((byte)vector, EventType.External));
             _cpu.RequestInterruptWindow(false);
+            _windowRequested = false;
         }
         else
         {
             _cpu.RequestInterruptWindow(true);
+            _windowRequested = true;
         }
     }
+
+    // Whether the backend was last asked to exit when the interrupt window opens.
+    private bool _windowRequested;
 
     // One backend exit. True when the device half is needed (exit filled in).
     private bool Dispatch(in BackendExit be, ref VmExit exit)

@@ -107,6 +107,8 @@ public sealed class RunCommandTests : IDisposable
     {
         string small = Path.Combine(_dir, "small.rom");
         File.WriteAllBytes(small, new byte[1000]);
+        string empty = Path.Combine(_dir, "empty.img");
+        File.WriteAllBytes(empty, []);
         foreach (var (status, args, says) in new (int, string[], string)[]
         {
             (1, ["--firmware", "/nonexistent/rom"], "--firmware"),
@@ -117,6 +119,11 @@ public sealed class RunCommandTests : IDisposable
             (2, ["--firmware", "bios", "--initrd", small], "need --kernel"),
             (1, ["--firmware", "bios", "--floppy", small], "not the size of a floppy image"),
             (1, ["--firmware", "bios", "--floppy", "/nonexistent/floppy.img"], "--floppy"),
+            (1, ["--firmware", "bios", "--hda", "/nonexistent/disk.img"], "--hda"),
+            (1, ["--firmware", "bios", "--hda", empty], "the disk image is empty"),
+            (1, ["--firmware", "bios", "--cdrom", "/nonexistent/cd.iso"], "--cdrom"),
+            (1, ["--firmware", "bios", "--cdrom", empty], "the CD image is empty"),
+            (1, ["--firmware", "bios", "--cdrom", _dir], "--cdrom"),
         })
         {
             var (code, _, err) = Hyve(["run", .. args]);

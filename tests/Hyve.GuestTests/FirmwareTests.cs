@@ -2,7 +2,10 @@
 // COM1: Debian's SeaBIOS starts from the reset vector, finds the machine through fw_cfg, PCI and
 // CMOS, prints its banner (sercon, as with QEMU's -nographic) and with no disk tries each boot
 // device in QEMU's order until "No bootable device."; with the FreeDOS boot floppy it boots
-// FreeDOS through the floppy controller and ISA DMA to its prompt, where a typed command runs.
+// FreeDOS through the floppy controller and ISA DMA to its prompt, where a typed command runs;
+// from a GRUB image built with Debian's grub-mkrescue, as a CD or as a hard disk on the IDE
+// controller, it boots GRUB, which boots Linux, whose own IDE driver then reads and writes the
+// same drive.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -40,7 +43,7 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     [Fact]
     public void SeaBiosReachesItsBootMenuAsOnQemu()
     {
-        List<string> q = Compare(null, [("No bootable device.", null)]);
+        List<string> q = Compare(default, [("No bootable device.", null)]);
         Assert.Contains(q, l => l.StartsWith("SeaBIOS (version ", StringComparison.Ordinal));
     }
 
@@ -51,7 +54,7 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         string floppy = Unpack();
         try
         {
-            List<string> q = Compare(floppy, [("\x1b[01;01HA:\\>", "ver\r"), ("A:\\>", null)]);
+            List<string> q = Compare(new Media(Floppy: floppy), [("\x1b[01;01HA:\\>", "ver\r"), ("A:\\>", null)]);
             Assert.Contains("Booting from Floppy...", q);
             Assert.Contains(q, l => l.Contains("FreeDOS kernel - ", StringComparison.Ordinal));
             Assert.Equal(2, q.Count(l => l.StartsWith("FreeCom version", StringComparison.Ordinal))); // at boot, and VER's answer
@@ -77,8 +80,8 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         {
             File.WriteAllBytes(initrd, Hyve.TestSupport.DebianBusybox.Initramfs(Init));
             var kernel = (Hyve.TestSupport.DebianKernel.Path!, initrd, "console=ttyS0");
-            string hyve = OnHyve(File.ReadAllBytes(SeaBios), null, [("reboot: Power down", null)], out string debugLog, kernel);
-            string qemu = OnQemu(SeaBios, null, [("reboot: Power down", null)], kernel);
+            string hyve = OnHyve(File.ReadAllBytes(SeaBios), default, [("reboot: Power down", null)], out string debugLog, kernel);
+            string qemu = OnQemu(SeaBios, default, [("reboot: Power down", null)], kernel);
             log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
             foreach (string line in new[] { "SeaBIOS (version ", "Booting from ROM...", "Linux version 6.", "ACPI: PM: (supports S0 ",
                 "Run /init as init process", "user space: Linux x86_64", "reboot: Power down" })
@@ -94,16 +97,112 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GrubBootsLinuxFromAnIdeDriveAsOnQemu(bool hardDisk)
+    {
+        // SeaBIOS boots the image (El Torito from the ATAPI drive, or the MBR from the disk),
+        // GRUB reads its modules, the kernel and the initramfs through the BIOS, and Linux's
+        // ata_piix (loaded from the initramfs) finds the drive, mounts the image's ISO 9660 file
+        // system and hashes the kernel on it; on the disk it also writes the last sector, which
+        // must then be in the image file.
+        Assert.True(File.Exists(SeaBios), $"{SeaBios} is missing: install Debian's seabios package");
+        Assert.True(Qemu.Path != null, Qemu.Why);
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        Assert.Null(Hyve.TestSupport.GrubImage.Unavailable);
+        string kernel = Hyve.TestSupport.DebianKernel.Path!;
+        string[] modules = ["scsi_common", "scsi_mod", "libata", "ata_piix", "cdrom", "sr_mod", "sd_mod", "isofs"];
+        string moduleDir = Directory.GetDirectories(Path.Combine(Path.GetDirectoryName(kernel)!, "..", "lib", "modules"))[0];
+        var files = modules.Select(m => ("/bin/" + m + ".ko",
+            File.ReadAllBytes(Directory.GetFiles(moduleDir, m + ".ko", SearchOption.AllDirectories)[0]))).ToArray();
+        string init = $$"""
+            #!/bin/busybox sh
+            /bin/busybox --install -s /bin
+            mkdir -p /mnt
+            mount -t proc proc /proc
+            mount -t sysfs sysfs /sys
+            mount -t devtmpfs devtmpfs /dev
+            for m in {{string.Join(' ', modules)}}; do insmod /bin/$m.ko || echo "insmod $m failed"; done
+            sleep 1
+            for d in sda sr0; do
+              if [ -b /dev/$d ]; then
+                echo "disk $d: $(cat /sys/block/$d/size) sectors"
+                mount -t iso9660 -o ro /dev/$d /mnt && echo "kernel on $d: $(sha256sum /mnt/boot/vmlinuz | cut -c1-64)" && umount /mnt
+              fi
+            done
+            if [ -b /dev/sda ]; then
+              last=$(( $(cat /sys/block/sda/size) - 1 ))
+              echo "written by the guest" | dd of=/dev/sda bs=512 seek=$last conv=notrunc,fsync 2>/dev/null && echo "wrote sector $last"
+            fi
+            poweroff -f
+
+            """;
+        string hyveImage = Hyve.TestSupport.GrubImage.Build(kernel, Hyve.TestSupport.DebianBusybox.Initramfs(init, files), "console=ttyS0 quiet");
+        string qemuImage = Path.GetTempFileName();
+        try
+        {
+            File.Copy(hyveImage, qemuImage, overwrite: true);
+            long sectors = new FileInfo(hyveImage).Length / 512;
+            var media = hardDisk ? new Media(HardDisk: hyveImage) : new Media(Cdrom: hyveImage);
+            var qemuMedia = hardDisk ? new Media(HardDisk: qemuImage) : new Media(Cdrom: qemuImage);
+            (string, string?)[] dialog = [("reboot: Power down", null)];
+            string hyve = OnHyve(File.ReadAllBytes(SeaBios), media, dialog, out string debugLog);
+            string qemu = OnQemu(SeaBios, qemuMedia, dialog);
+            log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
+            string hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(kernel)));
+            string drive = hardDisk ? "sda" : "sr0";
+            List<string> h = KernelLines(hyve), q = KernelLines(qemu);
+            foreach (string line in new[] { hardDisk ? "Booting from Hard Disk..." : "Booting from DVD/CD...", "GRUB: loading Linux",
+                $"disk {drive}: {sectors} sectors", $"kernel on {drive}: {hash}", "reboot: Power down" })
+            {
+                Assert.Contains(line, q);
+                Assert.Contains(line, h);
+            }
+            Assert.Equal(q, h);
+            Assert.Empty(Hyve.TestSupport.KernelLog.Errors(hyve));
+            if (hardDisk)
+            {
+                Assert.Contains($"wrote sector {sectors - 1}", h);
+                foreach (string image in new[] { hyveImage, qemuImage })
+                {
+                    byte[] all = File.ReadAllBytes(image);
+                    Assert.Equal("written by the guest\n", Encoding.ASCII.GetString(all, all.Length - 512, 21));
+                }
+            }
+        }
+        finally
+        {
+            File.Delete(hyveImage);
+            File.Delete(qemuImage);
+        }
+    }
+
+    // The console's lines with the kernel's timestamps taken off (the two machines' clocks differ)
+    // and without GRUB's greeting: GRUB prints it through INT 10h, which SeaBIOS's serial console
+    // writes out lazily, so where its last character lands among what GRUB then sends to the
+    // serial port itself depends on how much time passes on each machine.
+    private static List<string> KernelLines(string output) =>
+        [.. Lines(output.Replace("Welcome to GRUB", "", StringComparison.Ordinal))
+            .Select(l => Timestamp().Replace(l, "")).Where(l => l != "!")];
+
+    [GeneratedRegex(@"^\[\s*\d+\.\d+\] ")]
+    private static partial Regex Timestamp();
+
+    /// <summary>The drives a run has: a floppy in drive A:, an IDE hard disk, a CD.</summary>
+    private readonly record struct Media(string? Floppy = null, string? HardDisk = null, string? Cdrom = null);
+
     private const string LinuxBootRom = "/usr/share/qemu/linuxboot.bin";
 
     // Runs both machines through the dialog (wait for each text, then type its answer; the last
     // text ends the run) and requires the same console lines; returns QEMU's.
-    private List<string> Compare(string? floppy, IReadOnlyList<(string After, string? Type)> dialog)
+    private List<string> Compare(Media media, IReadOnlyList<(string After, string? Type)> dialog)
     {
         Assert.True(File.Exists(SeaBios), $"{SeaBios} is missing: install Debian's seabios package");
         Assert.True(Qemu.Path != null, Qemu.Why);
-        string hyve = OnHyve(File.ReadAllBytes(SeaBios), floppy, dialog, out string debugLog);
-        string qemu = OnQemu(SeaBios, floppy, dialog);
+        string hyve = OnHyve(File.ReadAllBytes(SeaBios), media, dialog, out string debugLog);
+        string qemu = OnQemu(SeaBios, media, dialog);
         log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
         List<string> h = Lines(hyve), q = Lines(qemu);
         Assert.DoesNotContain(q, l => l.StartsWith("[qemu", StringComparison.Ordinal)); // the reference reached the end
@@ -118,7 +217,7 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     [GeneratedRegex(@"\x1b\[[0-9;?]*[A-Za-z]|\x1bc")]
     private static partial Regex Escape();
 
-    private static string OnHyve(byte[] rom, string? floppy, IReadOnlyList<(string After, string? Type)> dialog, out string debugLog,
+    private static string OnHyve(byte[] rom, Media media, IReadOnlyList<(string After, string? Type)> dialog, out string debugLog,
         (string Kernel, string Initrd, string Cmdline)? linux = null)
     {
         using var console = new WatchedStream();
@@ -129,7 +228,9 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             MemoryBytes = 256UL << 20,
             Console = console,
             FirmwareSize = rom.Length,
-            Floppy = floppy,
+            Floppy = media.Floppy,
+            HardDisk = media.HardDisk,
+            Cdrom = media.Cdrom,
             DebugConsole = debug,
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
@@ -155,19 +256,23 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         });
     }
 
-    // QEMU's pc machine with the same firmware and floppy, no other devices, the console on a
+    // QEMU's pc machine with the same firmware and drives, no other devices, the console on a
     // serial line (-nographic, which tells SeaBIOS through fw_cfg). QEMU's local APICs bring a
     // paravirtual option ROM (kvmvapic.bin) that SeaBIOS runs as a legacy option ROM, which puts
     // "Hard Disk" first; Hyve has no such ROM, so it is off.
-    private static string OnQemu(string rom, string? floppy, IReadOnlyList<(string After, string? Type)> dialog,
+    private static string OnQemu(string rom, Media media, IReadOnlyList<(string After, string? Type)> dialog,
         (string Kernel, string Initrd, string Cmdline)? linux = null)
     {
         var args = new List<string> { "-accel", "tcg", "-machine", "pc", "-nodefaults", "-nographic", "-serial", "stdio", "-m", "256",
             "-bios", rom, "-no-reboot", "-global", "apic-common.vapic=off" };
         if (linux is var (k, i, c))
             args.AddRange(["-kernel", k, "-initrd", i, "-append", c]);
-        if (floppy != null)
-            args.AddRange(["-drive", $"if=floppy,file={floppy},format=raw,readonly=on"]);
+        if (media.Floppy != null)
+            args.AddRange(["-drive", $"if=floppy,file={media.Floppy},format=raw,readonly=on"]);
+        if (media.HardDisk != null)
+            args.AddRange(["-drive", $"if=ide,index=0,file={media.HardDisk},format=raw"]);
+        if (media.Cdrom != null)
+            args.AddRange(["-drive", $"if=ide,index=2,media=cdrom,file={media.Cdrom},format=raw,readonly=on"]);
         ProcessStartInfo psi = Qemu.StartInfo(args);
         using Process p = Process.Start(psi)!;
         var output = new StringBuilder();

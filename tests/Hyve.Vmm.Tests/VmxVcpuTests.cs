@@ -154,6 +154,35 @@ public sealed class VmxVcpuTests : IDisposable
     }
 
     [Fact]
+    public void AWithdrawnRequestStopsTheInterruptWindowExits()
+    {
+        // A level-triggered IRQ 5 through the 8259 (LINT0 in ExtINT mode) while IF is clear: the
+        // window is asked for. The line falls before the guest sets IF (the device was serviced
+        // by polling); the next entry must not ask for the window any more, or every instruction
+        // with IF set would exit for a window with nothing to deliver.
+        foreach (var (port, value) in new (ushort, uint)[] { (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0x00), (0x4D0, 0x20) })
+            Assert.True(_vm.Devices.Ports.TryOut(port, 1, value));
+        _vm.Vcpus[0].Apic.WriteRegister(0xF0, 0x1FF);
+        _vm.Vcpus[0].Apic.WriteRegister(0x350, 0x700);
+        _vm.SetIsaIrq(5, true);
+        Cpu.Rflags = Rflags.Fixed1;
+        _cpu.Script.Enqueue((s, _) =>
+        {
+            Assert.NotEqual(0UL, s.Current!.Load(VmcsField.PrimaryProcessorControls) & VmxVcpu.InterruptWindowExiting);
+            _vm.SetIsaIrq(5, false);
+            Exit(s, VmxExitReason.ExternalInterrupt);
+        });
+        _cpu.Script.Enqueue((s, _) =>
+        {
+            Assert.Equal(0UL, s.Current!.Load(VmcsField.PrimaryProcessorControls) & VmxVcpu.InterruptWindowExiting);
+            s.Current!.Store(VmcsField.ExitReason, VmxExitReason.TripleFault);
+        });
+        Assert.Equal(VmExitCode.Suspended, _vm.Vcpus[0].Run(VmEntry.Default).Code);
+        Assert.Empty(_cpu.Script);
+        Assert.Empty(_cpu.Delivered);
+    }
+
+    [Fact]
     public void AnInterruptedDeliveryIsInjectedAgain()
     {
         _cpu.Script.Enqueue((s, _) =>

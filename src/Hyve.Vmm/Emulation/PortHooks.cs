@@ -34,9 +34,32 @@ public sealed class PortHooks
         }
         for (int p = first; p < first + count; p++)
         {
-            _owner[p] = handler;
             _first[p] = first;
+            _owner[p] = handler;
         }
+    }
+
+    /// <summary>Takes <paramref name="count"/> ports from <paramref name="first"/> back from
+    /// <paramref name="handler"/> (ports it does not own are left alone): a device whose ports a
+    /// guest relocates (a PCI BAR, the PIIX4 PM block) moves this way.</summary>
+    public void Unregister(ushort first, int count, IPortHandler handler)
+    {
+        for (int p = first; p < first + count && p < 0x1_0000; p++)
+        {
+            if (ReferenceEquals(_owner[p], handler))
+                _owner[p] = null;
+        }
+    }
+
+    /// <summary>Whether any of <paramref name="count"/> ports from <paramref name="first"/> has an owner.</summary>
+    public bool AnyTaken(ushort first, int count)
+    {
+        for (int p = first; p < first + count && p < 0x1_0000; p++)
+        {
+            if (_owner[p] != null)
+                return true;
+        }
+        return false;
     }
 
     /// <summary>Reads from the handler that owns <paramref name="port"/>; false when none does.
