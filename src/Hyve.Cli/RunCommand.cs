@@ -241,6 +241,10 @@ internal static class RunCommand
     /// <summary>Where Debian's seabios package puts the 256 KiB SeaBIOS QEMU's pc machine uses.</summary>
     public const string SeaBios = "/usr/share/seabios/bios-256k.bin";
 
+    /// <summary>OVMF as Debian's ovmf package installs it: code and variable store in one image
+    /// (variables then live in RAM for the run).</summary>
+    public const string Ovmf = "/usr/share/ovmf/OVMF.fd";
+
     // --firmware bios (Debian's SeaBIOS) or a ROM image file.
     private static byte[] ReadFirmware(string firmware)
     {
@@ -251,7 +255,11 @@ internal static class RunCommand
             return File.ReadAllBytes(SeaBios);
         }
         if (firmware == "uefi")
-            throw new UsageException("run: --firmware uefi (OVMF) is not supported yet; use bios or a ROM file");
+        {
+            if (!File.Exists(Ovmf))
+                throw new IOException($"run: --firmware uefi needs OVMF from Debian's ovmf package ({Ovmf} is missing; apt-get install ovmf)");
+            return File.ReadAllBytes(Ovmf);
+        }
         byte[] rom = Arguments.ReadFile(Name, "--firmware", firmware);
         try
         {

@@ -16,7 +16,7 @@ internal static class Usage
         usage: hyve <command> [options]       (hyve --version prints the version)
 
         commands:
-          run [--firmware bios|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
+          run [--firmware bios|uefi|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
               [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
               [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
@@ -51,8 +51,9 @@ internal static class Usage
           --cmdline STR       the kernel command line (Linux: default console=ttyS0; the
                               virtio-mmio devices are added to it)
           --load ADDR         place the flat binary at ADDR and enter it in 32-bit protected mode
-          --firmware bios|FILE  start from the reset vector in firmware instead of a kernel:
-                              bios is SeaBIOS from Debian's seabios package, FILE any ROM
+          --firmware bios|uefi|FILE  start from the reset vector in firmware instead of a kernel:
+                              bios is SeaBIOS from Debian's seabios package, uefi OVMF from
+                              Debian's ovmf package (OVMF.fd, variables kept for the run), FILE any ROM
                               image (mapped to end at 4 GiB, its last 128 KiB at 0xE0000);
                               with --kernel (a bzImage), --initrd and --cmdline, the firmware
                               loads them from fw_cfg as with QEMU's -bios and -kernel

@@ -71,11 +71,14 @@ public sealed class SerialInput
             Schedule();
     }
 
-    // The next byte falls due one character time after the last one, or now.
+    // The next byte falls due one character time after the last one, and no sooner than one
+    // character time from now: a byte takes that long on the line, and a driver that has just
+    // started listening finishes its set-up (which reads and drops whatever is in the receiver)
+    // in that time.
     private void Schedule()
     {
         if (!_timer.Armed)
-            VmClock.Arm(_timer, Math.Max(_clock.Now, _nextAt));
+            VmClock.Arm(_timer, Math.Max(_clock.Now + (_uart?.CharacterTimeNs ?? 0), _nextAt));
     }
 
     // On the clock's thread: one byte into the UART when it listens and has room; the next one

@@ -13,12 +13,17 @@ public sealed partial class SoftProcessor
 {
     private ushort _gdtrLimit;
 
-    // MOV to or from CR0, CR2, CR3, CR4 (CR8 raises #UD in this slice).
+    // The task-priority register as CR8 when the vmm does not take CR8 accesses as exits.
+    private ulong _cr8;
+
+    // MOV to or from CR0, CR2, CR3, CR4 and, in 64-bit mode, CR8.
     private bool MovControl(ulong next)
     {
         bool toCr = SpecialMove(Register.CR0, Register.CR15, out int n, out Register gpr);
         if (Cpl != 0)
             return Raise(ExceptionVector.GP);
+        if (n == 8 && _bitness == Bitness.Bits64)
+            return MovCr8(toCr, gpr, next);
         if (n is not (0 or 2 or 3 or 4))
             return Raise(ExceptionVector.UD);
         if (!toCr)
@@ -54,6 +59,28 @@ public sealed partial class SoftProcessor
                 break;
         }
         Modes();
+        _rip = next;
+        return true;
+    }
+
+    // MOV to or from CR8, the local APIC's task priority (TPR bits 7:4 as CR8 bits 3:0): a
+    // write with bits 63:4 set is #GP(0); otherwise, with the CR8-load or CR8-store exiting
+    // control set, a control-register-access exit for the vmm, which owns the APIC (the
+    // qualification: CR 8, access type 0 to or 1 from, the general register).
+    private bool MovCr8(bool toCr, Register gpr, ulong next)
+    {
+        if (toCr && (Get(gpr) & ~0xFUL) != 0)
+            return Raise(ExceptionVector.GP);
+        ulong controls = _vmcs.Load(VmcsField.PrimaryProcessorControls);
+        if ((controls & (toCr ? VmxVcpu.Cr8LoadExiting : VmxVcpu.Cr8StoreExiting)) != 0)
+        {
+            Exit(VmxExitReason.CrAccess, 8 | (toCr ? 0UL : 1UL << 4) | ((ulong)(gpr - Register.RAX) << 8), _insn.Length);
+            return false;
+        }
+        if (toCr)
+            _cr8 = Get(gpr);
+        else
+            Set(gpr, _cr8);
         _rip = next;
         return true;
     }

@@ -110,6 +110,12 @@ public sealed partial class SoftProcessor : IVmxProcessor
 
     private int _budget = Batch;
 
+    // Virtual time a port access handed to the vmm takes, in nanoseconds: about an I/O cycle to
+    // a PC's chipset. A guest that waits by polling a timer port (the ACPI PM timer, port 0x61)
+    // then sees time pass per access as on hardware, not by one instruction's nanosecond while
+    // each exit costs the host far more (OVMF's waits took minutes that way).
+    private const int PortAccessTime = 1000;
+
     private void RunLoop(bool windowExiting, long slice, ref int budget)
     {
         while (budget <= 0)
@@ -150,7 +156,11 @@ public sealed partial class SoftProcessor : IVmxProcessor
             else if (!Step())
             {
                 if (_exitPending)
+                {
+                    if (_vmcs.Load(VmcsField.ExitReason) == VmxExitReason.IoInstruction)
+                        budget -= PortAccessTime; // counted into the next batch of virtual time
                     return;
+                }
             }
             else if (singleStep)
             {

@@ -515,6 +515,15 @@ public sealed class Vcpu
             case BackendExitKind.Rdmsr:
             case BackendExitKind.Wrmsr:
                 return Msr(in be, ref exit);
+            case BackendExitKind.Cr8:
+                // CR8 bits 3:0 are the task priority's class, TPR bits 7:4 (a lowered priority
+                // lets a waiting interrupt through at the next entry).
+                if (be.Cr8Write)
+                    Apic.WriteRegister(0x80, (uint)(_cpu.GetGpr(be.Cr8Register) & 0xF) << 4);
+                else
+                    _cpu.SetGpr(be.Cr8Register, Apic.ReadRegister(0x80) >> 4);
+                _cpu.Rip += be.InstructionLength;
+                return false;
             case BackendExitKind.DeviceFetch:
                 // Code run from where no RAM is: the all-ones bytes a PC's bus returns there
                 // decode as FF /7, an undefined opcode. Nothing to ask the device half.

@@ -113,7 +113,6 @@ public sealed class RunCommandTests : IDisposable
         {
             (1, ["--firmware", "/nonexistent/rom"], "--firmware"),
             (1, ["--firmware", small], "whole number of 4 KiB pages"),
-            (2, ["--firmware", "uefi"], "not supported yet"),
             (1, ["--firmware", "bios", "--kernel", small], "firmware loads a Linux bzImage"),
             (2, ["--firmware", "bios", "--load", "0x100000"], "without firmware"),
             (2, ["--firmware", "bios", "--initrd", small], "need --kernel"),

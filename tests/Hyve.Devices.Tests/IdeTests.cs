@@ -81,6 +81,18 @@ public sealed class IdeTests : IDisposable
     }
 
     [Fact]
+    public void AChannelWithoutDrivesReadsZeros()
+    {
+        using var empty = new IdeController([null, null, null, null], (_, _) => { });
+        var bus = new PortBus();
+        empty.Register(bus);
+        bus.Handle(new InoutAccess(Cmd + 2, 1, false, 0x55));
+        foreach (ushort port in new ushort[] { Cmd, Cmd + 1, Cmd + 2, Cmd + 7, Ctl, Cmd2 + 7, Ctl2 })
+            Assert.Equal(0u, bus.Handle(new InoutAccess(port, 1, true, 0)).Eax);
+        Assert.Equal(0, bus.UnclaimedReads);
+    }
+
+    [Fact]
     public void IdentifyDescribesTheDisk()
     {
         Out(Cmd + 6, 0xA0);

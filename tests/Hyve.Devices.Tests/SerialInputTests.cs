@@ -1,6 +1,6 @@
 // Terminal input on its way into COM1: held while no driver listens (a driver's set-up would
-// throw it away), then delivered one character time apart on the VM's clock, never past a full
-// receive buffer. Character times are hand-derived from the 16550's divisor and frame.
+// throw it away), then delivered one character time apart on the VM's clock (the first one
+// character time after the driver starts listening), never past a full receive buffer. Character times are hand-derived from the 16550's divisor and frame.
 using System.Collections.Generic;
 using System.Threading;
 using Hyve.Vmm;
@@ -60,7 +60,9 @@ public sealed class SerialInputTests
         W(4, 0x08);
         Assert.True(_uart.ReadyToReceive);
         _clock.Advance(0);
-        Assert.Equal(2, _input.Held);                        // the first byte at once
+        Assert.Equal(3, _input.Held);                        // the first byte takes a character time on the line
+        _clock.Advance(_uart.CharacterTimeNs);
+        Assert.Equal(2, _input.Held);
         Assert.True(_irq[^1]);
         Assert.Equal((byte)'l', R(0));
     }
@@ -76,7 +78,7 @@ public sealed class SerialInputTests
         W(4, 0x08);
         foreach (byte b in "abc"u8)
             _input.Offer(b);
-        _clock.Advance(0);
+        _clock.Advance(CharacterAt115200);
         Assert.Equal(2, _input.Held);
         _clock.Advance(CharacterAt115200 - 1);
         Assert.Equal(2, _input.Held);                        // not yet
@@ -100,7 +102,7 @@ public sealed class SerialInputTests
         Assert.Equal(1, _input.Held);                        // the holding register is full
         Assert.Equal(0, _uart.Overruns);
         Assert.Equal(1, R(0));                               // the guest reads: room again
-        _clock.Advance(0);
+        _clock.Advance(_uart.CharacterTimeNs);
         Assert.Equal(0, _input.Held);
         Assert.Equal(2, R(0));
     }
@@ -114,7 +116,7 @@ public sealed class SerialInputTests
         _clock.Advance(0);
         Assert.Equal(1, _input.Held);
         Assert.False(DataReady);                             // the 16th: a driver polling for input
-        _clock.Advance(0);
+        _clock.Advance(_uart.CharacterTimeNs);
         Assert.True(DataReady);
         Assert.Equal((byte)'y', R(0));
         // Sending a byte ends the run of status reads (they were waiting to transmit).

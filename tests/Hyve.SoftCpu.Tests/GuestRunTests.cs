@@ -418,6 +418,44 @@ public sealed class GuestRunTests : IDisposable
     }
 
     [Fact]
+    public void Cr8IsTheApicsTaskPriority()
+    {
+        // CR8 = 5 sets TPR to 0x50, which holds back vector 0x40 (class 4) even with IF set; the
+        // guest prints 'a', then lowers CR8 to 0 and the interrupt arrives ('i', then HLT). CR8
+        // reads back through another register (r12).
+        ulong handler = InstallGate(0x40);
+        LongMode(Convert.FromHexString(
+            "B805000000" + "440F22C0" + "450F20C4" + // mov eax, 5; mov cr8, rax; mov r12, cr8
+            "FB" + "90" + "90" + "B061" + "E6E9" +   // sti; nop; nop; mov al, 'a'; out 0xE9, al
+            "31C0" + "440F22C0" + "EBFE"));           // xor eax, eax; mov cr8, rax; jmp $
+        _memory.WriteRam(handler, Convert.FromHexString("B069" + "E6E9" + "F4")); // 'i'; hlt
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Cpu.Rflags = Rflags.Fixed1;
+        var apic = _vm.Vcpus[0].Apic;
+        apic.WriteRegister(0xF0, 0x1FF);
+        apic.Accept(0x40, level: false);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("ai", _console.ToString());
+        Assert.Equal(5UL, Cpu.GetGpr(12));
+        Assert.Equal(0u, apic.ReadRegister(0x80));
+    }
+
+    [Fact]
+    public void Cr8WithReservedBitsIsGeneralProtection()
+    {
+        ulong handler = InstallGate(13);
+        LongMode(Convert.FromHexString("B810000000" + "440F22C0" + "F4")); // mov eax, 0x10; mov cr8, rax
+        _memory.WriteRam(handler, Convert.FromHexString("B067" + "E6E9" + "F4")); // 'g'; hlt
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Cpu.Rflags = Rflags.Fixed1;
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal("g", _console.ToString());
+        Assert.Equal(0u, _vm.Vcpus[0].Apic.ReadRegister(0x80));
+    }
+
+    [Fact]
     public void TimersFireInVirtualTimeWhileTheGuestRuns()
     {
         // The local APIC timer interrupts a spinning guest: virtual time moves with retired instructions.

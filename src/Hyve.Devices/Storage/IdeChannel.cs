@@ -82,6 +82,8 @@ public sealed partial class IdeChannel : IPortHandler
     /// <inheritdoc/>
     public uint Read(ushort offset, int bytes)
     {
+        if (!HasDrives)
+            return 0; // an empty channel: every register reads 0, status included
         if (offset == 0)
             return ReadData(bytes);
         bool hob = (_control & Hob) != 0;
@@ -123,7 +125,7 @@ public sealed partial class IdeChannel : IPortHandler
     private byte ReadStatus(bool clear)
     {
         if (Drive == null)
-            return 0; // an absent device 1 behind a present device 0
+            return 0; // an absent device (1 behind a present 0, or both)
         if (clear && _intrq)
         {
             _intrq = false;

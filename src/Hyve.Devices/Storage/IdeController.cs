@@ -3,7 +3,8 @@
 // primary at 0x1F0/0x3F6 on IRQ 14, the secondary at 0x170/0x376 on IRQ 15), the IDE timing
 // registers firmware programs (0x40-0x44), and BAR4, the bus-master block (its registers keep
 // what is written; bus-master transfers are not offered: the drives report PIO modes only).
-// A channel with no drive leaves its ports unclaimed (all ones, as an empty bus reads).
+// Both channels decode their ports with or without drives, as the controller does; a channel
+// with none reads as zeros (no BSY: firmware and drivers see at once that nothing is there).
 using System;
 using Hyve.Devices.Pci;
 using Hyve.Vmm.Emulation;
@@ -45,20 +46,14 @@ public sealed class IdeController : PciFunction, IDisposable
     /// secondary master, secondary slave), if any.</summary>
     public IdeDrive? Drive(int position) => _drives[position];
 
-    /// <summary>Registers the legacy ports of the channels that have drives.</summary>
+    /// <summary>Registers both channels' legacy ports.</summary>
     public void Register(PortBus ports)
     {
         ArgumentNullException.ThrowIfNull(ports);
-        if (Primary.HasDrives)
-        {
-            ports.Register(0x1F0, 8, Primary);
-            ports.Register(0x3F6, 1, Primary.ControlPort);
-        }
-        if (Secondary.HasDrives)
-        {
-            ports.Register(0x170, 8, Secondary);
-            ports.Register(0x376, 1, Secondary.ControlPort);
-        }
+        ports.Register(0x1F0, 8, Primary);
+        ports.Register(0x3F6, 1, Primary.ControlPort);
+        ports.Register(0x170, 8, Secondary);
+        ports.Register(0x376, 1, Secondary.ControlPort);
     }
 
     /// <summary>Sets the IDE decode-enable bits as firmware leaves them, for a system started

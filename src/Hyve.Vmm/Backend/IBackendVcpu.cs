@@ -42,6 +42,9 @@ public enum BackendExitKind : byte
     /// the vmm answers as a PC whose bus reads all ones there, where the bytes FF FF are an
     /// undefined opcode (#UD).</summary>
     DeviceFetch,
+    /// <summary>MOV to or from CR8 (the local APIC's task priority, <see cref="BackendExit.Cr8Write"/>,
+    /// the general register <see cref="BackendExit.Cr8Register"/>): the vmm does it and advances RIP.</summary>
+    Cr8,
     /// <summary>Anything else; <see cref="BackendExit.Reason"/> says what.</summary>
     Unhandled,
 }
@@ -80,7 +83,11 @@ public struct BackendExit
     public byte ByteCount;
     /// <summary>The port access of an <see cref="BackendExitKind.Io"/> exit.</summary>
     public IoExit Io;
-    /// <summary>Length of the exiting instruction (CPUID, RDMSR, WRMSR): the RIP advance.</summary>
+    /// <summary>A CR8 exit: whether the guest writes CR8 (or reads it).</summary>
+    public bool Cr8Write;
+    /// <summary>A CR8 exit: the general register (0-15) written to CR8 or read into.</summary>
+    public byte Cr8Register;
+    /// <summary>Length of the exiting instruction (CPUID, RDMSR, WRMSR, CR8): the RIP advance.</summary>
     public byte InstructionLength;
     /// <summary>A backend-specific reason for <see cref="BackendExitKind.Unhandled"/>.</summary>
     public uint Reason;

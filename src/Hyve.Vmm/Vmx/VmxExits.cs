@@ -68,6 +68,16 @@ public static class VmxExits
             case VmxExitReason.Hlt: exit.Kind = BackendExitKind.Hlt; break;
             case VmxExitReason.Pause: exit.Kind = BackendExitKind.Pause; break;
             case VmxExitReason.Cpuid: exit.Kind = BackendExitKind.Cpuid; break;
+            case VmxExitReason.CrAccess:
+                {
+                    // Only CR8 is taken as an exit: CR number 3:0, access type 5:4 (0 MOV to CR,
+                    // 1 MOV from CR), general register 11:8.
+                    ulong q = Vmcs.Read(state, VmcsField.ExitQualification);
+                    exit.Kind = (q & 0xF) == 8 && ((q >> 4) & 3) <= 1 ? BackendExitKind.Cr8 : BackendExitKind.Unhandled;
+                    exit.Cr8Write = ((q >> 4) & 3) == 0;
+                    exit.Cr8Register = (byte)((q >> 8) & 0xF);
+                    break;
+                }
             case VmxExitReason.Rdmsr: exit.Kind = BackendExitKind.Rdmsr; break;
             case VmxExitReason.Wrmsr: exit.Kind = BackendExitKind.Wrmsr; break;
             case VmxExitReason.TripleFault: exit.Kind = BackendExitKind.TripleFault; break;

@@ -63,9 +63,13 @@ public sealed class VmxVcpu : IBackendVcpu
     /// <summary>Primary processor-based control: interrupt-window exiting.</summary>
     public const uint InterruptWindowExiting = 1 << 2;
 
-    /// <summary>Primary controls Hyve uses: HLT, unconditional I/O and (no MSR bitmap) every
+    /// <summary>Primary controls Hyve uses: HLT, CR8 loads and stores, unconditional I/O and (no MSR bitmap) every
     /// RDMSR/WRMSR exit; secondary controls active.</summary>
-    public const uint PrimaryControls = (1 << 7) | (1 << 24) | (1u << 31);
+    public const uint PrimaryControls = (1 << 7) | Cr8LoadExiting | Cr8StoreExiting | (1 << 24) | (1u << 31);
+
+    /// <summary>Primary processor-based controls 19 and 20: MOV to and from CR8 exit (the vmm
+    /// owns the local APIC whose task priority CR8 is).</summary>
+    public const uint Cr8LoadExiting = 1 << 19, Cr8StoreExiting = 1 << 20;
 
     /// <summary>Secondary controls: EPT and unrestricted guest.</summary>
     public const uint SecondaryControls = (1 << 1) | (1 << 7);
