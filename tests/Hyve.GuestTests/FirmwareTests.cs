@@ -184,8 +184,10 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     // writes out lazily, so where its last character lands among what GRUB then sends to the
     // serial port itself depends on how much time passes on each machine.
     private static List<string> KernelLines(string output) =>
-        [.. Lines(output.Replace("Welcome to GRUB", "", StringComparison.Ordinal))
-            .Select(l => Timestamp().Replace(l, "")).Where(l => l != "!")];
+        [.. Lines(output)
+            .Select(l => Timestamp().Replace(l, "").Replace("Welcome to GRUB!", "", StringComparison.Ordinal)
+                .Replace("Welcome to GRUB", "", StringComparison.Ordinal))
+            .Where(l => l.Length > 0 && l != "!")];
 
     [GeneratedRegex(@"^\[\s*\d+\.\d+\] ")]
     private static partial Regex Timestamp();
