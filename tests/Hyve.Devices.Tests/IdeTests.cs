@@ -57,6 +57,17 @@ public sealed class IdeTests : IDisposable
         return data;
     }
 
+    // Writes the sector count and the three address registers (then the device register, when given).
+    private void TaskFile(byte count, byte low, byte mid, byte high, byte? device = null)
+    {
+        Out(Cmd + 2, count);
+        Out(Cmd + 3, low);
+        Out(Cmd + 4, mid);
+        Out(Cmd + 5, high);
+        if (device is byte d)
+            Out(Cmd + 6, d);
+    }
+
     private bool Line(int irq) => _irq.FindLast(e => e.Irq == irq) is { } last && last.Irq == irq && last.Level;
 
     [Fact]
@@ -129,11 +140,7 @@ public sealed class IdeTests : IDisposable
     public void PioReadsInLba28Lba48AndChsForm()
     {
         // READ SECTORS, LBA 0x000101, 2 sectors: one interrupt per sector, none after the last.
-        Out(Cmd + 2, 2);
-        Out(Cmd + 3, 0x01);
-        Out(Cmd + 4, 0x01);
-        Out(Cmd + 5, 0x00);
-        Out(Cmd + 6, 0xE0);
+        TaskFile(2, 0x01, 0x01, 0x00, 0xE0);
         int before = _irq.Count;
         Out(Cmd + 7, 0x20);
         Assert.Equal(0x58u, In(Cmd + 7));
@@ -144,15 +151,8 @@ public sealed class IdeTests : IDisposable
         Assert.Equal(0x50u, In(Cmd + 7));
         Assert.Equal(2, _irq.FindAll(e => e.Level).Count - _irq.GetRange(0, before).FindAll(e => e.Level).Count);
         // READ SECTORS EXT: the high bytes are written first and read back through HOB.
-        Out(Cmd + 2, 0);
-        Out(Cmd + 3, 0x00);
-        Out(Cmd + 4, 0);
-        Out(Cmd + 5, 0);
-        Out(Cmd + 2, 1);
-        Out(Cmd + 3, 0xFF);
-        Out(Cmd + 4, 0x0F);
-        Out(Cmd + 5, 0);
-        Out(Cmd + 6, 0x40);
+        TaskFile(0, 0x00, 0, 0);
+        TaskFile(1, 0xFF, 0x0F, 0, 0x40);
         Out(Cmd + 7, 0x24);
         Assert.Equal(0x58u, In(Cmd + 7));
         Assert.Equal(0xFFF, BinaryPrimitives.ReadInt32LittleEndian(ReadData(Cmd, 512)));
@@ -160,11 +160,7 @@ public sealed class IdeTests : IDisposable
         Assert.Equal(0u, In(Cmd + 2));              // the HOB count
         Out(Ctl, 0x00);
         // CHS: cylinder 1, head 2, sector 3 with 16 heads and 63 sectors: LBA (1*16+2)*63+2.
-        Out(Cmd + 2, 1);
-        Out(Cmd + 3, 3);
-        Out(Cmd + 4, 1);
-        Out(Cmd + 5, 0);
-        Out(Cmd + 6, 0xA2);
+        TaskFile(1, 3, 1, 0, 0xA2);
         Out(Cmd + 7, 0x20);
         Assert.Equal((1 * 16 + 2) * 63 + 2, BinaryPrimitives.ReadInt32LittleEndian(ReadData(Cmd, 512)));
         // Sector 0 does not exist in CHS form: aborted with IDNF.
@@ -177,11 +173,7 @@ public sealed class IdeTests : IDisposable
     [Fact]
     public void WritesReachTheImageAndLeavingTheDiskIsRefused()
     {
-        Out(Cmd + 2, 2);
-        Out(Cmd + 3, 10);
-        Out(Cmd + 4, 0);
-        Out(Cmd + 5, 0);
-        Out(Cmd + 6, 0xE0);
+        TaskFile(2, 10, 0, 0, 0xE0);
         int before = _irq.Count;
         Out(Cmd + 7, 0x30);
         Assert.Equal(0x58u, In(Ctl));               // DRQ for the first sector, without an interrupt
