@@ -22,11 +22,8 @@ public sealed class PortBus
     /// <paramref name="device"/>; a range that overlaps another device's is refused.</summary>
     public void Register(ushort first, int count, IPortHandler device) => _ports.Register(first, count, device);
 
-    /// <summary>Takes the ports back from <paramref name="device"/> (see <see cref="PortHooks.Unregister"/>).</summary>
-    public void Unregister(ushort first, int count, IPortHandler device) => _ports.Unregister(first, count, device);
-
-    /// <summary>Whether any of the ports already has an owner.</summary>
-    public bool AnyTaken(ushort first, int count) => _ports.AnyTaken(first, count);
+    /// <summary>Moves <paramref name="device"/>'s ports (see <see cref="PortHooks.Move"/>).</summary>
+    public bool Move(IPortHandler device, int count, int from, int to) => _ports.Move(device, count, from, to);
 
     /// <summary>Answers one port request: the device that owns its first port gets it.</summary>
     public InoutAccess Handle(in InoutAccess request)

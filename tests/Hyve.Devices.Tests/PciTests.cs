@@ -159,6 +159,13 @@ public sealed class PciTests
         SetConfig(1, 3, Piix4Pm.PmRegMisc, 1, 0);
         Assert.Equal(-1, pm.Base);
         Assert.False(_vmmPorts.TryIn(0x608, 4, out _));
+        // A block whose timer would land on a port another device owns stays off, PM1 included.
+        _vmmPorts.Register(0xC08, 1, _timer);
+        SetConfig(1, 3, Piix4Pm.Pmba, 2, 0x0C01);
+        SetConfig(1, 3, Piix4Pm.PmRegMisc, 1, 1);
+        Assert.Equal(-1, pm.Base);
+        Assert.Equal(1, pm.Conflicts);
+        Assert.Equal(0xFFFFu, In(0xC04, 2));
     }
 
     [Fact]

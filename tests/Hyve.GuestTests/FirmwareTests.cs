@@ -210,8 +210,8 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         string qemu = OnQemu(Ovmf, default, dialog);
         log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}");
         // The countdown is drawn over itself as time passes: how far it got when ESC arrived differs.
-        List<string> h = [.. Lines(hyve).Where(l => !l.StartsWith("Press ESC in", StringComparison.Ordinal))];
-        List<string> q = [.. Lines(qemu).Where(l => !l.StartsWith("Press ESC in", StringComparison.Ordinal))];
+        static List<string> Shown(string output) => [.. Lines(output).Where(l => !l.StartsWith("Press ESC in", StringComparison.Ordinal))];
+        List<string> h = Shown(hyve), q = Shown(qemu);
         foreach (string line in new[] { "UEFI Interactive Shell v2.2", "Shell> ver", "Shell> reset -s" })
         {
             Assert.Contains(line, q);

@@ -38,8 +38,7 @@ public sealed class Piix4Pm : PciFunction
         _vmmPorts = vmmPorts;
         _pm1 = pm1;
         _timer = timer;
-        if (timerNow >= 0)
-            vmmPorts.Unregister((ushort)timerNow, 4, timer);
+        vmmPorts.Move(timer, 4, timerNow, -1);
         Config[Pmba] = 0x01;      // an I/O base
         Config[0x5B] = 0x02;      // APMC_EN: SMM needs no set-up
         Config[0x3C] = 9;         // the SCI's line
@@ -80,21 +79,22 @@ public sealed class Piix4Pm : PciFunction
             want = -1;
         if (want == _placed)
             return;
-        if (_placed >= 0)
-        {
-            _ports.Unregister((ushort)_placed, 6, _pm1);
-            _vmmPorts.Unregister((ushort)(_placed + TimerOffset), 4, _timer);
-        }
+        // Both parts move, or the block is left off (and the conflict counted).
+        static int Timer(int block) => block < 0 ? -1 : block + TimerOffset;
+        int from = _placed;
         _placed = -1;
-        if (want < 0)
-            return;
-        if (_ports.AnyTaken((ushort)want, 6) || _vmmPorts.AnyTaken((ushort)(want + TimerOffset), 4))
+        if (!_ports.Move(_pm1, 6, from, want))
         {
+            _vmmPorts.Move(_timer, 4, Timer(from), -1);
             Conflicts++;
             return;
         }
-        _ports.Register((ushort)want, 6, _pm1);
-        _vmmPorts.Register((ushort)(want + TimerOffset), 4, _timer);
+        if (!_vmmPorts.Move(_timer, 4, Timer(from), Timer(want)))
+        {
+            _ports.Move(_pm1, 6, want, -1);
+            Conflicts++;
+            return;
+        }
         _placed = want;
     }
 }

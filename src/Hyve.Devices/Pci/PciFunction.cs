@@ -111,18 +111,10 @@ public abstract class PciFunction
             int want = (Command & CommandIo) != 0 && address != 0 && address + (uint)bar.Size <= 0x1_0000 ? (int)address : -1;
             if (want == bar.Placed)
                 continue;
-            if (bar.Placed >= 0)
-                _ports.Unregister((ushort)bar.Placed, bar.Size, bar.Handler);
-            bar.Placed = -1;
-            if (want < 0)
-                continue;
-            if (_ports.AnyTaken((ushort)want, bar.Size))
-            {
+            bool placed = _ports.Move(bar.Handler, bar.Size, bar.Placed, want);
+            bar.Placed = placed ? want : -1;
+            if (!placed)
                 BarConflicts++;
-                continue;
-            }
-            _ports.Register((ushort)want, bar.Size, bar.Handler);
-            bar.Placed = want;
         }
     }
 

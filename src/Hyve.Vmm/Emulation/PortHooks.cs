@@ -27,11 +27,8 @@ public sealed class PortHooks
         ArgumentNullException.ThrowIfNull(handler);
         if (count < 1 || first + count > 0x1_0000)
             throw new ArgumentOutOfRangeException(nameof(count), $"ports {first:X}+{count} do not fit the port space");
-        for (int p = first; p < first + count; p++)
-        {
-            if (_owner[p] != null)
-                throw new InvalidOperationException($"port {p:X} is already taken");
-        }
+        if (Taken(first, count) is int taken)
+            throw new InvalidOperationException($"port {taken:X} is already taken");
         for (int p = first; p < first + count; p++)
         {
             _first[p] = first;
@@ -39,27 +36,35 @@ public sealed class PortHooks
         }
     }
 
-    /// <summary>Takes <paramref name="count"/> ports from <paramref name="first"/> back from
-    /// <paramref name="handler"/> (ports it does not own are left alone): a device whose ports a
-    /// guest relocates (a PCI BAR, the PIIX4 PM block) moves this way.</summary>
-    public void Unregister(ushort first, int count, IPortHandler handler)
+    /// <summary>Moves <paramref name="handler"/>'s <paramref name="count"/> ports from
+    /// <paramref name="from"/> to <paramref name="to"/> (-1: nowhere), as a guest relocates a
+    /// device (a PCI BAR, the PIIX4 PM block). False, with the handler left nowhere, when the new
+    /// place does not fit or another handler owns a port of it (two decoders answering one
+    /// address would be a bus conflict).</summary>
+    public bool Move(IPortHandler handler, int count, int from, int to)
     {
-        for (int p = first; p < first + count && p < 0x1_0000; p++)
+        for (int p = from; from >= 0 && p < from + count && p < 0x1_0000; p++)
         {
             if (ReferenceEquals(_owner[p], handler))
                 _owner[p] = null;
         }
+        if (to < 0)
+            return true;
+        if (to + count > 0x1_0000 || Taken(to, count) != null)
+            return false;
+        Register((ushort)to, count, handler);
+        return true;
     }
 
-    /// <summary>Whether any of <paramref name="count"/> ports from <paramref name="first"/> has an owner.</summary>
-    public bool AnyTaken(ushort first, int count)
+    // The first of count ports from first that has an owner, or null.
+    private int? Taken(int first, int count)
     {
-        for (int p = first; p < first + count && p < 0x1_0000; p++)
+        for (int p = first; p < first + count; p++)
         {
             if (_owner[p] != null)
-                return true;
+                return p;
         }
-        return false;
+        return null;
     }
 
     /// <summary>Reads from the handler that owns <paramref name="port"/>; false when none does.
