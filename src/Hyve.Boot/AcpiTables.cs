@@ -3,7 +3,8 @@
 // FADT. The MADT names the local APIC of each vCPU, the I/O APIC with GSI base 0, the override
 // that sends ISA IRQ 0 to GSI 2, level-triggered active-high overrides for IRQs 5, 9, 10 and 11
 // (the SCI and the virtio-mmio lines), and LINT1 as NMI on every processor. The FADT describes the
-// PM1a event and control registers at 0x600 and 0x604 (Hyve.Devices.PowerControl), SCI on
+// PM1a event and control registers (at 0x600 and 0x604 for a direct boot, Hyve.Devices.PowerControl;
+// where the firmware put the PIIX4 PM block otherwise), SCI on
 // IRQ 9, the reset register at 0xCF9, a FACS, and a DSDT with \_S5 (sleep type 0) and the PCI
 // host bridge with its bus and I/O windows: what a kernel needs for ACPI mode, PCI, power-off
 // and reset. There is no PM timer
@@ -37,8 +38,9 @@ public static class AcpiTables
     /// from its start, the RSDP at 0), and the XSDT's length.</summary>
     public readonly record struct Layout(int Xsdt, int XsdtLength, int Madt, int Fadt, int Facs, int Dsdt);
 
-    /// <summary>As <see cref="Build(ulong, int)"/>, with the tables' places.</summary>
-    public static byte[] Build(ulong at, int cpus, out Layout layout)
+    /// <summary>As <see cref="Build(ulong, int)"/>, with the tables' places, the PM1a block at
+    /// <paramref name="pmBase"/> (where the firmware placed it).</summary>
+    public static byte[] Build(ulong at, int cpus, out Layout layout, ushort pmBase = PmBase)
     {
         if ((at & 15) != 0)
             throw new ArgumentException("the RSDP must be 16-byte aligned", nameof(at));
@@ -51,7 +53,7 @@ public static class AcpiTables
         ulong facsAt = Align(fadtAt + 276, 64);
         ulong dsdtAt = facsAt + 64;
         byte[] d = Dsdt();
-        byte[] f = Fadt(facsAt, dsdtAt);
+        byte[] f = Fadt(facsAt, dsdtAt, pmBase);
 
         var xsdt = new List<byte>(Header("XSDT", 1));
         xsdt.AddRange(LinuxBoot.Le(madtAt, 8));
@@ -101,7 +103,7 @@ public static class AcpiTables
     }
 
     // FADT revision 6 (276 bytes): only what the PM1a block, SCI, reset and power-off need.
-    private static byte[] Fadt(ulong facs, ulong dsdt)
+    private static byte[] Fadt(ulong facs, ulong dsdt, ushort pmBase)
     {
         byte[] t = new byte[276];
         Header("FACP", 6).CopyTo(t, 0);
@@ -110,8 +112,8 @@ public static class AcpiTables
         BinaryPrimitives.WriteUInt32LittleEndian(s[40..], (uint)dsdt);    // DSDT
         BinaryPrimitives.WriteUInt16LittleEndian(s[46..], 9);             // SCI_INT
         // SMI_CMD 0: the machine is in ACPI mode from the start (PM1_CNT reads SCI_EN).
-        BinaryPrimitives.WriteUInt32LittleEndian(s[56..], PmBase);        // PM1a_EVT_BLK
-        BinaryPrimitives.WriteUInt32LittleEndian(s[64..], PmBase + 4u);   // PM1a_CNT_BLK
+        BinaryPrimitives.WriteUInt32LittleEndian(s[56..], pmBase);        // PM1a_EVT_BLK
+        BinaryPrimitives.WriteUInt32LittleEndian(s[64..], pmBase + 4u);   // PM1a_CNT_BLK
         t[88] = 4;                                                         // PM1_EVT_LEN
         t[89] = 2;                                                         // PM1_CNT_LEN
         BinaryPrimitives.WriteUInt16LittleEndian(s[96..], 101);           // P_LVL2_LAT: no C2
@@ -122,8 +124,8 @@ public static class AcpiTables
         Gas(s[116..], 1, 8, ResetPort);                                    // RESET_REG
         t[128] = ResetValue;
         BinaryPrimitives.WriteUInt64LittleEndian(s[140..], dsdt);         // X_DSDT
-        Gas(s[148..], 1, 32, PmBase);                                      // X_PM1a_EVT_BLK
-        Gas(s[172..], 1, 16, PmBase + 4u);                                 // X_PM1a_CNT_BLK
+        Gas(s[148..], 1, 32, pmBase);                                      // X_PM1a_EVT_BLK
+        Gas(s[172..], 1, 16, pmBase + 4u);                                 // X_PM1a_CNT_BLK
         "HYVE    "u8.CopyTo(s[268..]);                                     // hypervisor vendor identity
         BinaryPrimitives.WriteUInt32LittleEndian(s[4..], (uint)t.Length);
         t[9] = LinuxBoot.Checksum(t);

@@ -20,11 +20,18 @@ public static class FirmwareAcpi
     private const byte ZoneHigh = 1, ZoneFSeg = 2;
     private const int EntrySize = 128, NameSize = 56;
 
-    /// <summary>The three files for a machine with <paramref name="cpus"/> vCPUs.</summary>
-    public static (byte[] Tables, byte[] Rsdp, byte[] Loader) Files(int cpus)
+    /// <summary>The three files for a machine with <paramref name="cpus"/> vCPUs whose PM1a block
+    /// is at <paramref name="pmBase"/>.</summary>
+    public static (byte[] Tables, byte[] Rsdp, byte[] Loader) Files(int cpus, ushort pmBase)
     {
-        byte[] tables = AcpiTables.Build(0, cpus, out AcpiTables.Layout at);
+        byte[] tables = AcpiTables.Build(0, cpus, out AcpiTables.Layout at, pmBase);
         byte[] rsdp = tables[..36];
+        // The checksums the loader computes start at zero: OVMF stores the sum of the range
+        // negated (the old checksum byte included), SeaBIOS subtracts it from the byte.
+        tables[at.Xsdt + 9] = 0;
+        tables[at.Fadt + 9] = 0;
+        rsdp[8] = 0;
+        rsdp[32] = 0;
         var script = new List<byte>();
         Command(script, Allocate, e =>
         {

@@ -26,6 +26,7 @@ public sealed class FwCfg : IPortHandler
     private readonly List<(string Name, ushort Key, int Size)> _files = [];
 
     private readonly Dictionary<ushort, byte[]> _items = [];
+    private readonly Dictionary<ushort, Func<byte[]>> _builders = [];
     private byte[] _current = [];
     private int _offset;
 
@@ -79,6 +80,17 @@ public sealed class FwCfg : IPortHandler
             Select(FileDir);
     }
 
+    /// <summary>Adds a named file whose bytes <paramref name="build"/> makes again each time the
+    /// firmware selects it, as QEMU builds its ACPI tables when they are read, from what the
+    /// firmware has programmed by then. Every build must have the first one's length (the
+    /// directory lists it).</summary>
+    public void AddFile(string name, Func<byte[]> build)
+    {
+        ArgumentNullException.ThrowIfNull(build);
+        AddFile(name, build());
+        _builders[_files[^1].Key] = build;
+    }
+
     /// <summary>QEMU's etc/e820: the machine's RAM ranges, each a little-endian 64-bit address and
     /// length and a 32-bit type (1, RAM); the firmware reserves its own areas from it.</summary>
     public static byte[] E820(MemoryMap map)
@@ -105,6 +117,13 @@ public sealed class FwCfg : IPortHandler
     public void Select(ushort key)
     {
         Selector = key;
+        if (_builders.TryGetValue(key, out Func<byte[]>? build))
+        {
+            byte[] built = build();
+            if (built.Length != _items[key].Length)
+                throw new InvalidOperationException($"fw_cfg item 0x{key:X} was rebuilt with {built.Length} bytes, not the {_items[key].Length} its directory entry gives");
+            _items[key] = built;
+        }
         _current = _items.TryGetValue(key, out byte[]? v) ? v : [];
         _offset = 0;
     }

@@ -187,9 +187,11 @@ public sealed class Machine : IDisposable
         FwCfg = new FwCfg(options.MemoryBytes, options.Cpus);
         FwCfg.AddFile("etc/e820", FwCfg.E820(Map));
         FwCfg.AddFile("etc/boot-fail-wait", BitConverter.GetBytes(-1)); // no boot device: stop there, as QEMU asks
-        // The ACPI tables firmware installs (a direct boot places its own copy in low memory).
-        var (acpiTables, rsdp, loader) = FirmwareAcpi.Files(options.Cpus);
-        FwCfg.AddFile(FirmwareAcpi.Tables, acpiTables);
+        // The ACPI tables firmware installs (a direct boot places its own copy in low memory),
+        // made when the firmware reads them: the FADT names the PM block where the firmware put it.
+        var (_, rsdp, loader) = FirmwareAcpi.Files(options.Cpus, PowerControl.PmBase);
+        FwCfg.AddFile(FirmwareAcpi.Tables,
+            () => FirmwareAcpi.Files(options.Cpus, PowerManagement.Base > 0 ? (ushort)PowerManagement.Base : PowerControl.PmBase).Tables);
         FwCfg.AddFile(FirmwareAcpi.Rsdp, rsdp);
         FwCfg.AddFile(FirmwareAcpi.Loader, loader);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);

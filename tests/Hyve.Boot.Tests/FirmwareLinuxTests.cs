@@ -67,7 +67,7 @@ public sealed class FirmwareLinuxTests
     [Fact]
     public void TheTableLoaderAllocatesPatchesAndChecksums()
     {
-        var (tables, rsdp, loader) = FirmwareAcpi.Files(2);
+        var (tables, rsdp, loader) = FirmwareAcpi.Files(2, 0x600);
         Assert.Equal(0, loader.Length % 128);
         var commands = new List<(uint Command, string File, string Other, uint A, uint B)>();
         for (int at = 0; at < loader.Length; at += 128)
@@ -95,5 +95,82 @@ public sealed class FirmwareLinuxTests
         }
         Assert.Equal(4, commands.Count(c => c.Command == 3));
         Assert.Equal("RSD PTR ", Encoding.ASCII.GetString(rsdp, 0, 8));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EitherFirmwaresLoaderLeavesEveryTableSummingToZero(bool ovmf)
+    {
+        // SeaBIOS subtracts the range's sum from the checksum byte; OVMF stores the range's sum
+        // negated, the byte's old value included, so it is right only if that byte starts at 0.
+        // Run the script both ways with the tables at 0x7000_0000 and the RSDP at 0xF0000, and
+        // follow the pointers from the RSDP: every table sums to zero, and the FADT names the
+        // PM block the firmware placed.
+        var (tables, rsdp, loader) = FirmwareAcpi.Files(2, 0xB000);
+        var files = new Dictionary<string, (byte[] Data, ulong Base)> { ["etc/acpi/tables"] = (tables, 0x7000_0000), ["etc/acpi/rsdp"] = (rsdp, 0xF0000) };
+        for (int at = 0; at < loader.Length; at += 128)
+        {
+            ReadOnlySpan<byte> e = loader.AsSpan(at, 128);
+            string name = Encoding.ASCII.GetString(e.Slice(4, 56)).TrimEnd('\0');
+            switch (BinaryPrimitives.ReadUInt32LittleEndian(e))
+            {
+                case 2:
+                {
+                    byte[] f = files[name].Data;
+                    ulong pointee = files[Encoding.ASCII.GetString(e.Slice(60, 56)).TrimEnd('\0')].Base;
+                    int offset = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[116..]);
+                    if (e[120] == 8)
+                        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(offset), BinaryPrimitives.ReadUInt64LittleEndian(f.AsSpan(offset)) + pointee);
+                    else
+                        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(offset), BinaryPrimitives.ReadUInt32LittleEndian(f.AsSpan(offset)) + (uint)pointee);
+                    break;
+                }
+                case 3:
+                {
+                    byte[] f = files[name].Data;
+                    int result = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[60..]);
+                    int start = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[64..]);
+                    int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[68..]);
+                    byte sum = 0;
+                    foreach (byte b in f.AsSpan(start, length))
+                        sum += b;
+                    f[result] = ovmf ? (byte)-sum : (byte)(f[result] - sum);
+                    break;
+                }
+            }
+        }
+        static byte Sum(ReadOnlySpan<byte> bytes)
+        {
+            byte s = 0;
+            foreach (byte b in bytes)
+                s += b;
+            return s;
+        }
+        Assert.Equal(0, Sum(rsdp.AsSpan(0, 20)));
+        Assert.Equal(0, Sum(rsdp.AsSpan(0, 36)));
+        ReadOnlySpan<byte> Table(ulong address)
+        {
+            int offset = (int)(address - 0x7000_0000);
+            return tables.AsSpan(offset, BinaryPrimitives.ReadInt32LittleEndian(tables.AsSpan(offset + 4)));
+        }
+        ReadOnlySpan<byte> xsdt = Table(BinaryPrimitives.ReadUInt64LittleEndian(rsdp.AsSpan(24)));
+        Assert.Equal(0, Sum(xsdt));
+        var seen = new List<string>();
+        for (int k = 36; k < xsdt.Length; k += 8)
+        {
+            ReadOnlySpan<byte> t = Table(BinaryPrimitives.ReadUInt64LittleEndian(xsdt[k..]));
+            Assert.Equal(0, Sum(t));
+            string signature = Encoding.ASCII.GetString(t[..4]);
+            seen.Add(signature);
+            if (signature == "FACP")
+            {
+                Assert.Equal(0, Sum(Table(BinaryPrimitives.ReadUInt64LittleEndian(t[140..]))));      // the DSDT
+                Assert.Equal(0xB000u, BinaryPrimitives.ReadUInt32LittleEndian(t[56..]));          // PM1a_EVT_BLK
+                Assert.Equal(0xB004u, BinaryPrimitives.ReadUInt32LittleEndian(t[64..]));          // PM1a_CNT_BLK
+                Assert.Equal(0xB004UL, BinaryPrimitives.ReadUInt64LittleEndian(t[176..]));        // X_PM1a_CNT_BLK's address
+            }
+        }
+        Assert.Equal(["APIC", "FACP"], seen);
     }
 }

@@ -148,6 +148,26 @@ public sealed class TestDeviceTests
     }
 
     [Fact]
+    public void AFileBuiltOnSelectionIsMadeAgainEachTimeItIsSelected()
+    {
+        // As QEMU's ACPI tables: the bytes reflect what the firmware set up before reading them.
+        var fw = new FwCfg(256UL << 20, 1);
+        byte value = 1;
+        fw.AddFile("etc/acpi/tables", () => [value, 0xAA]);
+        fw.Write(0, 2, FwCfg.FirstFile);
+        Assert.Equal(0xAA01u, fw.Read(1, 2));
+        value = 7;
+        Assert.Equal(0u, fw.Read(1, 1));            // the selected copy stays until the next selection
+        fw.Write(0, 2, FwCfg.FirstFile);
+        Assert.Equal(0xAA07u, fw.Read(1, 2));
+        var grown = new FwCfg(256UL << 20, 1);
+        int length = 2;
+        grown.AddFile("etc/acpi/tables", () => new byte[length]);
+        length = 3;                                 // the directory says 2: a host bug, stopped at once
+        Assert.Throws<InvalidOperationException>(() => grown.Write(0, 2, FwCfg.FirstFile));
+    }
+
+    [Fact]
     public void PortA92KeepsA20AndResetsOnARisingBit0()
     {
         var stops = new List<SuspendReason>();

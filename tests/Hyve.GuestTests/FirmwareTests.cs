@@ -65,12 +65,16 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         }
     }
 
-    [Fact]
-    public void SeaBiosLoadsLinuxThroughFwCfgAsOnQemu()
+    [Theory]
+    [InlineData(SeaBios)]
+    [InlineData(Ovmf)]
+    public void FirmwareLoadsLinuxThroughFwCfgAsOnQemu(string rom)
     {
-        // As QEMU's -bios with -kernel: the kernel, initramfs and command line in fw_cfg, QEMU's
-        // linuxboot option ROM to load them, the ACPI tables through the table loader; Debian's
-        // kernel reaches user space and powers off through ACPI on both machines.
+        // As QEMU's -bios with -kernel: the kernel, initramfs and command line in fw_cfg, the ACPI
+        // tables through the table loader (the FADT naming the PM block where the firmware put
+        // it); SeaBIOS runs QEMU's linuxboot option ROM, OVMF loads the kernel through its EFI
+        // stub. Debian's kernel reaches user space and powers off through ACPI on both machines.
+        Assert.True(File.Exists(rom), $"{rom} is missing: install Debian's {(rom == Ovmf ? "ovmf" : "seabios")} package");
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
         Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
         Assert.True(File.Exists(LinuxBootRom), $"{LinuxBootRom} is missing: install Debian's qemu-system-data package");
@@ -80,11 +84,14 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         {
             File.WriteAllBytes(initrd, Hyve.TestSupport.DebianBusybox.Initramfs(Init));
             var kernel = (Hyve.TestSupport.DebianKernel.Path!, initrd, "console=ttyS0");
-            string hyve = OnHyve(File.ReadAllBytes(SeaBios), default, [("reboot: Power down", null)], out string debugLog, kernel);
-            string qemu = OnQemu(SeaBios, default, [("reboot: Power down", null)], kernel);
-            log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
-            foreach (string line in new[] { "SeaBIOS (version ", "Booting from ROM...", "Linux version 6.", "ACPI: PM: (supports S0 ",
-                "Run /init as init process", "user space: Linux x86_64", "reboot: Power down" })
+            string hyve = OnHyve(File.ReadAllBytes(rom), default, [("reboot: Power down", null)], out string debugLog, kernel);
+            string qemu = OnQemu(rom, default, [("reboot: Power down", null)], kernel);
+            log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's firmware debug log:\n{debugLog}");
+            string[] firmwareLines = rom == Ovmf
+                ? ["EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path"]
+                : ["SeaBIOS (version ", "Booting from ROM..."];
+            foreach (string line in firmwareLines.Concat(["Linux version 6.", "ACPI: Interpreter enabled", "ACPI: PM: (supports S0 ",
+                "Run /init as init process", "user space: Linux x86_64", "ACPI: PM: Preparing to enter system sleep state S5", "reboot: Power down"]))
             {
                 Assert.Contains(line, qemu, StringComparison.Ordinal);
                 Assert.Contains(line, hyve, StringComparison.Ordinal);
