@@ -34,13 +34,18 @@ public static class AcpiTables
     /// (16-byte aligned); the RSDP is first.</summary>
     public static byte[] Build(ulong at, int cpus) => Build(at, cpus, out _);
 
+    /// <summary>The physical-address width the host bridge's 64-bit window reaches to (CPUID's).</summary>
+    public const int PhysicalAddressBits = 46;
+
     /// <summary>Where each table starts in the blob <see cref="Build(ulong, int)"/> returns (offsets
     /// from its start, the RSDP at 0), and the XSDT's length.</summary>
     public readonly record struct Layout(int Xsdt, int XsdtLength, int Madt, int Fadt, int Facs, int Dsdt);
 
     /// <summary>As <see cref="Build(ulong, int)"/>, with the tables' places, the PM1a block at
     /// <paramref name="pmBase"/> (where the firmware placed it).</summary>
-    public static byte[] Build(ulong at, int cpus, out Layout layout, ushort pmBase = PmBase)
+    /// <paramref name="ramBytes"/> is the machine's RAM (0: as much as fits below the PCI hole),
+    /// which places the host bridge's memory windows.
+    public static byte[] Build(ulong at, int cpus, out Layout layout, ushort pmBase = PmBase, ulong ramBytes = 0)
     {
         if ((at & 15) != 0)
             throw new ArgumentException("the RSDP must be 16-byte aligned", nameof(at));
@@ -52,7 +57,7 @@ public static class AcpiTables
         ulong fadtAt = Align(madtAt + (ulong)m.Length, 16);
         ulong facsAt = Align(fadtAt + 276, 64);
         ulong dsdtAt = facsAt + 64;
-        byte[] d = Dsdt();
+        byte[] d = Dsdt(ramBytes == 0 ? MemoryMap.DeviceWindow : ramBytes);
         byte[] f = Fadt(facsAt, dsdtAt, pmBase);
 
         var xsdt = new List<byte>(Header("XSDT", 1));
@@ -160,7 +165,10 @@ public static class AcpiTables
     // and its _CRS gives the bus numbers and the I/O ports the bridge forwards (all but the
     // configuration ports, which it decodes itself): without them a kernel cannot claim the I/O
     // its PCI devices decode (the IDE controller's legacy ports among them) and leaves them off.
-    private static byte[] Dsdt()
+    // The memory windows are the VGA hole, the PCI hole from the end of low RAM to the I/O APIC,
+    // and everything from the end of RAM above 4 GiB to the top of the physical address space,
+    // where firmware may place 64-bit BARs: a kernel keeps BARs inside them and moves the rest.
+    private static byte[] Dsdt(ulong ramBytes)
     {
         var dsdt = new List<byte>(Header("DSDT", 2));
         dsdt.AddRange([0x08, (byte)'\\', (byte)'_', (byte)'S', (byte)'5', (byte)'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00]);
@@ -170,6 +178,9 @@ public static class AcpiTables
             0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08,                                     // IO 0xCF8, 8 ports
             0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03, 0, 0, 0x00, 0x00, 0xF7, 0x0C, 0, 0, 0xF8, 0x0C, // WordIO 0-0xCF7
             0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03, 0, 0, 0x00, 0x0D, 0xFF, 0xFF, 0, 0, 0x00, 0xF3, // WordIO 0xD00-0xFFFF
+            .. DWordMemory(0xA_0000, 0xB_FFFF),
+            .. DWordMemory(Math.Min(ramBytes, MemoryMap.DeviceWindow), 0xFEBF_FFFF),
+            .. QWordMemory(MemoryMap.FourGiB + (ramBytes > MemoryMap.DeviceWindow ? ramBytes - MemoryMap.DeviceWindow : 0), (1UL << PhysicalAddressBits) - 1),
             0x79, 0x00,                                                                          // end tag
         ];
         var device = new List<byte>
@@ -183,6 +194,34 @@ public static class AcpiTables
         List<byte> scope = [(byte)'\\', (byte)'_', (byte)'S', (byte)'B', (byte)'_', .. Package(0x5B82, [.. device])]; // Device
         dsdt.AddRange(Package(0x10, [.. scope]));                             // Scope
         return Finish(dsdt);
+    }
+
+    // Address space descriptors for a read-write, non-cacheable memory range the bridge forwards
+    // (minimum and maximum fixed, no translation).
+    private static byte[] DWordMemory(ulong min, ulong max)
+    {
+        byte[] d = new byte[26];
+        d[0] = 0x87;
+        d[1] = 23;
+        d[4] = 0x0C;
+        d[5] = 0x01;
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(10), (uint)min);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(14), (uint)max);
+        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(22), (uint)(max - min + 1));
+        return d;
+    }
+
+    private static byte[] QWordMemory(ulong min, ulong max)
+    {
+        byte[] d = new byte[46];
+        d[0] = 0x8A;
+        d[1] = 43;
+        d[4] = 0x0C;
+        d[5] = 0x01;
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(14), min);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(22), max);
+        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(38), max - min + 1);
+        return d;
     }
 
     // An AML term with a package length: the opcode (one byte, or 0x5B and a second), the

@@ -21,10 +21,11 @@ public static class FirmwareAcpi
     private const int EntrySize = 128, NameSize = 56;
 
     /// <summary>The three files for a machine with <paramref name="cpus"/> vCPUs whose PM1a block
-    /// is at <paramref name="pmBase"/>.</summary>
-    public static (byte[] Tables, byte[] Rsdp, byte[] Loader) Files(int cpus, ushort pmBase)
+    /// is at <paramref name="pmBase"/>, with <paramref name="ramBytes"/> of RAM (0: as much as fits
+    /// below the PCI hole).</summary>
+    public static (byte[] Tables, byte[] Rsdp, byte[] Loader) Files(int cpus, ushort pmBase, ulong ramBytes = 0)
     {
-        byte[] tables = AcpiTables.Build(0, cpus, out AcpiTables.Layout at, pmBase);
+        byte[] tables = AcpiTables.Build(0, cpus, out AcpiTables.Layout at, pmBase, ramBytes);
         byte[] rsdp = tables[..36];
         // The checksums the loader computes start at zero: OVMF stores the sum of the range
         // negated (the old checksum byte included), SeaBIOS subtracts it from the byte.

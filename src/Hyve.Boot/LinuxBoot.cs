@@ -184,7 +184,7 @@ public static class LinuxBoot
         BinaryPrimitives.WriteUInt64LittleEndian(gdt.AsSpan(BootDs), 0x00CF_9300_0000_FFFFUL);
         image.Segments.Add(new LoadSegment(Gdt, gdt));
         image.Segments.Add(new LoadSegment(MpTable, MultiprocessorTable(MpTable, cpus)));
-        image.Segments.Add(new LoadSegment(Acpi, AcpiTables.Build(Acpi, cpus)));
+        image.Segments.Add(new LoadSegment(Acpi, AcpiTables.Build(Acpi, cpus, out _, AcpiTables.PmBase, map.RamBytes)));
         BinaryPrimitives.WriteUInt64LittleEndian(z[0x070..], Acpi); // acpi_rsdp_addr (protocol 2.14)
     }
 

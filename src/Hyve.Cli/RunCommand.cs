@@ -25,7 +25,7 @@ internal static class RunCommand
     public static int Run(ReadOnlySpan<string> args)
     {
         string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null, floppy = null,
-            hda = null, cdrom = null;
+            hda = null, cdrom = null, virtioBlk = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
@@ -72,6 +72,7 @@ internal static class RunCommand
                 case "--floppy": floppy = Arguments.Value(Name, args, ref i, a); break;
                 case "--hda": hda = Arguments.Value(Name, args, ref i, a); break;
                 case "--cdrom": cdrom = Arguments.Value(Name, args, ref i, a); break;
+                case "--virtio-blk": virtioBlk = Arguments.Value(Name, args, ref i, a); break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -124,11 +125,14 @@ internal static class RunCommand
             if (firmware == null)
                 throw new UsageException("run: --floppy needs --firmware (a BIOS boots from it)");
         }
-        if (hda != null)
+        foreach (var (option, diskImage) in new[] { ("--hda", hda), ("--virtio-blk", virtioBlk) })
         {
-            Arguments.CheckWritableFile(Name, "--hda", hda);
-            if (new FileInfo(hda).Length == 0)
-                throw new InvalidDataException($"{hda}: the disk image is empty");
+            if (diskImage == null)
+                continue;
+            Arguments.CheckWritableFile(Name, option, diskImage);
+            long length = new FileInfo(diskImage).Length;
+            if (length < 512)
+                throw new InvalidDataException($"{diskImage}: the disk image is {(length == 0 ? "empty" : "shorter than one sector")}");
         }
         if (cdrom != null && Arguments.CheckReadableFile(Name, "--cdrom", cdrom) == 0)
             throw new InvalidDataException($"{cdrom}: the CD image is empty");
@@ -148,6 +152,7 @@ internal static class RunCommand
             Floppy = floppy == null ? null : Path.GetFullPath(floppy),
             HardDisk = hda == null ? null : Path.GetFullPath(hda),
             Cdrom = cdrom == null ? null : Path.GetFullPath(cdrom),
+            PciDisk = virtioBlk == null ? null : Path.GetFullPath(virtioBlk),
             DebugConsole = debugLog,
             Backend = kvm
                 ? (memory, _) => new KvmBackend(memory)

@@ -17,7 +17,7 @@ internal static class Usage
 
         commands:
           run [--firmware bios|uefi|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
+              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--virtio-blk FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
               [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
               protected mode) or firmware (default: the built-in demo guest) on the software CPU (or KVM) with
@@ -63,6 +63,8 @@ internal static class Usage
                               a raw image; firmware boots from it)
           --cdrom FILE        a CD/DVD drive with FILE (an ISO image, read-only) on the IDE
                               controller's secondary channel; firmware boots from it
+          --virtio-blk FILE   a virtio-blk-pci disk at PCI 00:03.0 (modern virtio, MSI-X;
+                              read-write, a raw image); firmware boots from it
           --debugcon FILE     write what the guest sends to QEMU's debug console port 0x402
                               (firmware's log) to FILE
           --cpus N            vCPUs, 1 to 255 (default 1)

@@ -77,6 +77,10 @@ public sealed class MachineOptions
     /// <summary>A disk image for the virtio block device (none when null).</summary>
     public string? Disk { get; init; }
 
+    /// <summary>A disk image for the virtio-blk-pci function at 00:03.0, which firmware can boot
+    /// from (read-write; none when null).</summary>
+    public string? PciDisk { get; init; }
+
     /// <summary>Whether every vCPU runs on the calling thread in turn (round-robin quanta, so runs
     /// repeat exactly); otherwise each vCPU gets a host thread.</summary>
     public bool OneThread { get; init; } = true;
@@ -157,9 +161,11 @@ public sealed class Machine : IDisposable
         // bridge's ISA bridge, IDE controller and (PIIX4) power management. Without firmware the
         // machine starts with the PM block and IDE decoding set up as firmware leaves them.
         bool direct = options.FirmwareSize == 0;
-        Pci = new PciBus(Ports);
+        IrqLines = new IsaIrqLines(Vm.SetIsaIrq);
+        Pci = new PciBus(Ports, Mmio);
         Pci.Add(0, 0, new HostBridge());
-        Pci.Add(1, 0, new Piix3IsaBridge());
+        var isa = new Piix3IsaBridge(IrqLines);
+        Pci.Add(1, 0, isa);
         Ide = new IdeController(
             [options.HardDisk == null ? null : new IdeDrive(options.HardDisk, cdrom: false), null,
              options.Cdrom == null ? null : new IdeDrive(options.Cdrom, cdrom: true), null],
@@ -189,9 +195,9 @@ public sealed class Machine : IDisposable
         FwCfg.AddFile("etc/boot-fail-wait", BitConverter.GetBytes(-1)); // no boot device: stop there, as QEMU asks
         // The ACPI tables firmware installs (a direct boot places its own copy in low memory),
         // made when the firmware reads them: the FADT names the PM block where the firmware put it.
-        var (_, rsdp, loader) = FirmwareAcpi.Files(options.Cpus, PowerControl.PmBase);
+        var (_, rsdp, loader) = FirmwareAcpi.Files(options.Cpus, PowerControl.PmBase, options.MemoryBytes);
         FwCfg.AddFile(FirmwareAcpi.Tables,
-            () => FirmwareAcpi.Files(options.Cpus, PowerManagement.Base > 0 ? (ushort)PowerManagement.Base : PowerControl.PmBase).Tables);
+            () => FirmwareAcpi.Files(options.Cpus, PowerManagement.Base > 0 ? (ushort)PowerManagement.Base : PowerControl.PmBase, options.MemoryBytes).Tables);
         FwCfg.AddFile(FirmwareAcpi.Rsdp, rsdp);
         FwCfg.AddFile(FirmwareAcpi.Loader, loader);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
@@ -211,7 +217,27 @@ public sealed class Machine : IDisposable
         }
         AddVirtio(1, new VirtioRng(memory));
         AddVirtio(2, new VirtioConsole(memory, bytes => _console.Write(bytes)));
+        if (options.PciDisk != null)
+        {
+            // As QEMU's -device virtio-blk-pci,disable-legacy=on,addr=3: INTA on PIRQ C.
+            PciDisk = new VirtioBlock(memory, options.PciDisk);
+            int pirq = Piix3IsaBridge.PirqOf(PciDiskSlot, 1);
+            PciDiskFunction = new VirtioPci(PciDisk, memory, Vm.SendMsi, level => isa.SetPirq(pirq, level));
+            Pci.Add(PciDiskSlot, 0, PciDiskFunction);
+        }
     }
+
+    /// <summary>The PCI slot of the virtio-blk-pci disk.</summary>
+    public const int PciDiskSlot = 3;
+
+    /// <summary>The virtio-blk-pci disk's device and function, when the machine has one.</summary>
+    public VirtioBlock? PciDisk { get; }
+
+    /// <inheritdoc cref="PciDisk"/>
+    public VirtioPci? PciDiskFunction { get; }
+
+    /// <summary>The ISA interrupt lines, shared by the level-triggered sources on them.</summary>
+    public IsaIrqLines IrqLines { get; }
 
     /// <summary>Where the virtio-mmio register pages start (one 4 KiB page per slot).</summary>
     public const ulong VirtioBase = 0xD000_0000;
@@ -234,7 +260,7 @@ public sealed class Machine : IDisposable
     {
         ulong at = VirtioBase + (ulong)slot * VirtioMmio.Size;
         int irq = VirtioIrqs[slot];
-        var transport = new VirtioMmio(device, Vm.Memory, level => Vm.SetIsaIrq(irq, level));
+        var transport = new VirtioMmio(device, Vm.Memory, IrqLines.Source(irq));
         Mmio.Register(at, VirtioMmio.Size, transport);
         _virtio.Add((at, irq, transport));
     }
@@ -647,6 +673,10 @@ public sealed class Machine : IDisposable
             sb.AppendLine($"virtio at 0x{v.Base:x} (irq {v.Irq}): status 0x{v.Transport.Status:x}, malformed chains {v.Transport.Malformed}, bad register accesses {v.Transport.BadAccesses}");
         if (Disk != null)
             sb.AppendLine($"disk: {Disk.Completed} requests, {Disk.Failed} failed");
+        if (PciDisk != null && PciDiskFunction != null)
+            sb.AppendLine($"virtio-blk-pci at 00:{PciDiskSlot:x2}.0 (BAR4 0x{PciDiskFunction.BarAddress(VirtioPci.ConfigBar):x}): status 0x{PciDiskFunction.Status:x}, " +
+                $"{PciDisk.Completed} requests, {PciDisk.Failed} failed, {PciDiskFunction.MsixSent} MSI-X messages, {PciDiskFunction.IntxRaised} INTx, " +
+                $"malformed chains {PciDiskFunction.Malformed}, bad register accesses {PciDiskFunction.BadAccesses}, BAR conflicts {PciDiskFunction.BarConflicts}");
         foreach (var (name, channel) in (ReadOnlySpan<(string, IdeChannel)>)[("primary", Ide.Primary), ("secondary", Ide.Secondary)])
         {
             if (channel.HasDrives)
@@ -661,6 +691,7 @@ public sealed class Machine : IDisposable
     public void Dispose()
     {
         Disk?.Dispose();
+        PciDisk?.Dispose();
         Floppy.Dispose();
         Ide.Dispose();
         // The backend first: KVM's memory slots point into the RAM the VM frees.

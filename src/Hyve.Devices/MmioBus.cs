@@ -41,6 +41,29 @@ public sealed class MmioBus
         _ranges = [.. list];
     }
 
+    /// <summary>Moves <paramref name="device"/>'s <paramref name="size"/> bytes from
+    /// <paramref name="from"/> to <paramref name="to"/> (-1: not placed), as a PCI memory BAR
+    /// follows its address and enable bit. A place that overlaps another device's range is
+    /// refused (false) and leaves the device unplaced.</summary>
+    public bool Move(IMmioHandler device, ulong size, long from, long to)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        var list = new List<Range>(_ranges);
+        if (from >= 0)
+            list.RemoveAll(r => r.Device == device && r.Start == (ulong)from);
+        bool placed = true;
+        if (to >= 0)
+        {
+            ulong start = (ulong)to;
+            placed = size != 0 && start + size - 1 >= start && !list.Exists(r => start < r.Start + r.Size && r.Start < start + size);
+            if (placed)
+                list.Add(new(start, size, device));
+        }
+        list.Sort((a, b) => a.Start.CompareTo(b.Start));
+        _ranges = [.. list];
+        return placed;
+    }
+
     /// <summary>Answers one device-memory request: the device whose range holds its first byte
     /// gets it (accesses never straddle ranges: the vmm splits them at page boundaries).</summary>
     public MmioAccess Handle(in MmioAccess request)

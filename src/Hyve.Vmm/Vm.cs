@@ -143,6 +143,26 @@ public sealed class Vm : IDisposable
         IoApic.SetPin(irq == 0 ? 2 : irq, level);
     }
 
+    /// <summary>Delivers a message-signalled interrupt: the write of <paramref name="data"/> to
+    /// <paramref name="address"/> (0xFEEx_xxxx) a device makes, as the SDM's MSI format reads it
+    /// (address bits 19:12 the destination, bit 2 logical mode; data bits 7:0 the vector, 10:8
+    /// the delivery mode, 15 level-triggered). A write elsewhere is no interrupt and is counted.</summary>
+    public void SendMsi(ulong address, uint data)
+    {
+        if ((address >> 20) != 0xFEE)
+        {
+            Interlocked.Increment(ref _badMsis);
+            return;
+        }
+        ApicBus.Deliver(null, new ApicMessage((byte)data, (DeliveryMode)((data >> 8) & 7), (address & 4) != 0,
+            (uint)((address >> 12) & 0xFF), 0, (data & 0x8000) != 0));
+    }
+
+    /// <summary>Message-signalled interrupts written outside the interrupt address range.</summary>
+    public long BadMsis => Interlocked.Read(ref _badMsis);
+
+    private long _badMsis;
+
     /// <summary>The bus the local APICs send interrupt messages on.</summary>
     public ApicBus ApicBus { get; }
 

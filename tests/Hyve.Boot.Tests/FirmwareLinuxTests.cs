@@ -116,28 +116,28 @@ public sealed class FirmwareLinuxTests
             switch (BinaryPrimitives.ReadUInt32LittleEndian(e))
             {
                 case 2:
-                {
-                    byte[] f = files[name].Data;
-                    ulong pointee = files[Encoding.ASCII.GetString(e.Slice(60, 56)).TrimEnd('\0')].Base;
-                    int offset = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[116..]);
-                    if (e[120] == 8)
-                        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(offset), BinaryPrimitives.ReadUInt64LittleEndian(f.AsSpan(offset)) + pointee);
-                    else
-                        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(offset), BinaryPrimitives.ReadUInt32LittleEndian(f.AsSpan(offset)) + (uint)pointee);
-                    break;
-                }
+                    {
+                        byte[] f = files[name].Data;
+                        ulong pointee = files[Encoding.ASCII.GetString(e.Slice(60, 56)).TrimEnd('\0')].Base;
+                        int offset = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[116..]);
+                        if (e[120] == 8)
+                            BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(offset), BinaryPrimitives.ReadUInt64LittleEndian(f.AsSpan(offset)) + pointee);
+                        else
+                            BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(offset), BinaryPrimitives.ReadUInt32LittleEndian(f.AsSpan(offset)) + (uint)pointee);
+                        break;
+                    }
                 case 3:
-                {
-                    byte[] f = files[name].Data;
-                    int result = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[60..]);
-                    int start = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[64..]);
-                    int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[68..]);
-                    byte sum = 0;
-                    foreach (byte b in f.AsSpan(start, length))
-                        sum += b;
-                    f[result] = ovmf ? (byte)-sum : (byte)(f[result] - sum);
-                    break;
-                }
+                    {
+                        byte[] f = files[name].Data;
+                        int result = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[60..]);
+                        int start = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[64..]);
+                        int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(e[68..]);
+                        byte sum = 0;
+                        foreach (byte b in f.AsSpan(start, length))
+                            sum += b;
+                        f[result] = ovmf ? (byte)-sum : (byte)(f[result] - sum);
+                        break;
+                    }
             }
         }
         static byte Sum(ReadOnlySpan<byte> bytes)

@@ -109,6 +109,8 @@ public sealed class RunCommandTests : IDisposable
         File.WriteAllBytes(small, new byte[1000]);
         string empty = Path.Combine(_dir, "empty.img");
         File.WriteAllBytes(empty, []);
+        string tiny = Path.Combine(_dir, "tiny.img");
+        File.WriteAllBytes(tiny, new byte[100]);
         foreach (var (status, args, says) in new (int, string[], string)[]
         {
             (1, ["--firmware", "/nonexistent/rom"], "--firmware"),
@@ -120,6 +122,9 @@ public sealed class RunCommandTests : IDisposable
             (1, ["--firmware", "bios", "--floppy", "/nonexistent/floppy.img"], "--floppy"),
             (1, ["--firmware", "bios", "--hda", "/nonexistent/disk.img"], "--hda"),
             (1, ["--firmware", "bios", "--hda", empty], "the disk image is empty"),
+            (1, ["--firmware", "bios", "--virtio-blk", "/nonexistent/disk.img"], "--virtio-blk"),
+            (1, ["--firmware", "bios", "--virtio-blk", empty], "the disk image is empty"),
+            (1, ["--firmware", "bios", "--virtio-blk", tiny], "shorter than one sector"),
             (1, ["--firmware", "bios", "--cdrom", "/nonexistent/cd.iso"], "--cdrom"),
             (1, ["--firmware", "bios", "--cdrom", empty], "the CD image is empty"),
             (1, ["--firmware", "bios", "--cdrom", _dir], "--cdrom"),

@@ -105,22 +105,30 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void GrubBootsLinuxFromAnIdeDriveAsOnQemu(bool hardDisk)
+    [InlineData(SeaBios, "cd")]
+    [InlineData(SeaBios, "ide")]
+    [InlineData(SeaBios, "virtio")]
+    [InlineData(Ovmf, "cd")]
+    [InlineData(Ovmf, "virtio")]
+    public void GrubBootsLinuxFromADriveAsOnQemu(string firmware, string where)
     {
-        // SeaBIOS boots the image (El Torito from the ATAPI drive, or the MBR from the disk),
-        // GRUB reads its modules, the kernel and the initramfs through the BIOS, and Linux's
-        // ata_piix (loaded from the initramfs) finds the drive, mounts the image's ISO 9660 file
-        // system and hashes the kernel on it; on the disk it also writes the last sector, which
-        // must then be in the image file.
-        Assert.True(File.Exists(SeaBios), $"{SeaBios} is missing: install Debian's seabios package");
+        // SeaBIOS boots the image (El Torito from the ATAPI drive, or the MBR from the IDE disk
+        // or the virtio-blk-pci disk) and GRUB reads its modules, the kernel and the initramfs
+        // through the BIOS; OVMF boots GRUB's EFI image (El Torito's EFI entry on the CD, the EFI
+        // system partition on the disk) and GRUB reads through UEFI's block I/O. Linux's ata_piix
+        // or virtio_blk (loaded from the initramfs) finds the drive, mounts the image's ISO 9660
+        // file system and hashes the kernel on it; on a disk it also writes the last sector,
+        // which must then be in the image file.
+        Assert.True(File.Exists(firmware), $"{firmware} is missing: install Debian's {(firmware == Ovmf ? "ovmf" : "seabios")} package");
+        bool hardDisk = where != "cd", uefi = firmware == Ovmf;
         Assert.True(Qemu.Path != null, Qemu.Why);
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
         Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
         Assert.Null(Hyve.TestSupport.GrubImage.Unavailable);
         string kernel = Hyve.TestSupport.DebianKernel.Path!;
-        string[] modules = ["scsi_common", "scsi_mod", "libata", "ata_piix", "cdrom", "sr_mod", "sd_mod", "isofs"];
+        string[] modules = where == "virtio"
+            ? ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk", "cdrom", "isofs"]
+            : ["scsi_common", "scsi_mod", "libata", "ata_piix", "cdrom", "sr_mod", "sd_mod", "isofs"];
         string moduleDir = Directory.GetDirectories(Path.Combine(Path.GetDirectoryName(kernel)!, "..", "lib", "modules"))[0];
         var files = modules.Select(m => ("/bin/" + m + ".ko",
             File.ReadAllBytes(Directory.GetFiles(moduleDir, m + ".ko", SearchOption.AllDirectories)[0]))).ToArray();
@@ -133,16 +141,22 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             mount -t devtmpfs devtmpfs /dev
             for m in {{string.Join(' ', modules)}}; do insmod /bin/$m.ko || echo "insmod $m failed"; done
             sleep 1
-            for d in sda sr0; do
+            for d in sda sr0 vda; do
               if [ -b /dev/$d ]; then
                 echo "disk $d: $(cat /sys/block/$d/size) sectors"
                 mount -t iso9660 -o ro /dev/$d /mnt && echo "kernel on $d: $(sha256sum /mnt/boot/vmlinuz | cut -c1-64)" && umount /mnt
               fi
             done
-            if [ -b /dev/sda ]; then
-              last=$(( $(cat /sys/block/sda/size) - 1 ))
-              echo "written by the guest" | dd of=/dev/sda bs=512 seek=$last conv=notrunc,fsync 2>/dev/null && echo "wrote sector $last"
-            fi
+            for d in sda vda; do
+              if [ -b /dev/$d ]; then
+                last=$(( $(cat /sys/block/$d/size) - 1 ))
+                echo "written by the guest" | dd of=/dev/$d bs=512 seek=$last conv=notrunc,fsync 2>/dev/null && echo "wrote sector $last"
+              fi
+            done
+            grep virtio /proc/interrupts | while read n counts; do
+              set -- $counts
+              echo "interrupt: $2 $3 $4 (used: $([ $1 -gt 0 ] && echo yes || echo no))"
+            done
             poweroff -f
 
             """;
@@ -152,16 +166,28 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         {
             File.Copy(hyveImage, qemuImage, overwrite: true);
             long sectors = new FileInfo(hyveImage).Length / 512;
-            var media = hardDisk ? new Media(HardDisk: hyveImage) : new Media(Cdrom: hyveImage);
-            var qemuMedia = hardDisk ? new Media(HardDisk: qemuImage) : new Media(Cdrom: qemuImage);
+            Media On(string image) => where switch
+            {
+                "cd" => new Media(Cdrom: image),
+                "ide" => new Media(HardDisk: image),
+                _ => new Media(VirtioBlk: image),
+            };
+            Media media = On(hyveImage), qemuMedia = On(qemuImage);
             (string, string?)[] dialog = [("reboot: Power down", null)];
-            string hyve = OnHyve(File.ReadAllBytes(SeaBios), media, dialog, out string debugLog);
-            string qemu = OnQemu(SeaBios, qemuMedia, dialog);
-            log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's SeaBIOS debug log:\n{debugLog}");
+            string hyve = OnHyve(File.ReadAllBytes(firmware), media, dialog, out string debugLog);
+            string qemu = OnQemu(firmware, qemuMedia, dialog);
+            log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}\nhyve's firmware debug log:\n{debugLog}");
             string hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(kernel)));
-            string drive = hardDisk ? "sda" : "sr0";
-            List<string> h = KernelLines(hyve), q = KernelLines(qemu);
-            foreach (string line in new[] { hardDisk ? "Booting from Hard Disk..." : "Booting from DVD/CD...", "GRUB: loading Linux",
+            string drive = where switch { "cd" => "sr0", "ide" => "sda", _ => "vda" };
+            // OVMF names a boot option after the drive's IDENTIFY model and serial number, which
+            // are each machine's own ("HYVE DVD-ROM" and a serial from the image's size, "QEMU
+            // DVD-ROM QM00003").
+            List<string> h = [.. KernelLines(hyve).Select(DriveName)], q = [.. KernelLines(qemu).Select(DriveName)];
+            static string DriveName(string line) => DvdRom().Replace(line, "UEFI DVD-ROM\"");
+            string booting = uefi
+                ? (hardDisk ? "BdsDxe: starting Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x3,0x0)" : "BdsDxe: starting Boot0001 \"UEFI DVD-ROM\" from PciRoot(0x0)/Pci(0x1,0x1)/Ata(Secondary,Master,0x0)")
+                : (hardDisk ? "Booting from Hard Disk..." : "Booting from DVD/CD...");
+            foreach (string line in new[] { booting, "GRUB: loading Linux",
                 $"disk {drive}: {sectors} sectors", $"kernel on {drive}: {hash}", "reboot: Power down" })
             {
                 Assert.Contains(line, q);
@@ -169,6 +195,14 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             }
             Assert.Equal(q, h);
             Assert.Empty(Hyve.TestSupport.KernelLog.Errors(hyve));
+            if (where == "virtio")
+            {
+                // The driver's interrupts are message-signalled, a vector for configuration changes
+                // and one for the request queue, which has fired (Linux names the vector in the
+                // hardware number, 00:03.0's requester ID << 11 + the MSI-X entry; QEMU's equal).
+                Assert.Contains("interrupt: PCI-MSI 49152-edge virtio0-config (used: no)", h);
+                Assert.Contains("interrupt: PCI-MSI 49153-edge virtio0-req.0 (used: yes)", h);
+            }
             if (hardDisk)
             {
                 Assert.Contains($"wrote sector {sectors - 1}", h);
@@ -199,8 +233,11 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     [GeneratedRegex(@"^\[\s*\d+\.\d+\] ")]
     private static partial Regex Timestamp();
 
-    /// <summary>The drives a run has: a floppy in drive A:, an IDE hard disk, a CD.</summary>
-    private readonly record struct Media(string? Floppy = null, string? HardDisk = null, string? Cdrom = null);
+    [GeneratedRegex(@"UEFI (HYVE|QEMU) DVD-ROM [A-Z0-9]+ """)]
+    private static partial Regex DvdRom();
+
+    /// <summary>The drives a run has: a floppy in drive A:, an IDE hard disk, a CD, a virtio-blk-pci disk.</summary>
+    private readonly record struct Media(string? Floppy = null, string? HardDisk = null, string? Cdrom = null, string? VirtioBlk = null);
 
     private const string Ovmf = "/usr/share/ovmf/OVMF.fd";
 
@@ -265,6 +302,7 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             Floppy = media.Floppy,
             HardDisk = media.HardDisk,
             Cdrom = media.Cdrom,
+            PciDisk = media.VirtioBlk,
             DebugConsole = debug,
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
@@ -314,6 +352,9 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             args.AddRange(["-drive", $"if=ide,index=0,file={media.HardDisk},format=raw"]);
         if (media.Cdrom != null)
             args.AddRange(["-drive", $"if=ide,index=2,media=cdrom,file={media.Cdrom},format=raw,readonly=on"]);
+        if (media.VirtioBlk != null)
+            args.AddRange(["-drive", $"if=none,id=vd0,file={media.VirtioBlk},format=raw",
+                "-device", "virtio-blk-pci,drive=vd0,disable-legacy=on,disable-modern=off,addr=3"]);
         ProcessStartInfo psi = Qemu.StartInfo(args);
         using Process p = Process.Start(psi)!;
         var output = new StringBuilder();

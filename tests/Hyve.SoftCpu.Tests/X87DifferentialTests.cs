@@ -233,14 +233,15 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
     private int Check(string what, List<byte[]> forms, int seedOffset, int cases, Kind kind,
         IReadOnlyList<(byte[] Insn, byte[] Image)>? directed = null)
     {
-        var (run, failures, first) = Run(forms, Seed + seedOffset, cases, kind, directed);
-        output.WriteLine($"{run} {what} cases over {forms.Count} forms, seed {Seed + seedOffset} (HYVE_SEED + {seedOffset}): {failures} failed {first}");
+        var (run, failures, first, nanChoices) = Run(forms, Seed + seedOffset, cases, kind, directed);
+        output.WriteLine($"{run} {what} cases over {forms.Count} forms, seed {Seed + seedOffset} (HYVE_SEED + {seedOffset}): {failures} failed" +
+            (nanChoices > 0 ? $" ({nanChoices} dot products where the host CPU chose another of several NaNs for some lanes)" : "") + $" {first}");
         Assert.True(run > 0, $"no {what} case ran");
         Assert.True(failures == 0, $"{failures} failed; first: {first}");
         return run;
     }
 
-    private static (int Run, int Failures, string First) Run(List<byte[]> forms, int seed, int cases, Kind kind,
+    private static (int Run, int Failures, string First, int NanChoices) Run(List<byte[]> forms, int seed, int cases, Kind kind,
         IReadOnlyList<(byte[] Insn, byte[] Image)>? directed = null)
     {
         bool tolerant = kind == Kind.Transcendental, images = kind == Kind.Images, mmx = kind is Kind.Mmx or Kind.Sse or Kind.Patterned;
@@ -251,7 +252,7 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR);
         HostCpuHarness.MapHostData(memory, native);
         ulong data = native.DataAddress;
-        int failures = 0, run = 0;
+        int failures = 0, run = 0, nanChoices = 0;
         string first = "";
         var byMnemonic = new SortedDictionary<string, (int Count, string First)>(StringComparer.Ordinal);
         for (int k = 0; k < (directed?.Count ?? cases); k++)
@@ -298,6 +299,17 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
             diff ??= Compare(native.Data[..2048], soft, tolerant, images ? 108 : 16, xmm: mmx);
             if (diff == null && (vcpu.Rflags & Rflags.Status) != (st.FlagsOut & Rflags.Status))
                 diff = $"flags: cpu {st.FlagsOut & Rflags.Status:X} soft {vcpu.Rflags & Rflags.Status:X}";
+            if (diff != null && Decoder.Decode(insn, Bitness.Bits64, out Instruction dp) == DecodeStatus.Ok
+                && dp.Mnemonic is Mnemonic.Dpps or Mnemonic.Dppd
+                && OnlyNanChoice(native.Data[..2048], soft, dp.Mnemonic == Mnemonic.Dppd ? 8 : 4))
+            {
+                // The SDM's DPPS and DPPD sum the products in one order and broadcast the sum;
+                // some processors (family 6 model 0xCF here) sum in another order per lane, so
+                // with several NaN products a lane may carry another of those NaNs. Every other
+                // bit must still agree.
+                nanChoices++;
+                diff = null;
+            }
             if (diff != null)
             {
                 Decoder.Decode(insn, Bitness.Bits64, out Instruction d);
@@ -310,7 +322,21 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         }
         foreach (var (key, (count, text)) in byMnemonic)
             first += $"\n  {key}: {count}, e.g. {text}";
-        return (run, failures, first);
+        return (run, failures, first, nanChoices);
+    }
+
+    // Whether the two outcomes differ only in XMM lanes (of laneBytes) that are NaN on both.
+    private static bool OnlyNanChoice(ReadOnlySpan<byte> cpu, ReadOnlySpan<byte> soft, int laneBytes)
+    {
+        byte[] patched = soft.ToArray();
+        for (int at = StateOut + 160; at < StateOut + 160 + 16 * 16; at += laneBytes)
+        {
+            bool nanCpu = laneBytes == 8 ? double.IsNaN(BitConverter.ToDouble(cpu[at..])) : float.IsNaN(BitConverter.ToSingle(cpu[at..]));
+            bool nanSoft = laneBytes == 8 ? double.IsNaN(BitConverter.ToDouble(patched, at)) : float.IsNaN(BitConverter.ToSingle(patched, at));
+            if (nanCpu && nanSoft)
+                cpu.Slice(at, laneBytes).CopyTo(patched.AsSpan(at));
+        }
+        return Compare(cpu, patched, tolerant: false, 16, xmm: true) == null;
     }
 
     // F2XM1 is defined for |x| <= 1 and FYL2XP1 for |x| < 1 - √2/2.

@@ -1,7 +1,9 @@
 // A bootable image made from Debian's packages as a user would make one: grub-mkrescue (from
-// grub-common, with grub-pc-bin's BIOS modules and xorriso) around a kernel, an initramfs and a
-// grub.cfg that puts GRUB's console on COM1 and boots the kernel at once. The result is a hybrid
-// ISO 9660 image: El Torito for a CD drive, and an MBR with GRUB's boot code for a hard disk.
+// grub-common, with grub-pc-bin's BIOS modules, grub-efi-amd64-bin's UEFI modules and xorriso)
+// around a kernel, an initramfs and a grub.cfg that puts GRUB's console on COM1 and boots the
+// kernel at once. The result is a hybrid ISO 9660 image: El Torito for a CD drive (a BIOS entry
+// and an EFI one), and for a hard disk an MBR with GRUB's boot code and an EFI system partition
+// holding GRUB's EFI image.
 using System.IO;
 
 namespace Hyve.TestSupport;
@@ -9,12 +11,13 @@ namespace Hyve.TestSupport;
 /// <summary>Builds GRUB rescue images.</summary>
 public static class GrubImage
 {
-    private static readonly string[] Needed = ["/usr/bin/grub-mkrescue", "/usr/bin/xorriso", "/usr/lib/grub/i386-pc/boot_hybrid.img"];
+    private static readonly string[] Needed = ["/usr/bin/grub-mkrescue", "/usr/bin/xorriso", "/usr/lib/grub/i386-pc/boot_hybrid.img",
+        "/usr/lib/grub/x86_64-efi/linux.mod", "/usr/bin/mformat"];
 
     /// <summary>Why images cannot be built here, or null when they can.</summary>
     public static string? Unavailable => System.Array.TrueForAll(Needed, File.Exists)
         ? null
-        : "grub-mkrescue, xorriso and GRUB's BIOS modules are needed: install Debian's grub-common, grub-pc-bin and xorriso";
+        : "grub-mkrescue, xorriso, mtools and GRUB's BIOS and UEFI modules are needed: install Debian's grub-common, grub-pc-bin, grub-efi-amd64-bin, mtools and xorriso";
 
     /// <summary>Writes an image to a new temporary file (the caller deletes it) holding
     /// <paramref name="kernel"/> as /boot/vmlinuz and <paramref name="initramfs"/> as

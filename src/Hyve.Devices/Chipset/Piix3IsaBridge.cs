@@ -1,7 +1,11 @@
 // The PIIX3 PCI-to-ISA bridge at 00:01.0 (the PC's south bridge, function 0 of a multi-function
 // device): its identity, which firmware looks for to find the ISA devices, and the registers the
 // firmware programs: the PIRQ A-D routing (0x60-0x63, bit 7 disables a route) and the ISA
-// settings from 0x4C, with their reset values.
+// settings from 0x4C, with their reset values. PCI interrupt lines A-D arrive here and go to the
+// ISA line their route names (to the 8259s and the I/O APIC pin of the same number), following
+// the route when the firmware or the system changes it while a line is asserted.
+using System;
+using System.Collections.Generic;
 using Hyve.Devices.Pci;
 
 namespace Hyve.Devices.Chipset;
@@ -12,10 +16,16 @@ public sealed class Piix3IsaBridge : PciFunction
     /// <summary>PIRQRC[A], the first of the four PCI interrupt routing registers.</summary>
     public const int Pirq = 0x60;
 
-    /// <summary>The bridge with its reset values.</summary>
-    public Piix3IsaBridge()
+    private readonly IsaIrqLines? _lines;
+    private readonly Dictionary<int, Action<bool>> _sources = [];
+    private readonly bool[] _pirqHigh = new bool[4];
+    private readonly int[] _routedTo = [-1, -1, -1, -1];
+
+    /// <summary>The bridge with its reset values, routing PCI interrupts onto <paramref name="lines"/>.</summary>
+    public Piix3IsaBridge(IsaIrqLines? lines = null)
         : base(0x8086, 0x7000, 0x00, 0x06_01_00, headerType: 0x80)
     {
+        _lines = lines;
         Config[4] = 0x07;
         Config[7] = 0x02;
         Config[0x4C] = 0x4D;     // ISA I/O recovery timer
@@ -28,6 +38,54 @@ public sealed class Piix3IsaBridge : PciFunction
         Config[0xA0] = 0x08;     // SMI control
         Config[0xA8] = 0x0F;     // SMI request
         Writable(0x40, 0xC0);
+    }
+
+    /// <summary>The PCI interrupt line (A-D, 0-3) a device in <paramref name="slot"/> raises on
+    /// its pin <paramref name="pin"/> (1-4, INTA-INTD) reaches, as QEMU's pc machine and the
+    /// firmware's routing table wire the slots.</summary>
+    public static int PirqOf(int slot, int pin) => (slot - 1 + pin - 1) & 3;
+
+    /// <summary>Sets PCI interrupt line <paramref name="pirq"/> (0-3).</summary>
+    public void SetPirq(int pirq, bool level)
+    {
+        lock (_pirqHigh)
+        {
+            _pirqHigh[pirq] = level;
+            Drive(pirq);
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override void Written(int at, int bytes)
+    {
+        if (at <= Pirq + 3 && at + bytes > Pirq)
+        {
+            lock (_pirqHigh)
+            {
+                for (int p = 0; p < 4; p++)
+                    Drive(p);
+            }
+        }
+    }
+
+    // The line's level onto its current route; a route that moved lets go of the old ISA line.
+    private void Drive(int pirq)
+    {
+        if (_lines == null)
+            return;
+        int to = Route(pirq);
+        if (_routedTo[pirq] >= 0 && _routedTo[pirq] != to)
+            Source(pirq, _routedTo[pirq])(false);
+        _routedTo[pirq] = to;
+        if (to >= 0)
+            Source(pirq, to)(_pirqHigh[pirq]);
+    }
+
+    private Action<bool> Source(int pirq, int irq)
+    {
+        if (!_sources.TryGetValue(pirq * 16 + irq, out Action<bool>? source))
+            _sources[pirq * 16 + irq] = source = _lines!.Source(irq);
+        return source;
     }
 
     /// <summary>The ISA interrupt PCI interrupt <paramref name="pirq"/> (0-3 for A-D) goes to, or

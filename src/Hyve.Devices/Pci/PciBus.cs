@@ -15,14 +15,17 @@ public sealed class PciBus : IPortHandler
 
     private readonly PciFunction?[] _functions = new PciFunction?[32 * 8];
     private readonly PortBus _ports;
+    private readonly MmioBus? _mmio;
     private uint _address;
 
-    /// <summary>An empty bus whose functions place their I/O BARs on <paramref name="ports"/>;
-    /// registers the address register and the data window there.</summary>
-    public PciBus(PortBus ports)
+    /// <summary>An empty bus whose functions place their I/O BARs on <paramref name="ports"/> and
+    /// their memory BARs on <paramref name="mmio"/>; registers the address register and the data
+    /// window on the ports.</summary>
+    public PciBus(PortBus ports, MmioBus? mmio = null)
     {
         ArgumentNullException.ThrowIfNull(ports);
         _ports = ports;
+        _mmio = mmio;
         ports.Register(AddressPort, 1, this); // dword accesses start here; 0xCF9 is the reset register
         ports.Register(AddressPort + 4, 4, new DataWindow(this));
     }
@@ -36,7 +39,7 @@ public sealed class PciBus : IPortHandler
         ArgumentNullException.ThrowIfNull(function);
         if (_functions[device * 8 + fn] != null)
             throw new InvalidOperationException($"PCI 00:{device:x2}.{fn} is taken");
-        function.Attach(_ports);
+        function.Attach(_ports, _mmio);
         _functions[device * 8 + fn] = function;
     }
 

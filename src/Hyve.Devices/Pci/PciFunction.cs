@@ -2,9 +2,12 @@
 // and status registers, the interrupt line and pin, the device-specific registers from 0x40 and
 // I/O BARs. Each byte has a write mask (identity and class are read-only); a BAR answers the
 // firmware's all-ones sizing write with its size mask, and an I/O BAR's ports follow its address
-// and the command register's I/O enable, moved on the port bus as the guest programs them.
+// and the command register's I/O enable, moved on the port bus as the guest programs them; a
+// memory BAR (32- or 64-bit) follows its address and the memory enable on the MMIO bus. Functions
+// with capabilities chain them from 0x34 (the status register's capability-list bit set).
 using System;
 using System.Buffers.Binary;
+using Hyve.Vmm;
 using Hyve.Vmm.Emulation;
 
 namespace Hyve.Devices.Pci;
@@ -15,10 +18,21 @@ public abstract class PciFunction
     /// <summary>The command register's I/O space enable.</summary>
     public const ushort CommandIo = 0x0001;
 
+    /// <summary>The command register's memory space enable.</summary>
+    public const ushort CommandMemory = 0x0002;
+
+    /// <summary>The command register's bus-master enable.</summary>
+    public const ushort CommandBusMaster = 0x0004;
+
+    /// <summary>The command register's INTx disable.</summary>
+    public const ushort CommandIntxDisable = 0x0400;
+
     private readonly byte[] _config = new byte[256];
     private readonly byte[] _writable = new byte[256];
     private readonly PlacedBar?[] _bars = new PlacedBar?[6];
     private PortBus? _ports;
+    private MmioBus? _mmio;
+    private int _lastCapability, _nextCapability = 0x40;
 
     /// <summary>A function with its identity: IDs, revision, the 24-bit class code (class,
     /// subclass, programming interface) and header type (bit 7: a multi-function device).</summary>
@@ -42,7 +56,7 @@ public abstract class PciFunction
         _writable[0x3C] = 0xFF; // interrupt line
     }
 
-    /// <summary>I/O BARs whose new address overlapped ports another device owns (left unmapped).</summary>
+    /// <summary>BARs whose new address overlapped ports or memory another device owns (left unmapped).</summary>
     public long BarConflicts { get; private set; }
 
     /// <summary>The raw configuration bytes (for the function's own registers).</summary>
@@ -61,17 +75,60 @@ public abstract class PciFunction
     {
         if (size < 4 || (size & (size - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(size), "an I/O BAR is a power of two of at least 4 ports");
-        _bars[index] = new PlacedBar(size, handler);
+        _bars[index] = new PlacedBar((uint)size, handler);
         BinaryPrimitives.WriteUInt32LittleEndian(_config.AsSpan(0x10 + 4 * index), 1);
         BinaryPrimitives.WriteUInt32LittleEndian(_writable.AsSpan(0x10 + 4 * index), ~(uint)(size - 1) & 0xFFFF_FFFC);
     }
 
-    /// <summary>Connects the function to the port bus its I/O BARs are placed on.</summary>
-    public void Attach(PortBus ports) => _ports = ports;
+    /// <summary>Declares BAR <paramref name="index"/> (and, for a 64-bit BAR, the next one as its
+    /// upper half) as <paramref name="size"/> bytes of memory (a power of two, at least 4 KiB: the
+    /// vmm hands device memory over page by page) answered by <paramref name="handler"/>.</summary>
+    protected void MemoryBar(int index, uint size, IMmioHandler handler, bool wide, bool prefetchable)
+    {
+        if (size < 0x1000 || (size & (size - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(size), "a memory BAR here is a power of two of at least 4 KiB");
+        _bars[index] = new PlacedBar(size, handler) { Memory = true, Wide = wide };
+        uint low = (wide ? 4u : 0u) | (prefetchable ? 8u : 0u);
+        BinaryPrimitives.WriteUInt32LittleEndian(_config.AsSpan(0x10 + 4 * index), low);
+        BinaryPrimitives.WriteUInt32LittleEndian(_writable.AsSpan(0x10 + 4 * index), ~(size - 1) & 0xFFFF_FFF0);
+        if (wide)
+            BinaryPrimitives.WriteUInt32LittleEndian(_writable.AsSpan(0x14 + 4 * index), 0xFFFF_FFFF);
+    }
+
+    /// <summary>Appends a capability with ID <paramref name="id"/> and <paramref name="body"/>
+    /// (the bytes after the ID and next pointer) to the capability list; returns its offset.</summary>
+    protected int Capability(byte id, ReadOnlySpan<byte> body)
+    {
+        int at = _nextCapability;
+        if (at + 2 + body.Length > 0x100)
+            throw new InvalidOperationException("the capabilities do not fit in the configuration header");
+        _config[at] = id;
+        body.CopyTo(_config.AsSpan(at + 2));
+        if (_lastCapability == 0)
+            _config[0x34] = (byte)at;
+        else
+            _config[_lastCapability + 1] = (byte)at;
+        _config[6] |= 0x10;
+        _lastCapability = at;
+        _nextCapability = (at + 2 + body.Length + 3) & ~3;
+        return at;
+    }
+
+    /// <summary>Connects the function to the port bus its I/O BARs are placed on and the MMIO bus
+    /// its memory BARs are placed on.</summary>
+    public void Attach(PortBus ports, MmioBus? mmio = null)
+    {
+        _ports = ports;
+        _mmio = mmio;
+    }
+
+    /// <summary>Where BAR <paramref name="index"/> is placed now, or -1.</summary>
+    public long BarAddress(int index) => _bars[index]?.Placed ?? -1;
 
     /// <summary>Reads <paramref name="bytes"/> configuration bytes from <paramref name="at"/>.</summary>
     public uint Read(int at, int bytes)
     {
+        Reading(at, bytes);
         uint v = 0;
         for (int i = 0; i < bytes; i++)
             v |= (uint)_config[(at + i) & 0xFF] << (8 * i);
@@ -93,35 +150,60 @@ public abstract class PciFunction
         Written(at, bytes);
     }
 
+    /// <summary>Called before a configuration read, for registers whose value comes from elsewhere.</summary>
+    protected virtual void Reading(int at, int bytes)
+    {
+    }
+
     /// <summary>Called after a configuration write, for registers with side effects.</summary>
     protected virtual void Written(int at, int bytes)
     {
     }
 
-    // Every I/O BAR where its address and the I/O enable now say (nothing while it is disabled
-    // or at 0; a place that overlaps another device's ports is refused and counted, as two
-    // decoders answering one address would be a bus conflict).
+    // Every BAR where its address and the command register's enable now say (nothing while it is
+    // disabled or at 0; a place that overlaps another device's ports or memory is refused and
+    // counted, as two decoders answering one address would be a bus conflict).
     private void PlaceBars()
     {
         for (int i = 0; i < _bars.Length; i++)
         {
-            if (_bars[i] is not { } bar || _ports == null)
+            if (_bars[i] is not { } bar)
                 continue;
-            uint address = BinaryPrimitives.ReadUInt32LittleEndian(_config.AsSpan(0x10 + 4 * i)) & 0xFFFF_FFFC;
-            int want = (Command & CommandIo) != 0 && address != 0 && address + (uint)bar.Size <= 0x1_0000 ? (int)address : -1;
-            if (want == bar.Placed)
-                continue;
-            bool placed = _ports.Move(bar.Handler, bar.Size, bar.Placed, want);
-            bar.Placed = placed ? want : -1;
+            ulong address = BinaryPrimitives.ReadUInt32LittleEndian(_config.AsSpan(0x10 + 4 * i)) & (bar.Memory ? 0xFFFF_FFF0u : 0xFFFF_FFFCu);
+            if (bar.Wide)
+                address |= (ulong)BinaryPrimitives.ReadUInt32LittleEndian(_config.AsSpan(0x14 + 4 * i)) << 32;
+            bool placed;
+            if (bar.Memory)
+            {
+                if (_mmio == null)
+                    continue;
+                long want = (Command & CommandMemory) != 0 && address != 0 && address + bar.Size - 1 >= address ? (long)address : -1;
+                if (want == bar.Placed)
+                    continue;
+                placed = _mmio.Move((IMmioHandler)bar.Handler, bar.Size, bar.Placed, want);
+                bar.Placed = placed ? want : -1;
+            }
+            else
+            {
+                if (_ports == null)
+                    continue;
+                int want = (Command & CommandIo) != 0 && address != 0 && address + bar.Size <= 0x1_0000 ? (int)address : -1;
+                if (want == bar.Placed)
+                    continue;
+                placed = _ports.Move((IPortHandler)bar.Handler, (int)bar.Size, (int)bar.Placed, want);
+                bar.Placed = placed ? want : -1;
+            }
             if (!placed)
                 BarConflicts++;
         }
     }
 
-    private sealed class PlacedBar(int size, IPortHandler handler)
+    private sealed class PlacedBar(uint size, object handler)
     {
-        public int Size { get; } = size;
-        public IPortHandler Handler { get; } = handler;
-        public int Placed { get; set; } = -1;
+        public uint Size { get; } = size;
+        public object Handler { get; } = handler;
+        public bool Memory { get; init; }
+        public bool Wide { get; init; }
+        public long Placed { get; set; } = -1;
     }
 }
