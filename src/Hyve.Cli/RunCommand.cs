@@ -25,7 +25,7 @@ internal static class RunCommand
     public static int Run(ReadOnlySpan<string> args)
     {
         string? kernel = null, cmdline = null, disk = null, initrd = null, firmware = null, debugcon = null, floppy = null,
-            hda = null, cdrom = null, virtioBlk = null;
+            hda = null, cdrom = null, virtioBlk = null, nvram = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
         bool stats = false, kvm = false, verify = false;
@@ -73,6 +73,7 @@ internal static class RunCommand
                 case "--hda": hda = Arguments.Value(Name, args, ref i, a); break;
                 case "--cdrom": cdrom = Arguments.Value(Name, args, ref i, a); break;
                 case "--virtio-blk": virtioBlk = Arguments.Value(Name, args, ref i, a); break;
+                case "--nvram": nvram = Arguments.Value(Name, args, ref i, a); break;
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -95,8 +96,16 @@ internal static class RunCommand
                 throw new UsageException("run: --load places a flat binary without firmware (not with --firmware)");
             if (kernel == null && (initrd != null || cmdline != null))
                 throw new UsageException("run: --initrd and --cmdline with --firmware need --kernel (a Linux bzImage the firmware loads)");
-            rom = ReadFirmware(firmware);
+            if (nvram != null && firmware != "uefi")
+                throw new UsageException("run: --nvram holds OVMF's variables: it needs --firmware uefi");
+            rom = nvram != null ? OvmfCode() : ReadFirmware(firmware);
         }
+        else if (nvram != null)
+        {
+            throw new UsageException("run: --nvram holds OVMF's variables: it needs --firmware uefi");
+        }
+        if (nvram != null)
+            CheckNvram(nvram);
         byte[]? firmwareKernel = rom != null && kernel != null ? Arguments.ReadFile(Name, "--kernel", kernel) : null;
         if (firmwareKernel != null && !LinuxBoot.IsBzImage(firmwareKernel))
             throw new InvalidDataException($"{kernel}: firmware loads a Linux bzImage through fw_cfg (this is not one)");
@@ -137,6 +146,9 @@ internal static class RunCommand
         if (cdrom != null && Arguments.CheckReadableFile(Name, "--cdrom", cdrom) == 0)
             throw new InvalidDataException($"{cdrom}: the CD image is empty");
 
+        if (nvram != null && !File.Exists(nvram))
+            NewNvram(nvram);
+
         // RDRAND's values: from the given seed, so a run repeats exactly, or from the host.
         ulong randomSeed = seed is long fixedSeed ? (ulong)fixedSeed : BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         using Stream console = Console.OpenStandardOutput();
@@ -153,6 +165,7 @@ internal static class RunCommand
             HardDisk = hda == null ? null : Path.GetFullPath(hda),
             Cdrom = cdrom == null ? null : Path.GetFullPath(cdrom),
             PciDisk = virtioBlk == null ? null : Path.GetFullPath(virtioBlk),
+            Nvram = nvram == null ? null : Path.GetFullPath(nvram),
             DebugConsole = debugLog,
             Backend = kvm
                 ? (memory, _) => new KvmBackend(memory)
@@ -249,6 +262,44 @@ internal static class RunCommand
     /// <summary>OVMF as Debian's ovmf package installs it: code and variable store in one image
     /// (variables then live in RAM for the run).</summary>
     public const string Ovmf = "/usr/share/ovmf/OVMF.fd";
+
+    /// <summary>OVMF's code and its variable store's template as separate flash images (Debian's
+    /// ovmf package, the 4 MiB layout), for <c>--nvram</c>.</summary>
+    public const string OvmfCodeImage = "/usr/share/OVMF/OVMF_CODE.fd", OvmfVarsTemplate = "/usr/share/OVMF/OVMF_VARS.fd";
+
+    private static byte[] OvmfCode()
+    {
+        if (!File.Exists(OvmfCodeImage) || !File.Exists(OvmfVarsTemplate))
+            throw new IOException($"run: --nvram needs OVMF's split images from Debian's ovmf package ({OvmfCodeImage} and {OvmfVarsTemplate}; apt-get install ovmf)");
+        return File.ReadAllBytes(OvmfCodeImage);
+    }
+
+    // An existing variable store must be one OVMF's code can use: the template's size, writable.
+    // Nothing is written to it here.
+    private static void CheckNvram(string path)
+    {
+        if (Directory.Exists(path))
+            throw new IOException($"run: --nvram {path}: is a directory");
+        if (!File.Exists(path))
+            return;
+        Arguments.CheckWritableFile(Name, "--nvram", path);
+        long want = new FileInfo(OvmfVarsTemplate).Length, have = new FileInfo(path).Length;
+        if (have != want)
+            throw new InvalidDataException($"{path}: an OVMF variable store has {want} bytes (the size of {Path.GetFileName(OvmfVarsTemplate)}); this one has {have}");
+    }
+
+    // A new variable store starts as a copy of the template, as QEMU's users make one.
+    private static void NewNvram(string path)
+    {
+        try
+        {
+            File.Copy(OvmfVarsTemplate, path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"run: --nvram {path}: cannot be created ({e.Message})", e);
+        }
+    }
 
     // --firmware bios (Debian's SeaBIOS) or a ROM image file.
     private static byte[] ReadFirmware(string firmware)

@@ -77,6 +77,11 @@ public sealed class MachineOptions
     /// <summary>A disk image for the virtio block device (none when null).</summary>
     public string? Disk { get; init; }
 
+    /// <summary>A flash image for the firmware's variable store, mapped just below the firmware
+    /// image (which then holds only the firmware's code), as QEMU's second pflash device is
+    /// (read-write; none: the firmware keeps its variables in RAM for the run).</summary>
+    public string? Nvram { get; init; }
+
     /// <summary>A disk image for the virtio-blk-pci function at 00:03.0, which firmware can boot
     /// from (read-write; none when null).</summary>
     public string? PciDisk { get; init; }
@@ -202,6 +207,13 @@ public sealed class Machine : IDisposable
         FwCfg.AddFile(FirmwareAcpi.Loader, loader);
         Ports.Register(FwCfg.DefaultPort, 2, FwCfg);
         Ports.Register(DebugConsole.DefaultPort, 1, new DebugConsole(options.DebugConsole));
+        if (options.Nvram != null)
+        {
+            if (options.FirmwareSize == 0)
+                throw new ArgumentException("a variable store needs a firmware image above it", nameof(options));
+            Nvram = new CfiFlash(options.Nvram);
+            Mmio.Register(Firmware.HighBase(options.FirmwareSize) - (ulong)Nvram.Size, (ulong)Nvram.Size, Nvram);
+        }
         var dma = new IsaDma(memory);
         dma.Register(Ports);
         Floppy = new FloppyController(options.Floppy, writable: false, dma, level => Vm.SetIsaIrq(FloppyController.Irq, level));
@@ -226,6 +238,9 @@ public sealed class Machine : IDisposable
             Pci.Add(PciDiskSlot, 0, PciDiskFunction);
         }
     }
+
+    /// <summary>The firmware's variable store, when the machine has one.</summary>
+    public CfiFlash? Nvram { get; }
 
     /// <summary>The PCI slot of the virtio-blk-pci disk.</summary>
     public const int PciDiskSlot = 3;
@@ -677,6 +692,8 @@ public sealed class Machine : IDisposable
             sb.AppendLine($"virtio-blk-pci at 00:{PciDiskSlot:x2}.0 (BAR4 0x{PciDiskFunction.BarAddress(VirtioPci.ConfigBar):x}): status 0x{PciDiskFunction.Status:x}, " +
                 $"{PciDisk.Completed} requests, {PciDisk.Failed} failed, {PciDiskFunction.MsixSent} MSI-X messages, {PciDiskFunction.IntxRaised} INTx, " +
                 $"malformed chains {PciDiskFunction.Malformed}, bad register accesses {PciDiskFunction.BadAccesses}, BAR conflicts {PciDiskFunction.BarConflicts}");
+        if (Nvram != null)
+            sb.AppendLine($"nvram: {Nvram.Programmed} bytes programmed, {Nvram.Erased} blocks erased, {Nvram.BadCommands} bad commands");
         foreach (var (name, channel) in (ReadOnlySpan<(string, IdeChannel)>)[("primary", Ide.Primary), ("secondary", Ide.Secondary)])
         {
             if (channel.HasDrives)
@@ -692,6 +709,7 @@ public sealed class Machine : IDisposable
     {
         Disk?.Dispose();
         PciDisk?.Dispose();
+        Nvram?.Dispose();
         Floppy.Dispose();
         Ide.Dispose();
         // The backend first: KVM's memory slots point into the RAM the VM frees.

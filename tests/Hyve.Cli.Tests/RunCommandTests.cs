@@ -103,6 +103,36 @@ public sealed class RunCommandTests : IDisposable
     private const string RunCommandSeaBios = "/usr/share/seabios/bios-256k.bin";
 
     [Fact]
+    public void BadNvramIsOneLineAndLeavesTheFileAlone()
+    {
+        Assert.True(File.Exists("/usr/share/OVMF/OVMF_VARS.fd"), "install Debian's ovmf package");
+        string truncated = Path.Combine(_dir, "truncated.fd");
+        byte[] half = File.ReadAllBytes("/usr/share/OVMF/OVMF_VARS.fd")[..65536];
+        File.WriteAllBytes(truncated, half);
+        foreach (var (status, args, says) in new (int, string[], string)[]
+        {
+            (2, ["--nvram", truncated], "needs --firmware uefi"),
+            (2, ["--firmware", "bios", "--nvram", truncated], "needs --firmware uefi"),
+            (1, ["--firmware", "uefi", "--nvram", truncated], "an OVMF variable store has 131072 bytes"),
+            (1, ["--firmware", "uefi", "--nvram", _dir], "is a directory"),
+            (1, ["--firmware", "uefi", "--nvram", "/nonexistent/dir/vars.fd"], "cannot be created"),
+        })
+        {
+            var (code, _, err) = Hyve(["run", .. args]);
+            Assert.Equal(status, code);
+            Assert.StartsWith("hyve: ", err);
+            Assert.Contains(says, err);
+            Assert.Single(err.TrimEnd().Split('\n'));
+            Assert.Equal(half, File.ReadAllBytes(truncated));
+        }
+        // A missing store is made from the template (the run is cut short at once).
+        string fresh = Path.Combine(_dir, "fresh.fd");
+        var (status2, _, _) = Hyve(["run", "--firmware", "uefi", "--nvram", fresh, "--timeout", "1"]);
+        Assert.Equal(124, status2);
+        Assert.Equal(131072, new FileInfo(fresh).Length);
+    }
+
+    [Fact]
     public void BadFirmwareIsOneLine()
     {
         string small = Path.Combine(_dir, "small.rom");

@@ -237,7 +237,10 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
     private static partial Regex DvdRom();
 
     /// <summary>The drives a run has: a floppy in drive A:, an IDE hard disk, a CD, a virtio-blk-pci disk.</summary>
-    private readonly record struct Media(string? Floppy = null, string? HardDisk = null, string? Cdrom = null, string? VirtioBlk = null);
+    /// <summary>With <c>Nvram</c>, the firmware is OVMF's code alone and its variables live in that
+    /// flash image.</summary>
+    private readonly record struct Media(string? Floppy = null, string? HardDisk = null, string? Cdrom = null, string? VirtioBlk = null,
+        string? Nvram = null);
 
     private const string Ovmf = "/usr/share/ovmf/OVMF.fd";
 
@@ -253,8 +256,6 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         string hyve = OnHyve(File.ReadAllBytes(Ovmf), default, dialog, out _);
         string qemu = OnQemu(Ovmf, default, dialog);
         log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}");
-        // The countdown is drawn over itself as time passes: how far it got when ESC arrived differs.
-        static List<string> Shown(string output) => [.. Lines(output).Where(l => !l.StartsWith("Press ESC in", StringComparison.Ordinal))];
         List<string> h = Shown(hyve), q = Shown(qemu);
         foreach (string line in new[] { "UEFI Interactive Shell v2.2", "Shell> ver", "Shell> reset -s" })
         {
@@ -262,6 +263,55 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             Assert.Contains(line, h);
         }
         Assert.Equal(q, h);
+    }
+
+    // The countdown is drawn over itself as time passes: how far it got when ESC arrived differs.
+    private static List<string> Shown(string output) => [.. Lines(output).Where(l => !l.StartsWith("Press ESC in", StringComparison.Ordinal))];
+
+    private const string OvmfCode = "/usr/share/OVMF/OVMF_CODE.fd", OvmfVars = "/usr/share/OVMF/OVMF_VARS.fd";
+
+    [Fact]
+    public void OvmfKeepsUefiVariablesInItsNvramFileAsOnQemu()
+    {
+        // OVMF's code with its variable store as a flash image of its own: the shell sets a
+        // non-volatile variable, the machine powers off, and the next boot from the same file
+        // reads it back. QEMU runs the same images as its two pflash devices.
+        Assert.True(File.Exists(OvmfCode) && File.Exists(OvmfVars), $"{OvmfCode} and {OvmfVars} are missing: install Debian's ovmf package");
+        Assert.True(Qemu.Path != null, Qemu.Why);
+        const string Guid = "4e2a5b7c-1234-4abc-9def-0123456789ab";
+        string hyveVars = Path.GetTempFileName(), qemuVars = Path.GetTempFileName();
+        try
+        {
+            File.Copy(OvmfVars, hyveVars, overwrite: true);
+            File.Copy(OvmfVars, qemuVars, overwrite: true);
+            byte[] code = File.ReadAllBytes(OvmfCode);
+            (string, string?)[] set = [("startup.nsh", "\x1b"), ("Shell> ", $"setvar HyveTest -guid {Guid} -nv -bs -rt =\"hyve\"\r"), ("Shell> ", "reset -s\r")];
+            (string, string?)[] get = [("startup.nsh", "\x1b"), ("Shell> ", $"setvar HyveTest -guid {Guid}\r"), ("Shell> ", "reset -s\r")];
+            var results = new List<(List<string> Hyve, List<string> Qemu)>();
+            foreach (var dialog in new[] { set, get })
+            {
+                string hyve = OnHyve(code, new Media(Nvram: hyveVars), dialog, out _);
+                string qemu = OnQemu(OvmfCode, new Media(Nvram: qemuVars), dialog);
+                log.WriteLine($"hyve:\n{hyve}\nqemu:\n{qemu}");
+                results.Add((Shown(hyve), Shown(qemu)));
+            }
+            foreach (var (h, q) in results)
+            {
+                Assert.Contains("Shell> reset -s", q);
+                Assert.Equal(q, h);
+            }
+            // The first boot wrote the store (its boot options, then the variable); the second
+            // found the variable there.
+            Assert.NotEqual(File.ReadAllBytes(OvmfVars), File.ReadAllBytes(hyveVars));
+            Assert.Contains("4E2A5B7C-1234-4ABC-9DEF-0123456789AB - HyveTest - 0004 Bytes", results[1].Hyve);
+            Assert.Contains("68 79 76 65", results[1].Hyve);
+            Assert.Contains("HyveTest", Encoding.Unicode.GetString(File.ReadAllBytes(hyveVars)), StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(hyveVars);
+            File.Delete(qemuVars);
+        }
     }
 
     private const string LinuxBootRom = "/usr/share/qemu/linuxboot.bin";
@@ -303,6 +353,7 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
             HardDisk = media.HardDisk,
             Cdrom = media.Cdrom,
             PciDisk = media.VirtioBlk,
+            Nvram = media.Nvram,
             DebugConsole = debug,
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         };
@@ -343,7 +394,11 @@ public sealed partial class FirmwareTests(ITestOutputHelper log)
         (string Kernel, string Initrd, string Cmdline)? linux = null)
     {
         var args = new List<string> { "-accel", "tcg", "-machine", "pc", "-nodefaults", "-nographic", "-serial", "stdio", "-m", "256",
-            "-bios", rom, "-no-reboot", "-global", "apic-common.vapic=off" };
+            "-no-reboot", "-global", "apic-common.vapic=off" };
+        if (media.Nvram != null)
+            args.AddRange(["-drive", $"if=pflash,format=raw,unit=0,file={rom},readonly=on", "-drive", $"if=pflash,format=raw,unit=1,file={media.Nvram}"]);
+        else
+            args.AddRange(["-bios", rom]);
         if (linux is var (k, i, c))
             args.AddRange(["-kernel", k, "-initrd", i, "-append", c]);
         if (media.Floppy != null)
