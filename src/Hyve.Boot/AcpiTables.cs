@@ -198,29 +198,24 @@ public static class AcpiTables
 
     // Address space descriptors for a read-write, non-cacheable memory range the bridge forwards
     // (minimum and maximum fixed, no translation).
-    private static byte[] DWordMemory(ulong min, ulong max)
-    {
-        byte[] d = new byte[26];
-        d[0] = 0x87;
-        d[1] = 23;
-        d[4] = 0x0C;
-        d[5] = 0x01;
-        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(10), (uint)min);
-        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(14), (uint)max);
-        BinaryPrimitives.WriteUInt32LittleEndian(d.AsSpan(22), (uint)(max - min + 1));
-        return d;
-    }
+    private static byte[] DWordMemory(ulong min, ulong max) => MemoryRange(0x87, 4, min, max);
 
-    private static byte[] QWordMemory(ulong min, ulong max)
+    private static byte[] QWordMemory(ulong min, ulong max) => MemoryRange(0x8A, 8, min, max);
+
+    // The tag, the length, memory space, min and max fixed, read-write; then granularity (0),
+    // minimum, maximum, translation (0) and length, each of width bytes.
+    private static byte[] MemoryRange(byte tag, int width, ulong min, ulong max)
     {
-        byte[] d = new byte[46];
-        d[0] = 0x8A;
-        d[1] = 43;
+        byte[] d = new byte[6 + 5 * width];
+        d[0] = tag;
+        d[1] = (byte)(d.Length - 3);
         d[4] = 0x0C;
         d[5] = 0x01;
-        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(14), min);
-        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(22), max);
-        BinaryPrimitives.WriteUInt64LittleEndian(d.AsSpan(38), max - min + 1);
+        foreach (var (field, value) in new[] { (1, min), (2, max), (4, max - min + 1) })
+        {
+            for (int b = 0; b < width; b++)
+                d[6 + field * width + b] = (byte)(value >> (8 * b));
+        }
         return d;
     }
 

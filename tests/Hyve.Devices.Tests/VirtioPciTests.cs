@@ -5,7 +5,6 @@
 // their pending bits, INTA with the ISR byte and the command register's INTx disable, the PCI
 // configuration access window; and the PIIX3 routing INTA onto shared ISA lines.
 using System;
-using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using Hyve.Devices.Chipset;
@@ -49,20 +48,9 @@ public sealed class VirtioPciTests : IDisposable
 
     private void SetMem(ulong gpa, int bytes, ulong value) => _mmio.Handle(new MmioAccess(gpa, (byte)bytes, true, value));
 
-    private void Put(ulong gpa, ulong value, int bytes)
-    {
-        Span<byte> b = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-        _memory.WriteRam(gpa, b[..bytes]);
-    }
+    private void Put(ulong gpa, ulong value, int bytes) => _memory.Put(gpa, value, bytes);
 
-    private ulong Get(ulong gpa, int bytes)
-    {
-        Span<byte> b = stackalloc byte[8];
-        b.Clear();
-        _memory.ReadRam(gpa, b[..bytes]);
-        return BinaryPrimitives.ReadUInt64LittleEndian(b);
-    }
+    private ulong Get(ulong gpa, int bytes) => _memory.Get(gpa, bytes);
 
     // The capabilities as a driver finds them: (ID, offset) from the pointer at 0x34.
     private List<(byte Id, int At)> Capabilities()

@@ -2,7 +2,6 @@
 // feature negotiation, split virtqueues (chains, indirect tables, malformed chains), the block
 // device's requests on a file, and the entropy device.
 using System;
-using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using Hyve.Devices.Virtio;
@@ -30,20 +29,9 @@ public sealed class VirtioTests : IDisposable
         File.Delete(_disk);
     }
 
-    private void Put(ulong gpa, ulong value, int bytes)
-    {
-        Span<byte> b = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-        _memory.WriteRam(gpa, b[..bytes]);
-    }
+    private void Put(ulong gpa, ulong value, int bytes) => _memory.Put(gpa, value, bytes);
 
-    private ulong Get(ulong gpa, int bytes)
-    {
-        Span<byte> b = stackalloc byte[8];
-        b.Clear();
-        _memory.ReadRam(gpa, b[..bytes]);
-        return BinaryPrimitives.ReadUInt64LittleEndian(b);
-    }
+    private ulong Get(ulong gpa, int bytes) => _memory.Get(gpa, bytes);
 
     private void Descriptor(int i, ulong addr, uint len, ushort flags, ushort next)
     {

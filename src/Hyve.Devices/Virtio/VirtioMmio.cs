@@ -41,10 +41,9 @@ public sealed class VirtioMmio : IMmioHandler
     public const ulong Size = 0x1000;
 
     /// <summary>VIRTIO_F_VERSION_1.</summary>
-    public const ulong FeatureVersion1 = 1UL << 32;
+    public const ulong FeatureVersion1 = VirtioDeviceStatus.FeatureVersion1;
 
     private const uint Magic = 0x7472_6976; // "virt"
-    private const uint StatusFeaturesOk = 8, StatusDriverOk = 4, StatusNeedsReset = 0x40;
 
     private readonly IVirtioDevice _device;
     private readonly Action<bool> _irq;
@@ -174,15 +173,12 @@ public sealed class VirtioMmio : IMmioHandler
             _irq(false);
             return;
         }
-        // FEATURES_OK sticks only for features the device offered, VERSION_1 among them.
-        if ((v & StatusFeaturesOk) != 0 && ((_driverFeatures & ~OfferedFeatures) != 0 || (_driverFeatures & FeatureVersion1) == 0))
-            v &= ~StatusFeaturesOk;
-        _status = v;
+        _status = VirtioDeviceStatus.Accept(v, _driverFeatures, OfferedFeatures);
     }
 
     private void Notify(uint index)
     {
-        if (index >= _queues.Length || (_status & StatusDriverOk) == 0 || (_status & StatusNeedsReset) != 0)
+        if (!VirtioDeviceStatus.MayNotify(_status, index, _queues.Length))
         {
             BadAccesses++;
             return;
@@ -195,14 +191,5 @@ public sealed class VirtioMmio : IMmioHandler
     }
 
     /// <summary>Chains the device could not parse, over all queues.</summary>
-    public long Malformed
-    {
-        get
-        {
-            long n = 0;
-            foreach (Virtqueue q in _queues)
-                n += q.Malformed;
-            return n;
-        }
-    }
+    public long Malformed => VirtioDeviceStatus.Malformed(_queues);
 }

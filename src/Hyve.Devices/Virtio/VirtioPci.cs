@@ -28,7 +28,6 @@ public sealed class VirtioPci : PciFunction
     /// <summary>"No vector" in the vector registers.</summary>
     public const ushort NoVector = 0xFFFF;
 
-    private const uint StatusFeaturesOk = 8, StatusDriverOk = 4, StatusNeedsReset = 0x40;
     private const int PbaAt = 0x800, CommonSize = 0x38;
 
     private readonly IVirtioDevice _device;
@@ -130,18 +129,9 @@ public sealed class VirtioPci : PciFunction
     public long IntxRaised { get; private set; }
 
     /// <summary>Chains the device could not parse, over all queues.</summary>
-    public long Malformed
-    {
-        get
-        {
-            long n = 0;
-            foreach (Virtqueue q in _queues)
-                n += q.Malformed;
-            return n;
-        }
-    }
+    public long Malformed => VirtioDeviceStatus.Malformed(_queues);
 
-    private ulong OfferedFeatures => _device.Features | VirtioMmio.FeatureVersion1;
+    private ulong OfferedFeatures => _device.Features | VirtioDeviceStatus.FeatureVersion1;
 
     private bool MsixEnabled => (Config[_msixCap + 3] & 0x80) != 0;
 
@@ -347,15 +337,12 @@ public sealed class VirtioPci : PciFunction
             SetIntx(false);
             return;
         }
-        // FEATURES_OK sticks only for features the device offered, VERSION_1 among them.
-        if ((v & StatusFeaturesOk) != 0 && ((_driverFeatures & ~OfferedFeatures) != 0 || (_driverFeatures & VirtioMmio.FeatureVersion1) == 0))
-            v &= ~StatusFeaturesOk;
-        _status = v;
+        _status = VirtioDeviceStatus.Accept(v, _driverFeatures, OfferedFeatures);
     }
 
     private void Notify(int index)
     {
-        if (index >= _queues.Length || (_status & StatusDriverOk) == 0 || (_status & StatusNeedsReset) != 0)
+        if (!VirtioDeviceStatus.MayNotify(_status, index, _queues.Length))
         {
             BadAccesses++;
             return;
