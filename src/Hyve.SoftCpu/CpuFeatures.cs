@@ -44,8 +44,11 @@ public enum CpuFeatures
     /// <summary>RDSEED (leaf 7 EBX bit 18).</summary>
     Rdseed = 1 << 9,
 
+    /// <summary>RDTSCP (leaf 0x80000001 EDX bit 27).</summary>
+    Rdtscp = 1 << 10,
+
     /// <summary>Every extension the software CPU implements.</summary>
-    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed,
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp,
 }
 
 /// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
@@ -55,12 +58,13 @@ public static class CpuFeatureBits
     public static CpuFeatures From(CpuidPolicy policy)
     {
         ArgumentNullException.ThrowIfNull(policy);
-        uint ecx1 = policy.Query(1, 0, 0).Ecx, ebx7 = policy.Query(7, 0, 0).Ebx, ecx81 = policy.Query(0x8000_0001, 0, 0).Ecx;
+        uint ecx1 = policy.Query(1, 0, 0).Ecx, ebx7 = policy.Query(7, 0, 0).Ebx;
+        var (_, _, ecx81, edx81) = policy.Query(0x8000_0001, 0, 0);
         var f = CpuFeatures.None;
         f |= Bit(ecx1, 0, CpuFeatures.Sse3) | Bit(ecx1, 9, CpuFeatures.Ssse3) | Bit(ecx1, 19, CpuFeatures.Sse41)
             | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
             | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1) | Bit(ecx1, 30, CpuFeatures.Rdrand)
-            | Bit(ebx7, 18, CpuFeatures.Rdseed);
+            | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp);
         return f;
     }
 

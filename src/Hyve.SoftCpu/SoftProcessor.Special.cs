@@ -99,6 +99,8 @@ public sealed partial class SoftProcessor
                 return Raise(ExceptionVector.GP);
             case Mnemonic.Rdtsc or Mnemonic.Rdtscp:
                 {
+                    if (m == Mnemonic.Rdtscp && (_features & CpuFeatures.Rdtscp) == 0)
+                        return Raise(ExceptionVector.UD);
                     if ((_cr4 & (1UL << 2)) != 0 && Cpl != 0)
                         return Raise(ExceptionVector.GP); // CR4.TSD
                     ulong tsc = (ulong)_clock.Now + _vmcs.Load(VmcsField.TscOffset);

@@ -88,8 +88,8 @@ public sealed class CpuidPolicy
             case 0x8000_0000:
                 return (MaxExtended, 0, 0, 0);
             case 0x8000_0001:
-                // LAHF/SAHF, LZCNT; SYSCALL, NX, 1 GiB pages, long mode.
-                return (0, 0, (1u << 0) | (1u << 5), (1u << 11) | (1u << 20) | (1u << 26) | (1u << 29));
+                // LAHF/SAHF, LZCNT; SYSCALL, NX, 1 GiB pages, RDTSCP (with IA32_TSC_AUX), long mode.
+                return (0, 0, (1u << 0) | (1u << 5), (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29));
             case >= 0x8000_0002 and <= 0x8000_0004:
                 int o = (int)(leaf - 0x8000_0002) * 16;
                 return (Word(Brand, o), Word(Brand, o + 4), Word(Brand, o + 8), Word(Brand, o + 12));

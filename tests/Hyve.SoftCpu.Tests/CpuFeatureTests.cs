@@ -46,6 +46,7 @@ public sealed class CpuFeatureTests : IDisposable
     [InlineData("0F38F006", CpuFeatures.Movbe)]     // movbe eax, [rsi]
     [InlineData("0FC7F0", CpuFeatures.Rdrand)]      // rdrand eax
     [InlineData("0FC7F8", CpuFeatures.Rdseed)]      // rdseed eax
+    [InlineData("0F01F9", CpuFeatures.Rdtscp)]      // rdtscp
     public void AHiddenExtensionRaisesUdAndAnOfferedOneRuns(string insn, CpuFeatures feature)
     {
         var (offered, _, _) = Run(insn, CpuFeatures.All);
@@ -80,7 +81,7 @@ public sealed class CpuFeatureTests : IDisposable
     public void ThePolicyLevelDecidesWhatRuns()
     {
         CpuFeatures v2 = CpuFeatureBits.From(new CpuidPolicy());
-        const CpuFeatures Always = CpuFeatures.Popcnt | CpuFeatures.Lzcnt | CpuFeatures.Rdrand | CpuFeatures.Rdseed;
+        const CpuFeatures Always = CpuFeatures.Popcnt | CpuFeatures.Lzcnt | CpuFeatures.Rdrand | CpuFeatures.Rdseed | CpuFeatures.Rdtscp;
         Assert.Equal(Always | CpuFeatures.Sse3 | CpuFeatures.Ssse3 | CpuFeatures.Sse41 | CpuFeatures.Sse42, v2);
         CpuFeatures v1 = CpuFeatureBits.From(new CpuidPolicy { Level = CpuLevel.V1 });
         Assert.Equal(Always, v1);
