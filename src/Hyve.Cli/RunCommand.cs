@@ -28,7 +28,7 @@ internal static class RunCommand
             hda = null, cdrom = null, virtioBlk = null, nvram = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
-        bool stats = false, kvm = false, verify = false;
+        bool stats = false, kvm = false, verify = false, hdaReadOnly = false, virtioReadOnly = false;
         CpuLevel cpuLevel = CpuLevel.V2;
         var given = new System.Collections.Generic.HashSet<string>();
         for (int i = 0; i < args.Length; i++)
@@ -39,8 +39,8 @@ internal static class RunCommand
                 Console.WriteLine(Usage.Run);
                 return 0;
             }
-            // One value per option: a second one is a mistake, not an override.
-            if (a.StartsWith('-') && !given.Add(a))
+            // One value per option: a second one is a mistake, not an override (--drive adds a drive each time).
+            if (a.StartsWith('-') && a != "--drive" && !given.Add(a))
                 throw new UsageException($"run: {a} is given more than once");
             switch (a)
             {
@@ -74,6 +74,22 @@ internal static class RunCommand
                 case "--cdrom": cdrom = Arguments.Value(Name, args, ref i, a); break;
                 case "--virtio-blk": virtioBlk = Arguments.Value(Name, args, ref i, a); break;
                 case "--nvram": nvram = Arguments.Value(Name, args, ref i, a); break;
+                case "--drive":
+                    {
+                        Drive d = Drive.Parse(Arguments.Value(Name, args, ref i, a));
+                        string? Take(string? already, string what) => already == null
+                            ? d.File
+                            : throw new UsageException($"run: --drive: the machine has one {what} (given twice)");
+                        switch (d.Interface, d.Cdrom)
+                        {
+                            case ("ide", false): hda = Take(hda, "IDE hard disk"); hdaReadOnly = d.ReadOnly; break;
+                            case ("ide", true): cdrom = Take(cdrom, "CD drive"); break;
+                            case ("virtio", false): virtioBlk = Take(virtioBlk, "virtio-blk-pci disk"); virtioReadOnly = d.ReadOnly; break;
+                            case ("floppy", false): floppy = Take(floppy, "floppy drive"); break;
+                            default: throw new UsageException($"run: --drive: media=cdrom needs if=ide");
+                        }
+                        break;
+                    }
                 case "--disk": disk = Arguments.Value(Name, args, ref i, a); break;
                 case "--initrd": initrd = Arguments.Value(Name, args, ref i, a); break;
                 case "--load": loadAddress = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
@@ -134,11 +150,14 @@ internal static class RunCommand
             if (firmware == null)
                 throw new UsageException("run: --floppy needs --firmware (a BIOS boots from it)");
         }
-        foreach (var (option, diskImage) in new[] { ("--hda", hda), ("--virtio-blk", virtioBlk) })
+        foreach (var (option, diskImage, readOnly) in new[] { ("--hda", hda, hdaReadOnly), ("--virtio-blk", virtioBlk, virtioReadOnly) })
         {
             if (diskImage == null)
                 continue;
-            Arguments.CheckWritableFile(Name, option, diskImage);
+            if (readOnly)
+                Arguments.CheckReadableFile(Name, option, diskImage);
+            else
+                Arguments.CheckWritableFile(Name, option, diskImage);
             long length = new FileInfo(diskImage).Length;
             if (length < 512)
                 throw new InvalidDataException($"{diskImage}: the disk image is {(length == 0 ? "empty" : "shorter than one sector")}");
@@ -165,6 +184,8 @@ internal static class RunCommand
             HardDisk = hda == null ? null : Path.GetFullPath(hda),
             Cdrom = cdrom == null ? null : Path.GetFullPath(cdrom),
             PciDisk = virtioBlk == null ? null : Path.GetFullPath(virtioBlk),
+            HardDiskReadOnly = hdaReadOnly,
+            PciDiskReadOnly = virtioReadOnly,
             Nvram = nvram == null ? null : Path.GetFullPath(nvram),
             DebugConsole = debugLog,
             Backend = kvm

@@ -105,6 +105,12 @@ public sealed class MachineOptions
     /// <summary>A hard disk image for the IDE primary master (read-write; none: no disk).</summary>
     public string? HardDisk { get; init; }
 
+    /// <summary>Whether the IDE hard disk refuses writes.</summary>
+    public bool HardDiskReadOnly { get; init; }
+
+    /// <summary>Whether the virtio-blk-pci disk refuses writes (VIRTIO_BLK_F_RO).</summary>
+    public bool PciDiskReadOnly { get; init; }
+
     /// <summary>A CD image for the ATAPI drive at the IDE secondary master (none: no drive).</summary>
     public string? Cdrom { get; init; }
 
@@ -172,7 +178,7 @@ public sealed class Machine : IDisposable
         var isa = new Piix3IsaBridge(IrqLines);
         Pci.Add(1, 0, isa);
         Ide = new IdeController(
-            [options.HardDisk == null ? null : new IdeDrive(options.HardDisk, cdrom: false), null,
+            [options.HardDisk == null ? null : new IdeDrive(options.HardDisk, cdrom: false, options.HardDiskReadOnly), null,
              options.Cdrom == null ? null : new IdeDrive(options.Cdrom, cdrom: true), null],
             (irq, level) => Vm.SetIsaIrq(irq, level));
         Ide.Register(Ports);
@@ -232,7 +238,7 @@ public sealed class Machine : IDisposable
         if (options.PciDisk != null)
         {
             // As QEMU's -device virtio-blk-pci,disable-legacy=on,addr=3: INTA on PIRQ C.
-            PciDisk = new VirtioBlock(memory, options.PciDisk);
+            PciDisk = new VirtioBlock(memory, options.PciDisk, options.PciDiskReadOnly);
             int pirq = Piix3IsaBridge.PirqOf(PciDiskSlot, 1);
             PciDiskFunction = new VirtioPci(PciDisk, memory, Vm.SendMsi, level => isa.SetPirq(pirq, level));
             Pci.Add(PciDiskSlot, 0, PciDiskFunction);

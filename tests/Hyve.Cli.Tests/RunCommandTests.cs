@@ -103,6 +103,25 @@ public sealed class RunCommandTests : IDisposable
     private const string RunCommandSeaBios = "/usr/share/seabios/bios-256k.bin";
 
     [Fact]
+    public void DrivesGivenAsQemuNamesThemReachTheirControllers()
+    {
+        // --drive in QEMU's vocabulary: a read-only virtio disk and an IDE CD, each probed by
+        // SeaBIOS in the first seconds (the statistics show the controllers' work).
+        Assert.True(File.Exists(RunCommandSeaBios), "install Debian's seabios package");
+        string disk = Path.Combine(_dir, "disk.img"), cd = Path.Combine(_dir, "cd.iso");
+        File.WriteAllBytes(disk, new byte[1 << 20]);
+        File.WriteAllBytes(cd, new byte[1 << 20]);
+        File.SetAttributes(disk, FileAttributes.ReadOnly);     // read-only needs only reading
+        var (status, _, err) = Hyve(["run", "--firmware", "bios", "--drive", $"{disk},if=virtio,readonly=on",
+            "--drive", $"file={cd},media=cdrom", "--timeout", "4", "--stats"]);
+        File.SetAttributes(disk, FileAttributes.Normal);
+        Assert.Equal(124, status);
+        Assert.Matches(@"virtio-blk-pci at 00:03\.0 \(BAR4 0x[0-9a-f]+\): status 0xf, [1-9]\d* requests, 0 failed", err);
+        Assert.Matches(@"ide secondary: [1-9]\d* commands", err);
+        Assert.Equal(new byte[1 << 20], File.ReadAllBytes(disk));
+    }
+
+    [Fact]
     public void BadNvramIsOneLineAndLeavesTheFileAlone()
     {
         Assert.True(File.Exists("/usr/share/OVMF/OVMF_VARS.fd"), "install Debian's ovmf package");
@@ -155,6 +174,14 @@ public sealed class RunCommandTests : IDisposable
             (1, ["--firmware", "bios", "--virtio-blk", "/nonexistent/disk.img"], "--virtio-blk"),
             (1, ["--firmware", "bios", "--virtio-blk", empty], "the disk image is empty"),
             (1, ["--firmware", "bios", "--virtio-blk", tiny], "shorter than one sector"),
+            (2, ["--firmware", "bios", "--drive", "if=scsi"], "no file given"),
+            (2, ["--firmware", "bios", "--drive", $"{small},if=scsi"], "if=scsi: expected ide, virtio or floppy"),
+            (2, ["--firmware", "bios", "--drive", $"{small},media=tape"], "media=tape"),
+            (2, ["--firmware", "bios", "--drive", $"{small},readonly=yes"], "readonly=yes"),
+            (2, ["--firmware", "bios", "--drive", $"{small},cache=none"], "unknown setting 'cache'"),
+            (2, ["--firmware", "bios", "--drive", $"{small},if=virtio,media=cdrom"], "media=cdrom needs if=ide"),
+            (2, ["--firmware", "bios", "--hda", small, "--drive", $"file={small},if=ide"], "one IDE hard disk"),
+            (1, ["--firmware", "bios", "--drive", $"{empty},if=virtio,readonly=on"], "the disk image is empty"),
             (1, ["--firmware", "bios", "--cdrom", "/nonexistent/cd.iso"], "--cdrom"),
             (1, ["--firmware", "bios", "--cdrom", empty], "the CD image is empty"),
             (1, ["--firmware", "bios", "--cdrom", _dir], "--cdrom"),

@@ -194,6 +194,28 @@ public sealed class IdeTests : IDisposable
     }
 
     [Fact]
+    public void AReadOnlyDiskAbortsWritesAndReads()
+    {
+        // A write-protected fixed disk refuses WRITE SECTORS: ERR with ABRT, no DRQ; reads work.
+        _ide.Dispose();
+        using var ide = new IdeController([new IdeDrive(_disk, cdrom: false, readOnly: true), null, null, null], (irq, level) => _irq.Add((irq, level)));
+        var bus = new PortBus();
+        ide.Register(bus);
+        void Write(ushort port, uint value) => bus.Handle(new InoutAccess(port, 1, false, value));
+        uint Read(ushort port) => bus.Handle(new InoutAccess(port, 1, true, 0)).Eax;
+        foreach (var (reg, v) in new (int, uint)[] { (2, 1), (3, 10), (4, 0), (5, 0), (6, 0xE0) })
+            Write((ushort)(Cmd + reg), v);
+        Write(Cmd + 7, 0x30);
+        Assert.Equal(0x51u, Read(Cmd + 7));             // DRDY, DSC, ERR
+        Assert.Equal(0x04u, Read(Cmd + 1));             // ABRT
+        Write(Cmd + 7, 0x20);                           // READ SECTORS still works
+        Assert.Equal(0x58u, Read(Cmd + 7));
+        Assert.Equal(10u, bus.Handle(new InoutAccess(Cmd, 2, true, 0)).Eax);
+        byte[] image = File.ReadAllBytes(_disk);
+        Assert.Equal(10, BinaryPrimitives.ReadInt32LittleEndian(image.AsSpan(10 * 512)));
+    }
+
+    [Fact]
     public void MultipleModeErrorsAndInterruptMasking()
     {
         Out(Cmd + 6, 0xE0);

@@ -126,6 +126,24 @@ public sealed class VirtioTests : IDisposable
     }
 
     [Fact]
+    public void AReadOnlyBlockDeviceSaysSoAndFailsWrites()
+    {
+        using var blk = new VirtioBlock(_memory, _disk, readOnly: true);
+        VirtioMmio t = Start(blk, VirtioBlock.FeatureReadOnly);
+        t.Write(0x14, 4, 0);
+        Assert.Equal(VirtioBlock.FeatureReadOnly, t.Read(0x10, 4) & VirtioBlock.FeatureReadOnly); // VIRTIO_BLK_F_RO offered
+        Put(Data + 0x100, 0xFF, 1);
+        Request(1, 0);                                             // OUT, sector 0
+        Descriptor(0, Data, 16, 1, 1);
+        Descriptor(1, Data + 0x100, 512, 1, 2);
+        Descriptor(2, Data + 0x800, 1, 2, 0);
+        Assert.Equal(1u, Submit(t, 0));
+        Assert.Equal(1UL, Get(Data + 0x800, 1));                    // VIRTIO_BLK_S_IOERR
+        Assert.Equal(1L, blk.Failed);
+        Assert.All(File.ReadAllBytes(_disk), b => Assert.Equal(0, b));
+    }
+
+    [Fact]
     public void BlockRequestsOutsideTheDiskOrUnknownFailWithAStatus()
     {
         using var blk = new VirtioBlock(_memory, _disk);

@@ -366,10 +366,10 @@ public sealed partial class IdeChannel : IPortHandler
     {
         IdeDrive drive = Drive!;
         long lba = Address(ext, out long count);
-        if (block == 0 || drive.Cdrom || !InRange(lba, count, drive))
+        if (block == 0 || drive.ReadOnly || !InRange(lba, count, drive))
         {
-            if (block == 0 || drive.Cdrom)
-                Abort();
+            if (block == 0 || drive.ReadOnly)
+                Abort(); // a write-protected disk refuses the command, as a CD drive does
             return;
         }
         (_lba, _left, _block, _ext) = (lba, count, block, ext);

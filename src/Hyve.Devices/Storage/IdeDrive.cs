@@ -13,12 +13,14 @@ public sealed class IdeDrive : IDisposable
     private readonly SafeFileHandle _file;
     private readonly long _length;
 
-    /// <summary>Opens <paramref name="path"/> as a hard disk (read-write) or, with
-    /// <paramref name="cdrom"/>, as a CD in an ATAPI drive (read-only).</summary>
-    public IdeDrive(string path, bool cdrom)
+    /// <summary>Opens <paramref name="path"/> as a hard disk (read-write unless
+    /// <paramref name="readOnly"/>) or, with <paramref name="cdrom"/>, as a CD in an ATAPI drive
+    /// (read-only).</summary>
+    public IdeDrive(string path, bool cdrom, bool readOnly = false)
     {
         Cdrom = cdrom;
-        _file = File.OpenHandle(path, FileMode.Open, cdrom ? FileAccess.Read : FileAccess.ReadWrite, FileShare.Read);
+        ReadOnly = cdrom || readOnly;
+        _file = File.OpenHandle(path, FileMode.Open, ReadOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.Read);
         _length = RandomAccess.GetLength(_file);
         if (_length == 0)
         {
@@ -35,6 +37,9 @@ public sealed class IdeDrive : IDisposable
 
     /// <summary>Whether the drive is an ATAPI CD/DVD drive.</summary>
     public bool Cdrom { get; }
+
+    /// <summary>Whether writes are refused (a CD, or a disk given read-only).</summary>
+    public bool ReadOnly { get; }
 
     /// <summary>Bytes per sector (512) or per block (2048 for a CD).</summary>
     public int BlockSize => Cdrom ? 2048 : 512;

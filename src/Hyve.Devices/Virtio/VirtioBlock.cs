@@ -17,6 +17,9 @@ public sealed class VirtioBlock : IVirtioDevice, IDisposable
     /// <summary>VIRTIO_BLK_F_FLUSH.</summary>
     public const ulong FeatureFlush = 1UL << 9;
 
+    /// <summary>VIRTIO_BLK_F_RO: the device refuses writes.</summary>
+    public const ulong FeatureReadOnly = 1UL << 5;
+
     private const uint TypeIn = 0, TypeOut = 1, TypeFlush = 4, TypeGetId = 8;
     private const byte StatusOk = 0, StatusIoErr = 1, StatusUnsupported = 2;
     private const int Sector = 512;
@@ -26,12 +29,13 @@ public sealed class VirtioBlock : IVirtioDevice, IDisposable
     private readonly List<VirtqBuffer> _buffers = [];
     private readonly ulong _sectors;
 
-    /// <summary>A device over <paramref name="path"/> (read-write; its length is rounded down to
-    /// whole sectors).</summary>
-    public VirtioBlock(GuestMemory memory, string path)
+    /// <summary>A device over <paramref name="path"/> (read-write unless <paramref name="readOnly"/>;
+    /// its length is rounded down to whole sectors).</summary>
+    public VirtioBlock(GuestMemory memory, string path, bool readOnly = false)
     {
         _memory = memory;
-        _file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.RandomAccess);
+        ReadOnly = readOnly;
+        _file = new FileStream(path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.RandomAccess);
         _sectors = (ulong)_file.Length / Sector;
     }
 
@@ -45,7 +49,10 @@ public sealed class VirtioBlock : IVirtioDevice, IDisposable
     public uint DeviceId => 2;
 
     /// <inheritdoc/>
-    public ulong Features => FeatureFlush;
+    public ulong Features => FeatureFlush | (ReadOnly ? FeatureReadOnly : 0);
+
+    /// <summary>Whether the device refuses writes (it says so with VIRTIO_BLK_F_RO).</summary>
+    public bool ReadOnly { get; }
 
     /// <inheritdoc/>
     public int QueueCount => 1;
@@ -126,6 +133,8 @@ public sealed class VirtioBlock : IVirtioDevice, IDisposable
                     }
                 case TypeOut:
                     {
+                        if (ReadOnly)
+                            return Finish(statusAt, StatusIoErr, 0); // the driver was told (VIRTIO_BLK_F_RO)
                         long pos = checked((long)sector * Sector);
                         int skip = 16;
                         foreach (VirtqBuffer b in _buffers)
