@@ -28,7 +28,7 @@ internal static class RunCommand
             hda = null, cdrom = null, virtioBlk = null, nvram = null;
         long? loadAddress = null, seed = null;
         long cpus = 1, memoryMiB = 256, timeout = 0;
-        bool stats = false, kvm = false, verify = false, hdaReadOnly = false, virtioReadOnly = false;
+        bool stats = false, kvm = false, verify = false, hdaReadOnly = false, virtioReadOnly = false, noReboot = false;
         CpuLevel cpuLevel = CpuLevel.V2;
         var given = new System.Collections.Generic.HashSet<string>();
         for (int i = 0; i < args.Length; i++)
@@ -50,6 +50,7 @@ internal static class RunCommand
                 case "--memory": memoryMiB = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 case "--timeout": timeout = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 case "--stats": stats = true; break;
+                case "--no-reboot": noReboot = true; break;
                 case "--seed": seed = Arguments.Number(Name, Arguments.Value(Name, args, ref i, a), a); break;
                 case "--backend":
                     string backend = Arguments.Value(Name, args, ref i, a);
@@ -199,65 +200,55 @@ internal static class RunCommand
             HostTime = kvm,
             VerifyEmulation = verify,
         };
-        using var machine = new Machine(options);
-        BootImage boot;
-        try
-        {
-            // Linux hears of the virtio-mmio devices on its command line.
-            boot = rom != null
-                ? Firmware.Load(rom)
-                : loadAddress is long at
-                ? FlatBinary.Load(image, (ulong)at, machine.Map)
-                : vmlinux
-                ? LinuxBoot.LoadVmlinux(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
-                : linux
-                ? LinuxBoot.Load(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
-                : Multiboot.Load(image, machine.Map, cmdline ?? "");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new InvalidDataException($"{what}: {e.Message}", e);
-        }
-        machine.Load(boot);
-        if (firmwareKernel != null)
-        {
-            // As QEMU's -bios with -kernel: the pieces in fw_cfg and its linuxboot option ROM.
-            if (!File.Exists(LinuxBootRom))
-                throw new IOException($"run: --firmware with --kernel needs QEMU's linuxboot option ROM ({LinuxBootRom} is missing; apt-get install qemu-system-data)");
-            try
-            {
-                machine.HandOverKernel(firmwareKernel, ramdisk, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(),
-                    File.ReadAllBytes(LinuxBootRom));
-            }
-            catch (InvalidDataException e)
-            {
-                throw new InvalidDataException($"{kernel}: {e.Message}", e);
-            }
-        }
-
+        // A firmware machine resets as a PC does, through its firmware, unless --no-reboot: a
+        // reset request ends this machine and a new one starts from the reset vector with the
+        // same options (the drives and the variable store keep what the guest wrote).
+        bool reboot = rom != null && !noReboot;
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        Machine machine = Start(options);
+        int resets = 0;
         MachineResult result;
         int signal;
-        // The terminal's settings come back before anything else is printed.
-        using (var terminal = Terminal.Attach(machine))
+        try
         {
-            result = machine.Run(timeout > 0 ? TimeSpan.FromSeconds(timeout) : null);
-            signal = terminal.Signal;
-        }
-        if (signal != 0)
-        {
-            // Stopped from the host: the shells' convention, 128 + the signal's number.
-            Console.Error.WriteLine($"hyve: stopped by signal {signal}");
-            return 128 + signal;
-        }
+            // The terminal's settings come back before anything else is printed.
+            using (var terminal = Terminal.Attach(machine))
+            {
+                while (true)
+                {
+                    TimeSpan? left = timeout > 0 ? TimeSpan.FromSeconds(timeout) - started.Elapsed : null;
+                    result = left is { } l && l <= TimeSpan.Zero ? new MachineResult(MachineStop.Timeout, MachineResult.StatusOf(MachineStop.Timeout, 0), null) : machine.Run(left);
+                    if (!reboot || result.Stop != MachineStop.Reset || terminal.Signal != 0 || terminal.Quit)
+                        break;
+                    machine.Dispose();
+                    machine = Start(options);
+                    terminal.Retarget(machine);
+                    resets++;
+                }
+                signal = terminal.Signal;
+            }
+            if (signal != 0)
+            {
+                // Stopped from the host: the shells' convention, 128 + the signal's number.
+                Console.Error.WriteLine($"hyve: stopped by signal {signal}");
+                return 128 + signal;
+            }
 
-        if (stats)
-        {
-            Console.Error.Write(machine.Statistics());
-            if (!kvm)
-                Console.Error.WriteLine($"random seed: {randomSeed} (--seed repeats RDRAND's values)");
+            if (stats)
+            {
+                Console.Error.Write(machine.Statistics());
+                if (resets > 0)
+                    Console.Error.WriteLine($"resets through the firmware: {resets}");
+                if (!kvm)
+                    Console.Error.WriteLine($"random seed: {randomSeed} (--seed repeats RDRAND's values)");
+            }
+            if (machine.UnimplementedSummary() is { } missing)
+                Console.Error.WriteLine($"hyve: note: {missing}");
         }
-        if (machine.UnimplementedSummary() is { } missing)
-            Console.Error.WriteLine($"hyve: note: {missing}");
+        finally
+        {
+            machine.Dispose();
+        }
         switch (result.Stop)
         {
             case MachineStop.Timeout:
@@ -272,6 +263,55 @@ internal static class RunCommand
                 break;
         }
         return result.Status;
+
+        // A machine with the guest loaded, ready to run from its entry (or the reset vector).
+        Machine Start(MachineOptions o)
+        {
+            var machine = new Machine(o);
+            try
+            {
+                BootImage boot;
+                try
+                {
+                    // Linux hears of the virtio-mmio devices on its command line.
+                    boot = rom != null
+                        ? Firmware.Load(rom)
+                        : loadAddress is long at
+                        ? FlatBinary.Load(image, (ulong)at, machine.Map)
+                        : vmlinux
+                        ? LinuxBoot.LoadVmlinux(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
+                        : linux
+                        ? LinuxBoot.Load(image, machine.Map, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(), ramdisk, (int)cpus)
+                        : Multiboot.Load(image, machine.Map, cmdline ?? "");
+                }
+                catch (InvalidDataException e)
+                {
+                    throw new InvalidDataException($"{what}: {e.Message}", e);
+                }
+                machine.Load(boot);
+                if (firmwareKernel != null)
+                {
+                    // As QEMU's -bios with -kernel: the pieces in fw_cfg and its linuxboot option ROM.
+                    if (!File.Exists(LinuxBootRom))
+                        throw new IOException($"run: --firmware with --kernel needs QEMU's linuxboot option ROM ({LinuxBootRom} is missing; apt-get install qemu-system-data)");
+                    try
+                    {
+                        machine.HandOverKernel(firmwareKernel, ramdisk, $"{cmdline ?? "console=ttyS0"} {machine.VirtioCommandLine}".Trim(),
+                            File.ReadAllBytes(LinuxBootRom));
+                    }
+                    catch (InvalidDataException e)
+                    {
+                        throw new InvalidDataException($"{kernel}: {e.Message}", e);
+                    }
+                }
+                return machine;
+            }
+            catch
+            {
+                machine.Dispose();
+                throw;
+            }
+        }
     }
 
     /// <summary>QEMU's option ROM that boots a kernel handed over in fw_cfg (Debian's qemu-system-data).</summary>

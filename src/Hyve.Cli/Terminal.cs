@@ -21,13 +21,21 @@ internal sealed partial class Terminal : IDisposable
     public const string EscapeHelp =
         "\r\nC-a h    print this help\r\nC-a x    exit Hyve (the guest is stopped as by a power-off)\r\nC-a C-a  send C-a to the guest\r\n";
 
-    private readonly Machine _machine;
+    private volatile Machine _machine;
+    private volatile bool _ended;
     private readonly byte[]? _saved;
     private readonly PosixSignalRegistration[] _signals;
     private int _restored;
 
     /// <summary>The signal that ended the run, or 0.</summary>
     public int Signal { get; private set; }
+
+    /// <summary>Whether Ctrl-A x ended the run.</summary>
+    public bool Quit { get; private set; }
+
+    /// <summary>Sends what is typed from now on to <paramref name="next"/>, the machine that
+    /// replaced the one attached (after a reset through the firmware).</summary>
+    public void Retarget(Machine next) => _machine = next;
 
     private Terminal(Machine machine, byte[]? saved)
     {
@@ -74,7 +82,7 @@ internal sealed partial class Terminal : IDisposable
         using var input = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(0, ownsHandle: false), FileAccess.Read, 0);
         var one = new byte[1];
         bool escape = false; // Ctrl-A was the last key
-        while (_machine.Stopped == MachineStop.None)
+        while (!_ended)
         {
             int n;
             try
@@ -91,6 +99,7 @@ internal sealed partial class Terminal : IDisposable
             switch (_saved != null ? Key(b, ref escape) : KeyAction.Send)
             {
                 case KeyAction.Quit:
+                    Quit = true;
                     _machine.Stop(MachineStop.PowerOff);
                     return;
                 case KeyAction.Help:
@@ -99,8 +108,10 @@ internal sealed partial class Terminal : IDisposable
                 case KeyAction.None:
                     continue;
             }
-            while (!_machine.Type(b) && _machine.Stopped == MachineStop.None)
-                Thread.Sleep(1); // the guest has not taken what is waiting: nothing typed is lost
+            // The guest has not taken what is waiting: nothing typed is lost, also across a reset
+            // (a stopped machine is about to be replaced, or the run to end).
+            while (!_ended && (_machine.Stopped != MachineStop.None || !_machine.Type(b)))
+                Thread.Sleep(1);
         }
     }
 
@@ -147,6 +158,7 @@ internal sealed partial class Terminal : IDisposable
     /// <summary>Restores the terminal and stops listening for signals.</summary>
     public void Dispose()
     {
+        _ended = true;
         Restore();
         foreach (PosixSignalRegistration r in _signals)
             r.Dispose();

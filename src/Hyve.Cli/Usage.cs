@@ -17,7 +17,7 @@ internal static class Usage
 
         commands:
           run [--firmware bios|uefi|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--virtio-blk FILE] [--drive SPEC]... [--nvram FILE] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
+              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--virtio-blk FILE] [--drive SPEC]... [--nvram FILE] [--no-reboot] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
               [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
               protected mode) or firmware (default: the built-in demo guest) on the software CPU (or KVM) with
@@ -61,6 +61,8 @@ internal static class Usage
                               [,media=disk|cdrom][,readonly=on|off] (default if=ide,
                               media=disk, readonly=off; floppies are always read-only);
                               repeatable, one drive of each kind
+          --no-reboot         with --firmware: a guest's reset request ends the run (exit status
+                              0) instead of restarting the machine through the firmware
           --nvram FILE        with --firmware uefi: OVMF's variable store in FILE (created from
                               Debian's OVMF_VARS.fd when missing), so UEFI variables persist
                               between runs; OVMF's code is then OVMF_CODE.fd

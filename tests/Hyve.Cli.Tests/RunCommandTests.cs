@@ -102,6 +102,66 @@ public sealed class RunCommandTests : IDisposable
 
     private const string RunCommandSeaBios = "/usr/share/seabios/bios-256k.bin";
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async System.Threading.Tasks.Task AResetRequestRestartsAFirmwareMachineUnlessNoReboot(bool noReboot)
+    {
+        // OVMF's shell: RESET (a warm reset through the PM block's reset register) brings the
+        // machine back through the firmware to the shell, where RESET -S powers it off; with
+        // --no-reboot the first reset ends the run with status 0, as before.
+        Assert.True(File.Exists("/usr/share/ovmf/OVMF.fd"), "install Debian's ovmf package");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "hyve.dll"));
+        foreach (string a in (string[])["run", "--firmware", "uefi", "--timeout", "300", "--stats", .. noReboot ? ["--no-reboot"] : Array.Empty<string>()])
+            psi.ArgumentList.Add(a);
+        using Process p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        // Each time the countdown appears, ESC; each prompt then gets the next command.
+        string[] commands = ["reset\r", "reset -s\r"];
+        var output = new System.Text.StringBuilder();
+        int countdowns = 0, prompts = 0;
+        var buffer = new char[256];
+        int n;
+        while ((n = await p.StandardOutput.ReadAsync(buffer, 0, buffer.Length)) > 0)
+        {
+            output.Append(buffer, 0, n);
+            string text = output.ToString();
+            if (Count(text, "startup.nsh") > countdowns)
+            {
+                countdowns = Count(text, "startup.nsh");
+                await p.StandardInput.WriteAsync("\x1b");
+                await p.StandardInput.FlushAsync();
+            }
+            if (Count(text, "Shell> ") > prompts && prompts < commands.Length)
+            {
+                await p.StandardInput.WriteAsync(commands[prompts++]);
+                await p.StandardInput.FlushAsync();
+            }
+        }
+        await p.WaitForExitAsync();
+        string stderr = await err;
+        Assert.Equal(0, p.ExitCode);
+        if (noReboot)
+        {
+            Assert.Equal(1, Count(output.ToString(), "UEFI Interactive Shell"));
+            Assert.DoesNotContain("resets through the firmware", stderr, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Equal(2, Count(output.ToString(), "UEFI Interactive Shell"));
+            Assert.Contains("resets through the firmware: 1", stderr, StringComparison.Ordinal);
+        }
+
+        static int Count(string text, string what)
+        {
+            int c = 0;
+            for (int at = text.IndexOf(what, StringComparison.Ordinal); at >= 0; at = text.IndexOf(what, at + what.Length, StringComparison.Ordinal))
+                c++;
+            return c;
+        }
+    }
+
     [Fact]
     public void DrivesGivenAsQemuNamesThemReachTheirControllers()
     {
