@@ -205,7 +205,7 @@ internal static class RunCommand
         // same options (the drives and the variable store keep what the guest wrote).
         bool reboot = rom != null && !noReboot;
         var started = System.Diagnostics.Stopwatch.StartNew();
-        Machine machine = Start(options);
+        Machine? machine = Start(options);
         int resets = 0;
         MachineResult result;
         int signal;
@@ -220,7 +220,10 @@ internal static class RunCommand
                     result = left is { } l && l <= TimeSpan.Zero ? new MachineResult(MachineStop.Timeout, MachineResult.StatusOf(MachineStop.Timeout, 0), null) : machine.Run(left);
                     if (!reboot || result.Stop != MachineStop.Reset || terminal.Signal != 0 || terminal.Quit)
                         break;
+                    // The old machine goes first (its files closed, its RAM freed); if the new
+                    // one cannot be made, nothing is left to dispose twice.
                     machine.Dispose();
+                    machine = null;
                     machine = Start(options);
                     terminal.Retarget(machine);
                     resets++;
@@ -247,7 +250,7 @@ internal static class RunCommand
         }
         finally
         {
-            machine.Dispose();
+            machine?.Dispose();
         }
         switch (result.Stop)
         {

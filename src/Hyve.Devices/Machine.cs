@@ -161,7 +161,10 @@ public sealed class Machine : IDisposable
         _haltedForGood = new bool[options.Cpus];
 
         _input = new SerialInput(clock, _devices);
-        Com1 = new Uart16550(b => _console.WriteByte(b), level => Vm.SetIsaIrq(Uart16550.Com1Irq, level), _input.ReceiverChanged);
+        // Every ISA interrupt source of the device half drives its line through the wired-OR,
+        // so a PCI interrupt routed onto the same line does not lose or steal its level.
+        IrqLines = new IsaIrqLines(Vm.SetIsaIrq);
+        Com1 = new Uart16550(b => _console.WriteByte(b), IrqLines.Source(Uart16550.Com1Irq), _input.ReceiverChanged);
         _input.Uart = Com1;
         Ports.Register(Uart16550.Com1Port, 8, Com1);
         new I8042(r => Stop(ToStop(r))).Register(Ports);
@@ -172,7 +175,6 @@ public sealed class Machine : IDisposable
         // bridge's ISA bridge, IDE controller and (PIIX4) power management. Without firmware the
         // machine starts with the PM block and IDE decoding set up as firmware leaves them.
         bool direct = options.FirmwareSize == 0;
-        IrqLines = new IsaIrqLines(Vm.SetIsaIrq);
         Pci = new PciBus(Ports, Mmio);
         Pci.Add(0, 0, new HostBridge());
         var isa = new Piix3IsaBridge(IrqLines);
@@ -180,7 +182,7 @@ public sealed class Machine : IDisposable
         Ide = new IdeController(
             [options.HardDisk == null ? null : new IdeDrive(options.HardDisk, cdrom: false, options.HardDiskReadOnly), null,
              options.Cdrom == null ? null : new IdeDrive(options.Cdrom, cdrom: true), null],
-            (irq, level) => Vm.SetIsaIrq(irq, level));
+            IrqLines.Sources());
         Ide.Register(Ports);
         if (direct)
             Ide.EnableDecode();
@@ -193,10 +195,11 @@ public sealed class Machine : IDisposable
             _debugStatus = status;
             Stop(MachineStop.DebugExit);
         }));
+        Action<int, bool> testLines = IrqLines.Sources();
         TestDev = new PcTestDev((line, level) =>
         {
             if (line < 16)
-                Vm.SetIsaIrq(line, level);
+                testLines(line, level);
             else
                 Vm.IoApic.SetPin(line, level);
         });
@@ -222,7 +225,7 @@ public sealed class Machine : IDisposable
         }
         var dma = new IsaDma(memory);
         dma.Register(Ports);
-        Floppy = new FloppyController(options.Floppy, writable: false, dma, level => Vm.SetIsaIrq(FloppyController.Irq, level));
+        Floppy = new FloppyController(options.Floppy, writable: false, dma, IrqLines.Source(FloppyController.Irq));
         Floppy.Register(Ports);
         FillCmos(Vm.Rtc.Cmos, Map, options.Cpus, options.Floppy != null ? Floppy.CmosType : (byte)0, Ide.Drive(0));
 

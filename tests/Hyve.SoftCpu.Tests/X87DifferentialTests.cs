@@ -301,12 +301,12 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
                 diff = $"flags: cpu {st.FlagsOut & Rflags.Status:X} soft {vcpu.Rflags & Rflags.Status:X}";
             if (diff != null && Decoder.Decode(insn, Bitness.Bits64, out Instruction dp) == DecodeStatus.Ok
                 && dp.Mnemonic is Mnemonic.Dpps or Mnemonic.Dppd
-                && OnlyNanChoice(native.Data[..2048], soft, dp.Mnemonic == Mnemonic.Dppd ? 8 : 4))
+                && OnlyNanChoice(native.Data[..2048], soft, dp.Mnemonic == Mnemonic.Dppd ? 8 : 4, image, operand))
             {
                 // The SDM's DPPS and DPPD sum the products in one order and broadcast the sum;
                 // some processors (family 6 model 0xCF here) sum in another order per lane, so
-                // with several NaN products a lane may carry another of those NaNs. Every other
-                // bit must still agree.
+                // with several NaN products a lane may carry another of those NaNs. Both answers
+                // must be input NaNs, and every other bit must still agree.
                 nanChoices++;
                 diff = null;
             }
@@ -325,15 +325,28 @@ public sealed class X87DifferentialTests(ITestOutputHelper output)
         return (run, failures, first, nanChoices);
     }
 
-    // Whether the two outcomes differ only in XMM lanes (of laneBytes) that are NaN on both.
-    private static bool OnlyNanChoice(ReadOnlySpan<byte> cpu, ReadOnlySpan<byte> soft, int laneBytes)
+    // Whether the two outcomes differ only in XMM lanes (of laneBytes) where each holds one of
+    // the NaNs the inputs (the XMM registers before, the memory operand) carried, made quiet, or
+    // the default NaN an invalid product or sum (0 × ∞, ∞ - ∞) makes.
+    private static bool OnlyNanChoice(ReadOnlySpan<byte> cpu, ReadOnlySpan<byte> soft, int laneBytes, byte[] image, byte[] operand)
     {
+        ulong quiet = laneBytes == 8 ? 1UL << 51 : 1UL << 22;
+        ulong Lane(ReadOnlySpan<byte> b) => laneBytes == 8 ? BitConverter.ToUInt64(b) : BitConverter.ToUInt32(b);
+        bool IsNaN(ulong v) => laneBytes == 8 ? double.IsNaN(BitConverter.UInt64BitsToDouble(v)) : float.IsNaN(BitConverter.Int32BitsToSingle((int)v));
+        var inputNaNs = new HashSet<ulong> { laneBytes == 8 ? 0xFFF8_0000_0000_0000UL : 0xFFC0_0000UL };
+        foreach (byte[] source in new[] { image[160..(160 + 16 * 16)], operand[..16] })
+        {
+            for (int at = 0; at < source.Length; at += laneBytes)
+            {
+                if (IsNaN(Lane(source.AsSpan(at))))
+                    inputNaNs.Add(Lane(source.AsSpan(at)) | quiet);
+            }
+        }
         byte[] patched = soft.ToArray();
         for (int at = StateOut + 160; at < StateOut + 160 + 16 * 16; at += laneBytes)
         {
-            bool nanCpu = laneBytes == 8 ? double.IsNaN(BitConverter.ToDouble(cpu[at..])) : float.IsNaN(BitConverter.ToSingle(cpu[at..]));
-            bool nanSoft = laneBytes == 8 ? double.IsNaN(BitConverter.ToDouble(patched, at)) : float.IsNaN(BitConverter.ToSingle(patched, at));
-            if (nanCpu && nanSoft)
+            ulong c = Lane(cpu[at..]), s = Lane(patched.AsSpan(at));
+            if (c != s && inputNaNs.Contains(c) && inputNaNs.Contains(s))
                 cpu.Slice(at, laneBytes).CopyTo(patched.AsSpan(at));
         }
         return Compare(cpu, patched, tolerant: false, 16, xmm: true) == null;

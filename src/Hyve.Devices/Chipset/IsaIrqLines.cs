@@ -33,6 +33,21 @@ public sealed class IsaIrqLines
         return level => Set(irq, bit, level);
     }
 
+    /// <summary>One source on each line a device with several lines uses (the IDE controller's
+    /// two channels, the test device): the returned action sets line N's level, its source made
+    /// the first time the line is driven.</summary>
+    public Action<int, bool> Sources()
+    {
+        var mine = new Action<bool>?[16];
+        return (irq, level) =>
+        {
+            Action<bool> source;
+            lock (mine)
+                source = mine[irq] ??= Source(irq);
+            source(level);
+        };
+    }
+
     /// <summary>Whether line <paramref name="irq"/> is high.</summary>
     public bool IsHigh(int irq) => Volatile.Read(ref _high[irq]) != 0;
 

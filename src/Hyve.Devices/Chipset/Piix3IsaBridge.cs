@@ -5,7 +5,6 @@
 // ISA line their route names (to the 8259s and the I/O APIC pin of the same number), following
 // the route when the firmware or the system changes it while a line is asserted.
 using System;
-using System.Collections.Generic;
 using Hyve.Devices.Pci;
 
 namespace Hyve.Devices.Chipset;
@@ -16,8 +15,7 @@ public sealed class Piix3IsaBridge : PciFunction
     /// <summary>PIRQRC[A], the first of the four PCI interrupt routing registers.</summary>
     public const int Pirq = 0x60;
 
-    private readonly IsaIrqLines? _lines;
-    private readonly Dictionary<int, Action<bool>> _sources = [];
+    private readonly Action<int, bool>[]? _lines; // per PIRQ, a source on each ISA line
     private readonly bool[] _pirqHigh = new bool[4];
     private readonly int[] _routedTo = [-1, -1, -1, -1];
 
@@ -25,7 +23,7 @@ public sealed class Piix3IsaBridge : PciFunction
     public Piix3IsaBridge(IsaIrqLines? lines = null)
         : base(0x8086, 0x7000, 0x00, 0x06_01_00, headerType: 0x80)
     {
-        _lines = lines;
+        _lines = lines == null ? null : [lines.Sources(), lines.Sources(), lines.Sources(), lines.Sources()];
         Config[4] = 0x07;
         Config[7] = 0x02;
         Config[0x4C] = 0x4D;     // ISA I/O recovery timer
@@ -75,17 +73,10 @@ public sealed class Piix3IsaBridge : PciFunction
             return;
         int to = Route(pirq);
         if (_routedTo[pirq] >= 0 && _routedTo[pirq] != to)
-            Source(pirq, _routedTo[pirq])(false);
+            _lines[pirq](_routedTo[pirq], false);
         _routedTo[pirq] = to;
         if (to >= 0)
-            Source(pirq, to)(_pirqHigh[pirq]);
-    }
-
-    private Action<bool> Source(int pirq, int irq)
-    {
-        if (!_sources.TryGetValue(pirq * 16 + irq, out Action<bool>? source))
-            _sources[pirq * 16 + irq] = source = _lines!.Source(irq);
-        return source;
+            _lines[pirq](to, _pirqHigh[pirq]);
     }
 
     /// <summary>The ISA interrupt PCI interrupt <paramref name="pirq"/> (0-3 for A-D) goes to, or

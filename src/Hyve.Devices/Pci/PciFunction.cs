@@ -75,7 +75,7 @@ public abstract class PciFunction
     {
         if (size < 4 || (size & (size - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(size), "an I/O BAR is a power of two of at least 4 ports");
-        _bars[index] = new PlacedBar((uint)size, handler);
+        _bars[index] = new PlacedBar((uint)size, handler, null, Wide: false);
         BinaryPrimitives.WriteUInt32LittleEndian(_config.AsSpan(0x10 + 4 * index), 1);
         BinaryPrimitives.WriteUInt32LittleEndian(_writable.AsSpan(0x10 + 4 * index), ~(uint)(size - 1) & 0xFFFF_FFFC);
     }
@@ -87,7 +87,7 @@ public abstract class PciFunction
     {
         if (size < 0x1000 || (size & (size - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(size), "a memory BAR here is a power of two of at least 4 KiB");
-        _bars[index] = new PlacedBar(size, handler) { Memory = true, Wide = wide };
+        _bars[index] = new PlacedBar(size, null, handler, wide);
         uint low = (wide ? 4u : 0u) | (prefetchable ? 8u : 0u);
         BinaryPrimitives.WriteUInt32LittleEndian(_config.AsSpan(0x10 + 4 * index), low);
         BinaryPrimitives.WriteUInt32LittleEndian(_writable.AsSpan(0x10 + 4 * index), ~(size - 1) & 0xFFFF_FFF0);
@@ -167,43 +167,30 @@ public abstract class PciFunction
     {
         for (int i = 0; i < _bars.Length; i++)
         {
-            if (_bars[i] is not { } bar)
+            if (_bars[i] is not { } bar || (bar.Memory ? _mmio == null : _ports == null))
                 continue;
             ulong address = BinaryPrimitives.ReadUInt32LittleEndian(_config.AsSpan(0x10 + 4 * i)) & (bar.Memory ? 0xFFFF_FFF0u : 0xFFFF_FFFCu);
             if (bar.Wide)
                 address |= (ulong)BinaryPrimitives.ReadUInt32LittleEndian(_config.AsSpan(0x14 + 4 * i)) << 32;
-            bool placed;
-            if (bar.Memory)
-            {
-                if (_mmio == null)
-                    continue;
-                long want = (Command & CommandMemory) != 0 && address != 0 && address + bar.Size - 1 >= address ? (long)address : -1;
-                if (want == bar.Placed)
-                    continue;
-                placed = _mmio.Move((IMmioHandler)bar.Handler, bar.Size, bar.Placed, want);
-                bar.Placed = placed ? want : -1;
-            }
-            else
-            {
-                if (_ports == null)
-                    continue;
-                int want = (Command & CommandIo) != 0 && address != 0 && address + bar.Size <= 0x1_0000 ? (int)address : -1;
-                if (want == bar.Placed)
-                    continue;
-                placed = _ports.Move((IPortHandler)bar.Handler, (int)bar.Size, (int)bar.Placed, want);
-                bar.Placed = placed ? want : -1;
-            }
+            ulong end = address + bar.Size; // an I/O BAR must end within the 64 KiB port space
+            bool fits = address != 0 && (bar.Memory ? end - 1 >= address : end <= 0x1_0000);
+            long want = (Command & (bar.Memory ? CommandMemory : CommandIo)) != 0 && fits ? (long)address : -1;
+            if (want == bar.Placed)
+                continue;
+            bool placed = bar.Mmio is { } mmio
+                ? _mmio!.Move(mmio, bar.Size, bar.Placed, want)
+                : _ports!.Move(bar.Port!, (int)bar.Size, (int)bar.Placed, (int)want);
+            bar.Placed = placed ? want : -1;
             if (!placed)
                 BarConflicts++;
         }
     }
 
-    private sealed class PlacedBar(uint size, object handler)
+    // A BAR's size and handler: ports or memory (a 64-bit one spans two BARs), and where it is.
+    private sealed record PlacedBar(uint Size, IPortHandler? Port, IMmioHandler? Mmio, bool Wide)
     {
-        public uint Size { get; } = size;
-        public object Handler { get; } = handler;
-        public bool Memory { get; init; }
-        public bool Wide { get; init; }
+        public bool Memory => Mmio != null;
+
         public long Placed { get; set; } = -1;
     }
 }

@@ -1,6 +1,7 @@
 // The rules of the virtio device status (virtio 1.x, section 2.1) that every transport applies
 // the same way: FEATURES_OK sticks only for features the device offered, VERSION_1 among them;
-// queues may be notified once the driver is ready and until the device needs a reset.
+// queues may be notified once the driver is ready and until the device needs a reset; a reset
+// clears the queues and the device.
 namespace Hyve.Devices.Virtio;
 
 /// <summary>The device status bits and the transport-independent rules on them.</summary>
@@ -21,6 +22,14 @@ public static class VirtioDeviceStatus
     /// <paramref name="queues"/> is one the device acts on in <paramref name="status"/>.</summary>
     public static bool MayNotify(uint status, long index, int queues) =>
         index >= 0 && index < queues && (status & DriverOk) != 0 && (status & NeedsReset) == 0;
+
+    /// <summary>A driver's reset (status 0): every queue forgets its set-up, then the device.</summary>
+    public static void Reset(IVirtioDevice device, Virtqueue[] queues)
+    {
+        foreach (Virtqueue q in queues)
+            q.Reset();
+        device.Reset();
+    }
 
     /// <summary>Chains the device could not parse, over <paramref name="queues"/>.</summary>
     public static long Malformed(Virtqueue[] queues)

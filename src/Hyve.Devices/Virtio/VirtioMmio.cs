@@ -40,9 +40,6 @@ public sealed class VirtioMmio : IMmioHandler
     /// <summary>The register page's size.</summary>
     public const ulong Size = 0x1000;
 
-    /// <summary>VIRTIO_F_VERSION_1.</summary>
-    public const ulong FeatureVersion1 = VirtioDeviceStatus.FeatureVersion1;
-
     private const uint Magic = 0x7472_6976; // "virt"
 
     private readonly IVirtioDevice _device;
@@ -74,7 +71,7 @@ public sealed class VirtioMmio : IMmioHandler
     /// <summary>Register accesses the transport does not define (ignored or read as zero).</summary>
     public long BadAccesses { get; private set; }
 
-    private ulong OfferedFeatures => _device.Features | FeatureVersion1;
+    private ulong OfferedFeatures => _device.Features | VirtioDeviceStatus.FeatureVersion1;
 
     private Virtqueue? Selected => _queueSel < _queues.Length ? _queues[_queueSel] : null;
 
@@ -167,9 +164,7 @@ public sealed class VirtioMmio : IMmioHandler
             _status = 0;
             _interrupt = 0;
             _driverFeatures = 0;
-            foreach (Virtqueue q in _queues)
-                q.Reset();
-            _device.Reset();
+            VirtioDeviceStatus.Reset(_device, _queues);
             _irq(false);
             return;
         }

@@ -146,10 +146,7 @@ public sealed class VirtioPci : PciFunction
                 DeliverPending();
             if (at <= _cfgCap + 19 && at + bytes > _cfgCap + 16)
                 ConfigWindow(write: true);
-            if (at <= 5 && at + bytes > 4 && (Command & CommandIntxDisable) != 0)
-                SetIntx(false);
-            else if (at <= 5 && at + bytes > 4)
-                SetIntx(_isr != 0 && !MsixEnabled);
+            UpdateIntx(); // the command register's INTx disable or MSI-X's enable may have changed
         }
     }
 
@@ -191,7 +188,7 @@ public sealed class VirtioPci : PciFunction
                     return 0;
                 uint isr = _isr;
                 _isr = 0;
-                SetIntx(false);
+                UpdateIntx();
                 return isr;
             case >= DeviceAt and < DeviceAt + 0x1000:
                 return _device.ReadConfig((int)(offset - DeviceAt), bytes);
@@ -328,13 +325,9 @@ public sealed class VirtioPci : PciFunction
             _isr = 0;
             _driverFeatures = 0;
             _configVector = NoVector;
-            for (int i = 0; i < _queues.Length; i++)
-            {
-                _queues[i].Reset();
-                _queueVector[i] = NoVector;
-            }
-            _device.Reset();
-            SetIntx(false);
+            _queueVector.AsSpan().Fill(NoVector);
+            VirtioDeviceStatus.Reset(_device, _queues);
+            UpdateIntx();
             return;
         }
         _status = VirtioDeviceStatus.Accept(v, _driverFeatures, OfferedFeatures);
@@ -351,9 +344,11 @@ public sealed class VirtioPci : PciFunction
             Interrupt(_queueVector[index]);
     }
 
-    // INTA follows the ISR byte; only changes reach the line.
-    private void SetIntx(bool level)
+    // INTA is asserted while the ISR byte has a bit set, MSI-X is off and the command register
+    // allows INTx; only changes reach the line.
+    private void UpdateIntx()
     {
+        bool level = _isr != 0 && !MsixEnabled && (Command & CommandIntxDisable) == 0;
         if (level == _intxLevel)
             return;
         _intxLevel = level;
@@ -373,10 +368,8 @@ public sealed class VirtioPci : PciFunction
         }
         _isr |= 1;
         if ((Command & CommandIntxDisable) == 0)
-        {
             IntxRaised++;
-            SetIntx(true);
-        }
+        UpdateIntx();
     }
 
     // Sends every pending vector that is not masked (by its entry or the whole function).
