@@ -26,7 +26,7 @@ internal static class Usage
           disasm --bits 16|32|64 FILE [--offset N] [--length N] [--section NAME]
               Disassemble FILE (raw bytes, or an ELF64 section with --section) in Intel syntax.
               Numbers are decimal or hex with 0x. Invalid bytes print as (bad) and decoding
-              resumes at the next byte; VEX, EVEX and XOP instructions print as (vex/evex/xop).
+              resumes at the next byte; EVEX, XOP and VEX forms outside the decoder's tables print as (vex/evex/xop).
           verify emulator [--cases N] [--seed S]
               Run N random cases (default 1000000) of the MMIO instruction emulator against this
               CPU: each instruction runs natively and through the emulator with its operand in

@@ -35,7 +35,8 @@ public enum CpuFeatures
     /// <summary>LZCNT (leaf 0x80000001 ECX bit 5); without it F3 0F BD is BSR.</summary>
     Lzcnt = 1 << 6,
 
-    /// <summary>BMI1 (leaf 7 EBX bit 3); without it TZCNT (F3 0F BC) is BSF.</summary>
+    /// <summary>BMI1 (leaf 7 EBX bit 3): ANDN, BEXTR, BLSI, BLSMSK, BLSR, TZCNT; without it TZCNT
+    /// (F3 0F BC) is BSF and the rest are #UD.</summary>
     Bmi1 = 1 << 7,
 
     /// <summary>RDRAND (leaf 1 ECX bit 30).</summary>
@@ -47,8 +48,11 @@ public enum CpuFeatures
     /// <summary>RDTSCP (leaf 0x80000001 EDX bit 27).</summary>
     Rdtscp = 1 << 10,
 
+    /// <summary>BMI2 (leaf 7 EBX bit 8): BZHI, MULX, PDEP, PEXT, RORX, SARX, SHLX, SHRX.</summary>
+    Bmi2 = 1 << 11,
+
     /// <summary>Every extension the software CPU implements.</summary>
-    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp,
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2,
 }
 
 /// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
@@ -64,7 +68,7 @@ public static class CpuFeatureBits
         f |= Bit(ecx1, 0, CpuFeatures.Sse3) | Bit(ecx1, 9, CpuFeatures.Ssse3) | Bit(ecx1, 19, CpuFeatures.Sse41)
             | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
             | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1) | Bit(ecx1, 30, CpuFeatures.Rdrand)
-            | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp);
+            | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp) | Bit(ebx7, 8, CpuFeatures.Bmi2);
         return f;
     }
 

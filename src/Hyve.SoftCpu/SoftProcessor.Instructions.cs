@@ -297,6 +297,11 @@ public sealed partial class SoftProcessor
                     Set(RegisterInfo.Gpr(2, size, false), negative ? ulong.MaxValue : 0);
                     break;
                 }
+            case Mnemonic.Andn or Mnemonic.Bextr or Mnemonic.Blsi or Mnemonic.Blsmsk or Mnemonic.Blsr or Mnemonic.Bzhi or Mnemonic.Mulx
+                or Mnemonic.Pdep or Mnemonic.Pext or Mnemonic.Rorx or Mnemonic.Sarx or Mnemonic.Shlx or Mnemonic.Shrx:
+                if (!Bmi(m))
+                    return false;
+                break;
             default:
                 bool done = Sse(next, out bool sse);
                 if (sse)

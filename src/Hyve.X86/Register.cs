@@ -289,6 +289,38 @@ public enum Register : byte
     DR14,
     /// <summary>Debug register DR15.</summary>
     DR15,
+    /// <summary>AVX register YMM0.</summary>
+    YMM0,
+    /// <summary>AVX register YMM1.</summary>
+    YMM1,
+    /// <summary>AVX register YMM2.</summary>
+    YMM2,
+    /// <summary>AVX register YMM3.</summary>
+    YMM3,
+    /// <summary>AVX register YMM4.</summary>
+    YMM4,
+    /// <summary>AVX register YMM5.</summary>
+    YMM5,
+    /// <summary>AVX register YMM6.</summary>
+    YMM6,
+    /// <summary>AVX register YMM7.</summary>
+    YMM7,
+    /// <summary>AVX register YMM8.</summary>
+    YMM8,
+    /// <summary>AVX register YMM9.</summary>
+    YMM9,
+    /// <summary>AVX register YMM10.</summary>
+    YMM10,
+    /// <summary>AVX register YMM11.</summary>
+    YMM11,
+    /// <summary>AVX register YMM12.</summary>
+    YMM12,
+    /// <summary>AVX register YMM13.</summary>
+    YMM13,
+    /// <summary>AVX register YMM14.</summary>
+    YMM14,
+    /// <summary>AVX register YMM15.</summary>
+    YMM15,
 }
 
 /// <summary>Helpers over <see cref="Register"/>.</summary>
@@ -384,6 +416,7 @@ public static class RegisterInfo
         >= Register.ST0 and <= Register.ST7 => 10,
         >= Register.MM0 and <= Register.MM7 => 8,
         >= Register.XMM0 and <= Register.XMM15 => 16,
+        >= Register.YMM0 and <= Register.YMM15 => 32,
         _ => 0,
     };
 
@@ -398,7 +431,7 @@ public static class RegisterInfo
 
     private static string[] BuildNames()
     {
-        var names = new string[(int)Register.DR15 + 1];
+        var names = new string[(int)Register.YMM15 + 1];
         for (int i = 0; i < names.Length; i++)
             names[i] = ((Register)i).ToString().ToLowerInvariant();
         names[0] = "";

@@ -6,7 +6,7 @@ using System.Globalization;
 namespace Hyve.TableGen;
 
 /// <summary>The dimensions a decoding tree splits on, in the order the decoder tests them.</summary>
-internal enum Dim { Reg, Mod, Rm, Pfx, W, B, Mode, Os, As }
+internal enum Dim { Reg, Mod, Rm, Pfx, W, B, Mode, Os, As, L }
 
 /// <summary>A parsed data-file line.</summary>
 internal sealed class OpcodeLine
@@ -21,12 +21,15 @@ internal sealed class OpcodeLine
     public string? MemSize { get; set; }
 
     /// <summary>Condition per dimension; -1 = any. Values: Reg/Rm 0-7; Mod 0=mem 1=reg; Pfx 0=NP 1=66 2=F3 3=F2 4=NF;
-    /// W/B 0/1; Mode 0=!64 1=64; Os/As 0=16 1=32 2=64.</summary>
-    public int[] Cond { get; } = [-1, -1, -1, -1, -1, -1, -1, -1, -1];
+    /// W/B 0/1; Mode 0=!64 1=64; Os/As 0=16 1=32 2=64; L (VEX.L) 0/1.</summary>
+    public int[] Cond { get; } = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
 
     public string Where => $"{File}:{LineNumber}";
 
-    public static readonly string[] MapNames = ["", "0F", "0F38", "0F3A", "0F0F"];
+    public static readonly string[] MapNames = ["", "0F", "0F38", "0F3A", "0F0F", "V0F", "V0F38", "V0F3A"];
+
+    /// <summary>Whether the line is in one of the VEX maps (5-7).</summary>
+    public bool IsVex => Map >= 5;
 
     /// <summary>Parses one non-empty, comment-stripped line.</summary>
     public static OpcodeLine Parse(string file, int lineNo, string text)
@@ -90,7 +93,7 @@ internal sealed class OpcodeLine
     {
         tok = tok.ToUpperInvariant();
         int map = 0;
-        foreach ((string prefix, int m) in new[] { ("0F38", 2), ("0F3A", 3), ("0F0F", 4), ("0F", 1) })
+        foreach ((string prefix, int m) in new[] { ("V0F38", 6), ("V0F3A", 7), ("V0F", 5), ("0F38", 2), ("0F3A", 3), ("0F0F", 4), ("0F", 1) })
         {
             if (tok.Length > prefix.Length && tok.StartsWith(prefix, StringComparison.Ordinal))
             {
@@ -131,6 +134,7 @@ internal sealed class OpcodeLine
             case "mode": Set(Dim.Mode, v == "64" ? 1 : v == "!64" ? 0 : Bad(c)); break;
             case "os": Set(Dim.Os, Size(v, c)); break;
             case "as": Set(Dim.As, Size(v, c)); break;
+            case "l": Set(Dim.L, Digit(v, 1, c)); break;
             default: Bad(c); break;
         }
     }

@@ -30,7 +30,11 @@ internal static class TableGenerator
         "P", "N", "Qq", "Qd",
         "V", "U", "Wo", "Wq", "Wd", "Ww", "Wb",
         "ST0", "STi",
+        "By", "H", "Hx", "Vx", "Ux", "Wx",
     ];
+
+    // VEX operands that read VEX.vvvv; a VEX form without one requires vvvv = 1111b.
+    private static readonly HashSet<string> VvvvOperands = new(["By", "H", "Hx"], StringComparer.Ordinal);
 
     /// <summary>Memory-size override letters (index = code stored in the entry).</summary>
     public static readonly string[] MemSizeCodes = ["", "b", "w", "d", "q", "o", "t", "48", "64"];
@@ -38,8 +42,8 @@ internal static class TableGenerator
     private static readonly HashSet<string> KnownFlags = ["lock", "d64", "f64", "nomod", "nw", "keep"];
 
     // Node kinds (top 4 bits of a node reference); must match Decoder.
-    private const ulong KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12;
-    private const int MapCount = 5;
+    private const ulong KInvalid = 0, KLeaf = 1, KReg = 2, KMod = 3, KRm = 4, KPfx = 5, KW = 6, KB = 7, KMode = 8, KOs = 9, KOsD64 = 10, KAs = 11, KOsF64 = 12, KL = 13;
+    private const int MapCount = 8;
 
     /// <summary>Reads every <c>*.txt</c> in <paramref name="dataDir"/> and returns generated file name → contents.</summary>
     public static Dictionary<string, string> Generate(string dataDir)
@@ -77,12 +81,18 @@ internal static class TableGenerator
             if (!KnownFlags.Contains(f))
                 throw new FormatException($"{l.Where}: unknown flag '{f}'");
         }
+        if (!l.IsVex && l.Operands.Any(o => VvvvOperands.Contains(o) || o is "Vx" or "Ux" or "Wx"))
+            throw new FormatException($"{l.Where}: VEX.vvvv operands only in the VEX maps");
+        if (!l.IsVex && l.Cond[(int)Dim.L] >= 0)
+            throw new FormatException($"{l.Where}: l= only in the VEX maps");
+        if (l.IsVex && l.Cond[(int)Dim.Pfx] is < 0 or 4)
+            throw new FormatException($"{l.Where}: a VEX form names its VEX.pp (pfx=NP|66|F3|F2)");
         if (l.MemSize != null && Array.IndexOf(MemSizeCodes, l.MemSize) <= 0)
             throw new FormatException($"{l.Where}: unknown memory size ':{l.MemSize}'");
         if (l.Cond[(int)Dim.Mod] < 0 && !l.Flags.Contains("nomod"))
         {
             bool mem = l.Operands.Any(o => o.StartsWith('M'));
-            bool reg = l.Operands.Any(o => o is "U" or "N" or "STi" || (o.StartsWith('R') && o.Length == 2));
+            bool reg = l.Operands.Any(o => o is "U" or "Ux" or "N" or "STi" || (o.StartsWith('R') && o.Length == 2));
             if (mem && reg)
                 throw new FormatException($"{l.Where}: operands need both a memory and a register form");
             if (mem)
@@ -98,7 +108,7 @@ internal static class TableGenerator
 
     private static readonly HashSet<string> ModRmOperands = new(
         OperandCodes.Where(o => o.Length == 2 && char.IsLower(o[1]) && "GERMQW".Contains(o[0], StringComparison.Ordinal) || o == "M")
-            .Concat(["Sw", "C", "D", "P", "N", "V", "U", "STi"]),
+            .Concat(["Sw", "C", "D", "P", "N", "V", "U", "STi", "Vx", "Ux", "Wx"]),
         StringComparer.Ordinal);
 
     private sealed class Builder
@@ -175,8 +185,9 @@ internal static class TableGenerator
         sb.Append("/// <summary>Decision trees and entry data for the decoder (generated).</summary>\n");
         sb.Append("internal static class OpcodeTables\n{\n");
         sb.Append("    /// <summary>Node kinds (bits 63:60 of a node).</summary>\n");
-        sb.Append(CultureInfo.InvariantCulture, $"    public const ulong KInvalid = {KInvalid}, KLeaf = {KLeaf}, KReg = {KReg}, KMod = {KMod}, KRm = {KRm}, KPfx = {KPfx}, KW = {KW}, KB = {KB}, KMode = {KMode}, KOs = {KOs}, KOsD64 = {KOsD64}, KAs = {KAs}, KOsF64 = {KOsF64};\n\n");
-        sb.Append("    /// <summary>Root node per (map, opcode): map 0 one-byte, 1 0F, 2 0F38, 3 0F3A, 4 3DNow! suffix.\n");
+        sb.Append(CultureInfo.InvariantCulture, $"    public const ulong KInvalid = {KInvalid}, KLeaf = {KLeaf}, KReg = {KReg}, KMod = {KMod}, KRm = {KRm}, KPfx = {KPfx}, KW = {KW}, KB = {KB}, KMode = {KMode}, KOs = {KOs}, KOsD64 = {KOsD64}, KAs = {KAs}, KOsF64 = {KOsF64}, KL = {KL};\n\n");
+        sb.Append("    /// <summary>Root node per (map, opcode): map 0 one-byte, 1 0F, 2 0F38, 3 0F3A, 4 3DNow! suffix,\n");
+        sb.Append("    /// 5-7 the VEX maps 0F, 0F38, 0F3A.\n");
         sb.Append("    /// A node is kind (63:60), has-ModRM (59, roots only) and either a child-list index (27:0) or,\n");
         sb.Append("    /// for a leaf, opcode (15:0), form (31:16), flags (39:32) and consumed prefix (42:40).</summary>\n");
         AppendArray(sb, "Roots", "ulong", roots.Select(x => "0x" + x.ToString("X16", CultureInfo.InvariantCulture)));
@@ -240,13 +251,14 @@ internal static class TableGenerator
         if (l.Flags.Contains("f64")) flags |= 4;
         if (l.Flags.Contains("nomod")) flags |= 8;
         if (l.Flags.Contains("nw")) flags |= 16;
+        if (l.IsVex && !l.Operands.Any(VvvvOperands.Contains)) flags |= 32; // VEX.vvvv must be 1111b
         int pfx = l.Cond[(int)Dim.Pfx];
         // "keep": the prefix selects the entry and still acts as operand size / REP.
         ulong consumed = l.Flags.Contains("keep") ? 0UL : pfx switch { 1 => 1UL, 2 => 2UL, 3 => 3UL, _ => 0UL };
         return (uint)entry | ((ulong)(uint)form << 16) | (flags << 32) | (consumed << 40);
     }
 
-    private static readonly Dim[] Order = [Dim.Reg, Dim.Mod, Dim.Rm, Dim.Pfx, Dim.W, Dim.B, Dim.Mode, Dim.Os, Dim.As];
+    private static readonly Dim[] Order = [Dim.Reg, Dim.Mod, Dim.Rm, Dim.Pfx, Dim.W, Dim.L, Dim.B, Dim.Mode, Dim.Os, Dim.As];
 
     private static ulong Build(Builder b, List<OpcodeLine> set, string where, int done = 0)
     {
@@ -277,6 +289,7 @@ internal static class TableGenerator
                 Dim.B => KB,
                 Dim.Mode => KMode,
                 Dim.Os => OsKind(set, where),
+                Dim.L => KL,
                 _ => KAs,
             };
             string key = kind + ":" + string.Join(",", children);

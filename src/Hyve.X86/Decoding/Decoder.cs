@@ -25,10 +25,10 @@ public static partial class Decoder
     // Node kinds of the generated trees.
     private const ulong KLeaf = OpcodeTables.KLeaf, KReg = OpcodeTables.KReg, KMod = OpcodeTables.KMod, KRm = OpcodeTables.KRm,
         KPfx = OpcodeTables.KPfx, KW = OpcodeTables.KW, KB = OpcodeTables.KB, KMode = OpcodeTables.KMode, KOs = OpcodeTables.KOs,
-        KOsD64 = OpcodeTables.KOsD64, KAs = OpcodeTables.KAs, KOsF64 = OpcodeTables.KOsF64;
+        KOsD64 = OpcodeTables.KOsD64, KAs = OpcodeTables.KAs, KOsF64 = OpcodeTables.KOsF64, KL = OpcodeTables.KL;
 
     // Leaf flag bits (leaf bits 39:32).
-    private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8, FNoW = 16;
+    private const int FLock = 1, FD64 = 2, FF64 = 4, FNoMod = 8, FNoW = 16, FNoVvvv = 32;
 
     // Byte classes: 1 ES/CS/SS/DS, 2 FS/GS, 3 66, 4 67, 5 F0, 6 F2, 7 F3, 8 REX (64-bit mode only),
     // 9 the 0F escape, 10 C4/C5/62/8F (VEX/EVEX/XOP candidates); 0 every other opcode.
@@ -86,6 +86,7 @@ public static partial class Decoder
     private const int CtxRex = 1 << 24;
     private const int CtxRegForm = 1 << 25;
     private const int CtxIs64 = 1 << 30;
+    private const int CtxOpcodeRexB = 1 << 29; // REX.B's bit in the opcode-register field
 
     // Context bits contributed by REX.WRXB: R into reg (bit 3), B into rm (bit 7) and the opcode
     // register (bit 29), W into the 'y' size (8 instead of 4).
@@ -231,10 +232,56 @@ public static partial class Decoder
                 map = 4;
             }
         }
-        else if (c == 10)
+        // VEX: the REX bits it carries (R, X, B; W only in 64-bit mode, where it can widen Gy), its
+        // W for the tree, VEX.vvvv (as read, and as the register it names) and VEX.L.
+        bool vex = false;
+        int vexW = 0, vvvv = 0, vreg = 0, vexL = 0, pp = 0;
+        if (c == 10)
         {
-            if (IsVexLike(code, pos, is64, b))
+            if (!IsVexLike(code, pos, is64, b))
+            {
+                // LES/LDS/BOUND/POP Ev: the one-byte map.
+            }
+            else if (b is 0xC4 or 0xC5)
+            {
+                int at = pos;
+                int b1 = code[pos++];
+                int b2 = b1;
+                int vmap = 1;
+                int vrex = 0x40 | ((~b1 >> 5) & 4); // R
+                if (b == 0xC4)
+                {
+                    if ((uint)pos >= (uint)code.Length)
+                        return Overrun(code);
+                    b2 = code[pos++];
+                    vmap = b1 & 0x1F;
+                    vrex |= (~b1 >> 5) & 3; // X, B
+                    vexW = b2 >> 7;
+                }
+                if (vmap is < 1 or > 3)
+                    return SkipVex(code, at, b, adSize, is64, ref insn);
+                if ((uint)pos >= (uint)code.Length)
+                    return Overrun(code);
+                op = code[pos++];
+                map = 4 + vmap;
+                if (OpcodeTables.Roots[map * 256 + op] == 0)
+                    return SkipVex(code, at, b, adSize, is64, ref insn);
+                // 66, F2, F3, LOCK or REX before VEX is #UD.
+                if (rex != 0 || (pfx & (int)(Prefixes.Lock | Prefixes.OperandSize | Prefixes.Rep | Prefixes.Repne)) != 0)
+                    return DecodeStatus.Invalid;
+                vvvv = (~b2 >> 3) & 15;
+                vexL = (b2 >> 2) & 1;
+                pp = b2 & 3;
+                // Outside 64-bit mode only R̄ and X̄ (both 1, or this were LES/LDS) exist; B̄ and vvvv's top bit
+                // do not reach a register.
+                rex = is64 ? vrex | (vexW << 3) : 0;
+                vreg = is64 ? vvvv : vvvv & 7;
+                vex = true;
+            }
+            else
+            {
                 return SkipVex(code, pos, b, adSize, is64, ref insn);
+            }
         }
 
         ulong node = OpcodeTables.Roots[(map == 4 ? 1 : map) * 256 + op];
@@ -260,7 +307,8 @@ public static partial class Decoder
 
         if (node >> 60 != KLeaf)
         {
-            node = Walk(node, modrm, rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0, rex, pfx, adSize, is64, is16);
+            int mp = vex ? pp : rep != 0 ? rep : (pfx & (int)Prefixes.OperandSize) != 0 ? 1 : 0;
+            node = Walk(node, modrm, mp, rex | (vexW << 3), vexL, pfx, adSize, is64, is16);
             if (node >> 60 != KLeaf)
                 return DecodeStatus.Invalid;
         }
@@ -271,21 +319,25 @@ public static partial class Decoder
         // A mandatory prefix is not an operand-size or REP prefix.
         pfx &= ~(int)ConsumedMask[(int)(node >> 40) & 7];
         int opSize = OperandSize(is64, is16, pfx, rex, flags);
+        if (vex && (flags & FNoVvvv) != 0 && vvvv != 0)
+            return DecodeStatus.Invalid;
         insn.Opcode = (Opcode)entryIndex;
         insn.OpcodeByte = (byte)op;
         insn.OperandSize = (byte)opSize;
         insn.AddressSize = (byte)adSize;
-        insn.Prefixes = (Prefixes)(pfx | (rex != 0 ? (int)Prefixes.Rex : 0));
-        insn.Rex = (byte)rex;
+        insn.Prefixes = (Prefixes)(pfx | (vex ? (int)Prefixes.Vex : rex != 0 ? (int)Prefixes.Rex : 0));
+        insn.Rex = vex ? (byte)0 : (byte)rex;
+        insn.VexL = (byte)vexL;
 
         bool memForm = hasModRm && modrm < 0xC0 && (flags & FNoMod) == 0;
         if (memForm && map != 4)
             pos = DecodeMemory(code, pos, modrm, adSize, rex, is64, ref insn);
 
         // REX only exists in 64-bit mode, so its bits need no mode check.
-        int ctx = ((modrm >> 3) & 7) | ((modrm & 7) << 4) | ((op & 7) << 26)
+        // VEX forms have no opcode register: its field carries VEX.vvvv, and the sign bit VEX.L.
+        int ctx = ((modrm >> 3) & 7) | ((modrm & 7) << 4) | (vex ? (vreg << 26) | (vexL << 31) : (op & 7) << 26)
             | (opSize << 8) | (adSize << 12)
-            | RexContext[rex & 15] | (rex != 0 ? CtxRex : 0)
+            | (RexContext[rex & 15] & (vex ? ~CtxOpcodeRexB : ~0)) | (rex != 0 && !vex ? CtxRex : 0)
             | (modrm >= 0xC0 ? CtxRegForm : 0)
             | (is64 ? CtxIs64 | (8 << 20) : 4 << 20);
         pos = DecodeForm((ushort)(node >> 16), code, pos, ctx, ref insn);
@@ -300,7 +352,7 @@ public static partial class Decoder
     }
 
     // Follows the decision tree below an opcode to its leaf (or to an invalid node).
-    private static ulong Walk(ulong node, int modrm, int mp, int rex, int pfx, int adSize, bool is64, bool is16)
+    private static ulong Walk(ulong node, int modrm, int mp, int rex, int vexL, int pfx, int adSize, bool is64, bool is16)
     {
         while (node >> 60 != KLeaf)
         {
@@ -313,6 +365,7 @@ public static partial class Decoder
                 case KPfx: node = OpcodeTables.Nodes[idx + mp]; continue;
                 case KW: node = OpcodeTables.Nodes[idx + ((rex >> 3) & 1)]; continue;
                 case KB: node = OpcodeTables.Nodes[idx + (rex & 1)]; continue;
+                case KL: node = OpcodeTables.Nodes[idx + vexL]; continue;
                 case KMode: node = OpcodeTables.Nodes[idx + (is64 ? 1 : 0)]; continue;
                 case KOs: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, 0))]; continue;
                 case KOsD64: node = OpcodeTables.Nodes[idx + SizeIndex(OperandSize(is64, is16, pfx, rex, FD64))]; continue;
@@ -454,7 +507,8 @@ public static partial class Decoder
         bool rex = (ctx & CtxRex) != 0;
         bool regForm = (ctx & CtxRegForm) != 0;
         bool is64 = (ctx & CtxIs64) != 0;
-        int zreg = (ctx >> 26) & 15;
+        int zreg = (ctx >> 26) & 15; // the VEX.vvvv register in VEX forms
+        int vexL = (int)((uint)ctx >> 31);
         switch (spec)
         {
             case OperandSpec.Gb: return SetReg(ref insn, i, RegisterInfo.Gpr(reg, 1, rex));
@@ -630,6 +684,12 @@ public static partial class Decoder
             case OperandSpec.Wd: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4, memSizeOverride);
             case OperandSpec.Ww: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2, memSizeOverride);
             case OperandSpec.Wb: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 1, memSizeOverride);
+            case OperandSpec.By: return SetReg(ref insn, i, RegisterInfo.Gpr(zreg, y, false));
+            case OperandSpec.H: return SetReg(ref insn, i, RegisterInfo.Add(Register.XMM0, zreg));
+            case OperandSpec.Hx: return SetReg(ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, zreg));
+            case OperandSpec.Vx: return SetReg(ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, reg));
+            case OperandSpec.Ux: return SetReg(ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, rm));
+            case OperandSpec.Wx: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, rm), 16 << vexL, memSizeOverride);
             case OperandSpec.ST0: return SetReg(ref insn, i, Register.ST0);
             case OperandSpec.STi: return SetReg(ref insn, i, RegisterInfo.Add(Register.ST0, (rm & 7)));
             default: return false;

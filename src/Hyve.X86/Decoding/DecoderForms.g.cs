@@ -201,6 +201,10 @@ public static partial class Decoder
             case 183: return Form183(code, pos, ctx, ref insn);
             case 184: return Form184(code, pos, ctx, ref insn);
             case 185: return Form185(code, pos, ctx, ref insn);
+            case 186: return Form186(code, pos, ctx, ref insn);
+            case 187: return Form187(code, pos, ctx, ref insn);
+            case 188: return Form188(code, pos, ctx, ref insn);
+            case 189: return Form189(code, pos, ctx, ref insn);
             default: return -1;
         }
     }
@@ -266,9 +270,18 @@ public static partial class Decoder
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ap, 0, 0) ? pos : -1;
     }
 
-    // C,Rf
+    // By,Ey
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static int Form8(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.By, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 0) ? pos : -1;
+    }
+
+    // C,Rf
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form9(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.C, 0, 0)
@@ -277,7 +290,7 @@ public static partial class Decoder
 
     // CS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form9(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form10(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.CS, 0, 0) ? pos : -1;
@@ -285,7 +298,7 @@ public static partial class Decoder
 
     // D,Rf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form10(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form11(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.D, 0, 0)
@@ -294,7 +307,7 @@ public static partial class Decoder
 
     // DS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form11(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form12(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DS, 0, 0) ? pos : -1;
@@ -302,7 +315,7 @@ public static partial class Decoder
 
     // DX,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form12(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form13(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
@@ -311,7 +324,7 @@ public static partial class Decoder
 
     // DX,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form13(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form14(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
@@ -320,7 +333,7 @@ public static partial class Decoder
 
     // DX,Xz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form14(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form15(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
@@ -329,7 +342,7 @@ public static partial class Decoder
 
     // DX,eAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form15(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form16(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.DX, 0, 0)
@@ -338,7 +351,7 @@ public static partial class Decoder
 
     // ES
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form16(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form17(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.ES, 0, 0) ? pos : -1;
@@ -346,7 +359,7 @@ public static partial class Decoder
 
     // Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form17(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form18(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0) ? pos : -1;
@@ -354,7 +367,7 @@ public static partial class Decoder
 
     // Eb,1
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form18(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form19(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
@@ -363,7 +376,7 @@ public static partial class Decoder
 
     // Eb,CL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form19(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form20(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
@@ -372,7 +385,7 @@ public static partial class Decoder
 
     // Eb,Gb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form20(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form21(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
@@ -381,7 +394,7 @@ public static partial class Decoder
 
     // Eb,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form21(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form22(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eb, 0, 0)
@@ -390,7 +403,7 @@ public static partial class Decoder
 
     // Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form22(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form23(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0) ? pos : -1;
@@ -398,7 +411,7 @@ public static partial class Decoder
 
     // Ed,Gd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form23(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form24(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
@@ -407,7 +420,7 @@ public static partial class Decoder
 
     // Ed,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form24(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form25(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
@@ -416,7 +429,7 @@ public static partial class Decoder
 
     // Ed,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form25(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form26(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
@@ -425,7 +438,7 @@ public static partial class Decoder
 
     // Ed,V,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form26(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form27(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 0)
@@ -435,7 +448,7 @@ public static partial class Decoder
 
     // Ed:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form27(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form28(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 0, 2) ? pos : -1;
@@ -443,7 +456,7 @@ public static partial class Decoder
 
     // Ef,Gf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form28(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form29(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ef, 0, 0)
@@ -452,7 +465,7 @@ public static partial class Decoder
 
     // Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form29(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form30(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0) ? pos : -1;
@@ -460,7 +473,7 @@ public static partial class Decoder
 
     // Eq,Gq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form30(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form31(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
@@ -469,7 +482,7 @@ public static partial class Decoder
 
     // Eq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form31(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form32(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
@@ -478,7 +491,7 @@ public static partial class Decoder
 
     // Eq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form32(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form33(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
@@ -487,7 +500,7 @@ public static partial class Decoder
 
     // Eq,V,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form33(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form34(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 0)
@@ -497,7 +510,7 @@ public static partial class Decoder
 
     // Eq:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form34(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form35(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 0, 2) ? pos : -1;
@@ -505,7 +518,7 @@ public static partial class Decoder
 
     // Ev
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form35(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form36(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0) ? pos : -1;
@@ -513,7 +526,7 @@ public static partial class Decoder
 
     // Ev,1
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form36(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form37(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -522,7 +535,7 @@ public static partial class Decoder
 
     // Ev,CL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form37(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form38(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -531,7 +544,7 @@ public static partial class Decoder
 
     // Ev,Gv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form38(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form39(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -540,7 +553,7 @@ public static partial class Decoder
 
     // Ev,Gv,CL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form39(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form40(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -550,7 +563,7 @@ public static partial class Decoder
 
     // Ev,Gv,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form40(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form41(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -560,7 +573,7 @@ public static partial class Decoder
 
     // Ev,Gv:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form41(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form42(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 2)
@@ -569,7 +582,7 @@ public static partial class Decoder
 
     // Ev,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form42(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form43(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -578,7 +591,7 @@ public static partial class Decoder
 
     // Ev,Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form43(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form44(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -587,7 +600,7 @@ public static partial class Decoder
 
     // Ev,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form44(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form45(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 0)
@@ -596,7 +609,7 @@ public static partial class Decoder
 
     // Ev,Sw:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form45(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form46(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 0, 2)
@@ -605,7 +618,7 @@ public static partial class Decoder
 
     // Ew
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form46(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form47(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ew, 0, 0) ? pos : -1;
@@ -613,7 +626,7 @@ public static partial class Decoder
 
     // Ew,Gw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form47(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form48(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ew, 0, 0)
@@ -622,7 +635,7 @@ public static partial class Decoder
 
     // Ey,V,Ib:b
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form48(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form49(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 0, 1)
@@ -632,7 +645,7 @@ public static partial class Decoder
 
     // Ey,V,Ib:d
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form49(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form50(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 0, 3)
@@ -642,7 +655,7 @@ public static partial class Decoder
 
     // Ey,V,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form50(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form51(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 0, 2)
@@ -652,7 +665,7 @@ public static partial class Decoder
 
     // FS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form51(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form52(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.FS, 0, 0) ? pos : -1;
@@ -660,7 +673,7 @@ public static partial class Decoder
 
     // GS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form52(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form53(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.GS, 0, 0) ? pos : -1;
@@ -668,7 +681,7 @@ public static partial class Decoder
 
     // Gb,Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form53(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form54(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gb, 0, 0)
@@ -677,7 +690,7 @@ public static partial class Decoder
 
     // Gd,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form54(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form55(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 0, 0)
@@ -686,7 +699,7 @@ public static partial class Decoder
 
     // Gd,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form55(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form56(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 0, 8)
@@ -695,7 +708,7 @@ public static partial class Decoder
 
     // Gd,Rd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form56(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form57(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gd, 0, 0)
@@ -704,7 +717,7 @@ public static partial class Decoder
 
     // Gf,Ef
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form57(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form58(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gf, 0, 0)
@@ -713,7 +726,7 @@ public static partial class Decoder
 
     // Gf,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form58(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form59(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gf, 0, 0)
@@ -722,7 +735,7 @@ public static partial class Decoder
 
     // Gq,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form59(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form60(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gq, 0, 0)
@@ -731,7 +744,7 @@ public static partial class Decoder
 
     // Gq,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form60(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form61(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gq, 0, 8)
@@ -740,7 +753,7 @@ public static partial class Decoder
 
     // Gv,Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form61(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form62(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -749,7 +762,7 @@ public static partial class Decoder
 
     // Gv,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form62(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form63(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -758,7 +771,7 @@ public static partial class Decoder
 
     // Gv,Ev
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form63(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form64(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -767,7 +780,7 @@ public static partial class Decoder
 
     // Gv,Ev,Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form64(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form65(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -777,7 +790,7 @@ public static partial class Decoder
 
     // Gv,Ev,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form65(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form66(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -787,7 +800,7 @@ public static partial class Decoder
 
     // Gv,Ev:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form66(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form67(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 2)
@@ -796,7 +809,7 @@ public static partial class Decoder
 
     // Gv,Ew
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form67(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form68(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -805,7 +818,7 @@ public static partial class Decoder
 
     // Gv,M
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form68(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form69(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -814,7 +827,7 @@ public static partial class Decoder
 
     // Gv,Ma
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form69(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form70(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -823,7 +836,7 @@ public static partial class Decoder
 
     // Gv,Mp
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form70(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form71(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -832,7 +845,7 @@ public static partial class Decoder
 
     // Gv,Mv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form71(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form72(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gv, 0, 0)
@@ -841,7 +854,7 @@ public static partial class Decoder
 
     // Gw,Ew
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form72(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form73(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gw, 0, 0)
@@ -850,16 +863,26 @@ public static partial class Decoder
 
     // Gw,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form73(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form74(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gw, 0, 8)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
+    // Gy,By,Ey
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form75(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.By, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 2, 0) ? pos : -1;
+    }
+
     // Gy,Eb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form74(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form76(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -868,7 +891,7 @@ public static partial class Decoder
 
     // Gy,Ev
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form75(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form77(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -877,16 +900,36 @@ public static partial class Decoder
 
     // Gy,Ey
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form76(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form78(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 0) ? pos : -1;
     }
 
+    // Gy,Ey,By
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form79(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.By, 2, 0) ? pos : -1;
+    }
+
+    // Gy,Ey,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form80(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
+    }
+
     // Gy,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form77(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form81(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -895,7 +938,7 @@ public static partial class Decoder
 
     // Gy,N,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form78(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form82(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -905,7 +948,7 @@ public static partial class Decoder
 
     // Gy,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form79(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form83(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -914,7 +957,7 @@ public static partial class Decoder
 
     // Gy,U,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form80(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form84(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -924,7 +967,7 @@ public static partial class Decoder
 
     // Gy,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form81(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form85(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -933,7 +976,7 @@ public static partial class Decoder
 
     // Gy,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form82(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form86(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -942,7 +985,7 @@ public static partial class Decoder
 
     // Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form83(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form87(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0) ? pos : -1;
@@ -950,7 +993,7 @@ public static partial class Decoder
 
     // Ib,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form84(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form88(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0)
@@ -959,7 +1002,7 @@ public static partial class Decoder
 
     // Ib,eAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form85(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form89(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0)
@@ -968,7 +1011,7 @@ public static partial class Decoder
 
     // Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form86(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form90(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ibs, 0, 0) ? pos : -1;
@@ -976,7 +1019,7 @@ public static partial class Decoder
 
     // Iw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form87(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form91(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iw, 0, 0) ? pos : -1;
@@ -984,7 +1027,7 @@ public static partial class Decoder
 
     // Iw,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form88(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form92(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iw, 0, 0)
@@ -993,7 +1036,7 @@ public static partial class Decoder
 
     // Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form89(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form93(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iz, 0, 0) ? pos : -1;
@@ -1001,7 +1044,7 @@ public static partial class Decoder
 
     // Jb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form90(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form94(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jb, 0, 0) ? pos : -1;
@@ -1009,7 +1052,7 @@ public static partial class Decoder
 
     // Jx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form91(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form95(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jx, 0, 0) ? pos : -1;
@@ -1017,7 +1060,7 @@ public static partial class Decoder
 
     // Jz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form92(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form96(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jz, 0, 0) ? pos : -1;
@@ -1025,7 +1068,7 @@ public static partial class Decoder
 
     // M
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form93(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form97(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 0) ? pos : -1;
@@ -1033,7 +1076,7 @@ public static partial class Decoder
 
     // M:48
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form94(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form98(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 7) ? pos : -1;
@@ -1041,7 +1084,7 @@ public static partial class Decoder
 
     // M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form95(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form99(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 8) ? pos : -1;
@@ -1049,7 +1092,7 @@ public static partial class Decoder
 
     // Mb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form96(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form100(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mb, 0, 0) ? pos : -1;
@@ -1057,7 +1100,7 @@ public static partial class Decoder
 
     // Md
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form97(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form101(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0) ? pos : -1;
@@ -1065,7 +1108,7 @@ public static partial class Decoder
 
     // Md,Gd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form98(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form102(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0)
@@ -1074,7 +1117,7 @@ public static partial class Decoder
 
     // Md,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form99(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form103(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0)
@@ -1083,7 +1126,7 @@ public static partial class Decoder
 
     // Me
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form100(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form104(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Me, 0, 0) ? pos : -1;
@@ -1091,7 +1134,7 @@ public static partial class Decoder
 
     // Mf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form101(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form105(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mf, 0, 0) ? pos : -1;
@@ -1099,7 +1142,7 @@ public static partial class Decoder
 
     // Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form102(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form106(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 0, 0) ? pos : -1;
@@ -1107,7 +1150,7 @@ public static partial class Decoder
 
     // Mo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form103(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form107(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 0, 0)
@@ -1116,7 +1159,7 @@ public static partial class Decoder
 
     // Mp
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form104(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form108(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mp, 0, 0) ? pos : -1;
@@ -1124,7 +1167,7 @@ public static partial class Decoder
 
     // Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form105(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form109(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0) ? pos : -1;
@@ -1132,7 +1175,7 @@ public static partial class Decoder
 
     // Mq,Gq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form106(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form110(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
@@ -1141,7 +1184,7 @@ public static partial class Decoder
 
     // Mq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form107(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form111(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
@@ -1150,7 +1193,7 @@ public static partial class Decoder
 
     // Mq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form108(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form112(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
@@ -1159,7 +1202,7 @@ public static partial class Decoder
 
     // Ms
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form109(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form113(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ms, 0, 0) ? pos : -1;
@@ -1167,7 +1210,7 @@ public static partial class Decoder
 
     // Mt
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form110(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form114(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mt, 0, 0) ? pos : -1;
@@ -1175,7 +1218,7 @@ public static partial class Decoder
 
     // Mv,Gv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form111(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form115(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mv, 0, 0)
@@ -1184,7 +1227,7 @@ public static partial class Decoder
 
     // Mw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form112(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form116(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mw, 0, 0) ? pos : -1;
@@ -1192,7 +1235,7 @@ public static partial class Decoder
 
     // Mx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form113(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form117(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mx, 0, 0) ? pos : -1;
@@ -1200,7 +1243,7 @@ public static partial class Decoder
 
     // My,Gy
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form114(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form118(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.My, 0, 0)
@@ -1209,7 +1252,7 @@ public static partial class Decoder
 
     // N,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form115(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form119(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 0, 0)
@@ -1218,7 +1261,7 @@ public static partial class Decoder
 
     // Ob,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form116(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form120(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ob, 0, 0)
@@ -1227,7 +1270,7 @@ public static partial class Decoder
 
     // Ov,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form117(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form121(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ov, 0, 0)
@@ -1236,7 +1279,7 @@ public static partial class Decoder
 
     // P,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form118(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form122(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1245,7 +1288,7 @@ public static partial class Decoder
 
     // P,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form119(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form123(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1254,7 +1297,7 @@ public static partial class Decoder
 
     // P,Ey,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form120(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form124(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 2)
@@ -1264,7 +1307,7 @@ public static partial class Decoder
 
     // P,Qd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form121(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form125(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1273,7 +1316,7 @@ public static partial class Decoder
 
     // P,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form122(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form126(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1282,7 +1325,7 @@ public static partial class Decoder
 
     // P,Qq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form123(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form127(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1292,7 +1335,7 @@ public static partial class Decoder
 
     // P,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form124(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form128(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1301,7 +1344,7 @@ public static partial class Decoder
 
     // P,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form125(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form129(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1310,7 +1353,7 @@ public static partial class Decoder
 
     // P,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form126(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form130(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1319,7 +1362,7 @@ public static partial class Decoder
 
     // Qq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form127(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form131(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qq, 0, 0)
@@ -1328,7 +1371,7 @@ public static partial class Decoder
 
     // Rd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form128(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form132(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rd, 0, 0) ? pos : -1;
@@ -1336,7 +1379,7 @@ public static partial class Decoder
 
     // Rf,C
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form129(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form133(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 0, 0)
@@ -1345,7 +1388,7 @@ public static partial class Decoder
 
     // Rf,D
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form130(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form134(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 0, 0)
@@ -1354,7 +1397,7 @@ public static partial class Decoder
 
     // Rq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form131(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form135(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rq, 0, 0) ? pos : -1;
@@ -1362,7 +1405,7 @@ public static partial class Decoder
 
     // Rw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form132(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form136(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rw, 0, 0) ? pos : -1;
@@ -1370,7 +1413,7 @@ public static partial class Decoder
 
     // SS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form133(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form137(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.SS, 0, 0) ? pos : -1;
@@ -1378,7 +1421,7 @@ public static partial class Decoder
 
     // ST0,STi
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form134(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form138(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.ST0, 0, 0)
@@ -1387,7 +1430,7 @@ public static partial class Decoder
 
     // STi
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form135(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form139(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 0, 0) ? pos : -1;
@@ -1395,7 +1438,7 @@ public static partial class Decoder
 
     // STi,ST0
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form136(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form140(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 0, 0)
@@ -1404,7 +1447,7 @@ public static partial class Decoder
 
     // Sw,Ev:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form137(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form141(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Sw, 0, 2)
@@ -1413,7 +1456,7 @@ public static partial class Decoder
 
     // U,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form138(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form142(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
@@ -1422,7 +1465,7 @@ public static partial class Decoder
 
     // U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form139(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form143(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
@@ -1432,7 +1475,7 @@ public static partial class Decoder
 
     // V,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form140(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form144(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1441,7 +1484,7 @@ public static partial class Decoder
 
     // V,Ed,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form141(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form145(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1451,7 +1494,7 @@ public static partial class Decoder
 
     // V,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form142(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form146(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1460,7 +1503,7 @@ public static partial class Decoder
 
     // V,Eq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form143(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form147(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1470,7 +1513,7 @@ public static partial class Decoder
 
     // V,Ey
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form144(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form148(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1479,7 +1522,7 @@ public static partial class Decoder
 
     // V,Ey,Ib:b
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form145(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form149(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 1)
@@ -1489,7 +1532,7 @@ public static partial class Decoder
 
     // V,Ey,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form146(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form150(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 2)
@@ -1499,7 +1542,7 @@ public static partial class Decoder
 
     // V,M:48
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form147(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form151(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 7)
@@ -1508,7 +1551,7 @@ public static partial class Decoder
 
     // V,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form148(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form152(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 8)
@@ -1517,7 +1560,7 @@ public static partial class Decoder
 
     // V,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form149(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form153(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1526,7 +1569,7 @@ public static partial class Decoder
 
     // V,Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form150(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form154(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1535,7 +1578,7 @@ public static partial class Decoder
 
     // V,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form151(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form155(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1544,7 +1587,7 @@ public static partial class Decoder
 
     // V,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form152(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form156(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1553,7 +1596,7 @@ public static partial class Decoder
 
     // V,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form153(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form157(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1562,7 +1605,7 @@ public static partial class Decoder
 
     // V,U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form154(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form158(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1573,7 +1616,7 @@ public static partial class Decoder
 
     // V,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form155(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form159(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1582,7 +1625,7 @@ public static partial class Decoder
 
     // V,Wd,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form156(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form160(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1592,7 +1635,7 @@ public static partial class Decoder
 
     // V,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form157(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form161(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1601,7 +1644,7 @@ public static partial class Decoder
 
     // V,Wo,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form158(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form162(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1611,7 +1654,7 @@ public static partial class Decoder
 
     // V,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form159(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form163(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1620,7 +1663,7 @@ public static partial class Decoder
 
     // V,Wq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form160(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form164(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1630,7 +1673,7 @@ public static partial class Decoder
 
     // V,Ww
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form161(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form165(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1639,7 +1682,7 @@ public static partial class Decoder
 
     // Wd,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form162(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form166(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 0, 0)
@@ -1648,7 +1691,7 @@ public static partial class Decoder
 
     // Wo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form163(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form167(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 0, 0)
@@ -1657,7 +1700,7 @@ public static partial class Decoder
 
     // Wq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form164(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form168(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 0, 0)
@@ -1666,7 +1709,7 @@ public static partial class Decoder
 
     // XD,P,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form165(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form169(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 0)
@@ -1676,7 +1719,7 @@ public static partial class Decoder
 
     // XD,V,U:o
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form166(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 5)
@@ -1686,7 +1729,7 @@ public static partial class Decoder
 
     // Xb,Yb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form167(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 0, 0)
@@ -1695,7 +1738,7 @@ public static partial class Decoder
 
     // Xlat
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form168(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xlat, 0, 0) ? pos : -1;
@@ -1703,7 +1746,7 @@ public static partial class Decoder
 
     // Xv,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form169(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xv, 0, 0)
@@ -1712,7 +1755,7 @@ public static partial class Decoder
 
     // Yb,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -1721,7 +1764,7 @@ public static partial class Decoder
 
     // Yb,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -1730,7 +1773,7 @@ public static partial class Decoder
 
     // Yb,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -1739,7 +1782,7 @@ public static partial class Decoder
 
     // Yv,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
@@ -1748,7 +1791,7 @@ public static partial class Decoder
 
     // Yv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
@@ -1757,7 +1800,7 @@ public static partial class Decoder
 
     // Yz,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yz, 0, 0)
@@ -1766,7 +1809,7 @@ public static partial class Decoder
 
     // Zb,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zb, 0, 0)
@@ -1775,7 +1818,7 @@ public static partial class Decoder
 
     // Zv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0) ? pos : -1;
@@ -1783,7 +1826,7 @@ public static partial class Decoder
 
     // Zv,Iv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
@@ -1792,7 +1835,7 @@ public static partial class Decoder
 
     // Zv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
@@ -1801,7 +1844,7 @@ public static partial class Decoder
 
     // eAX,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
@@ -1810,7 +1853,7 @@ public static partial class Decoder
 
     // eAX,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
@@ -1819,7 +1862,7 @@ public static partial class Decoder
 
     // rAX,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form186(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -1828,7 +1871,7 @@ public static partial class Decoder
 
     // rAX,Ov
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form187(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -1837,7 +1880,7 @@ public static partial class Decoder
 
     // rAX,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form188(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -1846,7 +1889,7 @@ public static partial class Decoder
 
     // rAX,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form189(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)

@@ -12,7 +12,8 @@ public enum DecodeStatus : byte
     Invalid,
     /// <summary>The input ended before the instruction did.</summary>
     NoMoreBytes,
-    /// <summary>A VEX, EVEX or XOP instruction: its length is known, its contents are not decoded.</summary>
+    /// <summary>An EVEX or XOP instruction, or a VEX one outside the decoder's tables: its length is known,
+    /// its contents are not decoded.</summary>
     Unsupported,
     /// <summary>Longer than 15 bytes (#GP(0) on hardware).</summary>
     TooLong,
@@ -93,6 +94,8 @@ public enum Prefixes : ushort
     AddressSize = 16,
     /// <summary>A REX prefix is in effect.</summary>
     Rex = 32,
+    /// <summary>The instruction is VEX-encoded (C4/C5).</summary>
+    Vex = 64,
 }
 
 /// <summary>Four operand slots stored inline (no allocation).</summary>
@@ -187,6 +190,9 @@ public struct Instruction
 
     /// <summary>REX prefix byte in effect, or 0.</summary>
     public byte Rex { readonly get; internal set; }
+
+    /// <summary>VEX.L of a VEX-encoded instruction (1: 256-bit vectors), else 0.</summary>
+    public byte VexL { readonly get; internal set; }
 
     /// <summary>Whether a ModRM byte was decoded.</summary>
     public bool HasModRM { readonly get; internal set; }

@@ -71,6 +71,8 @@ public enum Mnemonic : ushort
     Aeskeygenassist,
     /// <summary>And</summary>
     And,
+    /// <summary>Andn</summary>
+    Andn,
     /// <summary>Andnpd</summary>
     Andnpd,
     /// <summary>Andnps</summary>
@@ -85,6 +87,8 @@ public enum Mnemonic : ushort
     Arpl,
     /// <summary>Axor</summary>
     Axor,
+    /// <summary>Bextr</summary>
+    Bextr,
     /// <summary>Blendpd</summary>
     Blendpd,
     /// <summary>Blendps</summary>
@@ -93,6 +97,12 @@ public enum Mnemonic : ushort
     Blendvpd,
     /// <summary>Blendvps</summary>
     Blendvps,
+    /// <summary>Blsi</summary>
+    Blsi,
+    /// <summary>Blsmsk</summary>
+    Blsmsk,
+    /// <summary>Blsr</summary>
+    Blsr,
     /// <summary>Bound</summary>
     Bound,
     /// <summary>Bsf</summary>
@@ -109,6 +119,8 @@ public enum Mnemonic : ushort
     Btr,
     /// <summary>Bts</summary>
     Bts,
+    /// <summary>Bzhi</summary>
+    Bzhi,
     /// <summary>Call</summary>
     Call,
     /// <summary>Cbw</summary>
@@ -795,6 +807,8 @@ public enum Mnemonic : ushort
     Mulsd,
     /// <summary>Mulss</summary>
     Mulss,
+    /// <summary>Mulx</summary>
+    Mulx,
     /// <summary>Mwait</summary>
     Mwait,
     /// <summary>Mwaitx</summary>
@@ -901,6 +915,10 @@ public enum Mnemonic : ushort
     Pcmpistrm,
     /// <summary>Pconfig</summary>
     Pconfig,
+    /// <summary>Pdep</summary>
+    Pdep,
+    /// <summary>Pext</summary>
+    Pext,
     /// <summary>Pextrb</summary>
     Pextrb,
     /// <summary>Pextrd</summary>
@@ -1223,6 +1241,8 @@ public enum Mnemonic : ushort
     Rol,
     /// <summary>Ror</summary>
     Ror,
+    /// <summary>Rorx</summary>
+    Rorx,
     /// <summary>Roundpd</summary>
     Roundpd,
     /// <summary>Roundps</summary>
@@ -1247,6 +1267,8 @@ public enum Mnemonic : ushort
     Salc,
     /// <summary>Sar</summary>
     Sar,
+    /// <summary>Sarx</summary>
+    Sarx,
     /// <summary>Saveprevssp</summary>
     Saveprevssp,
     /// <summary>Sbb</summary>
@@ -1325,10 +1347,14 @@ public enum Mnemonic : ushort
     Shl,
     /// <summary>Shld</summary>
     Shld,
+    /// <summary>Shlx</summary>
+    Shlx,
     /// <summary>Shr</summary>
     Shr,
     /// <summary>Shrd</summary>
     Shrd,
+    /// <summary>Shrx</summary>
+    Shrx,
     /// <summary>Shufpd</summary>
     Shufpd,
     /// <summary>Shufps</summary>

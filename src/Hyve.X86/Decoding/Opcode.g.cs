@@ -2857,4 +2857,30 @@ public enum Opcode : ushort
     Rdpid_Rd,
     /// <summary>Rdpid_Rq</summary>
     Rdpid_Rq,
+    /// <summary>Andn_Gy_By_Ey</summary>
+    Andn_Gy_By_Ey,
+    /// <summary>Blsr_By_Ey</summary>
+    Blsr_By_Ey,
+    /// <summary>Blsmsk_By_Ey</summary>
+    Blsmsk_By_Ey,
+    /// <summary>Blsi_By_Ey</summary>
+    Blsi_By_Ey,
+    /// <summary>Bzhi_Gy_Ey_By</summary>
+    Bzhi_Gy_Ey_By,
+    /// <summary>Pext_Gy_By_Ey</summary>
+    Pext_Gy_By_Ey,
+    /// <summary>Pdep_Gy_By_Ey</summary>
+    Pdep_Gy_By_Ey,
+    /// <summary>Mulx_Gy_By_Ey</summary>
+    Mulx_Gy_By_Ey,
+    /// <summary>Bextr_Gy_Ey_By</summary>
+    Bextr_Gy_Ey_By,
+    /// <summary>Shlx_Gy_Ey_By</summary>
+    Shlx_Gy_Ey_By,
+    /// <summary>Sarx_Gy_Ey_By</summary>
+    Sarx_Gy_Ey_By,
+    /// <summary>Shrx_Gy_Ey_By</summary>
+    Shrx_Gy_Ey_By,
+    /// <summary>Rorx_Gy_Ey_Ib</summary>
+    Rorx_Gy_Ey_Ib,
 }

@@ -96,4 +96,10 @@ internal enum OperandSpec : byte
     Wb,
     ST0,
     STi,
+    By,
+    H,
+    Hx,
+    Vx,
+    Ux,
+    Wx,
 }
