@@ -81,8 +81,8 @@ internal static class Usage
           --disk FILE         a virtio-mmio block device over FILE (read-write)
           --backend soft|kvm  the software CPU (default) or /dev/kvm
           --cpu-features v1|v2  the x86-64 level CPUID reports: v2 (default) adds SSE3, SSSE3,
-                              SSE4.1 and SSE4.2 to v1's SSE2; the software CPU runs exactly
-                              what is reported
+                              SSE4.1, SSE4.2 and XSAVE (x87 and SSE state) to v1's SSE2; the
+                              software CPU runs exactly what is reported
           --verify-emulation  with --backend kvm: emulate each device-memory instruction KVM
                               completes a second time and stop on any difference
           --timeout SECONDS   stop the guest after this long (at most 4294967)

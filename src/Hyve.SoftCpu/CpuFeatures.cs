@@ -51,8 +51,11 @@ public enum CpuFeatures
     /// <summary>BMI2 (leaf 7 EBX bit 8): BZHI, MULX, PDEP, PEXT, RORX, SARX, SHLX, SHRX.</summary>
     Bmi2 = 1 << 11,
 
+    /// <summary>XSAVE (leaf 1 ECX bit 26): XSAVE, XRSTOR, XGETBV, XSETBV and CR4.OSXSAVE.</summary>
+    Xsave = 1 << 12,
+
     /// <summary>Every extension the software CPU implements.</summary>
-    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2,
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2 | Xsave,
 }
 
 /// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
@@ -68,7 +71,8 @@ public static class CpuFeatureBits
         f |= Bit(ecx1, 0, CpuFeatures.Sse3) | Bit(ecx1, 9, CpuFeatures.Ssse3) | Bit(ecx1, 19, CpuFeatures.Sse41)
             | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
             | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1) | Bit(ecx1, 30, CpuFeatures.Rdrand)
-            | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp) | Bit(ebx7, 8, CpuFeatures.Bmi2);
+            | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp) | Bit(ebx7, 8, CpuFeatures.Bmi2)
+            | Bit(ecx1, 26, CpuFeatures.Xsave);
         return f;
     }
 

@@ -69,42 +69,77 @@ public sealed partial class SoftProcessor
         Register seg = _insn.MemorySegment;
         if ((Linear(seg, ea) & 15) != 0)
             return Raise(ExceptionVector.GP);
-        int xmms = _bitness == Bitness.Bits64 ? 16 : 8;
         Span<byte> img = stackalloc byte[512];
         if (restore)
         {
-            for (int k = 0; k < 512; k += 8)
-            {
-                if (!Read(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, out ulong v))
-                    return false;
-                BinaryPrimitives.WriteUInt64LittleEndian(img[k..], v);
-            }
+            if (!ReadImage(seg, ea, img))
+                return false;
             uint mxcsr = BinaryPrimitives.ReadUInt32LittleEndian(img[24..]);
             if ((mxcsr & ~MxcsrMask) != 0)
                 return Raise(ExceptionVector.GP);
-            _fcw = BinaryPrimitives.ReadUInt16LittleEndian(img);
-            _fsw = BinaryPrimitives.ReadUInt16LittleEndian(img[2..]);
-            byte abridged = img[4];
-            _ftw = 0;
-            for (int r = 0; r < 8; r++)
-                _ftw |= (ushort)(((abridged >> r) & 1) != 0 ? 0 : 3 << (2 * r)); // valid, or empty
-            _fop = BinaryPrimitives.ReadUInt16LittleEndian(img[6..]);
-            _fip = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[8..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[8..]);
-            _fdp = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[16..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[16..]);
-            _fcs = wide ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(img[12..]);
-            _fds = wide ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(img[20..]);
+            LoadX87Image(img, wide);
             _mxcsr = mxcsr;
-            for (int k = 0; k < 8; k++)
-            {
-                int p = Physical(k); // the image holds ST0-ST7 in stack order
-                _area.Mm[p] = BinaryPrimitives.ReadUInt64LittleEndian(img[(32 + 16 * k)..]);
-                _fprHigh[p] = BinaryPrimitives.ReadUInt16LittleEndian(img[(40 + 16 * k)..]);
-            }
-            for (int x = 0; x < xmms; x++)
-                _area.Xmm[x] = BinaryPrimitives.ReadUInt128LittleEndian(img[(160 + 16 * x)..]);
+            LoadXmmImage(img);
             return true;
         }
         img.Clear();
+        StoreX87Image(img, wide);
+        StoreMxcsrImage(img);
+        StoreXmmImage(img);
+        return WriteImage(seg, ea, img);
+    }
+
+    // Reads an image of img.Length bytes (a multiple of 8) at seg:ea.
+    private bool ReadImage(Register seg, ulong ea, Span<byte> img)
+    {
+        for (int k = 0; k < img.Length; k += 8)
+        {
+            if (!Read(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, out ulong v))
+                return false;
+            BinaryPrimitives.WriteUInt64LittleEndian(img[k..], v);
+        }
+        return true;
+    }
+
+    // Writes an image at seg:ea, probing both ends writable first so that a fault leaves memory
+    // untouched.
+    private bool WriteImage(Register seg, ulong ea, ReadOnlySpan<byte> img)
+    {
+        if (!Read(seg, ea, 1, out _, forWrite: true)
+            || !Read(seg, (ea + (ulong)img.Length - 1) & Alu.Mask(_insn.AddressSize), 1, out _, forWrite: true))
+            return false;
+        for (int k = 0; k < img.Length; k += 8)
+        {
+            if (!Write(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, BinaryPrimitives.ReadUInt64LittleEndian(img[k..])))
+                return false;
+        }
+        return true;
+    }
+
+    // The x87 part of the image (bytes 0-23 but MXCSR, and the registers at 32-159).
+    private void LoadX87Image(ReadOnlySpan<byte> img, bool wide)
+    {
+        _fcw = BinaryPrimitives.ReadUInt16LittleEndian(img);
+        _fsw = BinaryPrimitives.ReadUInt16LittleEndian(img[2..]);
+        byte abridged = img[4];
+        _ftw = 0;
+        for (int r = 0; r < 8; r++)
+            _ftw |= (ushort)(((abridged >> r) & 1) != 0 ? 0 : 3 << (2 * r)); // valid, or empty
+        _fop = BinaryPrimitives.ReadUInt16LittleEndian(img[6..]);
+        _fip = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[8..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[8..]);
+        _fdp = wide ? BinaryPrimitives.ReadUInt64LittleEndian(img[16..]) : BinaryPrimitives.ReadUInt32LittleEndian(img[16..]);
+        _fcs = wide ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(img[12..]);
+        _fds = wide ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(img[20..]);
+        for (int k = 0; k < 8; k++)
+        {
+            int p = Physical(k); // the image holds ST0-ST7 in stack order
+            _area.Mm[p] = BinaryPrimitives.ReadUInt64LittleEndian(img[(32 + 16 * k)..]);
+            _fprHigh[p] = BinaryPrimitives.ReadUInt16LittleEndian(img[(40 + 16 * k)..]);
+        }
+    }
+
+    private void StoreX87Image(Span<byte> img, bool wide)
+    {
         BinaryPrimitives.WriteUInt16LittleEndian(img, _fcw);
         BinaryPrimitives.WriteUInt16LittleEndian(img[2..], _fsw);
         byte tags = 0;
@@ -118,24 +153,32 @@ public sealed partial class SoftProcessor
         // The 32-bit image keeps FCS and FDS beside 32-bit pointers; the 64-bit one has 64-bit pointers.
         BinaryPrimitives.WriteUInt64LittleEndian(img[8..], wide ? _fip : (uint)_fip | ((ulong)_fcs << 32));
         BinaryPrimitives.WriteUInt64LittleEndian(img[16..], wide ? _fdp : (uint)_fdp | ((ulong)_fds << 32));
-        BinaryPrimitives.WriteUInt32LittleEndian(img[24..], _mxcsr);
-        BinaryPrimitives.WriteUInt32LittleEndian(img[28..], MxcsrMask);
         for (int k = 0; k < 8; k++)
         {
             int p = Physical(k);
             BinaryPrimitives.WriteUInt64LittleEndian(img[(32 + 16 * k)..], _area.Mm[p]);
             BinaryPrimitives.WriteUInt16LittleEndian(img[(40 + 16 * k)..], _fprHigh[p]);
         }
-        for (int x = 0; x < xmms; x++)
+    }
+
+    private void StoreMxcsrImage(Span<byte> img)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(img[24..], _mxcsr);
+        BinaryPrimitives.WriteUInt32LittleEndian(img[28..], MxcsrMask);
+    }
+
+    // XMM0-15 at 160 (XMM0-7 outside 64-bit mode).
+    private int ImageXmms => _bitness == Bitness.Bits64 ? 16 : 8;
+
+    private void LoadXmmImage(ReadOnlySpan<byte> img)
+    {
+        for (int x = 0; x < ImageXmms; x++)
+            _area.Xmm[x] = BinaryPrimitives.ReadUInt128LittleEndian(img[(160 + 16 * x)..]);
+    }
+
+    private void StoreXmmImage(Span<byte> img)
+    {
+        for (int x = 0; x < ImageXmms; x++)
             BinaryPrimitives.WriteUInt128LittleEndian(img[(160 + 16 * x)..], _area.Xmm[x]);
-        // Probe both ends writable before writing anything, so a fault leaves memory untouched.
-        if (!Read(seg, ea, 1, out _, forWrite: true) || !Read(seg, (ea + 511) & Alu.Mask(_insn.AddressSize), 1, out _, forWrite: true))
-            return false;
-        for (int k = 0; k < 512; k += 8)
-        {
-            if (!Write(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, BinaryPrimitives.ReadUInt64LittleEndian(img[k..])))
-                return false;
-        }
-        return true;
     }
 }

@@ -1,6 +1,7 @@
 // The CPUID a guest sees: one consistent, configurable model of an Intel-compatible processor
-// at an x86-64 microarchitecture level (v2 by default), which keeps guests off XSAVE and AVX
-// (the software CPU does not implement them yet).
+// at an x86-64 microarchitecture level (v2 by default, with XSAVE for the x87 and SSE state),
+// which keeps guests off AVX (the software CPU does not implement it yet). Two answers follow the
+// vCPU: OSXSAVE is CR4's bit, and leaf 0xD's current XSAVE size follows XCR0.
 using System;
 using System.Text;
 
@@ -13,7 +14,8 @@ public enum CpuLevel
     /// which Hyve's processor always has).</summary>
     V1,
 
-    /// <summary>x86-64-v2: v1 with SSE3, SSSE3, SSE4.1 and SSE4.2.</summary>
+    /// <summary>x86-64-v2: v1 with SSE3, SSSE3, SSE4.1 and SSE4.2; XSAVE too (the x87 and SSE
+    /// state components).</summary>
     V2,
 }
 
@@ -46,8 +48,26 @@ public sealed class CpuidPolicy
     /// paths it runs.</summary>
     public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 30) | (1u << 31);
 
-    /// <summary>Leaf 1 ECX's x86-64-v2 bits: SSE3, SSSE3, SSE4.1, SSE4.2.</summary>
-    public const uint Leaf1EcxV2 = (1u << 0) | (1u << 9) | (1u << 19) | (1u << 20);
+    /// <summary>Leaf 1 ECX's x86-64-v2 bits: SSE3, SSSE3, SSE4.1, SSE4.2, and XSAVE.</summary>
+    public const uint Leaf1EcxV2 = (1u << 0) | (1u << 9) | (1u << 19) | (1u << 20) | Leaf1EcxXsave;
+
+    /// <summary>Leaf 1 ECX's XSAVE bit (XSAVE, XRSTOR, XGETBV, XSETBV and XCR0).</summary>
+    public const uint Leaf1EcxXsave = 1u << 26;
+
+    /// <summary>Leaf 1 ECX's OSXSAVE bit: CR4.OSXSAVE as the asking vCPU has it.</summary>
+    public const uint Leaf1EcxOsxsave = 1u << 27;
+
+    /// <summary>The XCR0 bits XSETBV accepts: x87 and SSE where XSAVE is offered, none otherwise.</summary>
+    public ulong Xcr0Supported => Level >= CpuLevel.V2 ? 3UL : 0;
+
+    /// <summary>The size of the standard-format XSAVE area for the components in <paramref name="xcr0"/>:
+    /// the 512-byte legacy region and the 64-byte header (x87 and SSE live in the legacy region).</summary>
+    public static uint XsaveSize(ulong xcr0) => 512 + 64;
+
+    /// <summary>Whether XSETBV may set XCR0 to <paramref name="value"/>: x87 on, nothing CPUID does
+    /// not offer, and AVX only with SSE.</summary>
+    public bool ValidXcr0(ulong value) =>
+        (value & ~Xcr0Supported) == 0 && (value & 1) != 0 && ((value & 4) == 0 || (value & 2) != 0);
 
     /// <summary>The level reported (v2 by default; v1 makes guests choose their SSE2 code paths).</summary>
     public CpuLevel Level { get; init; } = CpuLevel.V2;
@@ -65,8 +85,13 @@ public sealed class CpuidPolicy
     public const uint Leaf7Ebx = (1u << 7) | (1u << 9) | (1u << 18) | (1u << 20) | (1u << 23);
 
     /// <summary>The answer for <paramref name="leaf"/>/<paramref name="subleaf"/> on the vCPU whose
-    /// APIC ID is <paramref name="apicId"/>.</summary>
-    public (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, int apicId)
+    /// APIC ID is <paramref name="apicId"/>, as after reset (CR4.OSXSAVE clear, XCR0 x87 only).</summary>
+    public (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, int apicId) => Query(leaf, subleaf, apicId, 0, 1);
+
+    /// <summary>The answer for <paramref name="leaf"/>/<paramref name="subleaf"/> on the vCPU whose
+    /// APIC ID is <paramref name="apicId"/> and whose CR4 and XCR0 are <paramref name="cr4"/> and
+    /// <paramref name="xcr0"/>.</summary>
+    public (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, int apicId, ulong cr4, ulong xcr0)
     {
         switch (leaf)
         {
@@ -75,9 +100,18 @@ public sealed class CpuidPolicy
             case 1:
                 uint ebx = ((uint)apicId << 24) | ((uint)Math.Min(Vcpus, 255) << 16) | (8u << 8);
                 uint edx = Leaf1Edx | (Vcpus > 1 ? 1u << 28 : 0);
-                return (Signature, ebx, Leaf1Ecx | (Level >= CpuLevel.V2 ? Leaf1EcxV2 : 0), edx);
+                uint ecx = Leaf1Ecx | (Level >= CpuLevel.V2 ? Leaf1EcxV2 : 0);
+                if ((ecx & Leaf1EcxXsave) != 0 && (cr4 & (1UL << 18)) != 0)
+                    ecx |= Leaf1EcxOsxsave;
+                return (Signature, ebx, ecx, edx);
             case 7:
                 return subleaf == 0 ? (0u, Leaf7Ebx, 0u, 0u) : (0u, 0u, 0u, 0u);
+            case 0xD:
+                // Subleaf 0: the XCR0 bits supported, the area size for the current XCR0 and for all
+                // supported components. Subleaf 1: no XSAVEOPT, XSAVEC, XGETBV with ECX 1 or XSAVES.
+                if (Xcr0Supported == 0 || subleaf != 0)
+                    return (0, 0, 0, 0);
+                return ((uint)Xcr0Supported, XsaveSize(xcr0), XsaveSize(Xcr0Supported), (uint)(Xcr0Supported >> 32));
             case 0x15:
                 // TSC / crystal ratio 1/1 and the crystal's frequency: the TSC counts the VM clock's
                 // nanoseconds, so guests need not calibrate it against the PIT.

@@ -504,7 +504,7 @@ public sealed class Vcpu
                 return true;
             case BackendExitKind.Cpuid:
                 {
-                    var (a, b, c, d) = _vm.Cpuid.Query((uint)_cpu.GetGpr(0), (uint)_cpu.GetGpr(1), Id);
+                    var (a, b, c, d) = _vm.Cpuid.Query((uint)_cpu.GetGpr(0), (uint)_cpu.GetGpr(1), Id, _cpu.Control.Cr4, _cpu.Xcr0);
                     _cpu.SetGpr(0, a);
                     _cpu.SetGpr(3, b);
                     _cpu.SetGpr(1, c);
@@ -524,6 +524,20 @@ public sealed class Vcpu
                     _cpu.SetGpr(be.Cr8Register, Apic.ReadRegister(0x80) >> 4);
                 _cpu.Rip += be.InstructionLength;
                 return false;
+            case BackendExitKind.Xsetbv:
+                {
+                    // As bhyve's vmx_emulate_xsetbv: only XCR0; x87 always on, nothing CPUID does not
+                    // offer, AVX only with SSE. The processor checked CPL 0 and CR4.OSXSAVE first.
+                    ulong value = (_cpu.GetGpr(2) << 32) | (uint)_cpu.GetGpr(0);
+                    if ((uint)_cpu.GetGpr(1) != 0 || !_vm.Cpuid.ValidXcr0(value))
+                    {
+                        _cpu.Inject(new Event(ExceptionVector.GP, EventType.HardwareException, 0, true));
+                        return false;
+                    }
+                    _cpu.SetXcr0(value);
+                    _cpu.Rip += be.InstructionLength;
+                    return false;
+                }
             case BackendExitKind.DeviceFetch:
                 // Code run from where no RAM is: the all-ones bytes a PC's bus returns there
                 // decode as FF /7, an undefined opcode. Nothing to ask the device half.

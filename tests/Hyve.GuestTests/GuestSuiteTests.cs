@@ -182,7 +182,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         // binary (compared with the host's hash of the same file), and powers the machine off
         // through ACPI (S5). CPUID offers x86-64-v2: the kernel lists SSE4.2, and a static probe
         // (guests/linux/sse4.c) runs SSE4.1 and SSE4.2 instructions in user space, its lines
-        // equal to the host CPU's run of the same program.
+        // equal to the host CPU's run of the same program. CPUID offers XSAVE too: the kernel
+        // switches every task's x87 and SSE state with XSAVE and XRSTOR in the standard format.
         Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
         Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
         string probe = System.IO.Path.Combine(GuestRun.GuestsDir, "build", "linux", "sse4");
@@ -209,6 +210,7 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         string hash = System.Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
             System.IO.File.ReadAllBytes(Hyve.TestSupport.DebianBusybox.Path!)));
         Shows(linux.Output,
+            "x86/fpu: Enabled xstate features 0x3, context size is 576 bytes, using 'standard' format.",
             "ACPI: PM: (supports S0 S5)",
             "Run /init as init process",
             "user space: Linux x86_64",

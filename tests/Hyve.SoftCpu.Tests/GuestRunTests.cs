@@ -455,6 +455,88 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(0u, _vm.Vcpus[0].Apic.ReadRegister(0x80));
     }
 
+    // Sets CR4.OSFXSR and CR4.OSXSAVE (mov rax, cr4; or eax, 0x40200; mov cr4, rax).
+    private const string EnableXsave = "0F20E0" + "0D00020400" + "0F22E0";
+
+    [Fact]
+    public void XsaveStateGoesThroughXsetbvXsaveAndXrstor()
+    {
+        // XGETBV reads XCR0 = 1 (x87) after reset; XSETBV (a VM exit the vmm completes) sets x87
+        // and SSE; XSAVE of both to a 64-byte aligned area, XMM3 cleared, XRSTOR brings it back.
+        LongMode(Convert.FromHexString(EnableXsave +
+            "31C9" + "0F01D0" + "4989C0" +                 // xor ecx, ecx; xgetbv; mov r8, rax
+            "B803000000" + "31D2" + "0F01D1" +             // mov eax, 3; xor edx, edx; xsetbv
+            "0F01D0" + "4989C1" +                          // xgetbv; mov r9, rax
+            "48B88877665544332211" + "66480F6ED8" +        // mov rax, 0x1122334455667788; movq xmm3, rax
+            "B803000000" + "31D2" + "0FAE242500900000" +   // mov eax, 3; xor edx, edx; xsave [0x9000]
+            "660FEFDB" + "0FAE2C2500900000" +              // pxor xmm3, xmm3; xrstor [0x9000]
+            "66490F7EDA" + "F4"));                         // movq r10, xmm3; hlt
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(1UL, Cpu.GetGpr(8));
+        Assert.Equal(3UL, Cpu.GetGpr(9));
+        Assert.Equal(0x1122334455667788UL, Cpu.GetGpr(10));
+        Assert.Equal(3UL, Cpu.Xcr0);
+        Span<byte> area = stackalloc byte[576];
+        Assert.True(_memory.ReadRam(0x9000, area));
+        Assert.Equal(0x037FU, BitConverter.ToUInt16(area));              // FCW
+        Assert.Equal(0x1F80U, BitConverter.ToUInt32(area[24..]));        // MXCSR
+        Assert.Equal(0x1122334455667788UL, BitConverter.ToUInt64(area[(160 + 3 * 16)..])); // XMM3
+        Assert.Equal(3UL, BitConverter.ToUInt64(area[512..]));           // XSTATE_BV
+        Assert.Equal(0UL, BitConverter.ToUInt64(area[520..]));           // XCOMP_BV untouched
+    }
+
+    [Fact]
+    public void XrstorInitialisesComponentsTheHeaderMarksUnused()
+    {
+        // XSTATE_BV = SSE only: XRSTOR loads XMM3 and MXCSR from the area and puts the x87 state
+        // (loaded by FLDPI) back to its initial state, whatever the area's x87 bytes say.
+        _memory.WriteRam(0x9000, BitConverter.GetBytes((ushort)0x027F));
+        _memory.WriteRam(0x9018, BitConverter.GetBytes(0x1FC0u));
+        _memory.WriteRam(0x9000 + 160 + 48, BitConverter.GetBytes(0xCAFEF00DUL));
+        _memory.WriteRam(0x9200, BitConverter.GetBytes(2UL));
+        LongMode(Convert.FromHexString(EnableXsave +
+            "31C9B80300000031D20F01D1" +                   // xsetbv x87 | SSE
+            "D9EB" + "B80300000031D2" + "0FAE2C2500900000" + // fldpi; xrstor [0x9000] with RFBM 3
+            "D93C2500A00000" + "0FAE1C2504A00000" +        // fnstcw [0xA000]; stmxcsr [0xA004]
+            "DFE0" + "4989C3" + "66490F7EDA" + "F4"));     // fnstsw ax; mov r11, rax; movq r10, xmm3; hlt
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Span<byte> saved = stackalloc byte[8];
+        Assert.True(_memory.ReadRam(0xA000, saved));
+        Assert.Equal(0x037FU, BitConverter.ToUInt16(saved));    // FCW initialised, not the area's 0x027F
+        Assert.Equal(0x1FC0U, BitConverter.ToUInt32(saved[4..])); // MXCSR from the area
+        Assert.Equal(0UL, Cpu.GetGpr(11) & 0xFFFF);              // FSW: TOP back to 0
+        Assert.Equal(0xCAFEF00DUL, Cpu.GetGpr(10));
+    }
+
+    [Theory]
+    [InlineData("B9010000000F01D0", 'g')]                                      // XGETBV of XCR1
+    [InlineData("31C9B80200000031D20F01D1", 'g')]                              // XSETBV without x87
+    [InlineData("31C9B80700000031D20F01D1", 'g')]                              // XSETBV of AVX, not offered
+    [InlineData("B901000000B80100000031D20F01D1", 'g')]                        // XSETBV of XCR1
+    [InlineData("B80300000031D20FAE242510900000", 'g')]                        // XSAVE to an area 16 bytes off 64
+    [InlineData("48C704250892000001000000B80300000031D20FAE2C2500900000", 'g')] // XRSTOR with XCOMP_BV set
+    [InlineData("48C704250092000004000000B80300000031D20FAE2C2500900000", 'g')] // XRSTOR of a component XCR0 lacks
+    [InlineData("31C9B80300000031D20F01D1C7042518900000000001000FAE2C2500900000", 'g')] // XRSTOR of a reserved MXCSR bit
+    [InlineData("X0F01D0", 'u')]                                               // XGETBV with CR4.OSXSAVE clear
+    public void XsaveFaultsAsTheSdmSays(string hex, char expected)
+    {
+        // #UD prints 'u', #GP 'g'; "X" runs the code without setting CR4.OSXSAVE first.
+        bool withoutXsave = hex.StartsWith('X');
+        LongMode(Convert.FromHexString((withoutXsave ? "" : EnableXsave) + hex.TrimStart('X') + "F4"));
+        foreach ((int vector, ulong handler, string body) in new[] { (6, Code + 0x100, "B075E6E9F4"), (13, Code + 0x200, "B067E6E9F4") })
+        {
+            ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
+            _memory.WriteRam(0x4000 + (ulong)vector * 16, BitConverter.GetBytes(gate));
+            _memory.WriteRam(handler, Convert.FromHexString(body));
+        }
+        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
+        Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(expected.ToString(), _console.ToString());
+        Assert.Equal(1UL, Cpu.Xcr0 & ~2UL); // no rejected value reached XCR0
+    }
+
     [Fact]
     public void TimersFireInVirtualTimeWhileTheGuestRuns()
     {

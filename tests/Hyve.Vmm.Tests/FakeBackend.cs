@@ -107,6 +107,10 @@ public sealed class FakeVcpu : IBackendVcpu
 
     public void Inject(in Event e) => Injected.Add(e);
 
+    public ulong Xcr0 { get; set; } = 1;
+
+    public void SetXcr0(ulong value) => Xcr0 = value;
+
     public void RequestInterruptWindow(bool on) => WindowRequested = on;
 
     public void RequestExit() => ExitRequests++;

@@ -160,12 +160,65 @@ public sealed class VcpuTests : IDisposable
         Bsp.Gpr[0] = 1;
         Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.Cpuid, InstructionLength = 2 });
         _vm.Vcpus[0].Run(VmEntry.Default);
-        // x86-64-v2 by default: SSE3, SSSE3, SSE4.1, SSE4.2 with CX16 and POPCNT.
-        Assert.Equal(CpuidPolicy.Leaf1Ecx | 1 | (1 << 9) | (1 << 19) | (1 << 20), Bsp.Gpr[1]);
+        // x86-64-v2 by default: SSE3, SSSE3, SSE4.1, SSE4.2 with CX16 and POPCNT, and XSAVE.
+        Assert.Equal(CpuidPolicy.Leaf1Ecx | 1 | (1 << 9) | (1 << 19) | (1 << 20) | (1 << 26), Bsp.Gpr[1]);
         Assert.Equal((1UL << 13) | (1UL << 23), Bsp.Gpr[1] & ((1UL << 13) | (1UL << 23)));
-        Assert.Equal(0UL, Bsp.Gpr[1] & (1UL << 22 | 1UL << 26 | 1UL << 27 | 1UL << 28)); // no MOVBE, XSAVE, OSXSAVE, AVX
+        Assert.Equal(0UL, Bsp.Gpr[1] & (1UL << 22 | 1UL << 27 | 1UL << 28)); // no MOVBE, no OSXSAVE (CR4 has it clear), no AVX
         Assert.Equal(CpuidPolicy.Leaf1Ecx, new CpuidPolicy { Level = CpuLevel.V1 }.Query(1, 0, 0).Ecx);
         Assert.Equal(0x1002UL, Bsp.Rip);
+    }
+
+    [Fact]
+    public void CpuidFollowsTheVcpusCr4AndXcr0()
+    {
+        // OSXSAVE is CR4.OSXSAVE; leaf 0xD: x87 and SSE supported, 576 bytes for the legacy region
+        // and the header, no XSAVEOPT/XSAVEC/XSAVES (subleaf 1 all zero).
+        Bsp.Control = Bsp.Control with { Cr4 = Bsp.Control.Cr4 | (1UL << 18) };
+        Bsp.Gpr[0] = 1;
+        Bsp.Gpr[1] = 0;
+        Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.Cpuid, InstructionLength = 2 });
+        Bsp.Script.Enqueue(v =>
+        {
+            Assert.Equal(1UL << 27, v.Gpr[1] & (1UL << 27));
+            v.Gpr[0] = 0xD;
+            v.Gpr[1] = 0;
+            return new BackendExit { Kind = BackendExitKind.Cpuid, InstructionLength = 2 };
+        });
+        Bsp.Script.Enqueue(v =>
+        {
+            Assert.Equal((3UL, 576UL, 576UL, 0UL), (v.Gpr[0], v.Gpr[3], v.Gpr[1], v.Gpr[2]));
+            v.Gpr[0] = 0xD;
+            v.Gpr[1] = 1;
+            return new BackendExit { Kind = BackendExitKind.Cpuid, InstructionLength = 2 };
+        });
+        Bsp.Script.Enqueue(v =>
+        {
+            Assert.Equal((0UL, 0UL, 0UL, 0UL), (v.Gpr[0], v.Gpr[3], v.Gpr[1], v.Gpr[2]));
+            return new BackendExit { Kind = BackendExitKind.TripleFault };
+        });
+        Assert.Equal(VmExitCode.Suspended, _vm.Vcpus[0].Run(VmEntry.Default).Code);
+        Assert.Empty(Bsp.Script);
+    }
+
+    [Theory]
+    [InlineData(0u, 3UL, true)]
+    [InlineData(0u, 1UL, true)]
+    [InlineData(0u, 2UL, false)]  // x87 must stay on
+    [InlineData(0u, 7UL, false)]  // AVX is not offered
+    [InlineData(0u, 5UL, false)]  // AVX without SSE
+    [InlineData(1u, 1UL, false)]  // only XCR0 exists
+    [InlineData(0u, 1UL << 32 | 3, false)]
+    public void XsetbvExitsSetXcr0OrRaiseGeneralProtection(uint ecx, ulong value, bool accepted)
+    {
+        Bsp.Gpr[1] = ecx;
+        Bsp.Gpr[0] = value & 0xFFFF_FFFF;
+        Bsp.Gpr[2] = value >> 32;
+        Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.Xsetbv, InstructionLength = 3 });
+        Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.TripleFault });
+        _vm.Vcpus[0].Run(VmEntry.Default);
+        Assert.Equal(accepted ? value : 1UL, Bsp.Xcr0);
+        Assert.Equal(accepted ? 0x1003UL : 0x1000UL, Bsp.Rip);
+        Assert.Equal(accepted ? [] : [new Event(ExceptionVector.GP, EventType.HardwareException, 0, true)], Bsp.Injected);
     }
 
     [Fact]

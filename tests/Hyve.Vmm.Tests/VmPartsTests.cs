@@ -64,7 +64,10 @@ public sealed class VmPartsTests
         Assert.Equal(3u, ebx1 >> 24);                // APIC ID
         Assert.Equal(4u, (ebx1 >> 16) & 0xFF);       // logical processors
         Assert.NotEqual(0u, edx1 & (1u << 28));      // HTT with more than one
-        Assert.Equal(0u, ecx1 & ((1u << 26) | (1u << 27) | (1u << 28) | (1u << 12) | (1u << 29))); // no XSAVE, OSXSAVE, AVX, FMA, F16C
+        Assert.Equal(1u << 26, ecx1 & ((1u << 26) | (1u << 27) | (1u << 28) | (1u << 12) | (1u << 29))); // XSAVE; OSXSAVE clear after reset; no AVX, FMA, F16C
+        Assert.Equal(1u << 27, p.Query(1, 0, 0, 1UL << 18, 1).Ecx & (1u << 27)); // OSXSAVE is CR4's
+        Assert.Equal(0u, new CpuidPolicy { Level = CpuLevel.V1 }.Query(1, 0, 0, 1UL << 18, 1).Ecx & ((1u << 26) | (1u << 27)));
+        Assert.Equal((0u, 0u, 0u, 0u), new CpuidPolicy { Level = CpuLevel.V1 }.Query(0xD, 0, 0));
         Assert.Equal(0u, p.Query(7, 0, 0).Ebx & ((1u << 3) | (1u << 5) | (1u << 8) | (1u << 16))); // no BMI1, AVX2, BMI2, AVX-512
         Assert.Equal(0x8000_0008u, p.Query(0x8000_0000, 0, 0).Eax);
         Assert.NotEqual(0u, p.Query(0x8000_0001, 0, 0).Edx & (1u << 29)); // long mode

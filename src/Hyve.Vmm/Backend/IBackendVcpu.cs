@@ -45,6 +45,10 @@ public enum BackendExitKind : byte
     /// <summary>MOV to or from CR8 (the local APIC's task priority, <see cref="BackendExit.Cr8Write"/>,
     /// the general register <see cref="BackendExit.Cr8Register"/>): the vmm does it and advances RIP.</summary>
     Cr8,
+    /// <summary>XSETBV (ECX the register, EDX:EAX the value), which VMX always takes as an exit
+    /// once the processor has checked CPL 0 and CR4.OSXSAVE: the vmm checks the value against
+    /// what CPUID offers and sets XCR0 (<see cref="IBackendVcpu.SetXcr0"/>), or raises #GP(0).</summary>
+    Xsetbv,
     /// <summary>Anything else; <see cref="BackendExit.Reason"/> says what.</summary>
     Unhandled,
 }
@@ -214,6 +218,14 @@ public interface IBackendVcpu : IVieCpu
         }
         Rip += length;
     }
+
+    /// <summary>XCR0, the XSAVE feature mask (x87 only after reset), for backends whose processor
+    /// leaves it to the vmm.</summary>
+    ulong Xcr0 => 1;
+
+    /// <summary>Sets XCR0 after an <see cref="BackendExitKind.Xsetbv"/> exit (the vmm has checked the
+    /// value).</summary>
+    void SetXcr0(ulong value) => throw new NotSupportedException("this backend keeps XCR0 itself");
 
     /// <summary>Gives the backend the vmm's CPUID answers for this vCPU, for backends that answer
     /// CPUID themselves (the software CPU exits to the vmm instead and ignores this).</summary>

@@ -13,7 +13,7 @@ public static class VmxExitReason
     public const uint ExceptionOrNmi = 0, ExternalInterrupt = 1, TripleFault = 2, InitSignal = 3, Sipi = 4,
         InterruptWindow = 7, NmiWindow = 8, Cpuid = 10, Hlt = 12, Invlpg = 14, Rdtsc = 16, CrAccess = 28,
         IoInstruction = 30, Rdmsr = 31, Wrmsr = 32, EntryFailureGuestState = 33, Pause = 40, EptViolation = 48,
-        EptMisconfiguration = 49, PreemptionTimer = 52;
+        EptMisconfiguration = 49, PreemptionTimer = 52, Xsetbv = 55;
 #pragma warning restore CS1591
 }
 
@@ -84,6 +84,7 @@ public static class VmxExits
             case VmxExitReason.InterruptWindow or VmxExitReason.NmiWindow: exit.Kind = BackendExitKind.InterruptWindow; break;
             case VmxExitReason.ExternalInterrupt: exit.Kind = BackendExitKind.Interrupted; break;
             case VmxExitReason.PreemptionTimer: exit.Kind = BackendExitKind.Preempted; break;
+            case VmxExitReason.Xsetbv: exit.Kind = BackendExitKind.Xsetbv; break;
             default: exit.Kind = BackendExitKind.Unhandled; break;
         }
         return exit;

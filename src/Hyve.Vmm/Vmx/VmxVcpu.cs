@@ -25,6 +25,10 @@ public sealed class VmxGuestArea
     /// <summary>MMX registers.</summary>
     public ulong[] Mm { get; } = new ulong[8];
 
+    /// <summary>XCR0, the XSAVE feature mask (x87 only after reset). The vmm sets it on an XSETBV
+    /// exit, as VMX leaves XCR0 to software.</summary>
+    public ulong Xcr0 { get; set; } = 1;
+
     /// <summary>STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE, TSC_AUX.</summary>
     public ulong Star, Lstar, Cstar, Fmask, KernelGsBase, TscAux;
 }
@@ -201,6 +205,12 @@ public sealed class VmxVcpu : IBackendVcpu
 
     /// <inheritdoc/>
     public UInt128 GetXmm(int n) => _area.Xmm[n];
+
+    /// <inheritdoc/>
+    public ulong Xcr0 => _area.Xcr0;
+
+    /// <inheritdoc/>
+    public void SetXcr0(ulong value) => _area.Xcr0 = value;
 
     /// <inheritdoc/>
     public void SetXmm(int n, UInt128 value) => _area.Xmm[n] = value;
