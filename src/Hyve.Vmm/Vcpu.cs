@@ -674,8 +674,8 @@ public sealed class Vcpu
         Rip = _cpu.Rip,
     };
 
-    // INIT: the processor state of the SDM's INIT column (real mode at F000:FFF0); MSRs and the
-    // vector registers are kept.
+    // INIT: the processor state of the SDM's INIT column (real mode at F000:FFF0, XCR0 = 1); MSRs
+    // and the vector registers are kept.
     /// <summary>Puts the vCPU in the state hardware reset gives (real mode at F000:FFF0 with CS
     /// based at 0xFFFF0000, EDX the processor signature), for firmware to start from.</summary>
     public void PowerOnReset() => InitReset();
@@ -695,6 +695,8 @@ public sealed class Vcpu
             _cpu.SetSegment(s, new Segment(0, 0, 0xFFFF, 0x93));
         _cpu.Gdtr = new TableRegister(0, 0xFFFF);
         _cpu.Idtr = new TableRegister(0, 0xFFFF);
+        if (_cpu.Xcr0 != 1)
+            _cpu.SetXcr0(1); // INIT puts XCR0 back to x87 only
     }
 
     private static readonly Register[] DataSegments = [Register.ES, Register.SS, Register.DS, Register.FS, Register.GS];

@@ -690,6 +690,16 @@ public static partial class Decoder
             case OperandSpec.Vx: return SetReg(ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, reg));
             case OperandSpec.Ux: return SetReg(ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, rm));
             case OperandSpec.Wx: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, rm), 16 << vexL, memSizeOverride);
+            // Half, quarter and eighth of the vector length: an XMM register, or memory of that size.
+            case OperandSpec.Wh: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 8 << vexL, memSizeOverride);
+            case OperandSpec.Wr: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4 << vexL, memSizeOverride);
+            case OperandSpec.We: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2 << vexL, memSizeOverride);
+            case OperandSpec.Lx:
+                {
+                    // The register in bits 7:4 of an immediate byte (bit 7 ignored outside 64-bit mode).
+                    int n = Byte(code, ref pos) >> 4;
+                    return SetReg(ref insn, i, RegisterInfo.Add(vexL != 0 ? Register.YMM0 : Register.XMM0, is64 ? n : n & 7));
+                }
             case OperandSpec.ST0: return SetReg(ref insn, i, Register.ST0);
             case OperandSpec.STi: return SetReg(ref insn, i, RegisterInfo.Add(Register.ST0, (rm & 7)));
             default: return false;

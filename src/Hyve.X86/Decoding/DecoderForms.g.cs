@@ -205,6 +205,43 @@ public static partial class Decoder
             case 187: return Form187(code, pos, ctx, ref insn);
             case 188: return Form188(code, pos, ctx, ref insn);
             case 189: return Form189(code, pos, ctx, ref insn);
+            case 190: return Form190(code, pos, ctx, ref insn);
+            case 191: return Form191(code, pos, ctx, ref insn);
+            case 192: return Form192(code, pos, ctx, ref insn);
+            case 193: return Form193(code, pos, ctx, ref insn);
+            case 194: return Form194(code, pos, ctx, ref insn);
+            case 195: return Form195(code, pos, ctx, ref insn);
+            case 196: return Form196(code, pos, ctx, ref insn);
+            case 197: return Form197(code, pos, ctx, ref insn);
+            case 198: return Form198(code, pos, ctx, ref insn);
+            case 199: return Form199(code, pos, ctx, ref insn);
+            case 200: return Form200(code, pos, ctx, ref insn);
+            case 201: return Form201(code, pos, ctx, ref insn);
+            case 202: return Form202(code, pos, ctx, ref insn);
+            case 203: return Form203(code, pos, ctx, ref insn);
+            case 204: return Form204(code, pos, ctx, ref insn);
+            case 205: return Form205(code, pos, ctx, ref insn);
+            case 206: return Form206(code, pos, ctx, ref insn);
+            case 207: return Form207(code, pos, ctx, ref insn);
+            case 208: return Form208(code, pos, ctx, ref insn);
+            case 209: return Form209(code, pos, ctx, ref insn);
+            case 210: return Form210(code, pos, ctx, ref insn);
+            case 211: return Form211(code, pos, ctx, ref insn);
+            case 212: return Form212(code, pos, ctx, ref insn);
+            case 213: return Form213(code, pos, ctx, ref insn);
+            case 214: return Form214(code, pos, ctx, ref insn);
+            case 215: return Form215(code, pos, ctx, ref insn);
+            case 216: return Form216(code, pos, ctx, ref insn);
+            case 217: return Form217(code, pos, ctx, ref insn);
+            case 218: return Form218(code, pos, ctx, ref insn);
+            case 219: return Form219(code, pos, ctx, ref insn);
+            case 220: return Form220(code, pos, ctx, ref insn);
+            case 221: return Form221(code, pos, ctx, ref insn);
+            case 222: return Form222(code, pos, ctx, ref insn);
+            case 223: return Form223(code, pos, ctx, ref insn);
+            case 224: return Form224(code, pos, ctx, ref insn);
+            case 225: return Form225(code, pos, ctx, ref insn);
+            case 226: return Form226(code, pos, ctx, ref insn);
             default: return -1;
         }
     }
@@ -965,9 +1002,18 @@ public static partial class Decoder
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
     }
 
-    // Gy,Wd
+    // Gy,Ux
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static int Form85(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ux, 1, 0) ? pos : -1;
+    }
+
+    // Gy,Wd
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form86(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
@@ -976,16 +1022,26 @@ public static partial class Decoder
 
     // Gy,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form86(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form87(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Gy, 0, 0)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 1, 0) ? pos : -1;
     }
 
+    // Hx,Ux,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form88(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ux, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
+    }
+
     // Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form87(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form89(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0) ? pos : -1;
@@ -993,7 +1049,7 @@ public static partial class Decoder
 
     // Ib,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form88(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form90(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0)
@@ -1002,7 +1058,7 @@ public static partial class Decoder
 
     // Ib,eAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form89(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form91(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 0, 0)
@@ -1011,7 +1067,7 @@ public static partial class Decoder
 
     // Ibs
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form90(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form92(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ibs, 0, 0) ? pos : -1;
@@ -1019,7 +1075,7 @@ public static partial class Decoder
 
     // Iw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form91(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form93(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iw, 0, 0) ? pos : -1;
@@ -1027,7 +1083,7 @@ public static partial class Decoder
 
     // Iw,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form92(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form94(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iw, 0, 0)
@@ -1036,7 +1092,7 @@ public static partial class Decoder
 
     // Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form93(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form95(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Iz, 0, 0) ? pos : -1;
@@ -1044,7 +1100,7 @@ public static partial class Decoder
 
     // Jb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form94(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form96(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jb, 0, 0) ? pos : -1;
@@ -1052,7 +1108,7 @@ public static partial class Decoder
 
     // Jx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form95(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form97(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jx, 0, 0) ? pos : -1;
@@ -1060,7 +1116,7 @@ public static partial class Decoder
 
     // Jz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form96(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form98(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Jz, 0, 0) ? pos : -1;
@@ -1068,7 +1124,7 @@ public static partial class Decoder
 
     // M
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form97(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form99(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 0) ? pos : -1;
@@ -1076,7 +1132,7 @@ public static partial class Decoder
 
     // M:48
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form98(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form100(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 7) ? pos : -1;
@@ -1084,7 +1140,7 @@ public static partial class Decoder
 
     // M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form99(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form101(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 0, 8) ? pos : -1;
@@ -1092,7 +1148,7 @@ public static partial class Decoder
 
     // Mb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form100(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form102(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mb, 0, 0) ? pos : -1;
@@ -1100,7 +1156,7 @@ public static partial class Decoder
 
     // Md
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form101(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form103(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0) ? pos : -1;
@@ -1108,7 +1164,7 @@ public static partial class Decoder
 
     // Md,Gd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form102(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form104(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0)
@@ -1117,7 +1173,7 @@ public static partial class Decoder
 
     // Md,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form103(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form105(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 0, 0)
@@ -1126,7 +1182,7 @@ public static partial class Decoder
 
     // Me
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form104(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form106(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Me, 0, 0) ? pos : -1;
@@ -1134,7 +1190,7 @@ public static partial class Decoder
 
     // Mf
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form105(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form107(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mf, 0, 0) ? pos : -1;
@@ -1142,7 +1198,7 @@ public static partial class Decoder
 
     // Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form106(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form108(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 0, 0) ? pos : -1;
@@ -1150,7 +1206,7 @@ public static partial class Decoder
 
     // Mo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form107(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form109(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 0, 0)
@@ -1159,7 +1215,7 @@ public static partial class Decoder
 
     // Mp
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form108(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form110(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mp, 0, 0) ? pos : -1;
@@ -1167,7 +1223,7 @@ public static partial class Decoder
 
     // Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form109(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form111(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0) ? pos : -1;
@@ -1175,7 +1231,7 @@ public static partial class Decoder
 
     // Mq,Gq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form110(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form112(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
@@ -1184,7 +1240,7 @@ public static partial class Decoder
 
     // Mq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form111(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form113(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
@@ -1193,7 +1249,7 @@ public static partial class Decoder
 
     // Mq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form112(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form114(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 0, 0)
@@ -1202,7 +1258,7 @@ public static partial class Decoder
 
     // Ms
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form113(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form115(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ms, 0, 0) ? pos : -1;
@@ -1210,7 +1266,7 @@ public static partial class Decoder
 
     // Mt
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form114(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form116(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mt, 0, 0) ? pos : -1;
@@ -1218,7 +1274,7 @@ public static partial class Decoder
 
     // Mv,Gv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form115(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form117(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mv, 0, 0)
@@ -1227,7 +1283,7 @@ public static partial class Decoder
 
     // Mw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form116(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form118(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mw, 0, 0) ? pos : -1;
@@ -1235,7 +1291,7 @@ public static partial class Decoder
 
     // Mx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form117(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form119(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mx, 0, 0) ? pos : -1;
@@ -1243,7 +1299,7 @@ public static partial class Decoder
 
     // My,Gy
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form118(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form120(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.My, 0, 0)
@@ -1252,7 +1308,7 @@ public static partial class Decoder
 
     // N,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form119(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form121(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.N, 0, 0)
@@ -1261,7 +1317,7 @@ public static partial class Decoder
 
     // Ob,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form120(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form122(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ob, 0, 0)
@@ -1270,7 +1326,7 @@ public static partial class Decoder
 
     // Ov,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form121(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form123(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ov, 0, 0)
@@ -1279,7 +1335,7 @@ public static partial class Decoder
 
     // P,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form122(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form124(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1288,7 +1344,7 @@ public static partial class Decoder
 
     // P,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form123(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form125(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1297,7 +1353,7 @@ public static partial class Decoder
 
     // P,Ey,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form124(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form126(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 2)
@@ -1307,7 +1363,7 @@ public static partial class Decoder
 
     // P,Qd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form125(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form127(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1316,7 +1372,7 @@ public static partial class Decoder
 
     // P,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form126(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form128(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1325,7 +1381,7 @@ public static partial class Decoder
 
     // P,Qq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form127(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form129(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1335,7 +1391,7 @@ public static partial class Decoder
 
     // P,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form128(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form130(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1344,7 +1400,7 @@ public static partial class Decoder
 
     // P,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form129(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form131(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1353,7 +1409,7 @@ public static partial class Decoder
 
     // P,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form130(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form132(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.P, 0, 0)
@@ -1362,7 +1418,7 @@ public static partial class Decoder
 
     // Qq,P
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form131(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form133(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Qq, 0, 0)
@@ -1371,7 +1427,7 @@ public static partial class Decoder
 
     // Rd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form132(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form134(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rd, 0, 0) ? pos : -1;
@@ -1379,7 +1435,7 @@ public static partial class Decoder
 
     // Rf,C
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form133(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form135(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 0, 0)
@@ -1388,7 +1444,7 @@ public static partial class Decoder
 
     // Rf,D
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form134(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form136(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rf, 0, 0)
@@ -1397,7 +1453,7 @@ public static partial class Decoder
 
     // Rq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form135(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form137(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rq, 0, 0) ? pos : -1;
@@ -1405,7 +1461,7 @@ public static partial class Decoder
 
     // Rw
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form136(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form138(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Rw, 0, 0) ? pos : -1;
@@ -1413,7 +1469,7 @@ public static partial class Decoder
 
     // SS
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form137(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form139(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.SS, 0, 0) ? pos : -1;
@@ -1421,7 +1477,7 @@ public static partial class Decoder
 
     // ST0,STi
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form138(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form140(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.ST0, 0, 0)
@@ -1430,7 +1486,7 @@ public static partial class Decoder
 
     // STi
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form139(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form141(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 0, 0) ? pos : -1;
@@ -1438,7 +1494,7 @@ public static partial class Decoder
 
     // STi,ST0
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form140(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form142(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.STi, 0, 0)
@@ -1447,16 +1503,26 @@ public static partial class Decoder
 
     // Sw,Ev:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form141(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form143(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Sw, 0, 2)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ev, 1, 2) ? pos : -1;
     }
 
+    // U,H,V
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form144(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 2, 0) ? pos : -1;
+    }
+
     // U,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form142(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form145(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
@@ -1465,7 +1531,7 @@ public static partial class Decoder
 
     // U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form143(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form146(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 0, 0)
@@ -1475,7 +1541,7 @@ public static partial class Decoder
 
     // V,Ed
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form144(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form147(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1484,7 +1550,7 @@ public static partial class Decoder
 
     // V,Ed,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form145(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form148(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1494,7 +1560,7 @@ public static partial class Decoder
 
     // V,Eq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form146(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form149(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1503,7 +1569,7 @@ public static partial class Decoder
 
     // V,Eq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form147(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form150(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1513,7 +1579,7 @@ public static partial class Decoder
 
     // V,Ey
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form148(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form151(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1522,7 +1588,7 @@ public static partial class Decoder
 
     // V,Ey,Ib:b
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form149(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form152(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 1)
@@ -1532,7 +1598,7 @@ public static partial class Decoder
 
     // V,Ey,Ib:w
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form150(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form153(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 2)
@@ -1540,9 +1606,146 @@ public static partial class Decoder
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 2) ? pos : -1;
     }
 
+    // V,H,Ed,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form154(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ed, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
+    // V,H,Eq,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form155(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Eq, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
+    // V,H,Ey
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form156(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 2, 0) ? pos : -1;
+    }
+
+    // V,H,Ey,Ib:b
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form157(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 2, 1)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 1) ? pos : -1;
+    }
+
+    // V,H,Ey,Ib:w
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form158(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ey, 2, 2)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 2) ? pos : -1;
+    }
+
+    // V,H,Mq
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form159(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mq, 2, 0) ? pos : -1;
+    }
+
+    // V,H,U
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form160(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.U, 2, 0) ? pos : -1;
+    }
+
+    // V,H,Wd
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form161(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 2, 0) ? pos : -1;
+    }
+
+    // V,H,Wd,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form162(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
+    // V,H,Wo
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form163(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 2, 0) ? pos : -1;
+    }
+
+    // V,H,Wo,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form164(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
+    // V,H,Wq
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form165(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 2, 0) ? pos : -1;
+    }
+
+    // V,H,Wq,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form166(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
     // V,M:48
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form151(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form167(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 7)
@@ -1551,16 +1754,25 @@ public static partial class Decoder
 
     // V,M:64
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form152(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form168(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 8)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
+    // V,Md
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form169(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Md, 1, 0) ? pos : -1;
+    }
+
     // V,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form153(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1569,7 +1781,7 @@ public static partial class Decoder
 
     // V,Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form154(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1578,7 +1790,7 @@ public static partial class Decoder
 
     // V,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form155(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1587,7 +1799,7 @@ public static partial class Decoder
 
     // V,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form156(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1596,7 +1808,7 @@ public static partial class Decoder
 
     // V,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form157(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1605,7 +1817,7 @@ public static partial class Decoder
 
     // V,U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form158(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1616,7 +1828,7 @@ public static partial class Decoder
 
     // V,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form159(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1625,7 +1837,7 @@ public static partial class Decoder
 
     // V,Wd,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form160(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1635,7 +1847,7 @@ public static partial class Decoder
 
     // V,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form161(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1644,7 +1856,7 @@ public static partial class Decoder
 
     // V,Wo,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form162(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1654,7 +1866,7 @@ public static partial class Decoder
 
     // V,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form163(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1663,7 +1875,7 @@ public static partial class Decoder
 
     // V,Wq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form164(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1673,43 +1885,235 @@ public static partial class Decoder
 
     // V,Ww
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form165(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ww, 1, 0) ? pos : -1;
     }
 
+    // V,Wx
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Hx,Wo
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 2, 0) ? pos : -1;
+    }
+
+    // Vx,Hx,Wo,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
+    // Vx,Hx,Wx
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form186(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 2, 0) ? pos : -1;
+    }
+
+    // Vx,Hx,Wx,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form187(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 3, 0) ? pos : -1;
+    }
+
+    // Vx,Hx,Wx,Lx
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form188(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 4;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 2, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Lx, 3, 0) ? pos : -1;
+    }
+
+    // Vx,Mo
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form189(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Mo, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wb
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form190(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wb, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wd
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form191(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 1, 0) ? pos : -1;
+    }
+
+    // Vx,We
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form192(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.We, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wh
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form193(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wh, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wq
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form194(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wr
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form195(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wr, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Ww
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form196(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ww, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wx
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form197(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 1, 0) ? pos : -1;
+    }
+
+    // Vx,Wx,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form198(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
+    }
+
     // Wd,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form166(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form199(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 0, 0)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
+    // Wh,Vx,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form200(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wh, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
+    }
+
     // Wo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form167(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form201(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 0, 0)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
+    // Wo,Vx,Ib
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form202(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Ib, 2, 0) ? pos : -1;
+    }
+
     // Wq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form168(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form203(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 0, 0)
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 1, 0) ? pos : -1;
     }
 
+    // Wx,Hx,Vx
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form204(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 1, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 2, 0) ? pos : -1;
+    }
+
+    // Wx,Vx
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form205(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 2;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 0, 0)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 1, 0) ? pos : -1;
+    }
+
     // XD,P,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form169(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form206(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 0)
@@ -1719,7 +2123,7 @@ public static partial class Decoder
 
     // XD,V,U:o
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form207(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 5)
@@ -1729,7 +2133,7 @@ public static partial class Decoder
 
     // Xb,Yb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form208(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 0, 0)
@@ -1738,7 +2142,7 @@ public static partial class Decoder
 
     // Xlat
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form209(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xlat, 0, 0) ? pos : -1;
@@ -1746,7 +2150,7 @@ public static partial class Decoder
 
     // Xv,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form210(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xv, 0, 0)
@@ -1755,7 +2159,7 @@ public static partial class Decoder
 
     // Yb,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form211(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -1764,7 +2168,7 @@ public static partial class Decoder
 
     // Yb,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form212(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -1773,7 +2177,7 @@ public static partial class Decoder
 
     // Yb,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form213(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -1782,7 +2186,7 @@ public static partial class Decoder
 
     // Yv,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form214(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
@@ -1791,7 +2195,7 @@ public static partial class Decoder
 
     // Yv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form215(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
@@ -1800,7 +2204,7 @@ public static partial class Decoder
 
     // Yz,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form216(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yz, 0, 0)
@@ -1809,7 +2213,7 @@ public static partial class Decoder
 
     // Zb,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form217(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zb, 0, 0)
@@ -1818,7 +2222,7 @@ public static partial class Decoder
 
     // Zv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form218(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0) ? pos : -1;
@@ -1826,7 +2230,7 @@ public static partial class Decoder
 
     // Zv,Iv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form219(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
@@ -1835,7 +2239,7 @@ public static partial class Decoder
 
     // Zv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form220(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
@@ -1844,7 +2248,7 @@ public static partial class Decoder
 
     // eAX,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form221(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
@@ -1853,7 +2257,7 @@ public static partial class Decoder
 
     // eAX,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form222(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
@@ -1862,7 +2266,7 @@ public static partial class Decoder
 
     // rAX,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form186(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form223(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -1871,7 +2275,7 @@ public static partial class Decoder
 
     // rAX,Ov
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form187(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form224(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -1880,7 +2284,7 @@ public static partial class Decoder
 
     // rAX,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form188(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form225(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -1889,7 +2293,7 @@ public static partial class Decoder
 
     // rAX,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form189(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form226(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)

@@ -108,6 +108,7 @@ public static class Formatter
             8 => "qword ptr ",
             10 => "tbyte ptr ",
             16 => "xmmword ptr ",
+            32 => "ymmword ptr ",
             _ => null,
         };
         sb.Append(s);

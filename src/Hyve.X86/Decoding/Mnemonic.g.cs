@@ -1461,10 +1461,274 @@ public enum Mnemonic : ushort
     Unpcklpd,
     /// <summary>Unpcklps</summary>
     Unpcklps,
+    /// <summary>Vaddpd</summary>
+    Vaddpd,
+    /// <summary>Vaddps</summary>
+    Vaddps,
+    /// <summary>Vaddsd</summary>
+    Vaddsd,
+    /// <summary>Vaddss</summary>
+    Vaddss,
+    /// <summary>Vaddsubpd</summary>
+    Vaddsubpd,
+    /// <summary>Vaddsubps</summary>
+    Vaddsubps,
+    /// <summary>Vaesdec</summary>
+    Vaesdec,
+    /// <summary>Vaesdeclast</summary>
+    Vaesdeclast,
+    /// <summary>Vaesenc</summary>
+    Vaesenc,
+    /// <summary>Vaesenclast</summary>
+    Vaesenclast,
+    /// <summary>Vaesimc</summary>
+    Vaesimc,
+    /// <summary>Vaeskeygenassist</summary>
+    Vaeskeygenassist,
+    /// <summary>Vandnpd</summary>
+    Vandnpd,
+    /// <summary>Vandnps</summary>
+    Vandnps,
+    /// <summary>Vandpd</summary>
+    Vandpd,
+    /// <summary>Vandps</summary>
+    Vandps,
+    /// <summary>Vblendpd</summary>
+    Vblendpd,
+    /// <summary>Vblendps</summary>
+    Vblendps,
+    /// <summary>Vblendvpd</summary>
+    Vblendvpd,
+    /// <summary>Vblendvps</summary>
+    Vblendvps,
+    /// <summary>Vbroadcastf128</summary>
+    Vbroadcastf128,
+    /// <summary>Vbroadcasti128</summary>
+    Vbroadcasti128,
+    /// <summary>Vbroadcastsd</summary>
+    Vbroadcastsd,
+    /// <summary>Vbroadcastss</summary>
+    Vbroadcastss,
+    /// <summary>Vcmppd</summary>
+    Vcmppd,
+    /// <summary>Vcmpps</summary>
+    Vcmpps,
+    /// <summary>Vcmpsd</summary>
+    Vcmpsd,
+    /// <summary>Vcmpss</summary>
+    Vcmpss,
+    /// <summary>Vcomisd</summary>
+    Vcomisd,
+    /// <summary>Vcomiss</summary>
+    Vcomiss,
+    /// <summary>Vcvtdq2pd</summary>
+    Vcvtdq2pd,
+    /// <summary>Vcvtdq2ps</summary>
+    Vcvtdq2ps,
+    /// <summary>Vcvtpd2dq</summary>
+    Vcvtpd2dq,
+    /// <summary>Vcvtpd2ps</summary>
+    Vcvtpd2ps,
+    /// <summary>Vcvtph2ps</summary>
+    Vcvtph2ps,
+    /// <summary>Vcvtps2dq</summary>
+    Vcvtps2dq,
+    /// <summary>Vcvtps2pd</summary>
+    Vcvtps2pd,
+    /// <summary>Vcvtps2ph</summary>
+    Vcvtps2ph,
+    /// <summary>Vcvtsd2si</summary>
+    Vcvtsd2si,
+    /// <summary>Vcvtsd2ss</summary>
+    Vcvtsd2ss,
+    /// <summary>Vcvtsi2sd</summary>
+    Vcvtsi2sd,
+    /// <summary>Vcvtsi2ss</summary>
+    Vcvtsi2ss,
+    /// <summary>Vcvtss2sd</summary>
+    Vcvtss2sd,
+    /// <summary>Vcvtss2si</summary>
+    Vcvtss2si,
+    /// <summary>Vcvttpd2dq</summary>
+    Vcvttpd2dq,
+    /// <summary>Vcvttps2dq</summary>
+    Vcvttps2dq,
+    /// <summary>Vcvttsd2si</summary>
+    Vcvttsd2si,
+    /// <summary>Vcvttss2si</summary>
+    Vcvttss2si,
+    /// <summary>Vdivpd</summary>
+    Vdivpd,
+    /// <summary>Vdivps</summary>
+    Vdivps,
+    /// <summary>Vdivsd</summary>
+    Vdivsd,
+    /// <summary>Vdivss</summary>
+    Vdivss,
+    /// <summary>Vdppd</summary>
+    Vdppd,
+    /// <summary>Vdpps</summary>
+    Vdpps,
     /// <summary>Verr</summary>
     Verr,
     /// <summary>Verw</summary>
     Verw,
+    /// <summary>Vextractf128</summary>
+    Vextractf128,
+    /// <summary>Vextracti128</summary>
+    Vextracti128,
+    /// <summary>Vextractps</summary>
+    Vextractps,
+    /// <summary>Vfmadd132pd</summary>
+    Vfmadd132pd,
+    /// <summary>Vfmadd132ps</summary>
+    Vfmadd132ps,
+    /// <summary>Vfmadd132sd</summary>
+    Vfmadd132sd,
+    /// <summary>Vfmadd132ss</summary>
+    Vfmadd132ss,
+    /// <summary>Vfmadd213pd</summary>
+    Vfmadd213pd,
+    /// <summary>Vfmadd213ps</summary>
+    Vfmadd213ps,
+    /// <summary>Vfmadd213sd</summary>
+    Vfmadd213sd,
+    /// <summary>Vfmadd213ss</summary>
+    Vfmadd213ss,
+    /// <summary>Vfmadd231pd</summary>
+    Vfmadd231pd,
+    /// <summary>Vfmadd231ps</summary>
+    Vfmadd231ps,
+    /// <summary>Vfmadd231sd</summary>
+    Vfmadd231sd,
+    /// <summary>Vfmadd231ss</summary>
+    Vfmadd231ss,
+    /// <summary>Vfmaddsub132pd</summary>
+    Vfmaddsub132pd,
+    /// <summary>Vfmaddsub132ps</summary>
+    Vfmaddsub132ps,
+    /// <summary>Vfmaddsub213pd</summary>
+    Vfmaddsub213pd,
+    /// <summary>Vfmaddsub213ps</summary>
+    Vfmaddsub213ps,
+    /// <summary>Vfmaddsub231pd</summary>
+    Vfmaddsub231pd,
+    /// <summary>Vfmaddsub231ps</summary>
+    Vfmaddsub231ps,
+    /// <summary>Vfmsub132pd</summary>
+    Vfmsub132pd,
+    /// <summary>Vfmsub132ps</summary>
+    Vfmsub132ps,
+    /// <summary>Vfmsub132sd</summary>
+    Vfmsub132sd,
+    /// <summary>Vfmsub132ss</summary>
+    Vfmsub132ss,
+    /// <summary>Vfmsub213pd</summary>
+    Vfmsub213pd,
+    /// <summary>Vfmsub213ps</summary>
+    Vfmsub213ps,
+    /// <summary>Vfmsub213sd</summary>
+    Vfmsub213sd,
+    /// <summary>Vfmsub213ss</summary>
+    Vfmsub213ss,
+    /// <summary>Vfmsub231pd</summary>
+    Vfmsub231pd,
+    /// <summary>Vfmsub231ps</summary>
+    Vfmsub231ps,
+    /// <summary>Vfmsub231sd</summary>
+    Vfmsub231sd,
+    /// <summary>Vfmsub231ss</summary>
+    Vfmsub231ss,
+    /// <summary>Vfmsubadd132pd</summary>
+    Vfmsubadd132pd,
+    /// <summary>Vfmsubadd132ps</summary>
+    Vfmsubadd132ps,
+    /// <summary>Vfmsubadd213pd</summary>
+    Vfmsubadd213pd,
+    /// <summary>Vfmsubadd213ps</summary>
+    Vfmsubadd213ps,
+    /// <summary>Vfmsubadd231pd</summary>
+    Vfmsubadd231pd,
+    /// <summary>Vfmsubadd231ps</summary>
+    Vfmsubadd231ps,
+    /// <summary>Vfnmadd132pd</summary>
+    Vfnmadd132pd,
+    /// <summary>Vfnmadd132ps</summary>
+    Vfnmadd132ps,
+    /// <summary>Vfnmadd132sd</summary>
+    Vfnmadd132sd,
+    /// <summary>Vfnmadd132ss</summary>
+    Vfnmadd132ss,
+    /// <summary>Vfnmadd213pd</summary>
+    Vfnmadd213pd,
+    /// <summary>Vfnmadd213ps</summary>
+    Vfnmadd213ps,
+    /// <summary>Vfnmadd213sd</summary>
+    Vfnmadd213sd,
+    /// <summary>Vfnmadd213ss</summary>
+    Vfnmadd213ss,
+    /// <summary>Vfnmadd231pd</summary>
+    Vfnmadd231pd,
+    /// <summary>Vfnmadd231ps</summary>
+    Vfnmadd231ps,
+    /// <summary>Vfnmadd231sd</summary>
+    Vfnmadd231sd,
+    /// <summary>Vfnmadd231ss</summary>
+    Vfnmadd231ss,
+    /// <summary>Vfnmsub132pd</summary>
+    Vfnmsub132pd,
+    /// <summary>Vfnmsub132ps</summary>
+    Vfnmsub132ps,
+    /// <summary>Vfnmsub132sd</summary>
+    Vfnmsub132sd,
+    /// <summary>Vfnmsub132ss</summary>
+    Vfnmsub132ss,
+    /// <summary>Vfnmsub213pd</summary>
+    Vfnmsub213pd,
+    /// <summary>Vfnmsub213ps</summary>
+    Vfnmsub213ps,
+    /// <summary>Vfnmsub213sd</summary>
+    Vfnmsub213sd,
+    /// <summary>Vfnmsub213ss</summary>
+    Vfnmsub213ss,
+    /// <summary>Vfnmsub231pd</summary>
+    Vfnmsub231pd,
+    /// <summary>Vfnmsub231ps</summary>
+    Vfnmsub231ps,
+    /// <summary>Vfnmsub231sd</summary>
+    Vfnmsub231sd,
+    /// <summary>Vfnmsub231ss</summary>
+    Vfnmsub231ss,
+    /// <summary>Vhaddpd</summary>
+    Vhaddpd,
+    /// <summary>Vhaddps</summary>
+    Vhaddps,
+    /// <summary>Vhsubpd</summary>
+    Vhsubpd,
+    /// <summary>Vhsubps</summary>
+    Vhsubps,
+    /// <summary>Vinsertf128</summary>
+    Vinsertf128,
+    /// <summary>Vinserti128</summary>
+    Vinserti128,
+    /// <summary>Vinsertps</summary>
+    Vinsertps,
+    /// <summary>Vlddqu</summary>
+    Vlddqu,
+    /// <summary>Vmaskmovdqu</summary>
+    Vmaskmovdqu,
+    /// <summary>Vmaskmovpd</summary>
+    Vmaskmovpd,
+    /// <summary>Vmaskmovps</summary>
+    Vmaskmovps,
+    /// <summary>Vmaxpd</summary>
+    Vmaxpd,
+    /// <summary>Vmaxps</summary>
+    Vmaxps,
+    /// <summary>Vmaxsd</summary>
+    Vmaxsd,
+    /// <summary>Vmaxss</summary>
+    Vmaxss,
     /// <summary>Vmcall</summary>
     Vmcall,
     /// <summary>Vmclear</summary>
@@ -1473,12 +1737,72 @@ public enum Mnemonic : ushort
     Vmfunc,
     /// <summary>Vmgexit</summary>
     Vmgexit,
+    /// <summary>Vminpd</summary>
+    Vminpd,
+    /// <summary>Vminps</summary>
+    Vminps,
+    /// <summary>Vminsd</summary>
+    Vminsd,
+    /// <summary>Vminss</summary>
+    Vminss,
     /// <summary>Vmlaunch</summary>
     Vmlaunch,
     /// <summary>Vmload</summary>
     Vmload,
     /// <summary>Vmmcall</summary>
     Vmmcall,
+    /// <summary>Vmovapd</summary>
+    Vmovapd,
+    /// <summary>Vmovaps</summary>
+    Vmovaps,
+    /// <summary>Vmovd</summary>
+    Vmovd,
+    /// <summary>Vmovddup</summary>
+    Vmovddup,
+    /// <summary>Vmovdqa</summary>
+    Vmovdqa,
+    /// <summary>Vmovdqu</summary>
+    Vmovdqu,
+    /// <summary>Vmovhlps</summary>
+    Vmovhlps,
+    /// <summary>Vmovhpd</summary>
+    Vmovhpd,
+    /// <summary>Vmovhps</summary>
+    Vmovhps,
+    /// <summary>Vmovlhps</summary>
+    Vmovlhps,
+    /// <summary>Vmovlpd</summary>
+    Vmovlpd,
+    /// <summary>Vmovlps</summary>
+    Vmovlps,
+    /// <summary>Vmovmskpd</summary>
+    Vmovmskpd,
+    /// <summary>Vmovmskps</summary>
+    Vmovmskps,
+    /// <summary>Vmovntdq</summary>
+    Vmovntdq,
+    /// <summary>Vmovntdqa</summary>
+    Vmovntdqa,
+    /// <summary>Vmovntpd</summary>
+    Vmovntpd,
+    /// <summary>Vmovntps</summary>
+    Vmovntps,
+    /// <summary>Vmovq</summary>
+    Vmovq,
+    /// <summary>Vmovsd</summary>
+    Vmovsd,
+    /// <summary>Vmovshdup</summary>
+    Vmovshdup,
+    /// <summary>Vmovsldup</summary>
+    Vmovsldup,
+    /// <summary>Vmovss</summary>
+    Vmovss,
+    /// <summary>Vmovupd</summary>
+    Vmovupd,
+    /// <summary>Vmovups</summary>
+    Vmovups,
+    /// <summary>Vmpsadbw</summary>
+    Vmpsadbw,
     /// <summary>Vmptrld</summary>
     Vmptrld,
     /// <summary>Vmptrst</summary>
@@ -1491,12 +1815,370 @@ public enum Mnemonic : ushort
     Vmrun,
     /// <summary>Vmsave</summary>
     Vmsave,
+    /// <summary>Vmulpd</summary>
+    Vmulpd,
+    /// <summary>Vmulps</summary>
+    Vmulps,
+    /// <summary>Vmulsd</summary>
+    Vmulsd,
+    /// <summary>Vmulss</summary>
+    Vmulss,
     /// <summary>Vmwrite</summary>
     Vmwrite,
     /// <summary>Vmxoff</summary>
     Vmxoff,
     /// <summary>Vmxon</summary>
     Vmxon,
+    /// <summary>Vorpd</summary>
+    Vorpd,
+    /// <summary>Vorps</summary>
+    Vorps,
+    /// <summary>Vpabsb</summary>
+    Vpabsb,
+    /// <summary>Vpabsd</summary>
+    Vpabsd,
+    /// <summary>Vpabsw</summary>
+    Vpabsw,
+    /// <summary>Vpackssdw</summary>
+    Vpackssdw,
+    /// <summary>Vpacksswb</summary>
+    Vpacksswb,
+    /// <summary>Vpackusdw</summary>
+    Vpackusdw,
+    /// <summary>Vpackuswb</summary>
+    Vpackuswb,
+    /// <summary>Vpaddb</summary>
+    Vpaddb,
+    /// <summary>Vpaddd</summary>
+    Vpaddd,
+    /// <summary>Vpaddq</summary>
+    Vpaddq,
+    /// <summary>Vpaddsb</summary>
+    Vpaddsb,
+    /// <summary>Vpaddsw</summary>
+    Vpaddsw,
+    /// <summary>Vpaddusb</summary>
+    Vpaddusb,
+    /// <summary>Vpaddusw</summary>
+    Vpaddusw,
+    /// <summary>Vpaddw</summary>
+    Vpaddw,
+    /// <summary>Vpalignr</summary>
+    Vpalignr,
+    /// <summary>Vpand</summary>
+    Vpand,
+    /// <summary>Vpandn</summary>
+    Vpandn,
+    /// <summary>Vpavgb</summary>
+    Vpavgb,
+    /// <summary>Vpavgw</summary>
+    Vpavgw,
+    /// <summary>Vpblendd</summary>
+    Vpblendd,
+    /// <summary>Vpblendvb</summary>
+    Vpblendvb,
+    /// <summary>Vpblendw</summary>
+    Vpblendw,
+    /// <summary>Vpbroadcastb</summary>
+    Vpbroadcastb,
+    /// <summary>Vpbroadcastd</summary>
+    Vpbroadcastd,
+    /// <summary>Vpbroadcastq</summary>
+    Vpbroadcastq,
+    /// <summary>Vpbroadcastw</summary>
+    Vpbroadcastw,
+    /// <summary>Vpclmulqdq</summary>
+    Vpclmulqdq,
+    /// <summary>Vpcmpeqb</summary>
+    Vpcmpeqb,
+    /// <summary>Vpcmpeqd</summary>
+    Vpcmpeqd,
+    /// <summary>Vpcmpeqq</summary>
+    Vpcmpeqq,
+    /// <summary>Vpcmpeqw</summary>
+    Vpcmpeqw,
+    /// <summary>Vpcmpestri</summary>
+    Vpcmpestri,
+    /// <summary>Vpcmpestri64</summary>
+    Vpcmpestri64,
+    /// <summary>Vpcmpestrm</summary>
+    Vpcmpestrm,
+    /// <summary>Vpcmpestrm64</summary>
+    Vpcmpestrm64,
+    /// <summary>Vpcmpgtb</summary>
+    Vpcmpgtb,
+    /// <summary>Vpcmpgtd</summary>
+    Vpcmpgtd,
+    /// <summary>Vpcmpgtq</summary>
+    Vpcmpgtq,
+    /// <summary>Vpcmpgtw</summary>
+    Vpcmpgtw,
+    /// <summary>Vpcmpistri</summary>
+    Vpcmpistri,
+    /// <summary>Vpcmpistrm</summary>
+    Vpcmpistrm,
+    /// <summary>Vperm2f128</summary>
+    Vperm2f128,
+    /// <summary>Vperm2i128</summary>
+    Vperm2i128,
+    /// <summary>Vpermd</summary>
+    Vpermd,
+    /// <summary>Vpermilpd</summary>
+    Vpermilpd,
+    /// <summary>Vpermilps</summary>
+    Vpermilps,
+    /// <summary>Vpermpd</summary>
+    Vpermpd,
+    /// <summary>Vpermps</summary>
+    Vpermps,
+    /// <summary>Vpermq</summary>
+    Vpermq,
+    /// <summary>Vpextrb</summary>
+    Vpextrb,
+    /// <summary>Vpextrd</summary>
+    Vpextrd,
+    /// <summary>Vpextrq</summary>
+    Vpextrq,
+    /// <summary>Vpextrw</summary>
+    Vpextrw,
+    /// <summary>Vphaddd</summary>
+    Vphaddd,
+    /// <summary>Vphaddsw</summary>
+    Vphaddsw,
+    /// <summary>Vphaddw</summary>
+    Vphaddw,
+    /// <summary>Vphminposuw</summary>
+    Vphminposuw,
+    /// <summary>Vphsubd</summary>
+    Vphsubd,
+    /// <summary>Vphsubsw</summary>
+    Vphsubsw,
+    /// <summary>Vphsubw</summary>
+    Vphsubw,
+    /// <summary>Vpinsrb</summary>
+    Vpinsrb,
+    /// <summary>Vpinsrd</summary>
+    Vpinsrd,
+    /// <summary>Vpinsrq</summary>
+    Vpinsrq,
+    /// <summary>Vpinsrw</summary>
+    Vpinsrw,
+    /// <summary>Vpmaddubsw</summary>
+    Vpmaddubsw,
+    /// <summary>Vpmaddwd</summary>
+    Vpmaddwd,
+    /// <summary>Vpmaskmovd</summary>
+    Vpmaskmovd,
+    /// <summary>Vpmaskmovq</summary>
+    Vpmaskmovq,
+    /// <summary>Vpmaxsb</summary>
+    Vpmaxsb,
+    /// <summary>Vpmaxsd</summary>
+    Vpmaxsd,
+    /// <summary>Vpmaxsw</summary>
+    Vpmaxsw,
+    /// <summary>Vpmaxub</summary>
+    Vpmaxub,
+    /// <summary>Vpmaxud</summary>
+    Vpmaxud,
+    /// <summary>Vpmaxuw</summary>
+    Vpmaxuw,
+    /// <summary>Vpminsb</summary>
+    Vpminsb,
+    /// <summary>Vpminsd</summary>
+    Vpminsd,
+    /// <summary>Vpminsw</summary>
+    Vpminsw,
+    /// <summary>Vpminub</summary>
+    Vpminub,
+    /// <summary>Vpminud</summary>
+    Vpminud,
+    /// <summary>Vpminuw</summary>
+    Vpminuw,
+    /// <summary>Vpmovmskb</summary>
+    Vpmovmskb,
+    /// <summary>Vpmovsxbd</summary>
+    Vpmovsxbd,
+    /// <summary>Vpmovsxbq</summary>
+    Vpmovsxbq,
+    /// <summary>Vpmovsxbw</summary>
+    Vpmovsxbw,
+    /// <summary>Vpmovsxdq</summary>
+    Vpmovsxdq,
+    /// <summary>Vpmovsxwd</summary>
+    Vpmovsxwd,
+    /// <summary>Vpmovsxwq</summary>
+    Vpmovsxwq,
+    /// <summary>Vpmovzxbd</summary>
+    Vpmovzxbd,
+    /// <summary>Vpmovzxbq</summary>
+    Vpmovzxbq,
+    /// <summary>Vpmovzxbw</summary>
+    Vpmovzxbw,
+    /// <summary>Vpmovzxdq</summary>
+    Vpmovzxdq,
+    /// <summary>Vpmovzxwd</summary>
+    Vpmovzxwd,
+    /// <summary>Vpmovzxwq</summary>
+    Vpmovzxwq,
+    /// <summary>Vpmuldq</summary>
+    Vpmuldq,
+    /// <summary>Vpmulhrsw</summary>
+    Vpmulhrsw,
+    /// <summary>Vpmulhuw</summary>
+    Vpmulhuw,
+    /// <summary>Vpmulhw</summary>
+    Vpmulhw,
+    /// <summary>Vpmulld</summary>
+    Vpmulld,
+    /// <summary>Vpmullw</summary>
+    Vpmullw,
+    /// <summary>Vpmuludq</summary>
+    Vpmuludq,
+    /// <summary>Vpor</summary>
+    Vpor,
+    /// <summary>Vpsadbw</summary>
+    Vpsadbw,
+    /// <summary>Vpshufb</summary>
+    Vpshufb,
+    /// <summary>Vpshufd</summary>
+    Vpshufd,
+    /// <summary>Vpshufhw</summary>
+    Vpshufhw,
+    /// <summary>Vpshuflw</summary>
+    Vpshuflw,
+    /// <summary>Vpsignb</summary>
+    Vpsignb,
+    /// <summary>Vpsignd</summary>
+    Vpsignd,
+    /// <summary>Vpsignw</summary>
+    Vpsignw,
+    /// <summary>Vpslld</summary>
+    Vpslld,
+    /// <summary>Vpslldq</summary>
+    Vpslldq,
+    /// <summary>Vpsllq</summary>
+    Vpsllq,
+    /// <summary>Vpsllvd</summary>
+    Vpsllvd,
+    /// <summary>Vpsllvq</summary>
+    Vpsllvq,
+    /// <summary>Vpsllw</summary>
+    Vpsllw,
+    /// <summary>Vpsrad</summary>
+    Vpsrad,
+    /// <summary>Vpsravd</summary>
+    Vpsravd,
+    /// <summary>Vpsraw</summary>
+    Vpsraw,
+    /// <summary>Vpsrld</summary>
+    Vpsrld,
+    /// <summary>Vpsrldq</summary>
+    Vpsrldq,
+    /// <summary>Vpsrlq</summary>
+    Vpsrlq,
+    /// <summary>Vpsrlvd</summary>
+    Vpsrlvd,
+    /// <summary>Vpsrlvq</summary>
+    Vpsrlvq,
+    /// <summary>Vpsrlw</summary>
+    Vpsrlw,
+    /// <summary>Vpsubb</summary>
+    Vpsubb,
+    /// <summary>Vpsubd</summary>
+    Vpsubd,
+    /// <summary>Vpsubq</summary>
+    Vpsubq,
+    /// <summary>Vpsubsb</summary>
+    Vpsubsb,
+    /// <summary>Vpsubsw</summary>
+    Vpsubsw,
+    /// <summary>Vpsubusb</summary>
+    Vpsubusb,
+    /// <summary>Vpsubusw</summary>
+    Vpsubusw,
+    /// <summary>Vpsubw</summary>
+    Vpsubw,
+    /// <summary>Vptest</summary>
+    Vptest,
+    /// <summary>Vpunpckhbw</summary>
+    Vpunpckhbw,
+    /// <summary>Vpunpckhdq</summary>
+    Vpunpckhdq,
+    /// <summary>Vpunpckhqdq</summary>
+    Vpunpckhqdq,
+    /// <summary>Vpunpckhwd</summary>
+    Vpunpckhwd,
+    /// <summary>Vpunpcklbw</summary>
+    Vpunpcklbw,
+    /// <summary>Vpunpckldq</summary>
+    Vpunpckldq,
+    /// <summary>Vpunpcklqdq</summary>
+    Vpunpcklqdq,
+    /// <summary>Vpunpcklwd</summary>
+    Vpunpcklwd,
+    /// <summary>Vpxor</summary>
+    Vpxor,
+    /// <summary>Vrcpps</summary>
+    Vrcpps,
+    /// <summary>Vrcpss</summary>
+    Vrcpss,
+    /// <summary>Vroundpd</summary>
+    Vroundpd,
+    /// <summary>Vroundps</summary>
+    Vroundps,
+    /// <summary>Vroundsd</summary>
+    Vroundsd,
+    /// <summary>Vroundss</summary>
+    Vroundss,
+    /// <summary>Vrsqrtps</summary>
+    Vrsqrtps,
+    /// <summary>Vrsqrtss</summary>
+    Vrsqrtss,
+    /// <summary>Vshufpd</summary>
+    Vshufpd,
+    /// <summary>Vshufps</summary>
+    Vshufps,
+    /// <summary>Vsqrtpd</summary>
+    Vsqrtpd,
+    /// <summary>Vsqrtps</summary>
+    Vsqrtps,
+    /// <summary>Vsqrtsd</summary>
+    Vsqrtsd,
+    /// <summary>Vsqrtss</summary>
+    Vsqrtss,
+    /// <summary>Vsubpd</summary>
+    Vsubpd,
+    /// <summary>Vsubps</summary>
+    Vsubps,
+    /// <summary>Vsubsd</summary>
+    Vsubsd,
+    /// <summary>Vsubss</summary>
+    Vsubss,
+    /// <summary>Vtestpd</summary>
+    Vtestpd,
+    /// <summary>Vtestps</summary>
+    Vtestps,
+    /// <summary>Vucomisd</summary>
+    Vucomisd,
+    /// <summary>Vucomiss</summary>
+    Vucomiss,
+    /// <summary>Vunpckhpd</summary>
+    Vunpckhpd,
+    /// <summary>Vunpckhps</summary>
+    Vunpckhps,
+    /// <summary>Vunpcklpd</summary>
+    Vunpcklpd,
+    /// <summary>Vunpcklps</summary>
+    Vunpcklps,
+    /// <summary>Vxorpd</summary>
+    Vxorpd,
+    /// <summary>Vxorps</summary>
+    Vxorps,
+    /// <summary>Vzeroall</summary>
+    Vzeroall,
+    /// <summary>Vzeroupper</summary>
+    Vzeroupper,
     /// <summary>Wait</summary>
     Wait,
     /// <summary>Wbinvd</summary>

@@ -2883,4 +2883,1006 @@ public enum Opcode : ushort
     Shrx_Gy_Ey_By,
     /// <summary>Rorx_Gy_Ey_Ib</summary>
     Rorx_Gy_Ey_Ib,
+    /// <summary>Vmovups_Vx_Wx</summary>
+    Vmovups_Vx_Wx,
+    /// <summary>Vmovupd_Vx_Wx</summary>
+    Vmovupd_Vx_Wx,
+    /// <summary>Vmovss_V_Md</summary>
+    Vmovss_V_Md,
+    /// <summary>Vmovss_V_H_U</summary>
+    Vmovss_V_H_U,
+    /// <summary>Vmovsd_V_Mq</summary>
+    Vmovsd_V_Mq,
+    /// <summary>Vmovsd_V_H_U</summary>
+    Vmovsd_V_H_U,
+    /// <summary>Vmovups_Wx_Vx</summary>
+    Vmovups_Wx_Vx,
+    /// <summary>Vmovupd_Wx_Vx</summary>
+    Vmovupd_Wx_Vx,
+    /// <summary>Vmovss_Md_V</summary>
+    Vmovss_Md_V,
+    /// <summary>Vmovss_U_H_V</summary>
+    Vmovss_U_H_V,
+    /// <summary>Vmovsd_Mq_V</summary>
+    Vmovsd_Mq_V,
+    /// <summary>Vmovsd_U_H_V</summary>
+    Vmovsd_U_H_V,
+    /// <summary>Vmovlps_V_H_Mq</summary>
+    Vmovlps_V_H_Mq,
+    /// <summary>Vmovhlps_V_H_U</summary>
+    Vmovhlps_V_H_U,
+    /// <summary>Vmovlpd_V_H_Mq</summary>
+    Vmovlpd_V_H_Mq,
+    /// <summary>Vmovsldup_Vx_Wx</summary>
+    Vmovsldup_Vx_Wx,
+    /// <summary>Vmovddup_V_Wq</summary>
+    Vmovddup_V_Wq,
+    /// <summary>Vmovddup_Vx_Wx</summary>
+    Vmovddup_Vx_Wx,
+    /// <summary>Vmovlps_Mq_V</summary>
+    Vmovlps_Mq_V,
+    /// <summary>Vmovlpd_Mq_V</summary>
+    Vmovlpd_Mq_V,
+    /// <summary>Vunpcklps_Vx_Hx_Wx</summary>
+    Vunpcklps_Vx_Hx_Wx,
+    /// <summary>Vunpcklpd_Vx_Hx_Wx</summary>
+    Vunpcklpd_Vx_Hx_Wx,
+    /// <summary>Vunpckhps_Vx_Hx_Wx</summary>
+    Vunpckhps_Vx_Hx_Wx,
+    /// <summary>Vunpckhpd_Vx_Hx_Wx</summary>
+    Vunpckhpd_Vx_Hx_Wx,
+    /// <summary>Vmovhps_V_H_Mq</summary>
+    Vmovhps_V_H_Mq,
+    /// <summary>Vmovlhps_V_H_U</summary>
+    Vmovlhps_V_H_U,
+    /// <summary>Vmovhpd_V_H_Mq</summary>
+    Vmovhpd_V_H_Mq,
+    /// <summary>Vmovshdup_Vx_Wx</summary>
+    Vmovshdup_Vx_Wx,
+    /// <summary>Vmovhps_Mq_V</summary>
+    Vmovhps_Mq_V,
+    /// <summary>Vmovhpd_Mq_V</summary>
+    Vmovhpd_Mq_V,
+    /// <summary>Vmovaps_Vx_Wx</summary>
+    Vmovaps_Vx_Wx,
+    /// <summary>Vmovapd_Vx_Wx</summary>
+    Vmovapd_Vx_Wx,
+    /// <summary>Vmovaps_Wx_Vx</summary>
+    Vmovaps_Wx_Vx,
+    /// <summary>Vmovapd_Wx_Vx</summary>
+    Vmovapd_Wx_Vx,
+    /// <summary>Vcvtsi2ss_V_H_Ey</summary>
+    Vcvtsi2ss_V_H_Ey,
+    /// <summary>Vcvtsi2sd_V_H_Ey</summary>
+    Vcvtsi2sd_V_H_Ey,
+    /// <summary>Vmovntps_Wx_Vx</summary>
+    Vmovntps_Wx_Vx,
+    /// <summary>Vmovntpd_Wx_Vx</summary>
+    Vmovntpd_Wx_Vx,
+    /// <summary>Vcvttss2si_Gy_Wd</summary>
+    Vcvttss2si_Gy_Wd,
+    /// <summary>Vcvttsd2si_Gy_Wq</summary>
+    Vcvttsd2si_Gy_Wq,
+    /// <summary>Vcvtss2si_Gy_Wd</summary>
+    Vcvtss2si_Gy_Wd,
+    /// <summary>Vcvtsd2si_Gy_Wq</summary>
+    Vcvtsd2si_Gy_Wq,
+    /// <summary>Vucomiss_V_Wd</summary>
+    Vucomiss_V_Wd,
+    /// <summary>Vucomisd_V_Wq</summary>
+    Vucomisd_V_Wq,
+    /// <summary>Vcomiss_V_Wd</summary>
+    Vcomiss_V_Wd,
+    /// <summary>Vcomisd_V_Wq</summary>
+    Vcomisd_V_Wq,
+    /// <summary>Vmovmskps_Gy_Ux</summary>
+    Vmovmskps_Gy_Ux,
+    /// <summary>Vmovmskpd_Gy_Ux</summary>
+    Vmovmskpd_Gy_Ux,
+    /// <summary>Vsqrtps_Vx_Wx</summary>
+    Vsqrtps_Vx_Wx,
+    /// <summary>Vsqrtpd_Vx_Wx</summary>
+    Vsqrtpd_Vx_Wx,
+    /// <summary>Vsqrtss_V_H_Wd</summary>
+    Vsqrtss_V_H_Wd,
+    /// <summary>Vsqrtsd_V_H_Wq</summary>
+    Vsqrtsd_V_H_Wq,
+    /// <summary>Vrsqrtps_Vx_Wx</summary>
+    Vrsqrtps_Vx_Wx,
+    /// <summary>Vrsqrtss_V_H_Wd</summary>
+    Vrsqrtss_V_H_Wd,
+    /// <summary>Vrcpps_Vx_Wx</summary>
+    Vrcpps_Vx_Wx,
+    /// <summary>Vrcpss_V_H_Wd</summary>
+    Vrcpss_V_H_Wd,
+    /// <summary>Vandps_Vx_Hx_Wx</summary>
+    Vandps_Vx_Hx_Wx,
+    /// <summary>Vandpd_Vx_Hx_Wx</summary>
+    Vandpd_Vx_Hx_Wx,
+    /// <summary>Vandnps_Vx_Hx_Wx</summary>
+    Vandnps_Vx_Hx_Wx,
+    /// <summary>Vandnpd_Vx_Hx_Wx</summary>
+    Vandnpd_Vx_Hx_Wx,
+    /// <summary>Vorps_Vx_Hx_Wx</summary>
+    Vorps_Vx_Hx_Wx,
+    /// <summary>Vorpd_Vx_Hx_Wx</summary>
+    Vorpd_Vx_Hx_Wx,
+    /// <summary>Vxorps_Vx_Hx_Wx</summary>
+    Vxorps_Vx_Hx_Wx,
+    /// <summary>Vxorpd_Vx_Hx_Wx</summary>
+    Vxorpd_Vx_Hx_Wx,
+    /// <summary>Vaddps_Vx_Hx_Wx</summary>
+    Vaddps_Vx_Hx_Wx,
+    /// <summary>Vaddpd_Vx_Hx_Wx</summary>
+    Vaddpd_Vx_Hx_Wx,
+    /// <summary>Vaddss_V_H_Wd</summary>
+    Vaddss_V_H_Wd,
+    /// <summary>Vaddsd_V_H_Wq</summary>
+    Vaddsd_V_H_Wq,
+    /// <summary>Vmulps_Vx_Hx_Wx</summary>
+    Vmulps_Vx_Hx_Wx,
+    /// <summary>Vmulpd_Vx_Hx_Wx</summary>
+    Vmulpd_Vx_Hx_Wx,
+    /// <summary>Vmulss_V_H_Wd</summary>
+    Vmulss_V_H_Wd,
+    /// <summary>Vmulsd_V_H_Wq</summary>
+    Vmulsd_V_H_Wq,
+    /// <summary>Vsubps_Vx_Hx_Wx</summary>
+    Vsubps_Vx_Hx_Wx,
+    /// <summary>Vsubpd_Vx_Hx_Wx</summary>
+    Vsubpd_Vx_Hx_Wx,
+    /// <summary>Vsubss_V_H_Wd</summary>
+    Vsubss_V_H_Wd,
+    /// <summary>Vsubsd_V_H_Wq</summary>
+    Vsubsd_V_H_Wq,
+    /// <summary>Vminps_Vx_Hx_Wx</summary>
+    Vminps_Vx_Hx_Wx,
+    /// <summary>Vminpd_Vx_Hx_Wx</summary>
+    Vminpd_Vx_Hx_Wx,
+    /// <summary>Vminss_V_H_Wd</summary>
+    Vminss_V_H_Wd,
+    /// <summary>Vminsd_V_H_Wq</summary>
+    Vminsd_V_H_Wq,
+    /// <summary>Vdivps_Vx_Hx_Wx</summary>
+    Vdivps_Vx_Hx_Wx,
+    /// <summary>Vdivpd_Vx_Hx_Wx</summary>
+    Vdivpd_Vx_Hx_Wx,
+    /// <summary>Vdivss_V_H_Wd</summary>
+    Vdivss_V_H_Wd,
+    /// <summary>Vdivsd_V_H_Wq</summary>
+    Vdivsd_V_H_Wq,
+    /// <summary>Vmaxps_Vx_Hx_Wx</summary>
+    Vmaxps_Vx_Hx_Wx,
+    /// <summary>Vmaxpd_Vx_Hx_Wx</summary>
+    Vmaxpd_Vx_Hx_Wx,
+    /// <summary>Vmaxss_V_H_Wd</summary>
+    Vmaxss_V_H_Wd,
+    /// <summary>Vmaxsd_V_H_Wq</summary>
+    Vmaxsd_V_H_Wq,
+    /// <summary>Vcvtps2pd_Vx_Wh</summary>
+    Vcvtps2pd_Vx_Wh,
+    /// <summary>Vcvtpd2ps_V_Wx</summary>
+    Vcvtpd2ps_V_Wx,
+    /// <summary>Vcvtss2sd_V_H_Wd</summary>
+    Vcvtss2sd_V_H_Wd,
+    /// <summary>Vcvtsd2ss_V_H_Wq</summary>
+    Vcvtsd2ss_V_H_Wq,
+    /// <summary>Vcvtdq2ps_Vx_Wx</summary>
+    Vcvtdq2ps_Vx_Wx,
+    /// <summary>Vcvtps2dq_Vx_Wx</summary>
+    Vcvtps2dq_Vx_Wx,
+    /// <summary>Vcvttps2dq_Vx_Wx</summary>
+    Vcvttps2dq_Vx_Wx,
+    /// <summary>Vpunpcklbw_Vx_Hx_Wx</summary>
+    Vpunpcklbw_Vx_Hx_Wx,
+    /// <summary>Vpunpcklbw_Vx_Hx_Wx_2</summary>
+    Vpunpcklbw_Vx_Hx_Wx_2,
+    /// <summary>Vpunpcklwd_Vx_Hx_Wx</summary>
+    Vpunpcklwd_Vx_Hx_Wx,
+    /// <summary>Vpunpcklwd_Vx_Hx_Wx_2</summary>
+    Vpunpcklwd_Vx_Hx_Wx_2,
+    /// <summary>Vpunpckldq_Vx_Hx_Wx</summary>
+    Vpunpckldq_Vx_Hx_Wx,
+    /// <summary>Vpunpckldq_Vx_Hx_Wx_2</summary>
+    Vpunpckldq_Vx_Hx_Wx_2,
+    /// <summary>Vpacksswb_Vx_Hx_Wx</summary>
+    Vpacksswb_Vx_Hx_Wx,
+    /// <summary>Vpacksswb_Vx_Hx_Wx_2</summary>
+    Vpacksswb_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpgtb_Vx_Hx_Wx</summary>
+    Vpcmpgtb_Vx_Hx_Wx,
+    /// <summary>Vpcmpgtb_Vx_Hx_Wx_2</summary>
+    Vpcmpgtb_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpgtw_Vx_Hx_Wx</summary>
+    Vpcmpgtw_Vx_Hx_Wx,
+    /// <summary>Vpcmpgtw_Vx_Hx_Wx_2</summary>
+    Vpcmpgtw_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpgtd_Vx_Hx_Wx</summary>
+    Vpcmpgtd_Vx_Hx_Wx,
+    /// <summary>Vpcmpgtd_Vx_Hx_Wx_2</summary>
+    Vpcmpgtd_Vx_Hx_Wx_2,
+    /// <summary>Vpackuswb_Vx_Hx_Wx</summary>
+    Vpackuswb_Vx_Hx_Wx,
+    /// <summary>Vpackuswb_Vx_Hx_Wx_2</summary>
+    Vpackuswb_Vx_Hx_Wx_2,
+    /// <summary>Vpunpckhbw_Vx_Hx_Wx</summary>
+    Vpunpckhbw_Vx_Hx_Wx,
+    /// <summary>Vpunpckhbw_Vx_Hx_Wx_2</summary>
+    Vpunpckhbw_Vx_Hx_Wx_2,
+    /// <summary>Vpunpckhwd_Vx_Hx_Wx</summary>
+    Vpunpckhwd_Vx_Hx_Wx,
+    /// <summary>Vpunpckhwd_Vx_Hx_Wx_2</summary>
+    Vpunpckhwd_Vx_Hx_Wx_2,
+    /// <summary>Vpunpckhdq_Vx_Hx_Wx</summary>
+    Vpunpckhdq_Vx_Hx_Wx,
+    /// <summary>Vpunpckhdq_Vx_Hx_Wx_2</summary>
+    Vpunpckhdq_Vx_Hx_Wx_2,
+    /// <summary>Vpackssdw_Vx_Hx_Wx</summary>
+    Vpackssdw_Vx_Hx_Wx,
+    /// <summary>Vpackssdw_Vx_Hx_Wx_2</summary>
+    Vpackssdw_Vx_Hx_Wx_2,
+    /// <summary>Vpunpcklqdq_Vx_Hx_Wx</summary>
+    Vpunpcklqdq_Vx_Hx_Wx,
+    /// <summary>Vpunpcklqdq_Vx_Hx_Wx_2</summary>
+    Vpunpcklqdq_Vx_Hx_Wx_2,
+    /// <summary>Vpunpckhqdq_Vx_Hx_Wx</summary>
+    Vpunpckhqdq_Vx_Hx_Wx,
+    /// <summary>Vpunpckhqdq_Vx_Hx_Wx_2</summary>
+    Vpunpckhqdq_Vx_Hx_Wx_2,
+    /// <summary>Vmovd_V_Ed</summary>
+    Vmovd_V_Ed,
+    /// <summary>Vmovq_V_Eq</summary>
+    Vmovq_V_Eq,
+    /// <summary>Vmovdqa_Vx_Wx</summary>
+    Vmovdqa_Vx_Wx,
+    /// <summary>Vmovdqu_Vx_Wx</summary>
+    Vmovdqu_Vx_Wx,
+    /// <summary>Vpshufd_Vx_Wx_Ib</summary>
+    Vpshufd_Vx_Wx_Ib,
+    /// <summary>Vpshufd_Vx_Wx_Ib_2</summary>
+    Vpshufd_Vx_Wx_Ib_2,
+    /// <summary>Vpshufhw_Vx_Wx_Ib</summary>
+    Vpshufhw_Vx_Wx_Ib,
+    /// <summary>Vpshufhw_Vx_Wx_Ib_2</summary>
+    Vpshufhw_Vx_Wx_Ib_2,
+    /// <summary>Vpshuflw_Vx_Wx_Ib</summary>
+    Vpshuflw_Vx_Wx_Ib,
+    /// <summary>Vpshuflw_Vx_Wx_Ib_2</summary>
+    Vpshuflw_Vx_Wx_Ib_2,
+    /// <summary>Vpsrlw_Hx_Ux_Ib</summary>
+    Vpsrlw_Hx_Ux_Ib,
+    /// <summary>Vpsrlw_Hx_Ux_Ib_2</summary>
+    Vpsrlw_Hx_Ux_Ib_2,
+    /// <summary>Vpsraw_Hx_Ux_Ib</summary>
+    Vpsraw_Hx_Ux_Ib,
+    /// <summary>Vpsraw_Hx_Ux_Ib_2</summary>
+    Vpsraw_Hx_Ux_Ib_2,
+    /// <summary>Vpsllw_Hx_Ux_Ib</summary>
+    Vpsllw_Hx_Ux_Ib,
+    /// <summary>Vpsllw_Hx_Ux_Ib_2</summary>
+    Vpsllw_Hx_Ux_Ib_2,
+    /// <summary>Vpsrld_Hx_Ux_Ib</summary>
+    Vpsrld_Hx_Ux_Ib,
+    /// <summary>Vpsrld_Hx_Ux_Ib_2</summary>
+    Vpsrld_Hx_Ux_Ib_2,
+    /// <summary>Vpsrad_Hx_Ux_Ib</summary>
+    Vpsrad_Hx_Ux_Ib,
+    /// <summary>Vpsrad_Hx_Ux_Ib_2</summary>
+    Vpsrad_Hx_Ux_Ib_2,
+    /// <summary>Vpslld_Hx_Ux_Ib</summary>
+    Vpslld_Hx_Ux_Ib,
+    /// <summary>Vpslld_Hx_Ux_Ib_2</summary>
+    Vpslld_Hx_Ux_Ib_2,
+    /// <summary>Vpsrlq_Hx_Ux_Ib</summary>
+    Vpsrlq_Hx_Ux_Ib,
+    /// <summary>Vpsrlq_Hx_Ux_Ib_2</summary>
+    Vpsrlq_Hx_Ux_Ib_2,
+    /// <summary>Vpsrldq_Hx_Ux_Ib</summary>
+    Vpsrldq_Hx_Ux_Ib,
+    /// <summary>Vpsrldq_Hx_Ux_Ib_2</summary>
+    Vpsrldq_Hx_Ux_Ib_2,
+    /// <summary>Vpsllq_Hx_Ux_Ib</summary>
+    Vpsllq_Hx_Ux_Ib,
+    /// <summary>Vpsllq_Hx_Ux_Ib_2</summary>
+    Vpsllq_Hx_Ux_Ib_2,
+    /// <summary>Vpslldq_Hx_Ux_Ib</summary>
+    Vpslldq_Hx_Ux_Ib,
+    /// <summary>Vpslldq_Hx_Ux_Ib_2</summary>
+    Vpslldq_Hx_Ux_Ib_2,
+    /// <summary>Vpcmpeqb_Vx_Hx_Wx</summary>
+    Vpcmpeqb_Vx_Hx_Wx,
+    /// <summary>Vpcmpeqb_Vx_Hx_Wx_2</summary>
+    Vpcmpeqb_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpeqw_Vx_Hx_Wx</summary>
+    Vpcmpeqw_Vx_Hx_Wx,
+    /// <summary>Vpcmpeqw_Vx_Hx_Wx_2</summary>
+    Vpcmpeqw_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpeqd_Vx_Hx_Wx</summary>
+    Vpcmpeqd_Vx_Hx_Wx,
+    /// <summary>Vpcmpeqd_Vx_Hx_Wx_2</summary>
+    Vpcmpeqd_Vx_Hx_Wx_2,
+    /// <summary>Vzeroupper</summary>
+    Vzeroupper,
+    /// <summary>Vzeroall</summary>
+    Vzeroall,
+    /// <summary>Vhaddpd_Vx_Hx_Wx</summary>
+    Vhaddpd_Vx_Hx_Wx,
+    /// <summary>Vhaddps_Vx_Hx_Wx</summary>
+    Vhaddps_Vx_Hx_Wx,
+    /// <summary>Vhsubpd_Vx_Hx_Wx</summary>
+    Vhsubpd_Vx_Hx_Wx,
+    /// <summary>Vhsubps_Vx_Hx_Wx</summary>
+    Vhsubps_Vx_Hx_Wx,
+    /// <summary>Vmovd_Ed_V</summary>
+    Vmovd_Ed_V,
+    /// <summary>Vmovq_Eq_V</summary>
+    Vmovq_Eq_V,
+    /// <summary>Vmovq_V_Wq</summary>
+    Vmovq_V_Wq,
+    /// <summary>Vmovdqa_Wx_Vx</summary>
+    Vmovdqa_Wx_Vx,
+    /// <summary>Vmovdqu_Wx_Vx</summary>
+    Vmovdqu_Wx_Vx,
+    /// <summary>Vcmpps_Vx_Hx_Wx_Ib</summary>
+    Vcmpps_Vx_Hx_Wx_Ib,
+    /// <summary>Vcmppd_Vx_Hx_Wx_Ib</summary>
+    Vcmppd_Vx_Hx_Wx_Ib,
+    /// <summary>Vcmpss_V_H_Wd_Ib</summary>
+    Vcmpss_V_H_Wd_Ib,
+    /// <summary>Vcmpsd_V_H_Wq_Ib</summary>
+    Vcmpsd_V_H_Wq_Ib,
+    /// <summary>Vpinsrw_V_H_Ey_Ibmw</summary>
+    Vpinsrw_V_H_Ey_Ibmw,
+    /// <summary>Vpextrw_Gy_U_Ib</summary>
+    Vpextrw_Gy_U_Ib,
+    /// <summary>Vshufps_Vx_Hx_Wx_Ib</summary>
+    Vshufps_Vx_Hx_Wx_Ib,
+    /// <summary>Vshufpd_Vx_Hx_Wx_Ib</summary>
+    Vshufpd_Vx_Hx_Wx_Ib,
+    /// <summary>Vaddsubpd_Vx_Hx_Wx</summary>
+    Vaddsubpd_Vx_Hx_Wx,
+    /// <summary>Vaddsubps_Vx_Hx_Wx</summary>
+    Vaddsubps_Vx_Hx_Wx,
+    /// <summary>Vpsrlw_Vx_Hx_Wo</summary>
+    Vpsrlw_Vx_Hx_Wo,
+    /// <summary>Vpsrlw_Vx_Hx_Wo_2</summary>
+    Vpsrlw_Vx_Hx_Wo_2,
+    /// <summary>Vpsrld_Vx_Hx_Wo</summary>
+    Vpsrld_Vx_Hx_Wo,
+    /// <summary>Vpsrld_Vx_Hx_Wo_2</summary>
+    Vpsrld_Vx_Hx_Wo_2,
+    /// <summary>Vpsrlq_Vx_Hx_Wo</summary>
+    Vpsrlq_Vx_Hx_Wo,
+    /// <summary>Vpsrlq_Vx_Hx_Wo_2</summary>
+    Vpsrlq_Vx_Hx_Wo_2,
+    /// <summary>Vpsraw_Vx_Hx_Wo</summary>
+    Vpsraw_Vx_Hx_Wo,
+    /// <summary>Vpsraw_Vx_Hx_Wo_2</summary>
+    Vpsraw_Vx_Hx_Wo_2,
+    /// <summary>Vpsrad_Vx_Hx_Wo</summary>
+    Vpsrad_Vx_Hx_Wo,
+    /// <summary>Vpsrad_Vx_Hx_Wo_2</summary>
+    Vpsrad_Vx_Hx_Wo_2,
+    /// <summary>Vpsllw_Vx_Hx_Wo</summary>
+    Vpsllw_Vx_Hx_Wo,
+    /// <summary>Vpsllw_Vx_Hx_Wo_2</summary>
+    Vpsllw_Vx_Hx_Wo_2,
+    /// <summary>Vpslld_Vx_Hx_Wo</summary>
+    Vpslld_Vx_Hx_Wo,
+    /// <summary>Vpslld_Vx_Hx_Wo_2</summary>
+    Vpslld_Vx_Hx_Wo_2,
+    /// <summary>Vpsllq_Vx_Hx_Wo</summary>
+    Vpsllq_Vx_Hx_Wo,
+    /// <summary>Vpsllq_Vx_Hx_Wo_2</summary>
+    Vpsllq_Vx_Hx_Wo_2,
+    /// <summary>Vpaddq_Vx_Hx_Wx</summary>
+    Vpaddq_Vx_Hx_Wx,
+    /// <summary>Vpaddq_Vx_Hx_Wx_2</summary>
+    Vpaddq_Vx_Hx_Wx_2,
+    /// <summary>Vpmullw_Vx_Hx_Wx</summary>
+    Vpmullw_Vx_Hx_Wx,
+    /// <summary>Vpmullw_Vx_Hx_Wx_2</summary>
+    Vpmullw_Vx_Hx_Wx_2,
+    /// <summary>Vpsubusb_Vx_Hx_Wx</summary>
+    Vpsubusb_Vx_Hx_Wx,
+    /// <summary>Vpsubusb_Vx_Hx_Wx_2</summary>
+    Vpsubusb_Vx_Hx_Wx_2,
+    /// <summary>Vpsubusw_Vx_Hx_Wx</summary>
+    Vpsubusw_Vx_Hx_Wx,
+    /// <summary>Vpsubusw_Vx_Hx_Wx_2</summary>
+    Vpsubusw_Vx_Hx_Wx_2,
+    /// <summary>Vpminub_Vx_Hx_Wx</summary>
+    Vpminub_Vx_Hx_Wx,
+    /// <summary>Vpminub_Vx_Hx_Wx_2</summary>
+    Vpminub_Vx_Hx_Wx_2,
+    /// <summary>Vpand_Vx_Hx_Wx</summary>
+    Vpand_Vx_Hx_Wx,
+    /// <summary>Vpand_Vx_Hx_Wx_2</summary>
+    Vpand_Vx_Hx_Wx_2,
+    /// <summary>Vpaddusb_Vx_Hx_Wx</summary>
+    Vpaddusb_Vx_Hx_Wx,
+    /// <summary>Vpaddusb_Vx_Hx_Wx_2</summary>
+    Vpaddusb_Vx_Hx_Wx_2,
+    /// <summary>Vpaddusw_Vx_Hx_Wx</summary>
+    Vpaddusw_Vx_Hx_Wx,
+    /// <summary>Vpaddusw_Vx_Hx_Wx_2</summary>
+    Vpaddusw_Vx_Hx_Wx_2,
+    /// <summary>Vpmaxub_Vx_Hx_Wx</summary>
+    Vpmaxub_Vx_Hx_Wx,
+    /// <summary>Vpmaxub_Vx_Hx_Wx_2</summary>
+    Vpmaxub_Vx_Hx_Wx_2,
+    /// <summary>Vpandn_Vx_Hx_Wx</summary>
+    Vpandn_Vx_Hx_Wx,
+    /// <summary>Vpandn_Vx_Hx_Wx_2</summary>
+    Vpandn_Vx_Hx_Wx_2,
+    /// <summary>Vpavgb_Vx_Hx_Wx</summary>
+    Vpavgb_Vx_Hx_Wx,
+    /// <summary>Vpavgb_Vx_Hx_Wx_2</summary>
+    Vpavgb_Vx_Hx_Wx_2,
+    /// <summary>Vpavgw_Vx_Hx_Wx</summary>
+    Vpavgw_Vx_Hx_Wx,
+    /// <summary>Vpavgw_Vx_Hx_Wx_2</summary>
+    Vpavgw_Vx_Hx_Wx_2,
+    /// <summary>Vpmulhuw_Vx_Hx_Wx</summary>
+    Vpmulhuw_Vx_Hx_Wx,
+    /// <summary>Vpmulhuw_Vx_Hx_Wx_2</summary>
+    Vpmulhuw_Vx_Hx_Wx_2,
+    /// <summary>Vpmulhw_Vx_Hx_Wx</summary>
+    Vpmulhw_Vx_Hx_Wx,
+    /// <summary>Vpmulhw_Vx_Hx_Wx_2</summary>
+    Vpmulhw_Vx_Hx_Wx_2,
+    /// <summary>Vpsubsb_Vx_Hx_Wx</summary>
+    Vpsubsb_Vx_Hx_Wx,
+    /// <summary>Vpsubsb_Vx_Hx_Wx_2</summary>
+    Vpsubsb_Vx_Hx_Wx_2,
+    /// <summary>Vpsubsw_Vx_Hx_Wx</summary>
+    Vpsubsw_Vx_Hx_Wx,
+    /// <summary>Vpsubsw_Vx_Hx_Wx_2</summary>
+    Vpsubsw_Vx_Hx_Wx_2,
+    /// <summary>Vpminsw_Vx_Hx_Wx</summary>
+    Vpminsw_Vx_Hx_Wx,
+    /// <summary>Vpminsw_Vx_Hx_Wx_2</summary>
+    Vpminsw_Vx_Hx_Wx_2,
+    /// <summary>Vpor_Vx_Hx_Wx</summary>
+    Vpor_Vx_Hx_Wx,
+    /// <summary>Vpor_Vx_Hx_Wx_2</summary>
+    Vpor_Vx_Hx_Wx_2,
+    /// <summary>Vpaddsb_Vx_Hx_Wx</summary>
+    Vpaddsb_Vx_Hx_Wx,
+    /// <summary>Vpaddsb_Vx_Hx_Wx_2</summary>
+    Vpaddsb_Vx_Hx_Wx_2,
+    /// <summary>Vpaddsw_Vx_Hx_Wx</summary>
+    Vpaddsw_Vx_Hx_Wx,
+    /// <summary>Vpaddsw_Vx_Hx_Wx_2</summary>
+    Vpaddsw_Vx_Hx_Wx_2,
+    /// <summary>Vpmaxsw_Vx_Hx_Wx</summary>
+    Vpmaxsw_Vx_Hx_Wx,
+    /// <summary>Vpmaxsw_Vx_Hx_Wx_2</summary>
+    Vpmaxsw_Vx_Hx_Wx_2,
+    /// <summary>Vpxor_Vx_Hx_Wx</summary>
+    Vpxor_Vx_Hx_Wx,
+    /// <summary>Vpxor_Vx_Hx_Wx_2</summary>
+    Vpxor_Vx_Hx_Wx_2,
+    /// <summary>Vpmuludq_Vx_Hx_Wx</summary>
+    Vpmuludq_Vx_Hx_Wx,
+    /// <summary>Vpmuludq_Vx_Hx_Wx_2</summary>
+    Vpmuludq_Vx_Hx_Wx_2,
+    /// <summary>Vpmaddwd_Vx_Hx_Wx</summary>
+    Vpmaddwd_Vx_Hx_Wx,
+    /// <summary>Vpmaddwd_Vx_Hx_Wx_2</summary>
+    Vpmaddwd_Vx_Hx_Wx_2,
+    /// <summary>Vpsadbw_Vx_Hx_Wx</summary>
+    Vpsadbw_Vx_Hx_Wx,
+    /// <summary>Vpsadbw_Vx_Hx_Wx_2</summary>
+    Vpsadbw_Vx_Hx_Wx_2,
+    /// <summary>Vpsubb_Vx_Hx_Wx</summary>
+    Vpsubb_Vx_Hx_Wx,
+    /// <summary>Vpsubb_Vx_Hx_Wx_2</summary>
+    Vpsubb_Vx_Hx_Wx_2,
+    /// <summary>Vpsubw_Vx_Hx_Wx</summary>
+    Vpsubw_Vx_Hx_Wx,
+    /// <summary>Vpsubw_Vx_Hx_Wx_2</summary>
+    Vpsubw_Vx_Hx_Wx_2,
+    /// <summary>Vpsubd_Vx_Hx_Wx</summary>
+    Vpsubd_Vx_Hx_Wx,
+    /// <summary>Vpsubd_Vx_Hx_Wx_2</summary>
+    Vpsubd_Vx_Hx_Wx_2,
+    /// <summary>Vpsubq_Vx_Hx_Wx</summary>
+    Vpsubq_Vx_Hx_Wx,
+    /// <summary>Vpsubq_Vx_Hx_Wx_2</summary>
+    Vpsubq_Vx_Hx_Wx_2,
+    /// <summary>Vpaddb_Vx_Hx_Wx</summary>
+    Vpaddb_Vx_Hx_Wx,
+    /// <summary>Vpaddb_Vx_Hx_Wx_2</summary>
+    Vpaddb_Vx_Hx_Wx_2,
+    /// <summary>Vpaddw_Vx_Hx_Wx</summary>
+    Vpaddw_Vx_Hx_Wx,
+    /// <summary>Vpaddw_Vx_Hx_Wx_2</summary>
+    Vpaddw_Vx_Hx_Wx_2,
+    /// <summary>Vpaddd_Vx_Hx_Wx</summary>
+    Vpaddd_Vx_Hx_Wx,
+    /// <summary>Vpaddd_Vx_Hx_Wx_2</summary>
+    Vpaddd_Vx_Hx_Wx_2,
+    /// <summary>Vmovq_Wq_V</summary>
+    Vmovq_Wq_V,
+    /// <summary>Vpmovmskb_Gy_Ux</summary>
+    Vpmovmskb_Gy_Ux,
+    /// <summary>Vpmovmskb_Gy_Ux_2</summary>
+    Vpmovmskb_Gy_Ux_2,
+    /// <summary>Vcvttpd2dq_V_Wx</summary>
+    Vcvttpd2dq_V_Wx,
+    /// <summary>Vcvtdq2pd_Vx_Wh</summary>
+    Vcvtdq2pd_Vx_Wh,
+    /// <summary>Vcvtpd2dq_V_Wx</summary>
+    Vcvtpd2dq_V_Wx,
+    /// <summary>Vmovntdq_Wx_Vx</summary>
+    Vmovntdq_Wx_Vx,
+    /// <summary>Vlddqu_Vx_Wx</summary>
+    Vlddqu_Vx_Wx,
+    /// <summary>Vmaskmovdqu_XD_V_Umo</summary>
+    Vmaskmovdqu_XD_V_Umo,
+    /// <summary>Vpshufb_Vx_Hx_Wx</summary>
+    Vpshufb_Vx_Hx_Wx,
+    /// <summary>Vpshufb_Vx_Hx_Wx_2</summary>
+    Vpshufb_Vx_Hx_Wx_2,
+    /// <summary>Vphaddw_Vx_Hx_Wx</summary>
+    Vphaddw_Vx_Hx_Wx,
+    /// <summary>Vphaddw_Vx_Hx_Wx_2</summary>
+    Vphaddw_Vx_Hx_Wx_2,
+    /// <summary>Vphaddd_Vx_Hx_Wx</summary>
+    Vphaddd_Vx_Hx_Wx,
+    /// <summary>Vphaddd_Vx_Hx_Wx_2</summary>
+    Vphaddd_Vx_Hx_Wx_2,
+    /// <summary>Vphaddsw_Vx_Hx_Wx</summary>
+    Vphaddsw_Vx_Hx_Wx,
+    /// <summary>Vphaddsw_Vx_Hx_Wx_2</summary>
+    Vphaddsw_Vx_Hx_Wx_2,
+    /// <summary>Vpmaddubsw_Vx_Hx_Wx</summary>
+    Vpmaddubsw_Vx_Hx_Wx,
+    /// <summary>Vpmaddubsw_Vx_Hx_Wx_2</summary>
+    Vpmaddubsw_Vx_Hx_Wx_2,
+    /// <summary>Vphsubw_Vx_Hx_Wx</summary>
+    Vphsubw_Vx_Hx_Wx,
+    /// <summary>Vphsubw_Vx_Hx_Wx_2</summary>
+    Vphsubw_Vx_Hx_Wx_2,
+    /// <summary>Vphsubd_Vx_Hx_Wx</summary>
+    Vphsubd_Vx_Hx_Wx,
+    /// <summary>Vphsubd_Vx_Hx_Wx_2</summary>
+    Vphsubd_Vx_Hx_Wx_2,
+    /// <summary>Vphsubsw_Vx_Hx_Wx</summary>
+    Vphsubsw_Vx_Hx_Wx,
+    /// <summary>Vphsubsw_Vx_Hx_Wx_2</summary>
+    Vphsubsw_Vx_Hx_Wx_2,
+    /// <summary>Vpsignb_Vx_Hx_Wx</summary>
+    Vpsignb_Vx_Hx_Wx,
+    /// <summary>Vpsignb_Vx_Hx_Wx_2</summary>
+    Vpsignb_Vx_Hx_Wx_2,
+    /// <summary>Vpsignw_Vx_Hx_Wx</summary>
+    Vpsignw_Vx_Hx_Wx,
+    /// <summary>Vpsignw_Vx_Hx_Wx_2</summary>
+    Vpsignw_Vx_Hx_Wx_2,
+    /// <summary>Vpsignd_Vx_Hx_Wx</summary>
+    Vpsignd_Vx_Hx_Wx,
+    /// <summary>Vpsignd_Vx_Hx_Wx_2</summary>
+    Vpsignd_Vx_Hx_Wx_2,
+    /// <summary>Vpmulhrsw_Vx_Hx_Wx</summary>
+    Vpmulhrsw_Vx_Hx_Wx,
+    /// <summary>Vpmulhrsw_Vx_Hx_Wx_2</summary>
+    Vpmulhrsw_Vx_Hx_Wx_2,
+    /// <summary>Vpermilps_Vx_Hx_Wx</summary>
+    Vpermilps_Vx_Hx_Wx,
+    /// <summary>Vpermilpd_Vx_Hx_Wx</summary>
+    Vpermilpd_Vx_Hx_Wx,
+    /// <summary>Vtestps_Vx_Wx</summary>
+    Vtestps_Vx_Wx,
+    /// <summary>Vtestpd_Vx_Wx</summary>
+    Vtestpd_Vx_Wx,
+    /// <summary>Vcvtph2ps_Vx_Wh</summary>
+    Vcvtph2ps_Vx_Wh,
+    /// <summary>Vpermps_Vx_Hx_Wx</summary>
+    Vpermps_Vx_Hx_Wx,
+    /// <summary>Vptest_Vx_Wx</summary>
+    Vptest_Vx_Wx,
+    /// <summary>Vbroadcastss_Vx_Wd</summary>
+    Vbroadcastss_Vx_Wd,
+    /// <summary>Vbroadcastss_Vx_Wd_2</summary>
+    Vbroadcastss_Vx_Wd_2,
+    /// <summary>Vbroadcastsd_Vx_Wq</summary>
+    Vbroadcastsd_Vx_Wq,
+    /// <summary>Vbroadcastsd_Vx_Wq_2</summary>
+    Vbroadcastsd_Vx_Wq_2,
+    /// <summary>Vbroadcastf128_Vx_Mo</summary>
+    Vbroadcastf128_Vx_Mo,
+    /// <summary>Vpabsb_Vx_Wx</summary>
+    Vpabsb_Vx_Wx,
+    /// <summary>Vpabsb_Vx_Wx_2</summary>
+    Vpabsb_Vx_Wx_2,
+    /// <summary>Vpabsw_Vx_Wx</summary>
+    Vpabsw_Vx_Wx,
+    /// <summary>Vpabsw_Vx_Wx_2</summary>
+    Vpabsw_Vx_Wx_2,
+    /// <summary>Vpabsd_Vx_Wx</summary>
+    Vpabsd_Vx_Wx,
+    /// <summary>Vpabsd_Vx_Wx_2</summary>
+    Vpabsd_Vx_Wx_2,
+    /// <summary>Vpmovsxbw_Vx_Wh</summary>
+    Vpmovsxbw_Vx_Wh,
+    /// <summary>Vpmovsxbw_Vx_Wh_2</summary>
+    Vpmovsxbw_Vx_Wh_2,
+    /// <summary>Vpmovsxbd_Vx_Wr</summary>
+    Vpmovsxbd_Vx_Wr,
+    /// <summary>Vpmovsxbd_Vx_Wr_2</summary>
+    Vpmovsxbd_Vx_Wr_2,
+    /// <summary>Vpmovsxbq_Vx_We</summary>
+    Vpmovsxbq_Vx_We,
+    /// <summary>Vpmovsxbq_Vx_We_2</summary>
+    Vpmovsxbq_Vx_We_2,
+    /// <summary>Vpmovsxwd_Vx_Wh</summary>
+    Vpmovsxwd_Vx_Wh,
+    /// <summary>Vpmovsxwd_Vx_Wh_2</summary>
+    Vpmovsxwd_Vx_Wh_2,
+    /// <summary>Vpmovsxwq_Vx_Wr</summary>
+    Vpmovsxwq_Vx_Wr,
+    /// <summary>Vpmovsxwq_Vx_Wr_2</summary>
+    Vpmovsxwq_Vx_Wr_2,
+    /// <summary>Vpmovsxdq_Vx_Wh</summary>
+    Vpmovsxdq_Vx_Wh,
+    /// <summary>Vpmovsxdq_Vx_Wh_2</summary>
+    Vpmovsxdq_Vx_Wh_2,
+    /// <summary>Vpmovzxbw_Vx_Wh</summary>
+    Vpmovzxbw_Vx_Wh,
+    /// <summary>Vpmovzxbw_Vx_Wh_2</summary>
+    Vpmovzxbw_Vx_Wh_2,
+    /// <summary>Vpmovzxbd_Vx_Wr</summary>
+    Vpmovzxbd_Vx_Wr,
+    /// <summary>Vpmovzxbd_Vx_Wr_2</summary>
+    Vpmovzxbd_Vx_Wr_2,
+    /// <summary>Vpmovzxbq_Vx_We</summary>
+    Vpmovzxbq_Vx_We,
+    /// <summary>Vpmovzxbq_Vx_We_2</summary>
+    Vpmovzxbq_Vx_We_2,
+    /// <summary>Vpmovzxwd_Vx_Wh</summary>
+    Vpmovzxwd_Vx_Wh,
+    /// <summary>Vpmovzxwd_Vx_Wh_2</summary>
+    Vpmovzxwd_Vx_Wh_2,
+    /// <summary>Vpmovzxwq_Vx_Wr</summary>
+    Vpmovzxwq_Vx_Wr,
+    /// <summary>Vpmovzxwq_Vx_Wr_2</summary>
+    Vpmovzxwq_Vx_Wr_2,
+    /// <summary>Vpmovzxdq_Vx_Wh</summary>
+    Vpmovzxdq_Vx_Wh,
+    /// <summary>Vpmovzxdq_Vx_Wh_2</summary>
+    Vpmovzxdq_Vx_Wh_2,
+    /// <summary>Vpmuldq_Vx_Hx_Wx</summary>
+    Vpmuldq_Vx_Hx_Wx,
+    /// <summary>Vpmuldq_Vx_Hx_Wx_2</summary>
+    Vpmuldq_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpeqq_Vx_Hx_Wx</summary>
+    Vpcmpeqq_Vx_Hx_Wx,
+    /// <summary>Vpcmpeqq_Vx_Hx_Wx_2</summary>
+    Vpcmpeqq_Vx_Hx_Wx_2,
+    /// <summary>Vpackusdw_Vx_Hx_Wx</summary>
+    Vpackusdw_Vx_Hx_Wx,
+    /// <summary>Vpackusdw_Vx_Hx_Wx_2</summary>
+    Vpackusdw_Vx_Hx_Wx_2,
+    /// <summary>Vpcmpgtq_Vx_Hx_Wx</summary>
+    Vpcmpgtq_Vx_Hx_Wx,
+    /// <summary>Vpcmpgtq_Vx_Hx_Wx_2</summary>
+    Vpcmpgtq_Vx_Hx_Wx_2,
+    /// <summary>Vpminsb_Vx_Hx_Wx</summary>
+    Vpminsb_Vx_Hx_Wx,
+    /// <summary>Vpminsb_Vx_Hx_Wx_2</summary>
+    Vpminsb_Vx_Hx_Wx_2,
+    /// <summary>Vpminsd_Vx_Hx_Wx</summary>
+    Vpminsd_Vx_Hx_Wx,
+    /// <summary>Vpminsd_Vx_Hx_Wx_2</summary>
+    Vpminsd_Vx_Hx_Wx_2,
+    /// <summary>Vpminuw_Vx_Hx_Wx</summary>
+    Vpminuw_Vx_Hx_Wx,
+    /// <summary>Vpminuw_Vx_Hx_Wx_2</summary>
+    Vpminuw_Vx_Hx_Wx_2,
+    /// <summary>Vpminud_Vx_Hx_Wx</summary>
+    Vpminud_Vx_Hx_Wx,
+    /// <summary>Vpminud_Vx_Hx_Wx_2</summary>
+    Vpminud_Vx_Hx_Wx_2,
+    /// <summary>Vpmaxsb_Vx_Hx_Wx</summary>
+    Vpmaxsb_Vx_Hx_Wx,
+    /// <summary>Vpmaxsb_Vx_Hx_Wx_2</summary>
+    Vpmaxsb_Vx_Hx_Wx_2,
+    /// <summary>Vpmaxsd_Vx_Hx_Wx</summary>
+    Vpmaxsd_Vx_Hx_Wx,
+    /// <summary>Vpmaxsd_Vx_Hx_Wx_2</summary>
+    Vpmaxsd_Vx_Hx_Wx_2,
+    /// <summary>Vpmaxuw_Vx_Hx_Wx</summary>
+    Vpmaxuw_Vx_Hx_Wx,
+    /// <summary>Vpmaxuw_Vx_Hx_Wx_2</summary>
+    Vpmaxuw_Vx_Hx_Wx_2,
+    /// <summary>Vpmaxud_Vx_Hx_Wx</summary>
+    Vpmaxud_Vx_Hx_Wx,
+    /// <summary>Vpmaxud_Vx_Hx_Wx_2</summary>
+    Vpmaxud_Vx_Hx_Wx_2,
+    /// <summary>Vpmulld_Vx_Hx_Wx</summary>
+    Vpmulld_Vx_Hx_Wx,
+    /// <summary>Vpmulld_Vx_Hx_Wx_2</summary>
+    Vpmulld_Vx_Hx_Wx_2,
+    /// <summary>Vmovntdqa_Vx_Wx</summary>
+    Vmovntdqa_Vx_Wx,
+    /// <summary>Vmovntdqa_Vx_Wx_2</summary>
+    Vmovntdqa_Vx_Wx_2,
+    /// <summary>Vmaskmovps_Vx_Hx_Wx</summary>
+    Vmaskmovps_Vx_Hx_Wx,
+    /// <summary>Vmaskmovpd_Vx_Hx_Wx</summary>
+    Vmaskmovpd_Vx_Hx_Wx,
+    /// <summary>Vmaskmovps_Wx_Hx_Vx</summary>
+    Vmaskmovps_Wx_Hx_Vx,
+    /// <summary>Vmaskmovpd_Wx_Hx_Vx</summary>
+    Vmaskmovpd_Wx_Hx_Vx,
+    /// <summary>Vpermd_Vx_Hx_Wx</summary>
+    Vpermd_Vx_Hx_Wx,
+    /// <summary>Vphminposuw_V_Wo</summary>
+    Vphminposuw_V_Wo,
+    /// <summary>Vpsrlvd_Vx_Hx_Wx</summary>
+    Vpsrlvd_Vx_Hx_Wx,
+    /// <summary>Vpsrlvq_Vx_Hx_Wx</summary>
+    Vpsrlvq_Vx_Hx_Wx,
+    /// <summary>Vpsravd_Vx_Hx_Wx</summary>
+    Vpsravd_Vx_Hx_Wx,
+    /// <summary>Vpsllvd_Vx_Hx_Wx</summary>
+    Vpsllvd_Vx_Hx_Wx,
+    /// <summary>Vpsllvq_Vx_Hx_Wx</summary>
+    Vpsllvq_Vx_Hx_Wx,
+    /// <summary>Vpbroadcastd_Vx_Wd</summary>
+    Vpbroadcastd_Vx_Wd,
+    /// <summary>Vpbroadcastq_Vx_Wq</summary>
+    Vpbroadcastq_Vx_Wq,
+    /// <summary>Vbroadcasti128_Vx_Mo</summary>
+    Vbroadcasti128_Vx_Mo,
+    /// <summary>Vpbroadcastb_Vx_Wb</summary>
+    Vpbroadcastb_Vx_Wb,
+    /// <summary>Vpbroadcastw_Vx_Ww</summary>
+    Vpbroadcastw_Vx_Ww,
+    /// <summary>Vpmaskmovd_Vx_Hx_Wx</summary>
+    Vpmaskmovd_Vx_Hx_Wx,
+    /// <summary>Vpmaskmovq_Vx_Hx_Wx</summary>
+    Vpmaskmovq_Vx_Hx_Wx,
+    /// <summary>Vpmaskmovd_Wx_Hx_Vx</summary>
+    Vpmaskmovd_Wx_Hx_Vx,
+    /// <summary>Vpmaskmovq_Wx_Hx_Vx</summary>
+    Vpmaskmovq_Wx_Hx_Vx,
+    /// <summary>Vfmaddsub132ps_Vx_Hx_Wx</summary>
+    Vfmaddsub132ps_Vx_Hx_Wx,
+    /// <summary>Vfmaddsub132pd_Vx_Hx_Wx</summary>
+    Vfmaddsub132pd_Vx_Hx_Wx,
+    /// <summary>Vfmsubadd132ps_Vx_Hx_Wx</summary>
+    Vfmsubadd132ps_Vx_Hx_Wx,
+    /// <summary>Vfmsubadd132pd_Vx_Hx_Wx</summary>
+    Vfmsubadd132pd_Vx_Hx_Wx,
+    /// <summary>Vfmadd132ps_Vx_Hx_Wx</summary>
+    Vfmadd132ps_Vx_Hx_Wx,
+    /// <summary>Vfmadd132pd_Vx_Hx_Wx</summary>
+    Vfmadd132pd_Vx_Hx_Wx,
+    /// <summary>Vfmadd132ss_V_H_Wd</summary>
+    Vfmadd132ss_V_H_Wd,
+    /// <summary>Vfmadd132sd_V_H_Wq</summary>
+    Vfmadd132sd_V_H_Wq,
+    /// <summary>Vfmsub132ps_Vx_Hx_Wx</summary>
+    Vfmsub132ps_Vx_Hx_Wx,
+    /// <summary>Vfmsub132pd_Vx_Hx_Wx</summary>
+    Vfmsub132pd_Vx_Hx_Wx,
+    /// <summary>Vfmsub132ss_V_H_Wd</summary>
+    Vfmsub132ss_V_H_Wd,
+    /// <summary>Vfmsub132sd_V_H_Wq</summary>
+    Vfmsub132sd_V_H_Wq,
+    /// <summary>Vfnmadd132ps_Vx_Hx_Wx</summary>
+    Vfnmadd132ps_Vx_Hx_Wx,
+    /// <summary>Vfnmadd132pd_Vx_Hx_Wx</summary>
+    Vfnmadd132pd_Vx_Hx_Wx,
+    /// <summary>Vfnmadd132ss_V_H_Wd</summary>
+    Vfnmadd132ss_V_H_Wd,
+    /// <summary>Vfnmadd132sd_V_H_Wq</summary>
+    Vfnmadd132sd_V_H_Wq,
+    /// <summary>Vfnmsub132ps_Vx_Hx_Wx</summary>
+    Vfnmsub132ps_Vx_Hx_Wx,
+    /// <summary>Vfnmsub132pd_Vx_Hx_Wx</summary>
+    Vfnmsub132pd_Vx_Hx_Wx,
+    /// <summary>Vfnmsub132ss_V_H_Wd</summary>
+    Vfnmsub132ss_V_H_Wd,
+    /// <summary>Vfnmsub132sd_V_H_Wq</summary>
+    Vfnmsub132sd_V_H_Wq,
+    /// <summary>Vfmaddsub213ps_Vx_Hx_Wx</summary>
+    Vfmaddsub213ps_Vx_Hx_Wx,
+    /// <summary>Vfmaddsub213pd_Vx_Hx_Wx</summary>
+    Vfmaddsub213pd_Vx_Hx_Wx,
+    /// <summary>Vfmsubadd213ps_Vx_Hx_Wx</summary>
+    Vfmsubadd213ps_Vx_Hx_Wx,
+    /// <summary>Vfmsubadd213pd_Vx_Hx_Wx</summary>
+    Vfmsubadd213pd_Vx_Hx_Wx,
+    /// <summary>Vfmadd213ps_Vx_Hx_Wx</summary>
+    Vfmadd213ps_Vx_Hx_Wx,
+    /// <summary>Vfmadd213pd_Vx_Hx_Wx</summary>
+    Vfmadd213pd_Vx_Hx_Wx,
+    /// <summary>Vfmadd213ss_V_H_Wd</summary>
+    Vfmadd213ss_V_H_Wd,
+    /// <summary>Vfmadd213sd_V_H_Wq</summary>
+    Vfmadd213sd_V_H_Wq,
+    /// <summary>Vfmsub213ps_Vx_Hx_Wx</summary>
+    Vfmsub213ps_Vx_Hx_Wx,
+    /// <summary>Vfmsub213pd_Vx_Hx_Wx</summary>
+    Vfmsub213pd_Vx_Hx_Wx,
+    /// <summary>Vfmsub213ss_V_H_Wd</summary>
+    Vfmsub213ss_V_H_Wd,
+    /// <summary>Vfmsub213sd_V_H_Wq</summary>
+    Vfmsub213sd_V_H_Wq,
+    /// <summary>Vfnmadd213ps_Vx_Hx_Wx</summary>
+    Vfnmadd213ps_Vx_Hx_Wx,
+    /// <summary>Vfnmadd213pd_Vx_Hx_Wx</summary>
+    Vfnmadd213pd_Vx_Hx_Wx,
+    /// <summary>Vfnmadd213ss_V_H_Wd</summary>
+    Vfnmadd213ss_V_H_Wd,
+    /// <summary>Vfnmadd213sd_V_H_Wq</summary>
+    Vfnmadd213sd_V_H_Wq,
+    /// <summary>Vfnmsub213ps_Vx_Hx_Wx</summary>
+    Vfnmsub213ps_Vx_Hx_Wx,
+    /// <summary>Vfnmsub213pd_Vx_Hx_Wx</summary>
+    Vfnmsub213pd_Vx_Hx_Wx,
+    /// <summary>Vfnmsub213ss_V_H_Wd</summary>
+    Vfnmsub213ss_V_H_Wd,
+    /// <summary>Vfnmsub213sd_V_H_Wq</summary>
+    Vfnmsub213sd_V_H_Wq,
+    /// <summary>Vfmaddsub231ps_Vx_Hx_Wx</summary>
+    Vfmaddsub231ps_Vx_Hx_Wx,
+    /// <summary>Vfmaddsub231pd_Vx_Hx_Wx</summary>
+    Vfmaddsub231pd_Vx_Hx_Wx,
+    /// <summary>Vfmsubadd231ps_Vx_Hx_Wx</summary>
+    Vfmsubadd231ps_Vx_Hx_Wx,
+    /// <summary>Vfmsubadd231pd_Vx_Hx_Wx</summary>
+    Vfmsubadd231pd_Vx_Hx_Wx,
+    /// <summary>Vfmadd231ps_Vx_Hx_Wx</summary>
+    Vfmadd231ps_Vx_Hx_Wx,
+    /// <summary>Vfmadd231pd_Vx_Hx_Wx</summary>
+    Vfmadd231pd_Vx_Hx_Wx,
+    /// <summary>Vfmadd231ss_V_H_Wd</summary>
+    Vfmadd231ss_V_H_Wd,
+    /// <summary>Vfmadd231sd_V_H_Wq</summary>
+    Vfmadd231sd_V_H_Wq,
+    /// <summary>Vfmsub231ps_Vx_Hx_Wx</summary>
+    Vfmsub231ps_Vx_Hx_Wx,
+    /// <summary>Vfmsub231pd_Vx_Hx_Wx</summary>
+    Vfmsub231pd_Vx_Hx_Wx,
+    /// <summary>Vfmsub231ss_V_H_Wd</summary>
+    Vfmsub231ss_V_H_Wd,
+    /// <summary>Vfmsub231sd_V_H_Wq</summary>
+    Vfmsub231sd_V_H_Wq,
+    /// <summary>Vfnmadd231ps_Vx_Hx_Wx</summary>
+    Vfnmadd231ps_Vx_Hx_Wx,
+    /// <summary>Vfnmadd231pd_Vx_Hx_Wx</summary>
+    Vfnmadd231pd_Vx_Hx_Wx,
+    /// <summary>Vfnmadd231ss_V_H_Wd</summary>
+    Vfnmadd231ss_V_H_Wd,
+    /// <summary>Vfnmadd231sd_V_H_Wq</summary>
+    Vfnmadd231sd_V_H_Wq,
+    /// <summary>Vfnmsub231ps_Vx_Hx_Wx</summary>
+    Vfnmsub231ps_Vx_Hx_Wx,
+    /// <summary>Vfnmsub231pd_Vx_Hx_Wx</summary>
+    Vfnmsub231pd_Vx_Hx_Wx,
+    /// <summary>Vfnmsub231ss_V_H_Wd</summary>
+    Vfnmsub231ss_V_H_Wd,
+    /// <summary>Vfnmsub231sd_V_H_Wq</summary>
+    Vfnmsub231sd_V_H_Wq,
+    /// <summary>Vaesimc_V_Wo</summary>
+    Vaesimc_V_Wo,
+    /// <summary>Vaesenc_V_H_Wo</summary>
+    Vaesenc_V_H_Wo,
+    /// <summary>Vaesenc_Vx_Hx_Wx</summary>
+    Vaesenc_Vx_Hx_Wx,
+    /// <summary>Vaesenclast_V_H_Wo</summary>
+    Vaesenclast_V_H_Wo,
+    /// <summary>Vaesenclast_Vx_Hx_Wx</summary>
+    Vaesenclast_Vx_Hx_Wx,
+    /// <summary>Vaesdec_V_H_Wo</summary>
+    Vaesdec_V_H_Wo,
+    /// <summary>Vaesdec_Vx_Hx_Wx</summary>
+    Vaesdec_Vx_Hx_Wx,
+    /// <summary>Vaesdeclast_V_H_Wo</summary>
+    Vaesdeclast_V_H_Wo,
+    /// <summary>Vaesdeclast_Vx_Hx_Wx</summary>
+    Vaesdeclast_Vx_Hx_Wx,
+    /// <summary>Vpermq_Vx_Wx_Ib</summary>
+    Vpermq_Vx_Wx_Ib,
+    /// <summary>Vpermpd_Vx_Wx_Ib</summary>
+    Vpermpd_Vx_Wx_Ib,
+    /// <summary>Vpblendd_Vx_Hx_Wx_Ib</summary>
+    Vpblendd_Vx_Hx_Wx_Ib,
+    /// <summary>Vpblendd_Vx_Hx_Wx_Ib_2</summary>
+    Vpblendd_Vx_Hx_Wx_Ib_2,
+    /// <summary>Vpermilps_Vx_Wx_Ib</summary>
+    Vpermilps_Vx_Wx_Ib,
+    /// <summary>Vpermilpd_Vx_Wx_Ib</summary>
+    Vpermilpd_Vx_Wx_Ib,
+    /// <summary>Vperm2f128_Vx_Hx_Wx_Ib</summary>
+    Vperm2f128_Vx_Hx_Wx_Ib,
+    /// <summary>Vroundps_Vx_Wx_Ib</summary>
+    Vroundps_Vx_Wx_Ib,
+    /// <summary>Vroundpd_Vx_Wx_Ib</summary>
+    Vroundpd_Vx_Wx_Ib,
+    /// <summary>Vroundss_V_H_Wd_Ib</summary>
+    Vroundss_V_H_Wd_Ib,
+    /// <summary>Vroundsd_V_H_Wq_Ib</summary>
+    Vroundsd_V_H_Wq_Ib,
+    /// <summary>Vblendps_Vx_Hx_Wx_Ib</summary>
+    Vblendps_Vx_Hx_Wx_Ib,
+    /// <summary>Vblendpd_Vx_Hx_Wx_Ib</summary>
+    Vblendpd_Vx_Hx_Wx_Ib,
+    /// <summary>Vpblendw_Vx_Hx_Wx_Ib</summary>
+    Vpblendw_Vx_Hx_Wx_Ib,
+    /// <summary>Vpblendw_Vx_Hx_Wx_Ib_2</summary>
+    Vpblendw_Vx_Hx_Wx_Ib_2,
+    /// <summary>Vpalignr_Vx_Hx_Wx_Ib</summary>
+    Vpalignr_Vx_Hx_Wx_Ib,
+    /// <summary>Vpalignr_Vx_Hx_Wx_Ib_2</summary>
+    Vpalignr_Vx_Hx_Wx_Ib_2,
+    /// <summary>Vpextrb_Ey_V_Ibmb</summary>
+    Vpextrb_Ey_V_Ibmb,
+    /// <summary>Vpextrw_Ey_V_Ibmw</summary>
+    Vpextrw_Ey_V_Ibmw,
+    /// <summary>Vpextrd_Ed_V_Ib</summary>
+    Vpextrd_Ed_V_Ib,
+    /// <summary>Vpextrq_Eq_V_Ib</summary>
+    Vpextrq_Eq_V_Ib,
+    /// <summary>Vextractps_Ey_V_Ibmd</summary>
+    Vextractps_Ey_V_Ibmd,
+    /// <summary>Vinsertf128_Vx_Hx_Wo_Ib</summary>
+    Vinsertf128_Vx_Hx_Wo_Ib,
+    /// <summary>Vextractf128_Wo_Vx_Ib</summary>
+    Vextractf128_Wo_Vx_Ib,
+    /// <summary>Vcvtps2ph_Wh_Vx_Ib</summary>
+    Vcvtps2ph_Wh_Vx_Ib,
+    /// <summary>Vpinsrb_V_H_Ey_Ibmb</summary>
+    Vpinsrb_V_H_Ey_Ibmb,
+    /// <summary>Vinsertps_V_H_Wd_Ib</summary>
+    Vinsertps_V_H_Wd_Ib,
+    /// <summary>Vpinsrd_V_H_Ed_Ib</summary>
+    Vpinsrd_V_H_Ed_Ib,
+    /// <summary>Vpinsrq_V_H_Eq_Ib</summary>
+    Vpinsrq_V_H_Eq_Ib,
+    /// <summary>Vinserti128_Vx_Hx_Wo_Ib</summary>
+    Vinserti128_Vx_Hx_Wo_Ib,
+    /// <summary>Vextracti128_Wo_Vx_Ib</summary>
+    Vextracti128_Wo_Vx_Ib,
+    /// <summary>Vdpps_Vx_Hx_Wx_Ib</summary>
+    Vdpps_Vx_Hx_Wx_Ib,
+    /// <summary>Vdppd_V_H_Wo_Ib</summary>
+    Vdppd_V_H_Wo_Ib,
+    /// <summary>Vmpsadbw_Vx_Hx_Wx_Ib</summary>
+    Vmpsadbw_Vx_Hx_Wx_Ib,
+    /// <summary>Vmpsadbw_Vx_Hx_Wx_Ib_2</summary>
+    Vmpsadbw_Vx_Hx_Wx_Ib_2,
+    /// <summary>Vpclmulqdq_V_H_Wo_Ib</summary>
+    Vpclmulqdq_V_H_Wo_Ib,
+    /// <summary>Vpclmulqdq_Vx_Hx_Wx_Ib</summary>
+    Vpclmulqdq_Vx_Hx_Wx_Ib,
+    /// <summary>Vperm2i128_Vx_Hx_Wx_Ib</summary>
+    Vperm2i128_Vx_Hx_Wx_Ib,
+    /// <summary>Vblendvps_Vx_Hx_Wx_Lx</summary>
+    Vblendvps_Vx_Hx_Wx_Lx,
+    /// <summary>Vblendvpd_Vx_Hx_Wx_Lx</summary>
+    Vblendvpd_Vx_Hx_Wx_Lx,
+    /// <summary>Vpblendvb_Vx_Hx_Wx_Lx</summary>
+    Vpblendvb_Vx_Hx_Wx_Lx,
+    /// <summary>Vpblendvb_Vx_Hx_Wx_Lx_2</summary>
+    Vpblendvb_Vx_Hx_Wx_Lx_2,
+    /// <summary>Vpcmpestrm_V_Wo_Ib</summary>
+    Vpcmpestrm_V_Wo_Ib,
+    /// <summary>Vpcmpestrm64_V_Wo_Ib</summary>
+    Vpcmpestrm64_V_Wo_Ib,
+    /// <summary>Vpcmpestri_V_Wo_Ib</summary>
+    Vpcmpestri_V_Wo_Ib,
+    /// <summary>Vpcmpestri64_V_Wo_Ib</summary>
+    Vpcmpestri64_V_Wo_Ib,
+    /// <summary>Vpcmpistrm_V_Wo_Ib</summary>
+    Vpcmpistrm_V_Wo_Ib,
+    /// <summary>Vpcmpistri_V_Wo_Ib</summary>
+    Vpcmpistri_V_Wo_Ib,
+    /// <summary>Vaeskeygenassist_V_Wo_Ib</summary>
+    Vaeskeygenassist_V_Wo_Ib,
 }

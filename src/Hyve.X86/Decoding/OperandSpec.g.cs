@@ -102,4 +102,8 @@ internal enum OperandSpec : byte
     Vx,
     Ux,
     Wx,
+    Wh,
+    Wr,
+    We,
+    Lx,
 }
