@@ -54,8 +54,15 @@ public enum CpuFeatures
     /// <summary>XSAVE (leaf 1 ECX bit 26): XSAVE, XRSTOR, XGETBV, XSETBV and CR4.OSXSAVE.</summary>
     Xsave = 1 << 12,
 
+    /// <summary>AVX (leaf 1 ECX bit 28), with XCR0's AVX state.</summary>
+    Avx = 1 << 13,
+
+    /// <summary>AVX2 (leaf 7 EBX bit 5): the 256-bit integer forms, broadcasts from registers,
+    /// permutes, masked integer moves, per-element shifts.</summary>
+    Avx2 = 1 << 14,
+
     /// <summary>Every extension the software CPU implements.</summary>
-    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2 | Xsave,
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2 | Xsave | Avx | Avx2,
 }
 
 /// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
@@ -72,7 +79,7 @@ public static class CpuFeatureBits
             | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
             | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1) | Bit(ecx1, 30, CpuFeatures.Rdrand)
             | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp) | Bit(ebx7, 8, CpuFeatures.Bmi2)
-            | Bit(ecx1, 26, CpuFeatures.Xsave);
+            | Bit(ecx1, 26, CpuFeatures.Xsave) | Bit(ecx1, 28, CpuFeatures.Avx) | Bit(ebx7, 5, CpuFeatures.Avx2);
         return f;
     }
 

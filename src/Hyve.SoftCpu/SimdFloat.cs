@@ -144,8 +144,12 @@ internal static class SimdFloat
     /// signal invalid on a quiet NaN too.</summary>
     public static bool Compare(bool dbl, ulong x, ulong y, int predicate, ref SimdControl c)
     {
-        int order = Order(dbl, x, y, signaling: predicate is 1 or 2 or 5 or 6, ref c);
-        return predicate switch
+        // SSE's eight predicates are AVX's 0-7; AVX adds 8-15, and 16-31 repeat 0-15 with the
+        // opposite choice of signaling on a quiet NaN.
+        int p = predicate & 15;
+        bool signaling = p is 1 or 2 or 5 or 6 or 9 or 10 or 13 or 14;
+        int order = Order(dbl, x, y, signaling ^ (predicate >= 16), ref c);
+        return p switch
         {
             0 => order == 0,
             1 => order == -1,
@@ -154,7 +158,15 @@ internal static class SimdFloat
             4 => order != 0,
             5 => order is not -1,
             6 => order is 1 or 2,
-            _ => order != 2,
+            7 => order != 2,
+            8 => order is 0 or 2,
+            9 => order is -1 or 2,
+            10 => order != 1,
+            11 => false,
+            12 => order is -1 or 1,
+            13 => order is 0 or 1,
+            14 => order == 1,
+            _ => true,
         };
     }
 

@@ -305,9 +305,8 @@ public sealed partial class SoftProcessor
                     return false;
                 break;
             default:
-                // The VEX vector instructions (AVX, AVX2, FMA, F16C) are not implemented yet.
                 if ((i.Prefixes & Prefixes.Vex) != 0)
-                    return RealAddressing ? Raise(ExceptionVector.UD) : RaiseUnimplemented();
+                    return Avx(next);
                 bool done = Sse(next, out bool sse);
                 if (sse)
                     return done;

@@ -30,7 +30,8 @@ public sealed partial class SoftProcessor
             handled = false;
             return false;
         }
-        if ((_cr0 & PagingState.Cr0EM) != 0 || (_cr4 & PagingState.Cr4OSFXSR) == 0)
+        // A VEX instruction running as its SSE form has had its own checks (CR4.OSXSAVE, XCR0).
+        if (!_vexLane && ((_cr0 & PagingState.Cr0EM) != 0 || (_cr4 & PagingState.Cr4OSFXSR) == 0))
             return Raise(ExceptionVector.UD);
         if ((_cr0 & PagingState.Cr0TS) != 0)
             return Raise(ExceptionVector.NM);

@@ -58,7 +58,7 @@ public sealed partial class SoftProcessor
                     {
                         int at = width * k;
                         ulong x = (ulong)(a >> at) & laneMask, y = (ulong)(b >> at) & laneMask;
-                        ulong v = compare ? (SimdFloat.Compare(dbl, x, y, (int)(i.Immediate & 7), ref c) ? laneMask : 0)
+                        ulong v = compare ? (SimdFloat.Compare(dbl, x, y, (int)(i.Immediate & (_vexLane ? 0x1FUL : 7)), ref c) ? laneMask : 0)
                             : SimdFloat.Arithmetic(op, dbl, x, y, ref c);
                         r = (r & ~((UInt128)laneMask << at)) | ((UInt128)v << at);
                     }

@@ -25,6 +25,9 @@ public sealed class VmxGuestArea
     /// <summary>MMX registers.</summary>
     public ulong[] Mm { get; } = new ulong[8];
 
+    /// <summary>Bits 255:128 of YMM0-15 (their low halves are <see cref="Xmm"/>).</summary>
+    public UInt128[] YmmHigh { get; } = new UInt128[16];
+
     /// <summary>XCR0, the XSAVE feature mask (x87 only after reset). The vmm sets it on an XSETBV
     /// exit, as VMX leaves XCR0 to software.</summary>
     public ulong Xcr0 { get; set; } = 1;

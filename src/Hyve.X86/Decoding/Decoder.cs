@@ -328,6 +328,8 @@ public static partial class Decoder
         insn.Prefixes = (Prefixes)(pfx | (vex ? (int)Prefixes.Vex : rex != 0 ? (int)Prefixes.Rex : 0));
         insn.Rex = vex ? (byte)0 : (byte)rex;
         insn.VexL = (byte)vexL;
+        insn.VexPp = (byte)pp;
+        insn.OpcodeMap = (byte)(vex ? map - 4 : map);
 
         bool memForm = hasModRm && modrm < 0xC0 && (flags & FNoMod) == 0;
         if (memForm && map != 4)

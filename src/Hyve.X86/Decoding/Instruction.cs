@@ -194,6 +194,14 @@ public struct Instruction
     /// <summary>VEX.L of a VEX-encoded instruction (1: 256-bit vectors), else 0.</summary>
     public byte VexL { readonly get; internal set; }
 
+    /// <summary>VEX.pp of a VEX-encoded instruction, the mandatory prefix it stands for (0 none, 1 66,
+    /// 2 F3, 3 F2), else 0.</summary>
+    public byte VexPp { readonly get; internal set; }
+
+    /// <summary>The opcode map: 0 one-byte, 1 0F, 2 0F 38, 3 0F 3A (a VEX instruction's VEX map),
+    /// 4 3DNow!.</summary>
+    public byte OpcodeMap { readonly get; internal set; }
+
     /// <summary>Whether a ModRM byte was decoded.</summary>
     public bool HasModRM { readonly get; internal set; }
 

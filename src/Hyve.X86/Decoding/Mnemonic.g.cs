@@ -1715,6 +1715,8 @@ public enum Mnemonic : ushort
     Vinsertps,
     /// <summary>Vlddqu</summary>
     Vlddqu,
+    /// <summary>Vldmxcsr</summary>
+    Vldmxcsr,
     /// <summary>Vmaskmovdqu</summary>
     Vmaskmovdqu,
     /// <summary>Vmaskmovpd</summary>
@@ -2147,6 +2149,8 @@ public enum Mnemonic : ushort
     Vsqrtsd,
     /// <summary>Vsqrtss</summary>
     Vsqrtss,
+    /// <summary>Vstmxcsr</summary>
+    Vstmxcsr,
     /// <summary>Vsubpd</summary>
     Vsubpd,
     /// <summary>Vsubps</summary>

@@ -3223,6 +3223,10 @@ public enum Opcode : ushort
     Vmovdqa_Wx_Vx,
     /// <summary>Vmovdqu_Wx_Vx</summary>
     Vmovdqu_Wx_Vx,
+    /// <summary>Vldmxcsr_Md</summary>
+    Vldmxcsr_Md,
+    /// <summary>Vstmxcsr_Md</summary>
+    Vstmxcsr_Md,
     /// <summary>Vcmpps_Vx_Hx_Wx_Ib</summary>
     Vcmpps_Vx_Hx_Wx_Ib,
     /// <summary>Vcmppd_Vx_Hx_Wx_Ib</summary>
