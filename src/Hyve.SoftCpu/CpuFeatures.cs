@@ -61,8 +61,14 @@ public enum CpuFeatures
     /// permutes, masked integer moves, per-element shifts.</summary>
     Avx2 = 1 << 14,
 
+    /// <summary>FMA (leaf 1 ECX bit 12): the fused multiply-adds.</summary>
+    Fma = 1 << 15,
+
+    /// <summary>F16C (leaf 1 ECX bit 29): VCVTPH2PS and VCVTPS2PH.</summary>
+    F16c = 1 << 16,
+
     /// <summary>Every extension the software CPU implements.</summary>
-    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2 | Xsave | Avx | Avx2,
+    All = Sse3 | Ssse3 | Sse41 | Sse42 | Popcnt | Movbe | Lzcnt | Bmi1 | Rdrand | Rdseed | Rdtscp | Bmi2 | Xsave | Avx | Avx2 | Fma | F16c,
 }
 
 /// <summary>Reads <see cref="CpuFeatures"/> from a CPUID policy.</summary>
@@ -79,7 +85,8 @@ public static class CpuFeatureBits
             | Bit(ecx1, 20, CpuFeatures.Sse42) | Bit(ecx1, 22, CpuFeatures.Movbe) | Bit(ecx1, 23, CpuFeatures.Popcnt)
             | Bit(ecx81, 5, CpuFeatures.Lzcnt) | Bit(ebx7, 3, CpuFeatures.Bmi1) | Bit(ecx1, 30, CpuFeatures.Rdrand)
             | Bit(ebx7, 18, CpuFeatures.Rdseed) | Bit(edx81, 27, CpuFeatures.Rdtscp) | Bit(ebx7, 8, CpuFeatures.Bmi2)
-            | Bit(ecx1, 26, CpuFeatures.Xsave) | Bit(ecx1, 28, CpuFeatures.Avx) | Bit(ebx7, 5, CpuFeatures.Avx2);
+            | Bit(ecx1, 26, CpuFeatures.Xsave) | Bit(ecx1, 28, CpuFeatures.Avx) | Bit(ebx7, 5, CpuFeatures.Avx2)
+            | Bit(ecx1, 12, CpuFeatures.Fma) | Bit(ecx1, 29, CpuFeatures.F16c);
         return f;
     }
 

@@ -44,6 +44,7 @@ internal readonly record struct RealFormat(int Precision, int MinExponent, int M
     /// 24,576 (and UE), not denormalized.</summary>
     public bool WrapUnderflow { get; init; }
 
+    public static readonly RealFormat Half = new(11, -14, 15);
     public static readonly RealFormat Single = new(24, -126, 127);
     public static readonly RealFormat Double = new(53, -1022, 1023);
     public static readonly RealFormat Extended = new(64, -16382, 16383);
@@ -343,6 +344,63 @@ internal readonly record struct ExtendedReal(ushort SignExponent, ulong Signific
         if (d == 0)
             return Zero(rc == 1);
         return Make(na, exponent, d, false, format, rc, ref flags);
+    }
+
+    /// <summary>±(a × b) + c with one rounding (the product kept exact): FMA's arithmetic for
+    /// operands of single or double precision (significands of at most 53 bits, so the exact
+    /// product fits in 106 bits). NaN operands are the caller's.</summary>
+    public static ExtendedReal FusedMultiplyAdd(ExtendedReal a, ExtendedReal b, ExtendedReal c, bool negateProduct, RealFormat format,
+        int rc, ref int flags)
+    {
+        RealClass ca = a.Class, cb = b.Class, cc = c.Class;
+        bool pn = a.Negative ^ b.Negative ^ negateProduct;
+        if (ca == RealClass.Infinity || cb == RealClass.Infinity)
+        {
+            if (ca == RealClass.Zero || cb == RealClass.Zero || (cc == RealClass.Infinity && c.Negative != pn))
+            {
+                flags |= X87Flags.IE;
+                return Indefinite;
+            }
+            return Infinity(pn);
+        }
+        if (cc == RealClass.Infinity)
+            return c;
+        if (ca == RealClass.Zero || cb == RealClass.Zero)
+        {
+            if (cc == RealClass.Zero)
+                return Zero(pn == c.Negative ? pn : rc == 1);
+            return Rounded(c, format, rc, ref flags);
+        }
+        a.Unpack(out _, out int ea, out ulong sa);
+        b.Unpack(out _, out int eb, out ulong sb);
+        UInt128 p = (UInt128)sa * sb;  // p / 2^127 * 2^(ea + eb + 1)
+        int ep = ea + eb + 1;
+        if (cc == RealClass.Zero)
+            return Make(pn, ep, p, false, format, rc, ref flags);
+        int lz = (int)UInt128.LeadingZeroCount(p);
+        p <<= lz;
+        ep -= lz;
+        c.Unpack(out bool cn, out int ec, out ulong sc);
+        // Both at bits 126 and below (one bit of headroom for a carry), value x / 2^127 * 2^(e + 1).
+        bool sticky = false;
+        UInt128 x = ShiftRightJam(p, 1, ref sticky), y = (UInt128)sc << 63;
+        bool xn = pn, yn = cn;
+        int ex = ep, ey = ec;
+        if (ey > ex || (ey == ex && y > x))
+        {
+            (x, y) = (y, x);
+            (xn, yn) = (yn, xn);
+            (ex, ey) = (ey, ex);
+        }
+        y = ShiftRightJam(y, Math.Min(ex - ey, 250), ref sticky);
+        if (sticky)
+            y |= 1; // jam: the bits shifted out sit far below any rounding point
+        if (xn == yn)
+            return Make(xn, ex + 1, x + y, false, format, rc, ref flags);
+        UInt128 d = x - y;
+        if (d == 0)
+            return Zero(rc == 1);
+        return Make(xn, ex + 1, d, false, format, rc, ref flags);
     }
 
     /// <summary>A value rounded to the format's precision (adding zero, for instance).</summary>

@@ -4,6 +4,7 @@
 // the SSE rules, not the x87 ones: the first source's NaN wins, MIN and MAX return the second
 // source for any NaN, and the default NaN is the negative quiet one.
 using System;
+using System.Numerics;
 
 namespace Hyve.SoftCpu;
 
@@ -138,6 +139,92 @@ internal static class SimdFloat
         // reported: not the denormal operand.
         c.Flags = (f & (X87Flags.IE | X87Flags.ZE)) != 0 ? outer : outer | c.Flags;
         return Store(r, dbl, f, ref c);
+    }
+
+    /// <summary>One lane of FMA: ±(m1 × m2) ± add, rounded once. A NaN operand gives the first
+    /// NaN of m1, m2, add (the operation's order, whichever instruction operands they are),
+    /// quieted; inf × 0 and an infinite product added to the opposite infinity are invalid.</summary>
+    public static ulong FusedMultiplyAdd(bool dbl, ulong m1, ulong m2, ulong add, bool negateProduct, bool negateAddend, ref SimdControl c)
+    {
+        if (IsNaN(m1, dbl) || IsNaN(m2, dbl) || IsNaN(add, dbl))
+        {
+            // Only a signaling NaN raises IE: inf × 0 with a quiet NaN addend does not (as the host
+            // processors answer; the SDM leaves it to the implementation).
+            if (IsSignaling(m1, dbl) || IsSignaling(m2, dbl) || IsSignaling(add, dbl))
+                c.Flags |= X87Flags.IE;
+            return (IsNaN(m1, dbl) ? m1 : IsNaN(m2, dbl) ? m2 : add) | QuietBit(dbl);
+        }
+        int outer = c.Flags;
+        c.Flags = 0;
+        ExtendedReal a = Load(m1, dbl, ref c), b = Load(m2, dbl, ref c), z = Load(add, dbl, ref c);
+        if (negateAddend)
+            z = z.Negate();
+        int f = 0;
+        ExtendedReal r = ExtendedReal.FusedMultiplyAdd(a, b, z, negateProduct, Format(dbl), c.Rounding, ref f);
+        c.Flags = (f & X87Flags.IE) != 0 ? outer : outer | c.Flags;
+        if (r.IsNaN)
+        {
+            c.Flags |= X87Flags.IE;
+            return dbl ? 0xFFF8_0000_0000_0000UL : 0xFFC0_0000UL; // the default NaN
+        }
+        return Store(r, dbl, f, ref c);
+    }
+
+    /// <summary>VCVTPH2PS's lane: a half-precision value as a single (always exact); a signaling NaN
+    /// raises IE and is quieted; a denormal half is converted exactly, with no DE and no DAZ.</summary>
+    public static uint HalfToSingle(ushort h, ref SimdControl c)
+    {
+        uint sign = (uint)(h >> 15) << 31;
+        int exponent = (h >> 10) & 31;
+        uint fraction = (uint)h & 0x3FF;
+        if (exponent == 31)
+        {
+            if (fraction == 0)
+                return sign | 0x7F80_0000;
+            if ((fraction & 0x200) == 0)
+                c.Flags |= X87Flags.IE;
+            return sign | 0x7FC0_0000 | (fraction << 13);
+        }
+        if (exponent == 0)
+        {
+            if (fraction == 0)
+                return sign;
+            int shift = BitOperations.LeadingZeroCount(fraction) - 21; // to bit 10
+            return sign | ((uint)(127 - 14 - shift) << 23) | (((fraction << shift) & 0x3FF) << 13);
+        }
+        return sign | ((uint)(exponent - 15 + 127) << 23) | (fraction << 13);
+    }
+
+    /// <summary>VCVTPS2PH's lane: a single rounded to half precision in mode <paramref name="rc"/>,
+    /// with MXCSR's DAZ on the input and the overflow, underflow and precision flags (FTZ does not
+    /// apply: tiny results are half denormals).</summary>
+    public static ushort SingleToHalf(uint x, int rc, ref SimdControl c)
+    {
+        ushort sign = (ushort)((x >> 16) & 0x8000);
+        if (IsNaN(x, false))
+        {
+            if (IsSignaling(x, false))
+                c.Flags |= X87Flags.IE;
+            return (ushort)(sign | 0x7E00u | ((x >> 13) & 0x3FFu));
+        }
+        if ((x & 0x7FFF_FFFF) == 0x7F80_0000)
+            return (ushort)(sign | 0x7C00);
+        ExtendedReal a = Load(x, false, ref c);
+        if (a.Class == RealClass.Zero)
+            return sign;
+        int f = 0;
+        ExtendedReal r = ExtendedReal.Rounded(a, RealFormat.Half, rc, ref f);
+        if ((f & X87Flags.Tiny) != 0 && c.UnderflowUnmasked)
+            f |= X87Flags.UE;
+        c.Flags |= f & 0x3F;
+        if (r.Class == RealClass.Infinity)
+            return (ushort)(sign | 0x7C00);
+        if (r.Class == RealClass.Zero)
+            return sign;
+        int e = r.BiasedExponent - 16383;
+        if (e >= -14)
+            return (ushort)(sign | ((e + 15) << 10) | (int)((r.Significand >> 53) & 0x3FF));
+        return (ushort)(sign | (int)(r.Significand >> (53 + (-14 - e)))); // a half denormal
     }
 
     /// <summary>CMPcc's predicates 0-7: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD. LT, LE, NLT and NLE

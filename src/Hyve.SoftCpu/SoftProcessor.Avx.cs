@@ -45,26 +45,40 @@ public sealed partial class SoftProcessor
         return set;
     }
 
-    // FMA, F16C and the VEX forms of AES and PCLMULQDQ: not implemented yet.
-    private static readonly bool[] UnimplementedVex = BuildUnimplementedVex();
+    // The VEX forms of AES and PCLMULQDQ (neither extension is offered): not implemented.
+    private static readonly bool[] UnimplementedVex = MnemonicSet(Mnemonic.Vaesenc,
+        Mnemonic.Vaesenclast, Mnemonic.Vaesdec, Mnemonic.Vaesdeclast, Mnemonic.Vaesimc, Mnemonic.Vaeskeygenassist, Mnemonic.Vpclmulqdq);
+
+    // An FMA form: which operands are multiplied and which added (132, 213, 231), the product
+    // negated (FNMADD, FNMSUB), the addend subtracted (0 never, 1 always, 2 in even elements:
+    // FMADDSUB, 3 in odd elements: FMSUBADD), double precision, scalar. Order 0: not FMA.
+    private readonly record struct FmaForm(int Order, bool NegateProduct, int Subtract, bool Double, bool Scalar);
+
+    private static readonly FmaForm[] FmaForms = BuildFmaForms();
+
+    private static FmaForm[] BuildFmaForms()
+    {
+        var forms = new FmaForm[Enum.GetValues<Mnemonic>().Length];
+        foreach (Mnemonic m in Enum.GetValues<Mnemonic>())
+        {
+            string n = m.ToString().ToLowerInvariant();
+            if (!n.StartsWith("vfm", StringComparison.Ordinal) && !n.StartsWith("vfnm", StringComparison.Ordinal))
+                continue;
+            int digits = n.IndexOfAny(['1', '2']);
+            string kind = n[1..digits];
+            int order = int.Parse(n.AsSpan(digits, 3), System.Globalization.CultureInfo.InvariantCulture);
+            string type = n[(digits + 3)..];
+            int subtract = kind switch { "fmsub" or "fnmsub" => 1, "fmaddsub" => 2, "fmsubadd" => 3, _ => 0 };
+            forms[(int)m] = new FmaForm(order, kind.StartsWith("fnm", StringComparison.Ordinal), subtract, type[1] == 'd', type[0] == 's');
+        }
+        return forms;
+    }
 
     // The widening forms: a half, quarter or eighth of the destination's length in, per lane.
     private static readonly bool[] WideningVex = MnemonicSet(Mnemonic.Vcvtps2pd, Mnemonic.Vcvtdq2pd,
         Mnemonic.Vpmovsxbw, Mnemonic.Vpmovsxbd, Mnemonic.Vpmovsxbq, Mnemonic.Vpmovsxwd, Mnemonic.Vpmovsxwq, Mnemonic.Vpmovsxdq,
         Mnemonic.Vpmovzxbw, Mnemonic.Vpmovzxbd, Mnemonic.Vpmovzxbq, Mnemonic.Vpmovzxwd, Mnemonic.Vpmovzxwq, Mnemonic.Vpmovzxdq);
 
-    private static bool[] BuildUnimplementedVex()
-    {
-        var set = MnemonicSet(Mnemonic.Vcvtph2ps, Mnemonic.Vcvtps2ph, Mnemonic.Vaesenc, Mnemonic.Vaesenclast, Mnemonic.Vaesdec,
-            Mnemonic.Vaesdeclast, Mnemonic.Vaesimc, Mnemonic.Vaeskeygenassist, Mnemonic.Vpclmulqdq);
-        foreach (Mnemonic m in Enum.GetValues<Mnemonic>())
-        {
-            string n = m.ToString();
-            if (n.StartsWith("Vfm", StringComparison.Ordinal) || n.StartsWith("Vfnm", StringComparison.Ordinal))
-                set[(int)m] = true;
-        }
-        return set;
-    }
 
     // One VEX vector instruction; false when it raised.
     private bool Avx(ulong next)
@@ -74,10 +88,11 @@ public sealed partial class SoftProcessor
         if (RealAddressing)
             return Raise(ExceptionVector.UD);
         if (UnimplementedVex[(int)m])
-            return RaiseUnimplemented(); // FMA, F16C and the VEX forms of AES and PCLMULQDQ: not yet
+            return RaiseUnimplemented(); // the VEX forms of AES and PCLMULQDQ
         bool avx2 = Avx2Only[(int)m] || (vex.VexL != 0 && IntegerVex[(int)m])
             || (m is Mnemonic.Vbroadcastss or Mnemonic.Vbroadcastsd && vex.GetOperandKind(1) == OperandKind.Register);
-        CpuFeatures need = avx2 ? CpuFeatures.Avx2 : CpuFeatures.Avx;
+        CpuFeatures need = FmaForms[(int)m].Order != 0 ? CpuFeatures.Fma : m is Mnemonic.Vcvtph2ps or Mnemonic.Vcvtps2ph ? CpuFeatures.F16c
+            : avx2 ? CpuFeatures.Avx2 : CpuFeatures.Avx;
         if ((_features & need) == 0 || (_cr4 & Cr4OsXsave) == 0 || (_area.Xcr0 & (ComponentSse | ComponentAvx)) != (ComponentSse | ComponentAvx))
             return Raise(ExceptionVector.UD);
         if ((_cr0 & PagingState.Cr0TS) != 0)
@@ -272,6 +287,37 @@ public sealed partial class SoftProcessor
                     ulong low = (ulong)VectorLane(i.GetRegister(1), 0) & Alu.Mask(size);
                     return Destination(size, low);
                 }
+            case var fma when FmaForms[(int)fma].Order != 0:
+                return FusedMultiplyAdd(FmaForms[(int)fma]);
+            case Mnemonic.Vcvtph2ps:
+                {
+                    if (!VectorSource(1, len / 2, false, out UInt128 h, out _))
+                        return false;
+                    var c = new SimdControl(_mxcsr);
+                    UInt128 rlo = 0, rhi = 0;
+                    for (int k = 0; k < len / 4; k++)
+                        SetElement(ref rlo, ref rhi, 4, k, SimdFloat.HalfToSingle((ushort)(h >> (16 * k)), ref c));
+                    if (!CommitSimd(c.Flags))
+                        return false;
+                    SetVector(i.GetRegister(0), rlo, rhi);
+                    return true;
+                }
+            case Mnemonic.Vcvtps2ph:
+                {
+                    Register src = i.GetRegister(1);
+                    UInt128 slo = VectorLane(src, 0), shi = VectorLane(src, 1);
+                    int rc = (i.Immediate & 4) != 0 ? (int)(_mxcsr >> 13) & 3 : (int)(i.Immediate & 3);
+                    var c = new SimdControl(_mxcsr);
+                    UInt128 halves = 0;
+                    for (int k = 0; k < len / 4; k++)
+                        halves |= (UInt128)SimdFloat.SingleToHalf((uint)Element(slo, shi, 4, k), rc, ref c) << (16 * k);
+                    if (!CommitSimd(c.Flags))
+                        return false;
+                    if (i.GetOperandKind(0) == OperandKind.Memory)
+                        return VectorStore(len / 2, false, halves, 0);
+                    SetVector(i.GetRegister(0), halves, 0);
+                    return true;
+                }
             case Mnemonic.Vldmxcsr:
                 {
                     if (!Read(i.MemorySegment, Ea(), 4, out ulong v))
@@ -465,6 +511,34 @@ public sealed partial class SoftProcessor
                 handled = false;
                 return false;
         }
+    }
+
+    // FMA: op1 (the destination), op2 (VEX.vvvv) and op3 (ModRM.rm) multiplied and added as the
+    // form's digits say (132: op1 × op3 + op2, 213: op2 × op1 + op3, 231: op2 × op3 + op1), each
+    // element rounded once by MXCSR; a scalar form keeps op1's other elements.
+    private bool FusedMultiplyAdd(FmaForm form)
+    {
+        ref readonly Instruction i = ref _insn;
+        int width = form.Double ? 8 : 4;
+        int len = form.Scalar ? width : 16 << i.VexL;
+        Register dst = i.GetRegister(0), second = i.GetRegister(1);
+        if (!VectorSource(2, len, false, out UInt128 tlo, out UInt128 thi))
+            return false;
+        UInt128 alo = VectorLane(dst, 0), ahi = VectorLane(dst, 1), blo = VectorLane(second, 0), bhi = VectorLane(second, 1);
+        UInt128 rlo = form.Scalar ? alo : 0, rhi = 0;
+        var c = new SimdControl(_mxcsr);
+        for (int k = 0; k < len / width; k++)
+        {
+            ulong x1 = Element(alo, ahi, width, k), x2 = Element(blo, bhi, width, k), x3 = Element(tlo, thi, width, k);
+            (ulong m1, ulong m2, ulong add) = form.Order switch { 132 => (x1, x3, x2), 213 => (x2, x1, x3), _ => (x2, x3, x1) };
+            bool subtract = form.Subtract switch { 1 => true, 2 => k % 2 == 0, 3 => k % 2 == 1, _ => false };
+            ulong v = SimdFloat.FusedMultiplyAdd(form.Double, m1, m2, add, form.NegateProduct, subtract, ref c);
+            SetElement(ref rlo, ref rhi, width, k, v);
+        }
+        if (!CommitSimd(c.Flags))
+            return false;
+        SetVector(dst, rlo, form.Scalar ? 0 : rhi);
+        return true;
     }
 
     // VMASKMOV/VPMASKMOV: the elements whose mask (the second operand) has its top bit set are loaded
