@@ -64,7 +64,8 @@ internal static class RunCommand
                     {
                         "v1" => CpuLevel.V1,
                         "v2" => CpuLevel.V2,
-                        _ => throw new UsageException($"run: --cpu-features expects v1 or v2, got '{level}'"),
+                        "v3" => CpuLevel.V3,
+                        _ => throw new UsageException($"run: --cpu-features expects v1, v2 or v3, got '{level}'"),
                     };
                     break;
                 case "--verify-emulation": verify = true; break;

@@ -17,7 +17,7 @@ internal static class Usage
 
         commands:
           run [--firmware bios|uefi|FILE] [--kernel FILE [--initrd FILE] | --kernel FILE --load ADDR] [--cmdline STR] [--cpus N]
-              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--virtio-blk FILE] [--drive SPEC]... [--nvram FILE] [--no-reboot] [--backend soft|kvm] [--cpu-features v1|v2] [--verify-emulation]
+              [--memory MiB] [--disk FILE] [--floppy FILE] [--hda FILE] [--cdrom FILE] [--virtio-blk FILE] [--drive SPEC]... [--nvram FILE] [--no-reboot] [--backend soft|kvm] [--cpu-features v1|v2|v3] [--verify-emulation]
               [--debugcon FILE] [--timeout SECONDS] [--seed N] [--stats]
               Boot a Multiboot kernel, a Linux bzImage, a flat binary at ADDR (entered in 32-bit
               protected mode) or firmware (default: the built-in demo guest) on the software CPU (or KVM) with
@@ -80,9 +80,10 @@ internal static class Usage
           --memory MiB        RAM, at least 16 and no more than the host has free (default 256)
           --disk FILE         a virtio-mmio block device over FILE (read-write)
           --backend soft|kvm  the software CPU (default) or /dev/kvm
-          --cpu-features v1|v2  the x86-64 level CPUID reports: v2 (default) adds SSE3, SSSE3,
-                              SSE4.1, SSE4.2 and XSAVE (x87 and SSE state) to v1's SSE2; the
-                              software CPU runs exactly what is reported
+          --cpu-features v1|v2|v3  the x86-64 level CPUID reports: v2 (default) adds SSE3, SSSE3,
+                              SSE4.1, SSE4.2 and XSAVE (x87 and SSE state) to v1's SSE2; v3 adds
+                              AVX, AVX2, FMA, F16C, BMI1, BMI2 and MOVBE; the software CPU runs
+                              exactly what is reported
           --verify-emulation  with --backend kvm: emulate each device-memory instruction KVM
                               completes a second time and stop on any difference
           --timeout SECONDS   stop the guest after this long (at most 4294967)

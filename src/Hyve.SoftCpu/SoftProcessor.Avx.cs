@@ -20,7 +20,8 @@ public sealed partial class SoftProcessor
         Mnemonic.Vpbroadcastb, Mnemonic.Vpbroadcastw, Mnemonic.Vpbroadcastd, Mnemonic.Vpbroadcastq, Mnemonic.Vbroadcasti128,
         Mnemonic.Vperm2i128, Mnemonic.Vinserti128, Mnemonic.Vextracti128, Mnemonic.Vpermd, Mnemonic.Vpermq, Mnemonic.Vpermps,
         Mnemonic.Vpermpd, Mnemonic.Vpblendd, Mnemonic.Vpmaskmovd, Mnemonic.Vpmaskmovq, Mnemonic.Vpsllvd, Mnemonic.Vpsllvq,
-        Mnemonic.Vpsrlvd, Mnemonic.Vpsrlvq, Mnemonic.Vpsravd);
+        Mnemonic.Vpsrlvd, Mnemonic.Vpsrlvq, Mnemonic.Vpsravd, Mnemonic.Vpgatherdd, Mnemonic.Vpgatherdq, Mnemonic.Vpgatherqd,
+        Mnemonic.Vpgatherqq, Mnemonic.Vgatherdps, Mnemonic.Vgatherdpd, Mnemonic.Vgatherqps, Mnemonic.Vgatherqpd);
 
     // The packed-integer forms, whose 256-bit encodings are AVX2's.
     private static readonly bool[] IntegerVex = BuildIntegerVex();
@@ -318,6 +319,9 @@ public sealed partial class SoftProcessor
                     SetVector(i.GetRegister(0), halves, 0);
                     return true;
                 }
+            case Mnemonic.Vpgatherdd or Mnemonic.Vpgatherdq or Mnemonic.Vpgatherqd or Mnemonic.Vpgatherqq
+                or Mnemonic.Vgatherdps or Mnemonic.Vgatherdpd or Mnemonic.Vgatherqps or Mnemonic.Vgatherqpd:
+                return Gather(m);
             case Mnemonic.Vldmxcsr:
                 {
                     if (!Read(i.MemorySegment, Ea(), 4, out ulong v))
@@ -539,6 +543,49 @@ public sealed partial class SoftProcessor
             return false;
         SetVector(dst, rlo, form.Scalar ? 0 : rhi);
         return true;
+    }
+
+    // The AVX2 gathers: each element whose mask element has its top bit set is loaded from base +
+    // index element × scale + displacement and its mask element cleared, in order; a fault leaves
+    // the elements done so far loaded and their mask cleared, so the instruction restarts where it
+    // stopped. At the end the whole mask register is zero.
+    private bool Gather(Mnemonic m)
+    {
+        ref readonly Instruction i = ref _insn;
+        Register dst = i.GetRegister(0), maskReg = i.GetRegister(2), index = i.MemoryIndex;
+        int width = m is Mnemonic.Vpgatherdq or Mnemonic.Vpgatherqq or Mnemonic.Vgatherdpd or Mnemonic.Vgatherqpd ? 8 : 4;
+        int indexWidth = m is Mnemonic.Vpgatherqd or Mnemonic.Vpgatherqq or Mnemonic.Vgatherqps or Mnemonic.Vgatherqpd ? 8 : 4;
+        int count = Math.Min(16 << i.VexL, dst >= Register.YMM0 ? 32 : 16) / width;
+        count = Math.Min(count, (index >= Register.YMM0 ? 32 : 16) / indexWidth);
+        UInt128 dlo = VectorLane(dst, 0), dhi = dst >= Register.YMM0 ? VectorLane(dst, 1) : 0;
+        UInt128 mlo = VectorLane(maskReg, 0), mhi = maskReg >= Register.YMM0 ? VectorLane(maskReg, 1) : 0;
+        UInt128 xlo = VectorLane(index, 0), xhi = VectorLane(index, 1);
+        ulong baseValue = i.MemoryBase == Register.None ? 0 : Get(i.MemoryBase);
+        bool ok = true;
+        for (int k = 0; k < count && ok; k++)
+        {
+            if ((Element(mlo, mhi, width, k) >> (8 * width - 1)) == 0)
+                continue;
+            ulong offset = (ulong)Alu.SignExtend(Element(xlo, xhi, indexWidth, k), indexWidth) * i.MemoryScale;
+            ulong ea = (baseValue + offset + (ulong)i.Displacement) & Alu.Mask(i.AddressSize);
+            ok = Read(i.MemorySegment, ea, width, out ulong v);
+            if (ok)
+            {
+                SetElement(ref dlo, ref dhi, width, k, v);
+                SetElement(ref mlo, ref mhi, width, k, 0);
+            }
+        }
+        if (ok)
+            mlo = mhi = 0;
+        // Elements beyond the gathered ones (VPGATHERQD/VGATHERQPS's upper half of an XMM) are zeroed.
+        for (int k = count; k < 16 / width && dst < Register.YMM0; k++)
+        {
+            SetElement(ref dlo, ref dhi, width, k, 0);
+            SetElement(ref mlo, ref mhi, width, k, 0);
+        }
+        SetVector(dst, dlo, dhi);
+        SetVector(maskReg, mlo, mhi);
+        return ok;
     }
 
     // VMASKMOV/VPMASKMOV: the elements whose mask (the second operand) has its top bit set are loaded

@@ -46,8 +46,8 @@ public sealed partial class SoftProcessor
     private static FastForm Classify(in Instruction i, Bitness bitness)
     {
         var f = new FastForm { Length = i.Length, AddressSize = i.AddressSize, Segment = i.MemorySegment, Disp = i.Displacement };
-        if ((i.Prefixes & Prefixes.Lock) != 0)
-            return f;
+        if ((i.Prefixes & (Prefixes.Lock | Prefixes.Vex)) != 0)
+            return f; // VEX instructions (a gather's index is a vector register) take the general path
         Mnemonic m = i.Mnemonic;
         int count = i.OperandCount;
         OperandKind k0 = count > 0 ? i.GetOperandKind(0) : OperandKind.None;

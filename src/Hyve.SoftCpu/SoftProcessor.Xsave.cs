@@ -1,6 +1,7 @@
 // The XSAVE feature set: XGETBV, XSETBV, XSAVE and XRSTOR in the standard (non-compacted) format,
 // for the state components XCR0 enables (x87 and SSE: both in the 512-byte legacy region laid out
-// as FXSAVE's, then the 64-byte header with XSTATE_BV and XCOMP_BV). XSETBV is always a VM exit
+// as FXSAVE's, then the 64-byte header with XSTATE_BV and XCOMP_BV, then AVX's upper halves of
+// YMM0-15 at 576). XSETBV is always a VM exit
 // under VMX once CPL 0 and CR4.OSXSAVE are checked: the vmm validates the value and sets XCR0, as
 // bhyve's vmx_emulate_xsetbv does. Every component counts as in use (XINUSE all ones), which the
 // SDM allows, so XSAVE writes every requested component and sets its XSTATE_BV bit.
@@ -59,7 +60,7 @@ public sealed partial class SoftProcessor
         if ((Linear(seg, ea) & 63) != 0)
             return Raise(ExceptionVector.GP);
         ulong rfbm = _area.Xcr0 & ((_gpr[2] << 32) | (uint)_gpr[0]);
-        Span<byte> img = stackalloc byte[512 + 64];
+        Span<byte> img = stackalloc byte[(_area.Xcr0 & ComponentAvx) != 0 ? 832 : 576];
         if (!ReadImage(seg, ea, img))
             return false;
         Span<byte> header = img[512..];
@@ -72,6 +73,11 @@ public sealed partial class SoftProcessor
                 StoreMxcsrImage(img);
             if ((rfbm & ComponentSse) != 0)
                 StoreXmmImage(img);
+            if ((rfbm & ComponentAvx) != 0)
+            {
+                for (int x = 0; x < ImageXmms; x++)
+                    BinaryPrimitives.WriteUInt128LittleEndian(img[(576 + 16 * x)..], _area.YmmHigh[x]);
+            }
             // Only XSTATE_BV changes in the header: the requested components are all in use.
             BinaryPrimitives.WriteUInt64LittleEndian(header, (xstateBv & ~rfbm) | rfbm);
             return WriteImage(seg, ea, img);
@@ -102,6 +108,11 @@ public sealed partial class SoftProcessor
                 LoadXmmImage(img);
             else
                 Array.Clear(_area.Xmm, 0, ImageXmms);
+        }
+        if ((rfbm & ComponentAvx) != 0)
+        {
+            for (int x = 0; x < ImageXmms; x++)
+                _area.YmmHigh[x] = (xstateBv & ComponentAvx) != 0 ? BinaryPrimitives.ReadUInt128LittleEndian(img[(576 + 16 * x)..]) : 0;
         }
         return true;
     }

@@ -1,7 +1,7 @@
 // The CPUID a guest sees: one consistent, configurable model of an Intel-compatible processor
-// at an x86-64 microarchitecture level (v2 by default, with XSAVE for the x87 and SSE state),
-// which keeps guests off AVX (the software CPU does not implement it yet). Two answers follow the
-// vCPU: OSXSAVE is CR4's bit, and leaf 0xD's current XSAVE size follows XCR0.
+// at an x86-64 microarchitecture level: v2 by default (with XSAVE for the x87 and SSE state), v3
+// with AVX, AVX2, FMA, F16C, BMI1, BMI2, MOVBE and AVX's XSAVE state. Two answers follow the vCPU:
+// OSXSAVE is CR4's bit, and leaf 0xD's current XSAVE size follows XCR0.
 using System;
 using System.Text;
 
@@ -17,6 +17,10 @@ public enum CpuLevel
     /// <summary>x86-64-v2: v1 with SSE3, SSSE3, SSE4.1 and SSE4.2; XSAVE too (the x87 and SSE
     /// state components).</summary>
     V2,
+
+    /// <summary>x86-64-v3: v2 with AVX, AVX2, FMA, F16C, BMI1, BMI2 and MOVBE, and AVX's state in
+    /// XSAVE (LZCNT is there at every level).</summary>
+    V3,
 }
 
 /// <summary>Answers CPUID for every vCPU of a VM.</summary>
@@ -43,13 +47,18 @@ public sealed class CpuidPolicy
     /// <summary>Processor signature of leaf 1 EAX (family 6).</summary>
     public uint Signature { get; init; } = 0x000306A9;
 
-    /// <summary>Leaf 1 ECX at every level: CX16, x2APIC, POPCNT, TSC-deadline, RDRAND, hypervisor. MOVBE,
-    /// XSAVE and AVX stay off until the software CPU implements them, so guests pick the code
-    /// paths it runs.</summary>
+    /// <summary>Leaf 1 ECX at every level: CX16, x2APIC, POPCNT, TSC-deadline, RDRAND, hypervisor
+    /// (XSAVE comes with v2; MOVBE, AVX, FMA and F16C with v3).</summary>
     public const uint Leaf1Ecx = (1u << 13) | (1u << 21) | (1u << 23) | (1u << 24) | (1u << 30) | (1u << 31);
 
     /// <summary>Leaf 1 ECX's x86-64-v2 bits: SSE3, SSSE3, SSE4.1, SSE4.2, and XSAVE.</summary>
     public const uint Leaf1EcxV2 = (1u << 0) | (1u << 9) | (1u << 19) | (1u << 20) | Leaf1EcxXsave;
+
+    /// <summary>Leaf 1 ECX's x86-64-v3 bits: FMA, MOVBE, AVX, F16C.</summary>
+    public const uint Leaf1EcxV3 = (1u << 12) | (1u << 22) | (1u << 28) | (1u << 29);
+
+    /// <summary>Leaf 7 EBX's x86-64-v3 bits: BMI1, AVX2, BMI2.</summary>
+    public const uint Leaf7EbxV3 = (1u << 3) | (1u << 5) | (1u << 8);
 
     /// <summary>Leaf 1 ECX's XSAVE bit (XSAVE, XRSTOR, XGETBV, XSETBV and XCR0).</summary>
     public const uint Leaf1EcxXsave = 1u << 26;
@@ -57,12 +66,17 @@ public sealed class CpuidPolicy
     /// <summary>Leaf 1 ECX's OSXSAVE bit: CR4.OSXSAVE as the asking vCPU has it.</summary>
     public const uint Leaf1EcxOsxsave = 1u << 27;
 
-    /// <summary>The XCR0 bits XSETBV accepts: x87 and SSE where XSAVE is offered, none otherwise.</summary>
-    public ulong Xcr0Supported => Level >= CpuLevel.V2 ? 3UL : 0;
+    /// <summary>The XCR0 bits XSETBV accepts: x87 and SSE where XSAVE is offered (AVX too at v3),
+    /// none otherwise.</summary>
+    public ulong Xcr0Supported => Level >= CpuLevel.V3 ? 7UL : Level >= CpuLevel.V2 ? 3UL : 0;
+
+    /// <summary>Where AVX's state component (the upper halves of YMM0-15) sits in the standard
+    /// XSAVE format, and its size.</summary>
+    public const uint AvxStateOffset = 576, AvxStateSize = 256;
 
     /// <summary>The size of the standard-format XSAVE area for the components in <paramref name="xcr0"/>:
-    /// the 512-byte legacy region and the 64-byte header (x87 and SSE live in the legacy region).</summary>
-    public static uint XsaveSize(ulong xcr0) => 512 + 64;
+    /// the 512-byte legacy region (x87 and SSE) and the 64-byte header, then AVX's component.</summary>
+    public static uint XsaveSize(ulong xcr0) => (xcr0 & 4) != 0 ? AvxStateOffset + AvxStateSize : 512 + 64;
 
     /// <summary>Whether XSETBV may set XCR0 to <paramref name="value"/>: x87 on, nothing CPUID does
     /// not offer, and AVX only with SSE.</summary>
@@ -78,10 +92,8 @@ public sealed class CpuidPolicy
         | (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) | (1u << 23)
         | (1u << 24) | (1u << 25) | (1u << 26);
 
-    /// <summary>Leaf 7 EBX: SMEP, ERMS, RDSEED, SMAP, CLFLUSHOPT. Not BMI1: its ANDN, BEXTR and BLS*
-    /// are VEX-encoded, which the software CPU does not run (TZCNT, the one legacy-encoded BMI1
-    /// instruction, gives BSF's answer for every nonzero input, which is what code that has not
-    /// checked for BMI1 relies on).</summary>
+    /// <summary>Leaf 7 EBX at every level: SMEP, ERMS, RDSEED, SMAP, CLFLUSHOPT (BMI1, AVX2 and BMI2
+    /// come with v3; without BMI1, TZCNT is BSF).</summary>
     public const uint Leaf7Ebx = (1u << 7) | (1u << 9) | (1u << 18) | (1u << 20) | (1u << 23);
 
     /// <summary>The answer for <paramref name="leaf"/>/<paramref name="subleaf"/> on the vCPU whose
@@ -100,16 +112,21 @@ public sealed class CpuidPolicy
             case 1:
                 uint ebx = ((uint)apicId << 24) | ((uint)Math.Min(Vcpus, 255) << 16) | (8u << 8);
                 uint edx = Leaf1Edx | (Vcpus > 1 ? 1u << 28 : 0);
-                uint ecx = Leaf1Ecx | (Level >= CpuLevel.V2 ? Leaf1EcxV2 : 0);
+                uint ecx = Leaf1Ecx | (Level >= CpuLevel.V2 ? Leaf1EcxV2 : 0) | (Level >= CpuLevel.V3 ? Leaf1EcxV3 : 0);
                 if ((ecx & Leaf1EcxXsave) != 0 && (cr4 & (1UL << 18)) != 0)
                     ecx |= Leaf1EcxOsxsave;
                 return (Signature, ebx, ecx, edx);
             case 7:
-                return subleaf == 0 ? (0u, Leaf7Ebx, 0u, 0u) : (0u, 0u, 0u, 0u);
+                return subleaf == 0 ? (0u, Leaf7Ebx | (Level >= CpuLevel.V3 ? Leaf7EbxV3 : 0), 0u, 0u) : (0u, 0u, 0u, 0u);
             case 0xD:
                 // Subleaf 0: the XCR0 bits supported, the area size for the current XCR0 and for all
                 // supported components. Subleaf 1: no XSAVEOPT, XSAVEC, XGETBV with ECX 1 or XSAVES.
-                if (Xcr0Supported == 0 || subleaf != 0)
+                // Subleaf 2: AVX's component, its size and offset.
+                if (Xcr0Supported == 0)
+                    return (0, 0, 0, 0);
+                if (subleaf == 2 && (Xcr0Supported & 4) != 0)
+                    return (AvxStateSize, AvxStateOffset, 0, 0);
+                if (subleaf != 0)
                     return (0, 0, 0, 0);
                 return ((uint)Xcr0Supported, XsaveSize(xcr0), XsaveSize(Xcr0Supported), (uint)(Xcr0Supported >> 32));
             case 0x15:

@@ -77,6 +77,11 @@ public sealed class RunCommandTests : IDisposable
         Assert.Equal(3, Hyve("run", "--kernel", probe).Item1);
         Assert.Equal(3, Hyve("run", "--kernel", probe, "--cpu-features", "v2").Item1);
         Assert.Equal(1, Hyve("run", "--kernel", probe, "--cpu-features", "v1").Item1);
+        Assert.Equal(3, Hyve("run", "--kernel", probe, "--cpu-features", "v3").Item1);
+        // mov eax, 7; xor ecx, ecx; cpuid; shr ebx, 5; and ebx, 1; mov al, bl; out 0xF4, al: AVX2's bit.
+        string avx2 = Kernel("avx2.bin", 0xB8, 7, 0, 0, 0, 0x31, 0xC9, 0x0F, 0xA2, 0xC1, 0xEB, 5, 0x83, 0xE3, 1, 0x88, 0xD8, 0xE6, 0xF4, 0xEB, 0xFE);
+        Assert.Equal(1, Hyve("run", "--kernel", avx2).Item1);
+        Assert.Equal(3, Hyve("run", "--kernel", avx2, "--cpu-features", "v3").Item1);
     }
 
     [Fact]
@@ -283,7 +288,7 @@ public sealed class RunCommandTests : IDisposable
     [InlineData(2, "--cpus", "0")]
     [InlineData(2, "--memory", "1")]
     [InlineData(2, "--backend", "fast")]
-    [InlineData(2, "--cpu-features", "v3")]
+    [InlineData(2, "--cpu-features", "v4")]
     [InlineData(2, "--seed", "many")]
     [InlineData(2, "--frobnicate", "1")]
     [InlineData(1, "--kernel", "/nonexistent/kernel")]

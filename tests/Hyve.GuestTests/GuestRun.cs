@@ -68,10 +68,11 @@ public sealed partial record GuestRun(string Output, int Status)
     /// <summary>Runs <paramref name="image"/> on Hyve's software CPU; with <paramref name="until"/>,
     /// the run ends (as a power-off) once the console has printed it.</summary>
     public static GuestRun OnHyve(string image, int cpus = 4, int seconds = 60, string? disk = null, string? until = null, string cmdline = "",
-        byte[]? initrd = null, IReadOnlyList<(string After, string Type)>? dialog = null) =>
+        byte[]? initrd = null, IReadOnlyList<(string After, string Type)>? dialog = null, Hyve.Vmm.CpuLevel level = Hyve.Vmm.CpuLevel.V2) =>
         Run(image, cpus, seconds, disk, until, cmdline, initrd, dialog, new MachineOptions
         {
             Cpus = cpus,
+            CpuLevel = level,
             Console = Stream.Null,
             Backend = (memory, clock) => new VmxBackend(memory, _ => new SoftProcessor(memory, clock), "soft"),
         });
@@ -104,6 +105,7 @@ public sealed partial record GuestRun(string Output, int Status)
             OneThread = template.OneThread,
             HostTime = template.HostTime,
             VerifyEmulation = template.VerifyEmulation,
+            CpuLevel = template.CpuLevel,
         };
         using var machine = new Machine(options);
         byte[] file = File.ReadAllBytes(image);

@@ -227,6 +227,43 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void DebianLinuxRunsX86_64V3UserSpace()
+    {
+        // With CPUID at x86-64-v3 the kernel enables AVX's XSAVE state (832-byte contexts) and
+        // glibc's resolvers pick the AVX2 string functions (guests/linux/avx2.c follows memchr's
+        // and strlen's PLT entries to them); the probe's AVX2, FMA, F16C, BMI and gather checksums
+        // and its string-function checksum equal the host CPU's run of the same program.
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        string probe = System.IO.Path.Combine(GuestRun.GuestsDir, "build", "linux", "avx2");
+        string[] host = Hyve.TestSupport.HostTool.Sh(probe).Trim().Split('\n');
+        Assert.Equal(8, host.Length);
+        const string Init = """
+            #!/bin/busybox sh
+            /bin/busybox mount -t proc proc /proc
+            /bin/busybox echo "offered: $(/bin/busybox grep -o -m 1 -w avx2 /proc/cpuinfo) $(/bin/busybox grep -o -m 1 -w fma /proc/cpuinfo) $(/bin/busybox grep -o -m 1 -w bmi2 /proc/cpuinfo)"
+            /bin/avx2
+            /bin/busybox poweroff -f
+
+            """;
+        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal),
+            ("bin/avx2", System.IO.File.ReadAllBytes(probe)));
+        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 2, seconds: 300,
+            cmdline: "console=ttyS0 rdinit=/init", initrd: initrd, level: Hyve.Vmm.CpuLevel.V3);
+        log.WriteLine(linux.Output);
+        Shows(linux.Output,
+            "x86/fpu: Supporting XSAVE feature 0x004: 'AVX registers'",
+            "x86/fpu: Enabled xstate features 0x7, context size is 832 bytes, using 'standard' format.",
+            "offered: avx2 fma bmi2",
+            "memchr: avx2",
+            "strlen: avx2",
+            "reboot: Power down");
+        Shows(linux.Output, host[2..]); // the checksums (the host's own choice lines name its EVEX forms)
+        CleanKernelLog(linux.Output);
+        Assert.Equal(0, linux.Status);
+    }
+
+    [Fact]
     public void DebianLinuxGivesAShellPromptOnTheConsole()
     {
         // Process 1 is busybox's interactive shell on /dev/console (COM1): the test waits for its

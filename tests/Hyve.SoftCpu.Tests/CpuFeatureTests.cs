@@ -47,13 +47,45 @@ public sealed class CpuFeatureTests : IDisposable
     [InlineData("0FC7F0", CpuFeatures.Rdrand)]      // rdrand eax
     [InlineData("0FC7F8", CpuFeatures.Rdseed)]      // rdseed eax
     [InlineData("0F01F9", CpuFeatures.Rdtscp)]      // rdtscp
+    [InlineData("C4E270F2C2", CpuFeatures.Bmi1)]    // andn eax, ecx, edx
+    [InlineData("C4E268F5C1", CpuFeatures.Bmi2)]    // bzhi eax, ecx, edx
+    [InlineData("C5F458C2", CpuFeatures.Avx)]       // vaddps ymm0, ymm1, ymm2
+    [InlineData("C5F5FEC2", CpuFeatures.Avx2)]      // vpaddd ymm0, ymm1, ymm2
+    [InlineData("C4E271B8C2", CpuFeatures.Fma)]     // vfmadd231ps xmm0, xmm1, xmm2
+    [InlineData("C4E27913C1", CpuFeatures.F16c)]    // vcvtph2ps xmm0, xmm1
+    [InlineData("C4E26990048E", CpuFeatures.Avx2)]  // vpgatherdd xmm0, [rsi+xmm1*4], xmm2
     public void AHiddenExtensionRaisesUdAndAnOfferedOneRuns(string insn, CpuFeatures feature)
     {
-        var (offered, _, _) = Run(insn, CpuFeatures.All);
+        var (offered, _, _) = Run(insn, CpuFeatures.All, AvxState);
         Assert.Equal(-1, offered);
-        var (hidden, _, cpu) = Run(insn, CpuFeatures.All & ~feature);
+        var (hidden, _, cpu) = Run(insn, CpuFeatures.All & ~feature, AvxState);
         Assert.Equal(6, hidden);
         Assert.Equal(0, cpu.Unimplemented);
+    }
+
+    // CR4.OSXSAVE with XCR0 = x87 | SSE | AVX, as an operating system that uses AVX sets them.
+    private static void AvxState(VmxVcpu v)
+    {
+        v.Control = v.Control with { Cr4 = v.Control.Cr4 | (1UL << 18) };
+        v.SetXcr0(7);
+    }
+
+    [Theory]
+    [InlineData(false, 7UL)]   // CR4.OSXSAVE clear
+    [InlineData(true, 3UL)]    // XCR0 without AVX's state
+    [InlineData(true, 5UL)]    // XCR0 without SSE's
+    public void AvxNeedsOsxsaveAndXcr0(bool osxsave, ulong xcr0)
+    {
+        // vaddps ymm0, ymm1, ymm2 raises #UD unless the OS enabled both state components; the BMI
+        // forms do not care (andn runs either way).
+        void Setup(VmxVcpu v)
+        {
+            if (osxsave)
+                v.Control = v.Control with { Cr4 = v.Control.Cr4 | (1UL << 18) };
+            v.SetXcr0(xcr0);
+        }
+        Assert.Equal(6, Run("C5F458C2", CpuFeatures.All, Setup).Vector);
+        Assert.Equal(-1, Run("C4E270F2C2", CpuFeatures.All, Setup).Vector);
     }
 
     [Fact]
@@ -85,6 +117,8 @@ public sealed class CpuFeatureTests : IDisposable
         Assert.Equal(Always | CpuFeatures.Sse3 | CpuFeatures.Ssse3 | CpuFeatures.Sse41 | CpuFeatures.Sse42 | CpuFeatures.Xsave, v2);
         CpuFeatures v1 = CpuFeatureBits.From(new CpuidPolicy { Level = CpuLevel.V1 });
         Assert.Equal(Always, v1);
+        CpuFeatures v3 = CpuFeatureBits.From(new CpuidPolicy { Level = CpuLevel.V3 });
+        Assert.Equal(CpuFeatures.All, v3);
 
         // Through a VM: the processor of a v1 VM refuses PTEST.
         _memory.AddRam(0, 0x20_0000);

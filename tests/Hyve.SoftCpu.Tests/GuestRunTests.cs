@@ -17,7 +17,7 @@ public sealed class GuestRunTests : IDisposable
     private const ulong Code = 0x10000;
     private readonly GuestMemory _memory = new();
     private readonly VmClock _clock = new();
-    private readonly Vm _vm;
+    private Vm _vm;
     private readonly List<MmioAccess> _mmio = [];
     private readonly StringBuilder _console = new();
 
@@ -506,6 +506,31 @@ public sealed class GuestRunTests : IDisposable
         Assert.Equal(0x1FC0U, BitConverter.ToUInt32(saved[4..])); // MXCSR from the area
         Assert.Equal(0UL, Cpu.GetGpr(11) & 0xFFFF);              // FSW: TOP back to 0
         Assert.Equal(0xCAFEF00DUL, Cpu.GetGpr(10));
+    }
+
+    [Fact]
+    public void XsaveCarriesAvxStateAtV3()
+    {
+        // At x86-64-v3 XSETBV accepts AVX's state; YMM1 all ones goes to the area's AVX component
+        // (576 + 16) and back through XRSTOR after VPXOR cleared it, and XSTATE_BV has all three bits.
+        _vm = new Vm(new VmxBackend(_memory, _ => new SoftProcessor(_memory, _clock), "soft"), 1, _memory, _clock, CpuLevel.V3);
+        LongMode(Convert.FromHexString(EnableXsave +
+            "B80700000031D231C90F01D1" +                // xsetbv x87 | SSE | AVX
+            "C5F574C9" +                                // vpcmpeqb ymm1, ymm1, ymm1
+            "B80700000031D20FAE242500900000" +          // xsave [0x9000]
+            "C5F5EFC9" +                                // vpxor ymm1, ymm1, ymm1
+            "B80700000031D20FAE2C2500900000" +          // xrstor [0x9000]
+            "C5FE7F0C2500A00000" + "F4"));              // vmovdqu [0xA000], ymm1; hlt
+        Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
+        Assert.Equal(7UL, Cpu.Xcr0);
+        Span<byte> area = stackalloc byte[832];
+        Assert.True(_memory.ReadRam(0x9000, area));
+        Assert.Equal(7UL, BitConverter.ToUInt64(area[512..]));                     // XSTATE_BV
+        Assert.Equal(UInt128.MaxValue, BitConverter.ToUInt128(area[(160 + 16)..])); // XMM1
+        Assert.Equal(UInt128.MaxValue, BitConverter.ToUInt128(area[(576 + 16)..])); // YMM1's upper half
+        Span<byte> ymm = stackalloc byte[32];
+        Assert.True(_memory.ReadRam(0xA000, ymm));
+        Assert.Equal(32, ymm.IndexOfAnyExcept((byte)0xFF) < 0 ? 32 : ymm.IndexOfAnyExcept((byte)0xFF));
     }
 
     [Theory]

@@ -221,6 +221,10 @@ internal static class IsaCoverage
         ["FSGSBASE"] = (7, 1, 0),
         ["BMI1"] = (7, 1, 3),
         ["BMI2"] = (7, 1, 8),
+        ["AVX"] = (1, 2, 28),
+        ["AVX2"] = (7, 1, 5),
+        ["FMA"] = (1, 2, 12),
+        ["F16C"] = (1, 2, 29),
         ["INVPCID"] = (7, 1, 10),
         ["RTM"] = (7, 1, 11),
         ["RDSEED"] = (7, 1, 18),
@@ -265,8 +269,9 @@ internal static class IsaCoverage
 
     private static string ReportedAt(string extension) =>
         Architectural.Contains(extension) ? "always"
-        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V1 }) ? "v1, v2"
-        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V2 }) ? "v2" : "no";
+        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V1 }) ? "v1, v2, v3"
+        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V2 }) ? "v2, v3"
+        : Reported(extension, new CpuidPolicy { Level = CpuLevel.V3 }) ? "v3" : "no";
 
     // Iced's name for the form's ISA extension: its first CPUID feature.
     private static string Extension(byte[] bytes, int bits)

@@ -191,10 +191,15 @@ public sealed class VieTests
         Assert.Equal(0x40_0000UL + (ulong)(hex.Length / 2), cpu.Rip);
     }
 
-    [Fact]
-    public void VexInstructionsDoNotBegin()
+    [Theory]
+    [InlineData("C4E2791800")]   // vbroadcastss xmm0, [rax]
+    [InlineData("C5FE6F00")]     // vmovdqu ymm0, [rax]
+    [InlineData("C4E26990048E")] // vpgatherdd xmm0, [rsi+xmm1*4], xmm2: VSIB memory
+    public void VexVectorInstructionsFallBack(string hex)
     {
-        Assert.False(new Vie().Begin(Gpa, Gla, glaValid: false, Bitness.Bits64, Convert.FromHexString("C4E27918C1")));
+        var (vie, cpu, half) = Start(hex);
+        Assert.Equal(VieStatus.Fallback, half.Run(vie, cpu, new MockVmmDevices()).Status);
+        Assert.Empty(half.Requests);
     }
 
     [Fact]

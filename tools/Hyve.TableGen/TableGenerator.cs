@@ -30,7 +30,7 @@ internal static class TableGenerator
         "P", "N", "Qq", "Qd",
         "V", "U", "Wo", "Wq", "Wd", "Ww", "Wb",
         "ST0", "STi",
-        "By", "H", "Hx", "Vx", "Ux", "Wx", "Wh", "Wr", "We", "Lx",
+        "By", "H", "Hx", "Vx", "Ux", "Wx", "Wh", "Wr", "We", "Lx", "MVx", "MVo",
     ];
 
     // VEX operands that read VEX.vvvv; a VEX form without one requires vvvv = 1111b.
@@ -81,7 +81,7 @@ internal static class TableGenerator
             if (!KnownFlags.Contains(f))
                 throw new FormatException($"{l.Where}: unknown flag '{f}'");
         }
-        if (!l.IsVex && l.Operands.Any(o => VvvvOperands.Contains(o) || o is "Vx" or "Ux" or "Wx" or "Wh" or "Wr" or "We" or "Lx"))
+        if (!l.IsVex && l.Operands.Any(o => VvvvOperands.Contains(o) || o is "Vx" or "Ux" or "Wx" or "Wh" or "Wr" or "We" or "Lx" or "MVx" or "MVo"))
             throw new FormatException($"{l.Where}: VEX.vvvv operands only in the VEX maps");
         if (!l.IsVex && l.Cond[(int)Dim.L] >= 0)
             throw new FormatException($"{l.Where}: l= only in the VEX maps");
@@ -108,7 +108,7 @@ internal static class TableGenerator
 
     private static readonly HashSet<string> ModRmOperands = new(
         OperandCodes.Where(o => o.Length == 2 && char.IsLower(o[1]) && "GERMQW".Contains(o[0], StringComparison.Ordinal) || o == "M")
-            .Concat(["Sw", "C", "D", "P", "N", "V", "U", "STi", "Vx", "Ux", "Wx", "Wh", "Wr", "We"]),
+            .Concat(["Sw", "C", "D", "P", "N", "V", "U", "STi", "Vx", "Ux", "Wx", "Wh", "Wr", "We", "MVx", "MVo"]),
         StringComparer.Ordinal);
 
     private sealed class Builder

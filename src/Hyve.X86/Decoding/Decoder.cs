@@ -349,6 +349,9 @@ public static partial class Decoder
             return Overrun(code);
         if ((pfx & (int)Prefixes.Lock) != 0 && ((flags & FLock) == 0 || !memForm))
             return DecodeStatus.Invalid;
+        // A gather's destination, index and mask must be three different registers.
+        if (vex && insn.MemoryIndex >= Register.XMM0 && !VsibRegistersDistinct(in insn))
+            return DecodeStatus.Invalid;
         insn.Length = (byte)pos;
         return DecodeStatus.Ok;
     }
@@ -696,6 +699,18 @@ public static partial class Decoder
             case OperandSpec.Wh: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 8 << vexL, memSizeOverride);
             case OperandSpec.Wr: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 4 << vexL, memSizeOverride);
             case OperandSpec.We: return RegOrMem(regForm, ref insn, i, RegisterInfo.Add(Register.XMM0, rm), 2 << vexL, memSizeOverride);
+            case OperandSpec.MVx:
+            case OperandSpec.MVo:
+                {
+                    // VSIB: memory through a SIB byte whose index names a vector register (XMM, or
+                    // YMM with VEX.L for MVx); there is no "no index" encoding.
+                    if (regForm || !insn.HasSib)
+                        return false;
+                    Register gprIndex = insn.MemoryIndex;
+                    int n = gprIndex == Register.None ? 4 : gprIndex >= Register.RAX ? gprIndex - Register.RAX : gprIndex - Register.EAX;
+                    insn.MemoryIndex = RegisterInfo.Add(spec == OperandSpec.MVx && vexL != 0 ? Register.YMM0 : Register.XMM0, n);
+                    return SetMem(ref insn, i, 0, memSizeOverride);
+                }
             case OperandSpec.Lx:
                 {
                     // The register in bits 7:4 of an immediate byte (bit 7 ignored outside 64-bit mode).
@@ -754,6 +769,13 @@ public static partial class Decoder
         else if (insn.MemorySegment == Register.None)
             insn.MemorySegment = Register.ES;
         return true;
+    }
+
+    private static bool VsibRegistersDistinct(in Instruction insn)
+    {
+        static int Number(Register r) => r >= Register.YMM0 ? r - Register.YMM0 : r - Register.XMM0;
+        int d = Number(insn.GetRegister(0)), x = Number(insn.MemoryIndex), m = Number(insn.GetRegister(2));
+        return d != x && d != m && x != m;
     }
 
     // VEX (C4/C5), EVEX (62) and XOP (8F): outside 64-bit mode C4/C5/62 are LES/LDS/BOUND unless

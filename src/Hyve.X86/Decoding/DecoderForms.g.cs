@@ -242,6 +242,10 @@ public static partial class Decoder
             case 224: return Form224(code, pos, ctx, ref insn);
             case 225: return Form225(code, pos, ctx, ref insn);
             case 226: return Form226(code, pos, ctx, ref insn);
+            case 227: return Form227(code, pos, ctx, ref insn);
+            case 228: return Form228(code, pos, ctx, ref insn);
+            case 229: return Form229(code, pos, ctx, ref insn);
+            case 230: return Form230(code, pos, ctx, ref insn);
             default: return -1;
         }
     }
@@ -1761,9 +1765,19 @@ public static partial class Decoder
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.M, 1, 8) ? pos : -1;
     }
 
-    // V,Md
+    // V,MVx,H:d
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static int Form169(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 3)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.MVx, 1, 3)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.H, 2, 3) ? pos : -1;
+    }
+
+    // V,Md
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1772,7 +1786,7 @@ public static partial class Decoder
 
     // V,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form170(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1781,7 +1795,7 @@ public static partial class Decoder
 
     // V,Mq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form171(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1790,7 +1804,7 @@ public static partial class Decoder
 
     // V,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form172(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1799,7 +1813,7 @@ public static partial class Decoder
 
     // V,Qq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form173(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1808,7 +1822,7 @@ public static partial class Decoder
 
     // V,U
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form174(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1817,7 +1831,7 @@ public static partial class Decoder
 
     // V,U,Ib,Ib2
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form175(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1828,7 +1842,7 @@ public static partial class Decoder
 
     // V,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form176(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1837,7 +1851,7 @@ public static partial class Decoder
 
     // V,Wd,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form177(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1847,7 +1861,7 @@ public static partial class Decoder
 
     // V,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form178(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1856,7 +1870,7 @@ public static partial class Decoder
 
     // V,Wo,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form179(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1866,7 +1880,7 @@ public static partial class Decoder
 
     // V,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form180(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1875,7 +1889,7 @@ public static partial class Decoder
 
     // V,Wq,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form181(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1885,7 +1899,7 @@ public static partial class Decoder
 
     // V,Ww
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form182(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1894,7 +1908,7 @@ public static partial class Decoder
 
     // V,Wx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form183(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.V, 0, 0)
@@ -1903,7 +1917,7 @@ public static partial class Decoder
 
     // Vx,Hx,Wo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form184(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1913,7 +1927,7 @@ public static partial class Decoder
 
     // Vx,Hx,Wo,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form185(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form186(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1924,7 +1938,7 @@ public static partial class Decoder
 
     // Vx,Hx,Wx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form186(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form187(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1934,7 +1948,7 @@ public static partial class Decoder
 
     // Vx,Hx,Wx,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form187(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form188(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1945,7 +1959,7 @@ public static partial class Decoder
 
     // Vx,Hx,Wx,Lx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form188(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form189(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 4;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1954,9 +1968,39 @@ public static partial class Decoder
             && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Lx, 3, 0) ? pos : -1;
     }
 
+    // Vx,MVo,Hx:q
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form190(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 4)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.MVo, 1, 4)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 2, 4) ? pos : -1;
+    }
+
+    // Vx,MVx,Hx:d
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form191(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 3)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.MVx, 1, 3)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 2, 3) ? pos : -1;
+    }
+
+    // Vx,MVx,Hx:q
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Form192(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    {
+        insn.OperandCount = 3;
+        return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 4)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.MVx, 1, 4)
+            && DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Hx, 2, 4) ? pos : -1;
+    }
+
     // Vx,Mo
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form189(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form193(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1965,7 +2009,7 @@ public static partial class Decoder
 
     // Vx,Wb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form190(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form194(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1974,7 +2018,7 @@ public static partial class Decoder
 
     // Vx,Wd
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form191(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form195(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1983,7 +2027,7 @@ public static partial class Decoder
 
     // Vx,We
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form192(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form196(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -1992,7 +2036,7 @@ public static partial class Decoder
 
     // Vx,Wh
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form193(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form197(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -2001,7 +2045,7 @@ public static partial class Decoder
 
     // Vx,Wq
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form194(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form198(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -2010,7 +2054,7 @@ public static partial class Decoder
 
     // Vx,Wr
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form195(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form199(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -2019,7 +2063,7 @@ public static partial class Decoder
 
     // Vx,Ww
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form196(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form200(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -2028,7 +2072,7 @@ public static partial class Decoder
 
     // Vx,Wx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form197(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form201(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -2037,7 +2081,7 @@ public static partial class Decoder
 
     // Vx,Wx,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form198(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form202(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Vx, 0, 0)
@@ -2047,7 +2091,7 @@ public static partial class Decoder
 
     // Wd,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form199(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form203(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wd, 0, 0)
@@ -2056,7 +2100,7 @@ public static partial class Decoder
 
     // Wh,Vx,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form200(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form204(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wh, 0, 0)
@@ -2066,7 +2110,7 @@ public static partial class Decoder
 
     // Wo,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form201(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form205(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 0, 0)
@@ -2075,7 +2119,7 @@ public static partial class Decoder
 
     // Wo,Vx,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form202(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form206(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wo, 0, 0)
@@ -2085,7 +2129,7 @@ public static partial class Decoder
 
     // Wq,V
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form203(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form207(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wq, 0, 0)
@@ -2094,7 +2138,7 @@ public static partial class Decoder
 
     // Wx,Hx,Vx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form204(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form208(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 0, 0)
@@ -2104,7 +2148,7 @@ public static partial class Decoder
 
     // Wx,Vx
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form205(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form209(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Wx, 0, 0)
@@ -2113,7 +2157,7 @@ public static partial class Decoder
 
     // XD,P,N
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form206(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form210(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 0)
@@ -2123,7 +2167,7 @@ public static partial class Decoder
 
     // XD,V,U:o
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form207(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form211(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 3;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.XD, 0, 5)
@@ -2133,7 +2177,7 @@ public static partial class Decoder
 
     // Xb,Yb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form208(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form212(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xb, 0, 0)
@@ -2142,7 +2186,7 @@ public static partial class Decoder
 
     // Xlat
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form209(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form213(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xlat, 0, 0) ? pos : -1;
@@ -2150,7 +2194,7 @@ public static partial class Decoder
 
     // Xv,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form210(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form214(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Xv, 0, 0)
@@ -2159,7 +2203,7 @@ public static partial class Decoder
 
     // Yb,AL
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form211(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form215(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -2168,7 +2212,7 @@ public static partial class Decoder
 
     // Yb,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form212(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form216(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -2177,7 +2221,7 @@ public static partial class Decoder
 
     // Yb,Xb
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form213(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form217(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yb, 0, 0)
@@ -2186,7 +2230,7 @@ public static partial class Decoder
 
     // Yv,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form214(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form218(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
@@ -2195,7 +2239,7 @@ public static partial class Decoder
 
     // Yv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form215(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form219(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yv, 0, 0)
@@ -2204,7 +2248,7 @@ public static partial class Decoder
 
     // Yz,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form216(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form220(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Yz, 0, 0)
@@ -2213,7 +2257,7 @@ public static partial class Decoder
 
     // Zb,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form217(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form221(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zb, 0, 0)
@@ -2222,7 +2266,7 @@ public static partial class Decoder
 
     // Zv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form218(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form222(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 1;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0) ? pos : -1;
@@ -2230,7 +2274,7 @@ public static partial class Decoder
 
     // Zv,Iv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form219(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form223(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
@@ -2239,7 +2283,7 @@ public static partial class Decoder
 
     // Zv,rAX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form220(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form224(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.Zv, 0, 0)
@@ -2248,7 +2292,7 @@ public static partial class Decoder
 
     // eAX,DX
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form221(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form225(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
@@ -2257,7 +2301,7 @@ public static partial class Decoder
 
     // eAX,Ib
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form222(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form226(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.eAX, 0, 0)
@@ -2266,7 +2310,7 @@ public static partial class Decoder
 
     // rAX,Iz
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form223(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form227(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -2275,7 +2319,7 @@ public static partial class Decoder
 
     // rAX,Ov
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form224(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form228(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -2284,7 +2328,7 @@ public static partial class Decoder
 
     // rAX,Xv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form225(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form229(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)
@@ -2293,7 +2337,7 @@ public static partial class Decoder
 
     // rAX,Yv
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int Form226(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
+    private static int Form230(System.ReadOnlySpan<byte> code, int pos, int ctx, ref Instruction insn)
     {
         insn.OperandCount = 2;
         return DecodeOperand(code, ref pos, ctx, ref insn, OperandSpec.rAX, 0, 0)

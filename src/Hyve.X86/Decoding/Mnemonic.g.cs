@@ -1699,6 +1699,14 @@ public enum Mnemonic : ushort
     Vfnmsub231sd,
     /// <summary>Vfnmsub231ss</summary>
     Vfnmsub231ss,
+    /// <summary>Vgatherdpd</summary>
+    Vgatherdpd,
+    /// <summary>Vgatherdps</summary>
+    Vgatherdps,
+    /// <summary>Vgatherqpd</summary>
+    Vgatherqpd,
+    /// <summary>Vgatherqps</summary>
+    Vgatherqps,
     /// <summary>Vhaddpd</summary>
     Vhaddpd,
     /// <summary>Vhaddps</summary>
@@ -1943,6 +1951,14 @@ public enum Mnemonic : ushort
     Vpextrq,
     /// <summary>Vpextrw</summary>
     Vpextrw,
+    /// <summary>Vpgatherdd</summary>
+    Vpgatherdd,
+    /// <summary>Vpgatherdq</summary>
+    Vpgatherdq,
+    /// <summary>Vpgatherqd</summary>
+    Vpgatherqd,
+    /// <summary>Vpgatherqq</summary>
+    Vpgatherqq,
     /// <summary>Vphaddd</summary>
     Vphaddd,
     /// <summary>Vphaddsw</summary>

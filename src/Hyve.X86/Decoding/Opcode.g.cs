@@ -3653,6 +3653,22 @@ public enum Opcode : ushort
     Vpmaskmovd_Wx_Hx_Vx,
     /// <summary>Vpmaskmovq_Wx_Hx_Vx</summary>
     Vpmaskmovq_Wx_Hx_Vx,
+    /// <summary>Vpgatherdd_Vx_MVx_Hxmd</summary>
+    Vpgatherdd_Vx_MVx_Hxmd,
+    /// <summary>Vpgatherdq_Vx_MVo_Hxmq</summary>
+    Vpgatherdq_Vx_MVo_Hxmq,
+    /// <summary>Vpgatherqd_V_MVx_Hmd</summary>
+    Vpgatherqd_V_MVx_Hmd,
+    /// <summary>Vpgatherqq_Vx_MVx_Hxmq</summary>
+    Vpgatherqq_Vx_MVx_Hxmq,
+    /// <summary>Vgatherdps_Vx_MVx_Hxmd</summary>
+    Vgatherdps_Vx_MVx_Hxmd,
+    /// <summary>Vgatherdpd_Vx_MVo_Hxmq</summary>
+    Vgatherdpd_Vx_MVo_Hxmq,
+    /// <summary>Vgatherqps_V_MVx_Hmd</summary>
+    Vgatherqps_V_MVx_Hmd,
+    /// <summary>Vgatherqpd_Vx_MVx_Hxmq</summary>
+    Vgatherqpd_Vx_MVx_Hxmq,
     /// <summary>Vfmaddsub132ps_Vx_Hx_Wx</summary>
     Vfmaddsub132ps_Vx_Hx_Wx,
     /// <summary>Vfmaddsub132pd_Vx_Hx_Wx</summary>

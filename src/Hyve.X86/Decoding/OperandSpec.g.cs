@@ -106,4 +106,6 @@ internal enum OperandSpec : byte
     Wr,
     We,
     Lx,
+    MVx,
+    MVo,
 }
