@@ -168,7 +168,8 @@ public sealed partial class SoftProcessor
                 return Legacy(next);
             case Mnemonic.Emms or Mnemonic.Ldmxcsr or Mnemonic.Stmxcsr or Mnemonic.Fxsave or Mnemonic.Fxsave64 or Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
                 return FloatingPointState(next);
-            case Mnemonic.Xgetbv or Mnemonic.Xsetbv or Mnemonic.Xsave or Mnemonic.Xsave64 or Mnemonic.Xrstor or Mnemonic.Xrstor64:
+            case Mnemonic.Xgetbv or Mnemonic.Xsetbv or Mnemonic.Xsave or Mnemonic.Xsave64 or Mnemonic.Xrstor or Mnemonic.Xrstor64
+                or Mnemonic.Xsaveopt or Mnemonic.Xsaveopt64:
                 return ExtendedState(next);
             case Mnemonic.Prefetch or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
                 or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt or Mnemonic.Clwb or Mnemonic.Reservednop:

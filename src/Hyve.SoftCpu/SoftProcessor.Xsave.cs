@@ -4,7 +4,9 @@
 // YMM0-15 at 576). XSETBV is always a VM exit
 // under VMX once CPL 0 and CR4.OSXSAVE are checked: the vmm validates the value and sets XCR0, as
 // bhyve's vmx_emulate_xsetbv does. Every component counts as in use (XINUSE all ones), which the
-// SDM allows, so XSAVE writes every requested component and sets its XSTATE_BV bit.
+// SDM allows, so XSAVE writes every requested component and sets its XSTATE_BV bit. XSAVEOPT may
+// skip components in their initial state or unmodified since the last XRSTOR; writing them all, as
+// XSAVE does, is one of the behaviours the SDM permits.
 using System;
 using System.Buffers.Binary;
 using Hyve.Vmm.Vmx;
@@ -44,7 +46,7 @@ public sealed partial class SoftProcessor
             default:
                 if ((_cr0 & PagingState.Cr0TS) != 0)
                     return Raise(ExceptionVector.NM);
-                if (!SaveOrRestoreExtended(m is Mnemonic.Xrstor or Mnemonic.Xrstor64, m is Mnemonic.Xsave64 or Mnemonic.Xrstor64))
+                if (!SaveOrRestoreExtended(m is Mnemonic.Xrstor or Mnemonic.Xrstor64, m is Mnemonic.Xsave64 or Mnemonic.Xrstor64 or Mnemonic.Xsaveopt64))
                     return false;
                 break;
         }

@@ -120,12 +120,14 @@ public sealed class CpuidPolicy
                 return subleaf == 0 ? (0u, Leaf7Ebx | (Level >= CpuLevel.V3 ? Leaf7EbxV3 : 0), 0u, 0u) : (0u, 0u, 0u, 0u);
             case 0xD:
                 // Subleaf 0: the XCR0 bits supported, the area size for the current XCR0 and for all
-                // supported components. Subleaf 1: no XSAVEOPT, XSAVEC, XGETBV with ECX 1 or XSAVES.
+                // supported components. Subleaf 1: XSAVEOPT (not XSAVEC, XGETBV with ECX 1 or XSAVES).
                 // Subleaf 2: AVX's component, its size and offset.
                 if (Xcr0Supported == 0)
                     return (0, 0, 0, 0);
                 if (subleaf == 2 && (Xcr0Supported & 4) != 0)
                     return (AvxStateSize, AvxStateOffset, 0, 0);
+                if (subleaf == 1)
+                    return (1, 0, 0, 0);
                 if (subleaf != 0)
                     return (0, 0, 0, 0);
                 return ((uint)Xcr0Supported, XsaveSize(xcr0), XsaveSize(Xcr0Supported), (uint)(Xcr0Supported >> 32));

@@ -511,13 +511,13 @@ public sealed class GuestRunTests : IDisposable
     [Fact]
     public void XsaveCarriesAvxStateAtV3()
     {
-        // At x86-64-v3 XSETBV accepts AVX's state; YMM1 all ones goes to the area's AVX component
+        // At x86-64-v3 XSETBV accepts AVX's state; YMM1 all ones goes (by XSAVEOPT) to the area's AVX component
         // (576 + 16) and back through XRSTOR after VPXOR cleared it, and XSTATE_BV has all three bits.
         _vm = new Vm(new VmxBackend(_memory, _ => new SoftProcessor(_memory, _clock), "soft"), 1, _memory, _clock, CpuLevel.V3);
         LongMode(Convert.FromHexString(EnableXsave +
             "B80700000031D231C90F01D1" +                // xsetbv x87 | SSE | AVX
             "C5F574C9" +                                // vpcmpeqb ymm1, ymm1, ymm1
-            "B80700000031D20FAE242500900000" +          // xsave [0x9000]
+            "B80700000031D20FAE342500900000" +          // xsaveopt [0x9000]
             "C5F5EFC9" +                                // vpxor ymm1, ymm1, ymm1
             "B80700000031D20FAE2C2500900000" +          // xrstor [0x9000]
             "C5FE7F0C2500A00000" + "F4"));              // vmovdqu [0xA000], ymm1; hlt

@@ -116,9 +116,14 @@ internal static class IsaCoverage
                             continue;
                         byte[] bytes = [0xC4, (byte)(0xE0 | vmap), (byte)(((wlpp & 8) << 4) | 0x78 | (wlpp & 7)), (byte)op, (byte)modrm,
                             0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-                        if (Decoder.Decode(bytes, mode, out Instruction i) != DecodeStatus.Ok || samples.ContainsKey(i.Opcode))
-                            continue;
-                        samples[i.Opcode] = (bytes[..i.Length], bits, i);
+                        // The gathers' VSIB memory needs a SIB byte: [rax + xmm4].
+                        byte[] vsib = [.. bytes[..4], (byte)(modrm | 4), 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                        foreach (byte[] candidate in modrm < 0xC0 ? new[] { bytes, vsib } : [bytes])
+                        {
+                            if (Decoder.Decode(candidate, mode, out Instruction i) != DecodeStatus.Ok || samples.ContainsKey(i.Opcode))
+                                continue;
+                            samples[i.Opcode] = (candidate[..i.Length], bits, i);
+                        }
                     }
                 }
             }
@@ -260,6 +265,8 @@ internal static class IsaCoverage
     {
         if (Architectural.Contains(extension))
             return true;
+        if (extension == "XSAVEOPT")
+            return (policy.Query(0xD, 1, 0).Eax & 1) != 0; // leaf 0xD, subleaf 1, EAX bit 0
         if (!CpuidBits.TryGetValue(extension, out var at))
             return false;
         var (eax, ebx, ecx, edx) = policy.Query(at.Leaf, 0, 0);

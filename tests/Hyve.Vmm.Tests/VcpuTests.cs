@@ -172,7 +172,7 @@ public sealed class VcpuTests : IDisposable
     public void CpuidFollowsTheVcpusCr4AndXcr0()
     {
         // OSXSAVE is CR4.OSXSAVE; leaf 0xD: x87 and SSE supported, 576 bytes for the legacy region
-        // and the header, no XSAVEOPT/XSAVEC/XSAVES (subleaf 1 all zero).
+        // and the header; XSAVEOPT but no XSAVEC/XSAVES (subleaf 1 EAX = 1).
         Bsp.Control = Bsp.Control with { Cr4 = Bsp.Control.Cr4 | (1UL << 18) };
         Bsp.Gpr[0] = 1;
         Bsp.Gpr[1] = 0;
@@ -193,7 +193,7 @@ public sealed class VcpuTests : IDisposable
         });
         Bsp.Script.Enqueue(v =>
         {
-            Assert.Equal((0UL, 0UL, 0UL, 0UL), (v.Gpr[0], v.Gpr[3], v.Gpr[1], v.Gpr[2]));
+            Assert.Equal((1UL, 0UL, 0UL, 0UL), (v.Gpr[0], v.Gpr[3], v.Gpr[1], v.Gpr[2]));
             return new BackendExit { Kind = BackendExitKind.TripleFault };
         });
         Assert.Equal(VmExitCode.Suspended, _vm.Vcpus[0].Run(VmEntry.Default).Code);
