@@ -43,6 +43,10 @@ compat32:
 	movl $0xB0B0B0B0, 0xFF000204
 	movl 0xFF000204, %eax
 	mov %eax, 12(%ebx)
+	call legacy32
+	mov %eax, 112(%ebx)			/* the legacy set in 32-bit code */
+	mov %edx, 116(%ebx)
+	mov %esi, 120(%ebx)
 
 	/* A 32-bit call gate (one parameter on the stack) and a CALL through a task gate, which
 	 * the other task returns from with IRET; main fills in the descriptors and TSSs. */
@@ -166,6 +170,13 @@ low16:
 	rep outsb
 	addr32 movw %si, 32(%ebx)
 	addr32 movw %cx, 34(%ebx)
+	movw $0x28, 0x6F22			/* LES loads this selector */
+	movb $1, 0x6F28				/* and ARPL runs (protected mode) */
+	mov $0x6F02, %esp			/* 0x6F00 once the call has pushed IP */
+	call legacy16
+	addr32 movl %eax, 88(%ebx)
+	addr32 movl %edx, 92(%ebx)
+	addr32 movl %esi, 96(%ebx)
 	mov %cr0, %eax
 	and $~1, %eax
 	mov %eax, %cr0
@@ -186,6 +197,13 @@ real:
 	xor %al, %al
 	in $0xE0, %al
 	addr32 movb %al, 44(%ebx)
+	movw $0x0900, 0x6F22			/* LES loads this segment */
+	movb $0, 0x6F28				/* ARPL is #UD in real mode */
+	mov $0x6F02, %esp			/* 0x6F00 once the call has pushed IP */
+	call legacy16
+	addr32 movl %eax, 100(%ebx)
+	addr32 movl %edx, 104(%ebx)
+	addr32 movl %esi, 108(%ebx)
 	mov %cr0, %eax
 	or $1, %eax
 	mov %eax, %cr0
@@ -205,11 +223,109 @@ v86_code:
 v86_cli:
 	cli				/* IOPL-sensitive: #GP(0) */
 	jmp v86_cli
+	/* The legacy set in 16-bit code, run in 16-bit protected mode and in real mode, with its
+	 * stack at 0x6F00 (the caller's return IP above it): the BCD adjustments and SALC summed into EAX; PUSHA/POPA and ENTER/LEAVE
+	 * (the SPs, the pushed SP, a copied frame pointer) into EDX; LES of the far pointer at
+	 * 0x6F20 (its segment set by the caller), BOUND in range and, where 0x6F28 says so, ARPL
+	 * (its result and ZF) into ESI. */
+legacy16:
+	mov $0x19, %al
+	add $0x28, %al
+	daa				/* 0x47 */
+	movzbl %al, %esi
+	mov $0x47, %al
+	sub $0x19, %al
+	das				/* 0x28 */
+	movzbl %al, %eax
+	shl $8, %eax
+	add %eax, %esi
+	mov $0x0009, %ax
+	add $0x08, %al
+	aaa				/* AX 0x0107 */
+	movzwl %ax, %eax
+	add %eax, %esi
+	mov $0x0203, %ax
+	sub $0x05, %al
+	aas				/* AX 0x0108 */
+	movzwl %ax, %eax
+	add %eax, %esi
+	mov $0x003F, %ax
+	aam				/* AX 0x0603 */
+	movzwl %ax, %eax
+	add %eax, %esi
+	aad				/* AX 0x003F */
+	movzwl %ax, %eax
+	add %eax, %esi
+	mov $0x00AB, %ax
+	aam $16				/* AX 0x0A0B */
+	movzwl %ax, %eax
+	add %eax, %esi
+	stc
+	.byte 0xD6			/* SALC: AL 0xFF */
+	movzbl %al, %eax
+	add %esi, %eax			/* 0x3BA2 */
+	push %eax
+	mov $0x0102, %cx
+	pusha
+	mov %sp, %si			/* 0x6EEC: PUSHA pushed eight words below the saved EAX */
+	mov 6(%si), %dx			/* the SP it pushed: 0x6EFC */
+	mov %dx, 0x6F30
+	xor %cx, %cx
+	popa				/* CX 0x0102 again */
+	movzwl %cx, %edx
+	shl $16, %edx
+	movzwl 0x6F30, %eax
+	add %eax, %edx
+	movzwl %sp, %eax
+	add %eax, %edx			/* + 0x6EFC */
+	movw $0xBEEF, 0x6F0E
+	mov $0x6F10, %ebp
+	enter $4, $2			/* pushes BP, the word at BP - 2, the new frame */
+	movzwl %sp, %eax
+	add %eax, %edx
+	movzwl 0x6EF8, %eax		/* the copied word */
+	add %eax, %edx
+	movzwl %bp, %eax
+	add %eax, %edx
+	leave
+	movzwl %bp, %eax
+	add %eax, %edx
+	movzwl %sp, %eax
+	add %eax, %edx
+	movw $0x1234, 0x6F20
+	les 0x6F20, %di
+	mov %es, %ax
+	movzwl %ax, %esi
+	shl $16, %esi
+	movzwl %di, %eax
+	add %eax, %esi
+	movw $0xFFFE, 0x6F24
+	movw $0x000A, 0x6F26
+	mov $5, %ax
+	bound %ax, 0x6F24		/* in range: no #BR */
+	add $0x100, %esi
+	cmpb $1, 0x6F28
+	jne 1f
+	mov $0x28, %ax
+	mov $3, %cx
+	arpl %cx, %ax			/* AX 0x2B, ZF set */
+	pushf
+	pop %cx
+	and $0x40, %cx
+	add %cx, %ax
+	movzwl %ax, %eax
+	add %eax, %esi
+1:	pop %eax
+	ret
 msg:	.ascii "mode"
 low16_end:
 
 	.data
 	.align 8
+legacy_frame:	.long 0x0F0F0F0F, 0x22222222, 0x11111111, 0
+legacy_far:	.long 0, 0
+legacy_bounds:	.long 0, 0
+legacy_scratch:	.long 0
 saved_rsp:	.quad 0
 probe_va32:	.long 0
 v86_esp:	.long 0
@@ -226,6 +342,107 @@ pae_pdpt:	.skip 32
 
 	.text
 	.code32
+	/* The legacy set in 32-bit code: the BCD adjustments and SALC summed into EAX; PUSHAD/
+	 * POPAD and ENTER/LEAVE (distances between stack pointers, the pushed ESP, copied frame
+	 * pointers) into EDX; LES of a 6-byte pointer, BOUND in range and ARPL into ESI. */
+legacy32:
+	push %ebx
+	push %ebp
+	push %edi
+	mov $0x19, %al
+	add $0x28, %al
+	daa
+	movzbl %al, %esi
+	mov $0x47, %al
+	sub $0x19, %al
+	das
+	movzbl %al, %eax
+	shl $8, %eax
+	add %eax, %esi
+	mov $0x0009, %ax
+	add $0x08, %al
+	aaa
+	movzwl %ax, %eax
+	add %eax, %esi
+	mov $0x0203, %ax
+	sub $0x05, %al
+	aas
+	movzwl %ax, %eax
+	add %eax, %esi
+	mov $0x003F, %ax
+	aam
+	movzwl %ax, %eax
+	add %eax, %esi
+	aad
+	movzwl %ax, %eax
+	add %eax, %esi
+	mov $0x00AB, %ax
+	aam $16
+	movzwl %ax, %eax
+	add %eax, %esi
+	stc
+	.byte 0xD6			/* SALC */
+	movzbl %al, %eax
+	add %esi, %eax			/* 0x3BA2, as in 16-bit code */
+	push %eax
+	mov %esp, %ebp
+	mov $0x01020304, %ecx
+	pushal
+	mov 12(%esp), %edx		/* the ESP PUSHAD pushed */
+	sub %esp, %edx			/* 32 */
+	mov %edx, legacy_scratch
+	xor %ecx, %ecx
+	popal
+	mov %ecx, %edx			/* 0x01020304 */
+	add legacy_scratch, %edx
+	mov %esp, %edi
+	sub %ebp, %edi			/* 0 */
+	add %edi, %edx
+	mov %esp, %edi
+	mov $legacy_frame + 12, %ebp	/* frame pointers at EBP - 4 and EBP - 8 */
+	enter $8, $3
+	mov %edi, %eax
+	sub %esp, %eax			/* 4 + 8 + 4 + 8 = 24 */
+	add %eax, %edx
+	mov -4(%ebp), %eax		/* the first copied frame pointer */
+	add %eax, %edx
+	mov -8(%ebp), %eax		/* the second */
+	add %eax, %edx
+	leave
+	mov %ebp, %eax
+	sub $legacy_frame, %eax		/* 12 */
+	add %eax, %edx
+	mov %edi, %eax
+	sub %esp, %eax			/* 0 */
+	add %eax, %edx
+	movl $0x12345678, legacy_far
+	movw $0x10, legacy_far + 4
+	les legacy_far, %edi
+	mov %es, %ax
+	movzwl %ax, %esi
+	add %edi, %esi			/* 0x12345688 */
+	mov $0x10, %ax
+	mov %ax, %es
+	movl $-2, legacy_bounds
+	movl $10, legacy_bounds + 4
+	mov $5, %eax
+	bound %eax, legacy_bounds
+	add $0x100, %esi
+	mov $0x28, %ax
+	mov $3, %cx
+	arpl %cx, %ax
+	pushf
+	pop %ecx
+	and $0x40, %ecx
+	add %cx, %ax
+	movzwl %ax, %eax
+	add %eax, %esi
+	pop %eax
+	pop %edi
+	pop %ebp
+	pop %ebx
+	ret
+
 gate32_target:				/* through the call gate: CS 0x18, CPL 0 */
 	mov 8(%esp), %eax		/* the caller's parameter, above its CS and EIP */
 	mov %eax, 48(%ebx)

@@ -30,7 +30,7 @@ static u64 gate_descriptor(u16 selector, u32 offset, u8 access, u8 params)
 	return (offset & 0xFFFF) | ((u64)selector << 16) | ((u64)params << 32) | ((u64)access << 40) | ((u64)(offset >> 16) << 48);
 }
 
-static u32 results[24];
+static u32 results[32];
 static u8 v86_kernel_stack[4096] __attribute__((aligned(16)));
 static u32 probe = 0x600DF00D;
 static u64 pdpt_1g[512] __attribute__((aligned(4096)));
@@ -89,6 +89,16 @@ int main(void)
 	check_eq(results[18], 0x07000900, "virtual-8086 mode: the #GP frame holds the program's CS and ES");
 	check_eq(results[19], 0x20700, "virtual-8086 mode: the #GP frame holds EFLAGS with VM set and DS");
 	check_eq(results[21], 0, "virtual-8086 mode: the handler starts with DS null");
+	/* The legacy set (sums of results derived by hand from the SDM; see modes.S). */
+	check_eq(results[28], 0x3BA2, "32-bit protected mode: DAA, DAS, AAA, AAS, AAM, AAD, AAM 16, SALC");
+	check_eq(results[29], 0x01020304 + 32 + 24 + 0x22222222 + 0x11111111 + 12, "32-bit protected mode: PUSHAD/POPAD, ENTER 8,3 and LEAVE");
+	check_eq(results[30], 0x12345688 + 0x100 + 0x2B + 0x40, "32-bit protected mode: LES, BOUND, ARPL");
+	check_eq(results[22], 0x3BA2, "16-bit protected mode: DAA, DAS, AAA, AAS, AAM, AAD, AAM 16, SALC");
+	check_eq(results[23], 0x01020000 + 0x6EFC + 0x6EFC + 0x6EF2 + 0xBEEF + 0x6EFA + 0x6F10 + 0x6EFC, "16-bit protected mode: PUSHA/POPA, ENTER 4,2 and LEAVE");
+	check_eq(results[24], 0x00281234 + 0x100 + 0x2B + 0x40, "16-bit protected mode: LES, BOUND, ARPL");
+	check_eq(results[25], 0x3BA2, "real mode: DAA, DAS, AAA, AAS, AAM, AAD, AAM 16, SALC");
+	check_eq(results[26], 0x01020000 + 0x6EFC + 0x6EFC + 0x6EF2 + 0xBEEF + 0x6EFA + 0x6F10 + 0x6EFC, "real mode: PUSHA/POPA, ENTER 4,2 and LEAVE");
+	check_eq(results[27], 0x09001234 + 0x100, "real mode: LES and BOUND");
 
 	/* 1 GiB pages, where the CPU has them: linear 1 TiB + x onto physical x. */
 	u32 a, b, c, d;
