@@ -37,4 +37,14 @@ public sealed class MockCpu : IVieCpu
     public ulong GetMm(int n) => Mm[n];
 
     public void SetMm(int n, ulong value) => Mm[n] = value;
+
+    public Hyve.Vmm.Backend.TableRegister Gdtr { get; set; } = new(0x12_3456_7000, 0x7F);
+
+    public Hyve.Vmm.Backend.TableRegister Idtr { get; set; } = new(0x12_3456_8000, 0xFFF);
+
+    public bool TryGetDescriptorTable(bool idt, out Hyve.Vmm.Backend.TableRegister table)
+    {
+        table = idt ? Idtr : Gdtr;
+        return true;
+    }
 }

@@ -169,6 +169,13 @@ public interface IBackendVcpu : IVieCpu
     /// <summary>IDTR.</summary>
     TableRegister Idtr { get; set; }
 
+    /// <inheritdoc/>
+    bool IVieCpu.TryGetDescriptorTable(bool idt, out TableRegister table)
+    {
+        table = idt ? Idtr : Gdtr;
+        return true;
+    }
+
     /// <summary>Reads an MSR the processor itself uses (SYSCALL/SYSENTER MSRs, FS/GS/kernel GS
     /// base, PAT, TSC_AUX); false when the backend does not hold it.</summary>
     bool TryGetMsr(uint msr, out ulong value);

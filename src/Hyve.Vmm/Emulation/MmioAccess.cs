@@ -106,4 +106,12 @@ public interface IVieCpu
 
     /// <summary>Sets MMX register MM<paramref name="n"/>.</summary>
     void SetMm(int n, ulong value);
+
+    /// <summary>GDTR (or, with <paramref name="idt"/>, IDTR) for SGDT and SIDT; false where this
+    /// vCPU does not hold it (the emulator then falls back).</summary>
+    bool TryGetDescriptorTable(bool idt, out Hyve.Vmm.Backend.TableRegister table)
+    {
+        table = default;
+        return false;
+    }
 }

@@ -446,8 +446,20 @@ public sealed class Vie
                 return CallRet();
             case Mnemonic.Movd or Mnemonic.Movq or Mnemonic.Movss or Mnemonic.Movsd or Mnemonic.Movaps or Mnemonic.Movups
                 or Mnemonic.Movapd or Mnemonic.Movupd or Mnemonic.Movdqa or Mnemonic.Movdqu or Mnemonic.Movntdq
-                or Mnemonic.Movntps or Mnemonic.Movntpd:
+                or Mnemonic.Movntps or Mnemonic.Movntpd or Mnemonic.Movntdqa:
                 return VectorMove();
+            case Mnemonic.Pusha or Mnemonic.Pushad:
+                return PushAll();
+            case Mnemonic.Popa or Mnemonic.Popad:
+                return PopAll();
+            case Mnemonic.Enter:
+                return Enter();
+            case Mnemonic.Leave:
+                return Leave();
+            case Mnemonic.Smsw when _insn.GetOperandKind(0) == OperandKind.Memory:
+                return Write(_insn.MemorySegment, Ea, 2, _paging.Cr0 & 0xFFFF);
+            case Mnemonic.Sgdt or Mnemonic.Sidt:
+                return StoreDescriptorTable();
             case Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b:
                 return CompareExchangeWide();
         }
@@ -1234,7 +1246,7 @@ public sealed class Vie
         Register seg = _insn.MemorySegment;
         ulong ea = Ea;
         bool aligned = _mnemonic is Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa
-            or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd;
+            or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd or Mnemonic.Movntdqa;
         VieStatus st = Linearize(seg, ea, size, write: mem == 0, out ulong la);
         if (st != VieStatus.Done)
             return st;
@@ -1281,6 +1293,106 @@ public sealed class Vie
     // side may be device memory. The side written is checked before the side read, so a fault
     // never follows a device access. POP with an rSP-based destination addresses it after the
     // increment.
+    // PUSHA/PUSHAD: AX, CX, DX, BX, the SP from before, BP, SI, DI, each of the operand size, in
+    // that order below the stack pointer (either may be device memory); SP moves last.
+    private VieStatus PushAll()
+    {
+        int size = _insn.OperandSize, sw = StackAddressSize;
+        ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
+        for (int k = 0; k < 8; k++)
+        {
+            ulong slot = (sp - (ulong)(size * (k + 1))) & Alu.Mask(sw);
+            VieStatus st = Write(Register.SS, slot, size, _cpu.GetGpr(k) & Alu.Mask(size)); // k = 4 is the SP from before
+            if (st != VieStatus.Done)
+                return st;
+        }
+        StepIndex(_cpu, 4, (ulong)(-8 * size), sw);
+        return VieStatus.Done;
+    }
+
+    // POPA/POPAD: DI, SI, BP, (SP's slot skipped), BX, DX, CX, AX from the stack, the registers
+    // written only once every read has been answered.
+    private VieStatus PopAll()
+    {
+        int size = _insn.OperandSize, sw = StackAddressSize;
+        ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
+        Span<ulong> values = stackalloc ulong[8];
+        for (int k = 0; k < 8; k++)
+        {
+            if (k == 3)
+                continue;
+            VieStatus st = Read(Register.SS, (sp + (ulong)(size * k)) & Alu.Mask(sw), size, false, out values[k]);
+            if (st != VieStatus.Done)
+                return st;
+        }
+        for (int k = 0; k < 8; k++)
+        {
+            if (k != 3)
+                WriteRegister(_cpu, RegisterInfo.Gpr(7 - k, size, false), values[k]);
+        }
+        StepIndex(_cpu, 4, (ulong)(8 * size), sw);
+        return VieStatus.Done;
+    }
+
+    // ENTER size, level: push rBP, copy level - 1 frame pointers from the old frame, push the new
+    // frame pointer, then rBP is the frame and rSP drops by size; every access before a register changes.
+    private VieStatus Enter()
+    {
+        int size = _insn.OperandSize, sw = StackAddressSize;
+        ulong frameSize = _insn.Immediate & 0xFFFF;
+        int level = _insn.Immediate2 & 31;
+        ulong mask = Alu.Mask(sw);
+        ulong sp = _cpu.GetGpr(4) & mask, bp = _cpu.GetGpr(5);
+        VieStatus st = Write(Register.SS, (sp - (ulong)size) & mask, size, bp & Alu.Mask(size));
+        if (st != VieStatus.Done)
+            return st;
+        sp = (sp - (ulong)size) & mask;
+        ulong frameTemp = sp;
+        for (int k = 1; k < level; k++)
+        {
+            ulong from = (bp - (ulong)(size * k)) & mask;
+            if ((st = Read(Register.SS, from, size, false, out ulong copied)) != VieStatus.Done
+                || (st = Write(Register.SS, (sp - (ulong)size) & mask, size, copied)) != VieStatus.Done)
+                return st;
+            sp = (sp - (ulong)size) & mask;
+        }
+        if (level > 0)
+        {
+            if ((st = Write(Register.SS, (sp - (ulong)size) & mask, size, frameTemp & Alu.Mask(size))) != VieStatus.Done)
+                return st;
+            sp = (sp - (ulong)size) & mask;
+        }
+        WriteRegister(_cpu, RegisterInfo.Gpr(5, sw, false), frameTemp); // BP, EBP or RBP by the stack's size
+        _cpu.SetGpr(4, (_cpu.GetGpr(4) & ~mask) | ((sp - frameSize) & mask));
+        return VieStatus.Done;
+    }
+
+    // LEAVE: rSP takes rBP, and rBP is popped from there.
+    private VieStatus Leave()
+    {
+        int size = _insn.OperandSize, sw = StackAddressSize;
+        ulong mask = Alu.Mask(sw);
+        ulong bp = _cpu.GetGpr(5) & mask;
+        VieStatus st = Read(Register.SS, bp, size, false, out ulong value);
+        if (st != VieStatus.Done)
+            return st;
+        _cpu.SetGpr(4, (_cpu.GetGpr(4) & ~mask) | ((bp + (ulong)size) & mask));
+        WriteRegister(_cpu, RegisterInfo.Gpr(5, size, false), value);
+        return VieStatus.Done;
+    }
+
+    // SGDT/SIDT: the limit, then the base (four bytes outside 64-bit mode, eight in it).
+    private VieStatus StoreDescriptorTable()
+    {
+        if (_insn.GetOperandKind(0) != OperandKind.Memory || !_cpu.TryGetDescriptorTable(_mnemonic == Mnemonic.Sidt, out var table))
+            return VieStatus.Fallback;
+        ulong ea = Ea;
+        VieStatus st = Write(_insn.MemorySegment, ea, 2, table.Limit);
+        if (st != VieStatus.Done)
+            return st;
+        return Write(_insn.MemorySegment, (ea + 2) & Alu.Mask(_insn.AddressSize), _bitness == Bitness.Bits64 ? 8 : 4, table.Base & (_bitness == Bitness.Bits64 ? ulong.MaxValue : 0xFFFF_FFFF));
+    }
+
     private VieStatus PushPop()
     {
         OperandKind kind = _insn.GetOperandKind(0);
