@@ -16,6 +16,8 @@ public static class ExceptionVector
     public const byte NM = 7;
     /// <summary>Double fault.</summary>
     public const byte DF = 8;
+    /// <summary>Segment not present.</summary>
+    public const byte NP = 11;
     /// <summary>Stack-segment fault.</summary>
     public const byte SS = 12;
     /// <summary>General protection.</summary>

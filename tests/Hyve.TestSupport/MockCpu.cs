@@ -38,9 +38,31 @@ public sealed class MockCpu : IVieCpu
 
     public void SetMm(int n, ulong value) => Mm[n] = value;
 
+    public UInt128[] YmmHigh { get; } = new UInt128[16];
+
+    public ulong Xcr0 { get; set; } = 7;
+
+    public bool TryGetYmmHigh(int n, out UInt128 value)
+    {
+        value = YmmHigh[n];
+        return true;
+    }
+
+    public bool TrySetYmmHigh(int n, UInt128 value)
+    {
+        YmmHigh[n] = value;
+        return true;
+    }
+
     public Hyve.Vmm.Backend.TableRegister Gdtr { get; set; } = new(0x12_3456_7000, 0x7F);
 
     public Hyve.Vmm.Backend.TableRegister Idtr { get; set; } = new(0x12_3456_8000, 0xFFF);
+
+    public bool TrySetSegment(Register segment, in Segment value)
+    {
+        Segments[segment] = value;
+        return true;
+    }
 
     public bool TryGetDescriptorTable(bool idt, out Hyve.Vmm.Backend.TableRegister table)
     {

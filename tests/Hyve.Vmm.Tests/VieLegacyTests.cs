@@ -130,6 +130,93 @@ public sealed class VieLegacyTests
     }
 
     [Fact]
+    public void FarJumpThroughAPointerInDeviceMemoryInRealMode()
+    {
+        // jmp far [bx] with DS based at the device: CS becomes 0x2000 (base 0x20000), IP 0x1234.
+        var cpu = new MockCpu { Rip = 0x100 };
+        foreach (Register s in new[] { Register.ES, Register.SS, Register.FS, Register.GS })
+            cpu.Segments[s] = Segment.Real(0);
+        cpu.Segments[Register.CS] = new Segment(0x1000, 0x10000, 0xFFFF, 0x9B);
+        cpu.Segments[Register.DS] = new Segment(0xF000, Mmio - 0x10, 0xFFFF, 0x93);
+        cpu.Gpr[3] = 0x10; // BX
+        var memory = new MockGuestMemory();
+        Convert.FromHexString("FF2F").CopyTo(memory.Ram, 0x10100);
+        var half = new MockDeviceHalf();
+        half.Store(Mmio, 0x2000_1234, 4);
+        Assert.Equal(VieStatus.Done, Run(cpu, new PagingState(0, 0, 0, 0, 0), Mmio, "", half, memory).Status);
+        Assert.Equal(new Segment(0x2000, 0x20000, 0xFFFF, 0x9B), cpu.Segments[Register.CS]);
+        Assert.Equal(0x1234UL, cpu.Rip);
+    }
+
+    [Fact]
+    public void FarCallThroughAPointerInDeviceMemoryTakesACodeSegmentFromTheGdt()
+    {
+        // 64-bit call far [rax] (m16:64): the GDT at 0x3000 has a 64-bit code segment at 0x08 and a
+        // not-present one at 0x10; the stack is RAM. CS and the return RIP are pushed, the accessed
+        // bit is set, CS is loaded with RPL = CPL and RIP is the pointer's offset.
+        var cpu = new MockCpu { Gdtr = new(0x3000, 0x27) };
+        cpu.Gpr[0] = Mmio + 0x20;
+        cpu.Gpr[4] = 0x8000;
+        cpu.Segments[Register.CS] = new Segment(0x18, 0, 0xFFFF_FFFF, 0xA09B);
+        var memory = new MockGuestMemory();
+        BitConverter.GetBytes(0x00AF_9A00_0000_FFFFUL).CopyTo(memory.Ram, 0x3008); // present, not yet accessed
+        BitConverter.GetBytes(0x00AF_1A00_0000_FFFFUL).CopyTo(memory.Ram, 0x3010); // not present
+        BitConverter.GetBytes(0x0000_8C00_0008_0000UL).CopyTo(memory.Ram, 0x3018); // a call gate
+        var half = new MockDeviceHalf();
+        half.Store(Mmio + 0x20, 0x0000_0000_4000_1000, 8);
+        half.Store(Mmio + 0x28, 0x0008, 2);
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x20, "48FF18", half, memory).Status);
+        Assert.Equal(new Segment(0x08, 0, 0xFFFF_FFFF, 0xA09B), cpu.Segments[Register.CS]);
+        Assert.Equal(0x4000_1000UL, cpu.Rip);
+        Assert.Equal(0x7FF0UL, cpu.Gpr[4]);
+        Assert.Equal(0x18UL, BitConverter.ToUInt64(memory.Ram, 0x7FF8));         // the old CS
+        Assert.Equal(0x40_0003UL, BitConverter.ToUInt64(memory.Ram, 0x7FF0));    // the return RIP
+        Assert.Equal(0x9B, memory.Ram[0x300D]);                                  // accessed
+
+        half.Store(Mmio + 0x28, 0x0010, 2);
+        cpu.Rip = 0x40_0000;
+        var (st, vie) = Run(cpu, PagingState.Flat, Mmio + 0x20, "48FF18", half, memory);
+        Assert.Equal((VieStatus.Fault, ExceptionVector.NP, 0x10u), (st, vie.Fault.Vector, vie.Fault.ErrorCode));
+        half.Store(Mmio + 0x28, 0x0030, 2); // beyond the GDT's limit
+        (st, vie) = Run(cpu, PagingState.Flat, Mmio + 0x20, "48FF18", half, memory);
+        Assert.Equal((VieStatus.Fault, ExceptionVector.GP, 0x30u), (st, vie.Fault.Vector, vie.Fault.ErrorCode));
+        half.Store(Mmio + 0x28, 0x0018, 2); // a call gate: the CPU's
+        Assert.Equal(VieStatus.Fallback, Run(cpu, PagingState.Flat, Mmio + 0x20, "48FF18", half, memory).Status);
+        half.Store(Mmio + 0x28, 0x0000, 2); // null
+        Assert.Equal(ExceptionVector.GP, Run(cpu, PagingState.Flat, Mmio + 0x20, "48FF18", half, memory).Vie.Fault.Vector);
+        Assert.Equal(0x40_0000UL, cpu.Rip); // no fault moved RIP
+    }
+
+    private static readonly PagingState LongWithXsave = PagingState.Flat with { Cr4 = PagingState.Flat.Cr4 | (1UL << 18) };
+
+    [Fact]
+    public void AvxMovesReachDeviceMemory()
+    {
+        var cpu = new MockCpu();
+        cpu.Gpr[0] = Mmio + 0x40;
+        cpu.Xmm[1] = ((UInt128)0x1112_1314_1516_1718 << 64) | 0x0102_0304_0506_0708;
+        cpu.YmmHigh[1] = ((UInt128)0x3132_3334_3536_3738 << 64) | 0x2122_2324_2526_2728;
+        var half = new MockDeviceHalf();
+        Assert.Equal(VieStatus.Done, Run(cpu, LongWithXsave, Mmio + 0x40, "C5FE7F08", half).Status); // vmovdqu [rax], ymm1
+        Assert.Equal(
+            [
+                new MmioAccess(Mmio + 0x40, 8, true, 0x0102_0304_0506_0708), new MmioAccess(Mmio + 0x48, 8, true, 0x1112_1314_1516_1718),
+                new MmioAccess(Mmio + 0x50, 8, true, 0x2122_2324_2526_2728), new MmioAccess(Mmio + 0x58, 8, true, 0x3132_3334_3536_3738),
+            ], half.Requests);
+        Assert.Equal(VieStatus.Done, Run(cpu, LongWithXsave, Mmio + 0x40, "C5FD6F10", half).Status); // vmovdqa ymm2, [rax]
+        Assert.Equal((cpu.Xmm[1], cpu.YmmHigh[1]), (cpu.Xmm[2], cpu.YmmHigh[2]));
+        Assert.Equal(VieStatus.Done, Run(cpu, LongWithXsave, Mmio + 0x40, "C5FA7E18", half).Status); // vmovq xmm3, [rax]
+        Assert.Equal(((UInt128)0, (UInt128)0x0102_0304_0506_0708), (cpu.YmmHigh[3], cpu.Xmm[3]));
+        cpu.Gpr[0] = Mmio + 0x50; // 16 off a 32-byte boundary: VMOVDQA's #GP(0), VMOVDQU's fine
+        Assert.Equal(ExceptionVector.GP, Run(cpu, LongWithXsave, Mmio + 0x50, "C5FD6F10", half).Vie.Fault.Vector);
+        Assert.Equal(VieStatus.Done, Run(cpu, LongWithXsave, Mmio + 0x50, "C5FE6F10", half).Status);
+        // Without CR4.OSXSAVE, or with XCR0 lacking AVX's state: #UD.
+        Assert.Equal(ExceptionVector.UD, Run(cpu, PagingState.Flat, Mmio + 0x50, "C5FE6F10", half).Vie.Fault.Vector);
+        cpu.Xcr0 = 3;
+        Assert.Equal(ExceptionVector.UD, Run(cpu, LongWithXsave, Mmio + 0x50, "C5FE6F10", half).Vie.Fault.Vector);
+    }
+
+    [Fact]
     public void MovntdqaLoadsFromDeviceMemoryAndChecksAlignment()
     {
         var cpu = new MockCpu();

@@ -193,7 +193,7 @@ public sealed class VieTests
 
     [Theory]
     [InlineData("C4E2791800")]   // vbroadcastss xmm0, [rax]
-    [InlineData("C5FE6F00")]     // vmovdqu ymm0, [rax]
+    [InlineData("C5FC5800")]     // vaddps ymm0, ymm0, [rax]
     [InlineData("C4E26990048E")] // vpgatherdd xmm0, [rsi+xmm1*4], xmm2: VSIB memory
     public void VexVectorInstructionsFallBack(string hex)
     {

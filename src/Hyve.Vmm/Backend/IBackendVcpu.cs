@@ -170,6 +170,13 @@ public interface IBackendVcpu : IVieCpu
     TableRegister Idtr { get; set; }
 
     /// <inheritdoc/>
+    bool IVieCpu.TrySetSegment(Register segment, in Segment value)
+    {
+        SetSegment(segment, value);
+        return true;
+    }
+
+    /// <inheritdoc/>
     bool IVieCpu.TryGetDescriptorTable(bool idt, out TableRegister table)
     {
         table = idt ? Idtr : Gdtr;
@@ -225,10 +232,6 @@ public interface IBackendVcpu : IVieCpu
         }
         Rip += length;
     }
-
-    /// <summary>XCR0, the XSAVE feature mask (x87 only after reset), for backends whose processor
-    /// leaves it to the vmm.</summary>
-    ulong Xcr0 => 1;
 
     /// <summary>Sets XCR0 after an <see cref="BackendExitKind.Xsetbv"/> exit (the vmm has checked the
     /// value).</summary>

@@ -107,6 +107,24 @@ public interface IVieCpu
     /// <summary>Sets MMX register MM<paramref name="n"/>.</summary>
     void SetMm(int n, ulong value);
 
+    /// <summary>XCR0, the XSAVE feature mask (x87 only after reset).</summary>
+    ulong Xcr0 => 1;
+
+    /// <summary>Bits 255:128 of YMM<paramref name="n"/>; false where this vCPU does not hold them
+    /// (the emulator then falls back).</summary>
+    bool TryGetYmmHigh(int n, out UInt128 value)
+    {
+        value = 0;
+        return false;
+    }
+
+    /// <summary>Sets bits 255:128 of YMM<paramref name="n"/>; false where this vCPU cannot.</summary>
+    bool TrySetYmmHigh(int n, UInt128 value) => false;
+
+    /// <summary>Loads segment register <paramref name="segment"/> (CS after a far transfer); false
+    /// where this vCPU cannot (the emulator then falls back before changing anything).</summary>
+    bool TrySetSegment(Register segment, in Segment value) => false;
+
     /// <summary>GDTR (or, with <paramref name="idt"/>, IDTR) for SGDT and SIDT; false where this
     /// vCPU does not hold it (the emulator then falls back).</summary>
     bool TryGetDescriptorTable(bool idt, out Hyve.Vmm.Backend.TableRegister table)

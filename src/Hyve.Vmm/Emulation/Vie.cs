@@ -142,6 +142,7 @@ public sealed class Vie
     private int _accessSize;
     private bool _branch;
     private ulong _target;
+    private bool _supervisor;
 
     /// <summary>Whether an instruction is being emulated.</summary>
     public bool Active => _active;
@@ -440,6 +441,8 @@ public sealed class Vie
         {
             case Mnemonic.Push or Mnemonic.Pop:
                 return PushPop();
+            case Mnemonic.Jmp or Mnemonic.Call when _insn.GetOperandKind(0) == OperandKind.Memory && _insn.MemorySize == _insn.OperandSize + 2:
+                return FarThroughMemory();
             case Mnemonic.Jmp when _insn.GetOperandKind(0) == OperandKind.Memory && _insn.MemorySize == _insn.OperandSize:
                 return JumpThroughMemory();
             case Mnemonic.Call or Mnemonic.Ret:
@@ -448,6 +451,10 @@ public sealed class Vie
                 or Mnemonic.Movapd or Mnemonic.Movupd or Mnemonic.Movdqa or Mnemonic.Movdqu or Mnemonic.Movntdq
                 or Mnemonic.Movntps or Mnemonic.Movntpd or Mnemonic.Movntdqa:
                 return VectorMove();
+            case Mnemonic.Vmovups or Mnemonic.Vmovupd or Mnemonic.Vmovaps or Mnemonic.Vmovapd or Mnemonic.Vmovdqu or Mnemonic.Vmovdqa
+                or Mnemonic.Vmovntps or Mnemonic.Vmovntpd or Mnemonic.Vmovntdq or Mnemonic.Vmovntdqa or Mnemonic.Vlddqu
+                or Mnemonic.Vmovd or Mnemonic.Vmovq or Mnemonic.Vmovss or Mnemonic.Vmovsd:
+                return AvxMove();
             case Mnemonic.Pusha or Mnemonic.Pushad:
                 return PushAll();
             case Mnemonic.Popa or Mnemonic.Popad:
@@ -711,7 +718,9 @@ public sealed class Vie
         pa = 0;
         if (_memory == null)
             return VieStatus.Fallback;
-        switch (PageWalker.Translate(_memory, in _paging, la, type, (_cpu.Rflags & Rflags.AC) != 0, out pa, out GuestFault f))
+        // Descriptor-table accesses are supervisor accesses whatever the CPL.
+        PagingState paging = _supervisor ? _paging with { Cpl = 0 } : _paging;
+        switch (PageWalker.Translate(_memory, in paging, la, type, (_cpu.Rflags & Rflags.AC) != 0, out pa, out GuestFault f))
         {
             case WalkResult.Ok:
                 return VieStatus.Done;
@@ -1293,6 +1302,69 @@ public sealed class Vie
     // side may be device memory. The side written is checked before the side read, so a fault
     // never follows a device access. POP with an rSP-based destination addresses it after the
     // increment.
+    // The AVX moves between a vector register and memory (128 or 256 bits; VMOVD/VMOVQ/VMOVSS/
+    // VMOVSD's element, zero-extended into the register): #UD in real and virtual-8086 mode or
+    // without CR4.OSXSAVE and XCR0's SSE and AVX state, #NM on CR0.TS, #GP(0) for an aligned
+    // form's misaligned address. A VEX load zeroes the register's bits above what it loads.
+    private VieStatus AvxMove()
+    {
+        int mem = MemoryOperand();
+        if (mem < 0 || _insn.OperandCount != 2 || !_cpu.TryGetYmmHigh(0, out _))
+            return VieStatus.Fallback;
+        Register reg = _insn.GetRegister(1 - mem);
+        bool ymm = reg is >= Register.YMM0 and <= Register.YMM15;
+        if (!ymm && reg is not (>= Register.XMM0 and <= Register.XMM15))
+            return VieStatus.Fallback; // VMOVD/VMOVQ with a general register
+        if (_real || (_paging.Cr4 & (1UL << 18)) == 0 || (_cpu.Xcr0 & 6) != 6)
+        {
+            Fault = new GuestFault(ExceptionVector.UD, 0);
+            return VieStatus.Fault;
+        }
+        if ((_paging.Cr0 & PagingState.Cr0TS) != 0)
+        {
+            Fault = new GuestFault(ExceptionVector.NM, 0);
+            return VieStatus.Fault;
+        }
+        int n = ymm ? reg - Register.YMM0 : reg - Register.XMM0;
+        int size = _insn.MemorySize;
+        Register seg = _insn.MemorySegment;
+        ulong ea = Ea;
+        bool aligned = _mnemonic is Mnemonic.Vmovaps or Mnemonic.Vmovapd or Mnemonic.Vmovdqa or Mnemonic.Vmovntps
+            or Mnemonic.Vmovntpd or Mnemonic.Vmovntdq or Mnemonic.Vmovntdqa;
+        VieStatus st = Linearize(seg, ea, size, write: mem == 0, out ulong la);
+        if (st != VieStatus.Done)
+            return st;
+        if (aligned && (la & (ulong)(size - 1)) != 0)
+            return GeneralProtection();
+        Span<ulong> q = stackalloc ulong[4];
+        q.Clear();
+        if (mem == 0)
+        {
+            UInt128 low = _cpu.GetXmm(n);
+            _cpu.TryGetYmmHigh(n, out UInt128 high);
+            q[0] = (ulong)low;
+            q[1] = (ulong)(low >> 64);
+            q[2] = (ulong)high;
+            q[3] = (ulong)(high >> 64);
+            for (int k = 0; k * 8 < size; k++)
+            {
+                int piece = Math.Min(8, size - k * 8);
+                if ((st = Write(seg, (ea + (ulong)(8 * k)) & Alu.Mask(_insn.AddressSize), piece, q[k] & Alu.Mask(piece))) != VieStatus.Done)
+                    return st;
+            }
+            return VieStatus.Done;
+        }
+        for (int k = 0; k * 8 < size; k++)
+        {
+            int piece = Math.Min(8, size - k * 8);
+            if ((st = Read(seg, (ea + (ulong)(8 * k)) & Alu.Mask(_insn.AddressSize), piece, false, out q[k])) != VieStatus.Done)
+                return st;
+        }
+        _cpu.SetXmm(n, ((UInt128)q[1] << 64) | q[0]);
+        _cpu.TrySetYmmHigh(n, ((UInt128)q[3] << 64) | q[2]);
+        return VieStatus.Done;
+    }
+
     // PUSHA/PUSHAD: AX, CX, DX, BX, the SP from before, BP, SI, DI, each of the operand size, in
     // that order below the stack pointer (either may be device memory); SP moves last.
     private VieStatus PushAll()
@@ -1498,6 +1570,97 @@ public sealed class Vie
             return st;
         StepIndex(_cpu, 4, (ulong)-size, sw);
         return VieStatus.Done;
+    }
+
+    // Far JMP or CALL through a pointer in memory (offset, then selector; either may be device
+    // memory). Real and virtual-8086 mode load CS as a real-mode segment; protected and IA-32e
+    // mode take a code-segment descriptor from the GDT with the SDM's checks (null #GP(0); beyond
+    // the limit, not code, or the privilege rules #GP(selector); not present #NP(selector); the
+    // offset past the new limit #GP(0)) and set its accessed bit. CALL pushes CS and the return
+    // offset (operand-sized) first. Gates, TSSs and LDT selectors fall back.
+    private VieStatus FarThroughMemory()
+    {
+        int size = _insn.OperandSize;
+        VieStatus st;
+        ulong ea = Ea;
+        if ((st = Read(_insn.MemorySegment, ea, size, false, out ulong offset)) != VieStatus.Done
+            || (st = Read(_insn.MemorySegment, (ea + (ulong)size) & Alu.Mask(_insn.AddressSize), 2, false, out ulong selectorValue)) != VieStatus.Done)
+            return st;
+        ushort selector = (ushort)selectorValue;
+        Segment cs = _cpu.GetSegment(Register.CS);
+        Segment target;
+        if (_real) // real or virtual-8086 mode
+        {
+            target = cs with { Selector = selector, Base = (ulong)selector << 4 };
+            if (offset > target.Limit)
+                return GeneralProtection();
+        }
+        else
+        {
+            if ((selector & ~3) == 0)
+                return GeneralProtection();
+            if ((selector & 4) != 0 || !_cpu.TryGetDescriptorTable(false, out var gdtr))
+                return VieStatus.Fallback;
+            ulong at = (ulong)(selector & ~7);
+            if (at + 7 > gdtr.Limit)
+                return SelectorFault(ExceptionVector.GP, selector);
+            ulong descriptor = 0;
+            _supervisor = true;
+            st = Access(gdtr.Base + at, 8, AccessType.Read, write: false, ref descriptor);
+            _supervisor = false;
+            if (st != VieStatus.Done)
+                return st;
+            uint access = (uint)(descriptor >> 40) & 0xFF, flags = (uint)(descriptor >> 52) & 0xF;
+            if ((access & 0x10) == 0)
+                return VieStatus.Fallback; // a call gate, task gate or TSS
+            int dpl = (int)(access >> 5) & 3, rpl = selector & 3, cpl = _paging.Cpl;
+            bool conforming = (access & 0x04) != 0;
+            bool longMode = (_paging.Efer & PagingState.EferLMA) != 0;
+            if ((access & 0x08) == 0 || (conforming ? dpl > cpl : rpl > cpl || dpl != cpl)
+                || (longMode && (flags & 0x6) == 0x6))
+                return SelectorFault(ExceptionVector.GP, selector);
+            if ((access & 0x80) == 0)
+                return SelectorFault(ExceptionVector.NP, selector);
+            uint limit = (uint)(descriptor & 0xFFFF) | (uint)((descriptor >> 32) & 0xF_0000);
+            if ((flags & 0x8) != 0)
+                limit = (limit << 12) | 0xFFF;
+            ulong segmentBase = ((descriptor >> 16) & 0xFF_FFFF) | ((descriptor >> 56) << 24);
+            target = new Segment((ushort)((selector & ~3) | cpl), longMode && (flags & 2) != 0 ? 0 : segmentBase, limit, access | 1 | (flags << 12));
+            bool to64 = longMode && target.Long;
+            if (to64 ? !_paging.IsCanonical(offset) : offset > limit)
+                return GeneralProtection();
+            if ((access & 1) == 0)
+            {
+                ulong marked = (access | 1) & 0xFF;
+                _supervisor = true;
+                st = Access(gdtr.Base + at + 5, 1, AccessType.Write, write: true, ref marked);
+                _supervisor = false;
+                if (st != VieStatus.Done)
+                    return st;
+            }
+        }
+        if (_mnemonic == Mnemonic.Call)
+        {
+            int sw = StackAddressSize;
+            ulong sp = _cpu.GetGpr(4) & Alu.Mask(sw);
+            ulong ret = (_cpu.Rip + _insn.Length) & Alu.Mask(size);
+            if ((st = Write(Register.SS, (sp - (ulong)size) & Alu.Mask(sw), size, cs.Selector)) != VieStatus.Done
+                || (st = Write(Register.SS, (sp - (ulong)(2 * size)) & Alu.Mask(sw), size, ret)) != VieStatus.Done)
+                return st;
+        }
+        if (!_cpu.TrySetSegment(Register.CS, target))
+            return VieStatus.Fallback;
+        if (_mnemonic == Mnemonic.Call)
+            StepIndex(_cpu, 4, (ulong)(-2 * size), StackAddressSize);
+        _branch = true;
+        _target = offset & Alu.Mask(size);
+        return VieStatus.Done;
+    }
+
+    private VieStatus SelectorFault(byte vector, ushort selector)
+    {
+        Fault = new GuestFault(vector, (uint)(selector & ~3));
+        return VieStatus.Fault;
     }
 
     // Near JMP with its target in device memory.

@@ -216,6 +216,20 @@ public sealed class VmxVcpu : IBackendVcpu
     public void SetXcr0(ulong value) => _area.Xcr0 = value;
 
     /// <inheritdoc/>
+    public bool TryGetYmmHigh(int n, out UInt128 value)
+    {
+        value = _area.YmmHigh[n];
+        return true;
+    }
+
+    /// <inheritdoc/>
+    public bool TrySetYmmHigh(int n, UInt128 value)
+    {
+        _area.YmmHigh[n] = value;
+        return true;
+    }
+
+    /// <inheritdoc/>
     public void SetXmm(int n, UInt128 value) => _area.Xmm[n] = value;
 
     /// <inheritdoc/>
