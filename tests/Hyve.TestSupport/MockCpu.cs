@@ -64,6 +64,16 @@ public sealed class MockCpu : IVieCpu
         return true;
     }
 
+    public ushort Tr { get; set; } = 0x40;
+
+    public ushort Ldtr { get; set; } = 0x50;
+
+    public bool TryGetSystemSelector(bool ldtr, out ushort selector)
+    {
+        selector = ldtr ? Ldtr : Tr;
+        return true;
+    }
+
     public bool TryGetDescriptorTable(bool idt, out Hyve.Vmm.Backend.TableRegister table)
     {
         table = idt ? Idtr : Gdtr;

@@ -107,7 +107,7 @@ public sealed class VieLegacyTests
     }
 
     [Fact]
-    public void SgdtSidtAndSmswStoreIntoDeviceMemory()
+    public void SgdtSidtSmswStrAndSldtStoreIntoDeviceMemory()
     {
         var cpu = new MockCpu();
         cpu.Gpr[0] = Mmio + 0x10;
@@ -120,6 +120,10 @@ public sealed class VieLegacyTests
         half.Requests.Clear();
         Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x10, "0F0120", half).Status); // smsw [rax]
         Assert.Equal([new MmioAccess(Mmio + 0x10, 2, true, PagingState.Flat.Cr0 & 0xFFFF)], half.Requests);
+        half.Requests.Clear();
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x10, "0F0008", half).Status); // str [rax]
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x10, "0F0000", half).Status); // sldt [rax]
+        Assert.Equal([new MmioAccess(Mmio + 0x10, 2, true, 0x40), new MmioAccess(Mmio + 0x10, 2, true, 0x50)], half.Requests);
     }
 
     private static MockCpu Cpu32WithRax(ulong rax)
@@ -214,6 +218,30 @@ public sealed class VieLegacyTests
         Assert.Equal(ExceptionVector.UD, Run(cpu, PagingState.Flat, Mmio + 0x50, "C5FE6F10", half).Vie.Fault.Vector);
         cpu.Xcr0 = 3;
         Assert.Equal(ExceptionVector.UD, Run(cpu, LongWithXsave, Mmio + 0x50, "C5FE6F10", half).Vie.Fault.Vector);
+    }
+
+    [Fact]
+    public void Sse41ElementMovesReachDeviceMemory()
+    {
+        var cpu = new MockCpu();
+        cpu.Gpr[0] = Mmio + 0x40;
+        cpu.Xmm[1] = ((UInt128)0x1112_1314_1516_1718 << 64) | 0x0102_0304_0506_0708;
+        var half = new MockDeviceHalf();
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x40, "660F3A14080D", half).Status); // pextrb [rax], xmm1, 13
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x40, "660F3A160803", half).Status); // pextrd [rax], xmm1, 3
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x40, "66480F3A160801", half).Status); // pextrq [rax], xmm1, 1
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x40, "660F3A170802", half).Status); // extractps [rax], xmm1, 2
+        Assert.Equal(
+            [
+                new MmioAccess(Mmio + 0x40, 1, true, 0x13), new MmioAccess(Mmio + 0x40, 4, true, 0x1112_1314),
+                new MmioAccess(Mmio + 0x40, 8, true, 0x1112_1314_1516_1718), new MmioAccess(Mmio + 0x40, 4, true, 0x1516_1718),
+            ], half.Requests);
+        half.Store(Mmio + 0x40, 0xAABB_CCDD, 4);
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x40, "660F3A200805", half).Status); // pinsrb xmm1, [rax], 5
+        Assert.Equal(((UInt128)0x1112_1314_1516_1718 << 64) | 0x0102_DD04_0506_0708, cpu.Xmm[1]);
+        Assert.Equal(VieStatus.Done, Run(cpu, PagingState.Flat, Mmio + 0x40, "660F3A210869", half).Status); // insertps xmm1, [rax], 0x69
+        // imm 0x69: the dword into element 2, then elements 0 and 3 cleared.
+        Assert.Equal(((UInt128)0x0000_0000_AABB_CCDD << 64) | 0x0102_DD04_0000_0000, cpu.Xmm[1]);
     }
 
     [Fact]

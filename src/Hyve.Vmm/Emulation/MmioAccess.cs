@@ -125,6 +125,14 @@ public interface IVieCpu
     /// where this vCPU cannot (the emulator then falls back before changing anything).</summary>
     bool TrySetSegment(Register segment, in Segment value) => false;
 
+    /// <summary>TR's (or, with <paramref name="ldtr"/>, LDTR's) selector for STR and SLDT; false
+    /// where this vCPU does not hold it.</summary>
+    bool TryGetSystemSelector(bool ldtr, out ushort selector)
+    {
+        selector = 0;
+        return false;
+    }
+
     /// <summary>GDTR (or, with <paramref name="idt"/>, IDTR) for SGDT and SIDT; false where this
     /// vCPU does not hold it (the emulator then falls back).</summary>
     bool TryGetDescriptorTable(bool idt, out Hyve.Vmm.Backend.TableRegister table)

@@ -455,6 +455,9 @@ public sealed class Vie
                 or Mnemonic.Vmovntps or Mnemonic.Vmovntpd or Mnemonic.Vmovntdq or Mnemonic.Vmovntdqa or Mnemonic.Vlddqu
                 or Mnemonic.Vmovd or Mnemonic.Vmovq or Mnemonic.Vmovss or Mnemonic.Vmovsd:
                 return AvxMove();
+            case Mnemonic.Pextrb or Mnemonic.Pextrw or Mnemonic.Pextrd or Mnemonic.Pextrq or Mnemonic.Extractps
+                or Mnemonic.Pinsrb or Mnemonic.Pinsrw or Mnemonic.Pinsrd or Mnemonic.Pinsrq or Mnemonic.Insertps:
+                return ElementMove();
             case Mnemonic.Pusha or Mnemonic.Pushad:
                 return PushAll();
             case Mnemonic.Popa or Mnemonic.Popad:
@@ -467,6 +470,18 @@ public sealed class Vie
                 return Write(_insn.MemorySegment, Ea, 2, _paging.Cr0 & 0xFFFF);
             case Mnemonic.Sgdt or Mnemonic.Sidt:
                 return StoreDescriptorTable();
+            case Mnemonic.Str or Mnemonic.Sldt when _insn.GetOperandKind(0) == OperandKind.Memory:
+                {
+                    // #UD in real and virtual-8086 mode; into memory, the 16-bit selector.
+                    if (_real)
+                    {
+                        Fault = new GuestFault(ExceptionVector.UD, 0);
+                        return VieStatus.Fault;
+                    }
+                    if (!_cpu.TryGetSystemSelector(_mnemonic == Mnemonic.Sldt, out ushort selector))
+                        return VieStatus.Fallback;
+                    return Write(_insn.MemorySegment, Ea, 2, selector);
+                }
             case Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b:
                 return CompareExchangeWide();
         }
@@ -1362,6 +1377,54 @@ public sealed class Vie
         }
         _cpu.SetXmm(n, ((UInt128)q[1] << 64) | q[0]);
         _cpu.TrySetYmmHigh(n, ((UInt128)q[3] << 64) | q[2]);
+        return VieStatus.Done;
+    }
+
+    // SSE4.1's element moves between an XMM register and memory: PEXTRB/W/D/Q and EXTRACTPS store
+    // the element the immediate names; PINSRB/W/D/Q (and SSE2's PINSRW) load one into it; INSERTPS
+    // loads a dword into element imm[5:4] and clears the elements imm[3:0] names.
+    private VieStatus ElementMove()
+    {
+        int mem = MemoryOperand();
+        if (mem < 0)
+            return VieStatus.Fallback;
+        Register reg = _insn.GetRegister(1 - mem);
+        if (reg is not (>= Register.XMM0 and <= Register.XMM15))
+            return VieStatus.Fallback; // the MMX form of PINSRW
+        if ((_paging.Cr0 & PagingState.Cr0EM) != 0 || (_paging.Cr4 & PagingState.Cr4OSFXSR) == 0)
+        {
+            Fault = new GuestFault(ExceptionVector.UD, 0);
+            return VieStatus.Fault;
+        }
+        if ((_paging.Cr0 & PagingState.Cr0TS) != 0)
+        {
+            Fault = new GuestFault(ExceptionVector.NM, 0);
+            return VieStatus.Fault;
+        }
+        int n = reg - Register.XMM0;
+        int size = _insn.MemorySize;
+        int imm = (int)(_insn.Immediate & 0xFF);
+        UInt128 x = _cpu.GetXmm(n);
+        VieStatus st;
+        if (mem == 0)
+        {
+            int element = _mnemonic == Mnemonic.Extractps ? imm & 3 : imm & (16 / size - 1);
+            return Write(_insn.MemorySegment, Ea, size, (ulong)(x >> (8 * size * element)) & Alu.Mask(size));
+        }
+        if ((st = ReadOp(size, out ulong v)) != VieStatus.Done)
+            return st;
+        int at = _mnemonic == Mnemonic.Insertps ? (imm >> 4) & 3 : imm & (16 / size - 1);
+        UInt128 laneMask = (UInt128)Alu.Mask(size) << (8 * size * at);
+        x = (x & ~laneMask) | ((UInt128)v << (8 * size * at));
+        if (_mnemonic == Mnemonic.Insertps)
+        {
+            for (int k = 0; k < 4; k++)
+            {
+                if (((imm >> k) & 1) != 0)
+                    x &= ~((UInt128)0xFFFF_FFFF << (32 * k));
+            }
+        }
+        _cpu.SetXmm(n, x);
         return VieStatus.Done;
     }
 

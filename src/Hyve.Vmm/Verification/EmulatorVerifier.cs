@@ -148,10 +148,19 @@ public static class EmulatorVerifier
             ("movdqa V,Mo", 0x66, [0x0F, 0x6F], true), ("movdqa Mo,V", 0x66, [0x0F, 0x7F], true),
             ("movdqu V,Mo", 0xF3, [0x0F, 0x6F], false), ("movdqu Mo,V", 0xF3, [0x0F, 0x7F], false),
             ("movntdq Mo,V", 0x66, [0x0F, 0xE7], true), ("movntps Mo,V", 0, [0x0F, 0x2B], true),
-            ("movntpd Mo,V", 0x66, [0x0F, 0x2B], true),
+            ("movntpd Mo,V", 0x66, [0x0F, 0x2B], true), ("movntdqa V,Mo", 0x66, [0x0F, 0x38, 0x2A], true),
         ];
         foreach (var (name, pfx, opc, align) in vector)
             f.Add(new(name, pfx, opc, -1, 0, false, Special: Special.Vector, Align16: align));
+        // SSE4.1's element moves, with the element in an immediate.
+        (string, byte[])[] elements =
+        [
+            ("pextrb Mb,V,Ib", [0x0F, 0x3A, 0x14]), ("pextrw Mw,V,Ib", [0x0F, 0x3A, 0x15]), ("pextrd Md,V,Ib", [0x0F, 0x3A, 0x16]),
+            ("extractps Md,V,Ib", [0x0F, 0x3A, 0x17]), ("pinsrb V,Mb,Ib", [0x0F, 0x3A, 0x20]), ("insertps V,Md,Ib", [0x0F, 0x3A, 0x21]),
+            ("pinsrd V,Md,Ib", [0x0F, 0x3A, 0x22]), ("pinsrw V,Mw,Ib", [0x0F, 0xC4]),
+        ];
+        foreach (var (name, opc) in elements)
+            f.Add(new(name, 0x66, opc, -1, 1, false, Special: Special.Vector));
         return f;
     }
 
@@ -788,7 +797,9 @@ public static class EmulatorVerifier
                 return Use.Read;
             if (d.Mnemonic is Mnemonic.Mov or Mnemonic.Movbe or Mnemonic.Movnti or Mnemonic.Movd or Mnemonic.Movq or Mnemonic.Movss
                 or Mnemonic.Movsd or Mnemonic.Movups or Mnemonic.Movupd or Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa
-                or Mnemonic.Movdqu or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd)
+                or Mnemonic.Movdqu or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd or Mnemonic.Movntdqa
+                or Mnemonic.Pextrb or Mnemonic.Pextrw or Mnemonic.Pextrd or Mnemonic.Extractps or Mnemonic.Pinsrb
+                or Mnemonic.Pinsrw or Mnemonic.Pinsrd or Mnemonic.Insertps)
                 return store ? Use.Write : Use.Read;
             if (!store)
                 return Use.Read;

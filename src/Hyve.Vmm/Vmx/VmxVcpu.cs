@@ -216,6 +216,13 @@ public sealed class VmxVcpu : IBackendVcpu
     public void SetXcr0(ulong value) => _area.Xcr0 = value;
 
     /// <inheritdoc/>
+    public bool TryGetSystemSelector(bool ldtr, out ushort selector)
+    {
+        selector = (ushort)Vmcs.Read(_state, ldtr ? VmcsField.GuestLdtrSelector : VmcsField.GuestTrSelector);
+        return true;
+    }
+
+    /// <inheritdoc/>
     public bool TryGetYmmHigh(int n, out UInt128 value)
     {
         value = _area.YmmHigh[n];
