@@ -58,6 +58,23 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         return forms;
     }
 
+    // The code both sides run: MXCSR and YMM0..(loads - 1) from the data area, the instruction,
+    // YMM0..(stores - 1) and MXCSR back to it.
+    private static byte[] AroundInstruction(ulong data, byte[] insn, int loads, int stores)
+    {
+        var code = new List<byte>();
+        code.AddRange([0xC5, 0xF8, 0xAE, 0x14, 0x25]); // vldmxcsr [MxcsrIn]
+        code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrIn)));
+        for (int n = 0; n < loads; n++)
+            Vmovdqu(code, load: true, n, data + YmmIn + (ulong)(32 * n));
+        code.AddRange(insn);
+        for (int n = 0; n < stores; n++)
+            Vmovdqu(code, load: false, n, data + YmmOut + (ulong)(32 * n));
+        code.AddRange([0xC5, 0xF8, 0xAE, 0x1C, 0x25]); // vstmxcsr [MxcsrOut]
+        code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrOut)));
+        return [.. code];
+    }
+
     private static void Vmovdqu(List<byte> code, bool load, int n, ulong address)
     {
         code.Add(0xC5);
@@ -97,16 +114,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             bool mem = d.GetOperandKind(0) == OperandKind.Memory || d.GetOperandKind(1) == OperandKind.Memory
                 || d.GetOperandKind(2) == OperandKind.Memory;
 
-            var code = new List<byte>();
-            code.AddRange([0xC5, 0xF8, 0xAE, 0x14, 0x25]); // vldmxcsr [MxcsrIn]
-            code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrIn)));
-            for (int n = 0; n < 16; n++)
-                Vmovdqu(code, load: true, n, data + YmmIn + (ulong)(32 * n));
-            code.AddRange(insn);
-            for (int n = 0; n < 16; n++)
-                Vmovdqu(code, load: false, n, data + YmmOut + (ulong)(32 * n));
-            code.AddRange([0xC5, 0xF8, 0xAE, 0x1C, 0x25]); // vstmxcsr [MxcsrOut]
-            code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrOut)));
+            byte[] code = AroundInstruction(data, insn, 16, 16);
 
             FillVectors(rng, image.AsSpan(YmmIn, 512));
             rng.NextBytes(image.AsSpan(YmmOut, 512));
@@ -123,7 +131,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             if (baseReg >= 0)
                 st.In[baseReg] = data + Operands + 64 * (ulong)rng.Next(0, 32);
             st.In[7] = d.Mnemonic == Mnemonic.Vmaskmovdqu ? data + Operands + 16 * (ulong)rng.Next(0, 64) : st.In[7];
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, [.. code], ref st)
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st)
                 ?? HostCpuHarness.DataDifference(memory, native, soft)
                 ?? Registers(vcpu, native);
             if (diff != null && Approximate(d.Mnemonic) is int kind && kind != 0 && ApproximatelyEqual(native, soft, vcpu, in d, kind))
@@ -174,15 +182,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         {
             byte[] insn = forms[rng.Next(forms.Length)];
             bool dbl = (insn[2] & 0x80) != 0;
-            var code = new List<byte>();
-            code.AddRange([0xC5, 0xF8, 0xAE, 0x14, 0x25]);
-            code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrIn)));
-            for (int n = 0; n < 3; n++)
-                Vmovdqu(code, load: true, n, data + YmmIn + (ulong)(32 * n));
-            code.AddRange(insn);
-            Vmovdqu(code, load: false, 0, data + YmmOut);
-            code.AddRange([0xC5, 0xF8, 0xAE, 0x1C, 0x25]);
-            code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrOut)));
+            byte[] code = AroundInstruction(data, insn, 3, 1);
             Array.Clear(image);
             for (int e = 0; e < (dbl ? 4 : 8); e++)
             {
@@ -207,7 +207,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             BitConverter.TryWriteBytes(image.AsSpan(MxcsrIn), mxcsr);
             HostCpuHarness.LoadData(memory, native, image);
             var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF };
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, [.. code], ref st) ?? HostCpuHarness.DataDifference(memory, native, soft);
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st) ?? HostCpuHarness.DataDifference(memory, native, soft);
             if (diff != null && failures++ == 0)
                 first = $"{Convert.ToHexString(insn)} MXCSR {mxcsr:X}: {diff}";
         }
@@ -249,14 +249,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
                 .. BitConverter.GetBytes(32 * rng.Next(0, 8)),
             ];
             Assert.Equal(DecodeStatus.Ok, Decoder.Decode(insn, Bitness.Bits64, out Instruction d));
-            var code = new List<byte>();
-            code.AddRange([0xC5, 0xF8, 0xAE, 0x14, 0x25]);
-            code.AddRange(BitConverter.GetBytes((uint)(data + MxcsrIn)));
-            for (int n = 0; n < 16; n++)
-                Vmovdqu(code, load: true, n, data + YmmIn + (ulong)(32 * n));
-            code.AddRange(insn);
-            for (int n = 0; n < 16; n++)
-                Vmovdqu(code, load: false, n, data + YmmOut + (ulong)(32 * n));
+            byte[] code = AroundInstruction(data, insn, 16, 16);
             FillVectors(rng, image.AsSpan(YmmIn, 512));
             for (int e = 0; e < 8; e++)
                 BitConverter.TryWriteBytes(image.AsSpan(YmmIn + 32 * idx + 4 * e), (uint)rng.Next(0, 64)); // indices (qword ones too: high halves zero)
@@ -273,7 +266,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             for (int n = 0; n < 16; n++)
                 st.In[n] = (ulong)rng.NextInt64();
             st.In[baseReg] = data + Operands + 64 * (ulong)rng.Next(0, 32);
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, [.. code], ref st)
+            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st)
                 ?? HostCpuHarness.DataDifference(memory, native, soft) ?? Registers(vcpu, native);
             if (diff != null && failures++ == 0)
                 first = $"{Convert.ToHexString(insn)} ({d.Mnemonic}): {diff}";
