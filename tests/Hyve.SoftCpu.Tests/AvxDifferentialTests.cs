@@ -58,6 +58,30 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         return forms;
     }
 
+    // The host CPU and a software vCPU in 64-bit mode with the AVX state enabled (CR4.OSFXSR,
+    // CR4.OSXSAVE, XCR0 = x87 | SSE | AVX), the native data area mapped at the same address.
+    private sealed class Rig : IDisposable
+    {
+        public NativeCpu Native { get; } = new();
+
+        public GuestMemory Memory { get; } = new();
+
+        public VmxVcpu Vcpu { get; }
+
+        public Rig()
+        {
+            Vcpu = HostCpuHarness.LongModeVcpu(Memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | (1UL << 18));
+            Vcpu.SetXcr0(7);
+            HostCpuHarness.MapHostData(Memory, Native);
+        }
+
+        public void Dispose()
+        {
+            Memory.Dispose();
+            Native.Dispose();
+        }
+    }
+
     // The code both sides run: MXCSR and YMM0..(loads - 1) from the data area, the instruction,
     // YMM0..(stores - 1) and MXCSR back to it.
     private static byte[] AroundInstruction(ulong data, byte[] insn, int loads, int stores)
@@ -90,13 +114,9 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
     {
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         Skip.IfNot(Avx2.IsSupported, "this host CPU has no AVX2 to compare with");
-        using var native = new NativeCpu();
+        using var rig = new Rig();
+        var (native, memory, vcpu, data) = (rig.Native, rig.Memory, rig.Vcpu, rig.Native.DataAddress);
         var rng = new Random(Seed);
-        using var memory = new GuestMemory();
-        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | (1UL << 18));
-        vcpu.SetXcr0(7);
-        HostCpuHarness.MapHostData(memory, native);
-        ulong data = native.DataAddress;
         List<(byte[] Bytes, Instruction Insn)> forms = Forms();
         output.WriteLine($"{forms.Count} VEX forms");
         byte[] image = new byte[native.Data.Length], soft = new byte[native.Data.Length];
@@ -167,13 +187,9 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         // under every rounding mode, for VFMADD231PS/PD/SS/SD on YMM0 = YMM1 × YMM2 + YMM0.
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         Skip.IfNot(Fma.IsSupported, "this host CPU has no FMA to compare with");
-        using var native = new NativeCpu();
+        using var rig = new Rig();
+        var (native, memory, vcpu, data) = (rig.Native, rig.Memory, rig.Vcpu, rig.Native.DataAddress);
         var rng = new Random(Seed + 1);
-        using var memory = new GuestMemory();
-        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | (1UL << 18));
-        vcpu.SetXcr0(7);
-        HostCpuHarness.MapHostData(memory, native);
-        ulong data = native.DataAddress;
         byte[][] forms = [[0xC4, 0xE2, 0x75, 0xB8, 0xC2], [0xC4, 0xE2, 0xF5, 0xB8, 0xC2], [0xC4, 0xE2, 0x71, 0xB9, 0xC2], [0xC4, 0xE2, 0xF1, 0xB9, 0xC2]];
         byte[] image = new byte[native.Data.Length], soft = new byte[native.Data.Length];
         int failures = 0, cases = Cases;
@@ -222,13 +238,9 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         // mask registers, random masks, indices within the data area, every scale.
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         Skip.IfNot(Avx2.IsSupported, "this host CPU has no AVX2 to compare with");
-        using var native = new NativeCpu();
+        using var rig = new Rig();
+        var (native, memory, vcpu, data) = (rig.Native, rig.Memory, rig.Vcpu, rig.Native.DataAddress);
         var rng = new Random(Seed + 2);
-        using var memory = new GuestMemory();
-        VmxVcpu vcpu = HostCpuHarness.LongModeVcpu(memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | (1UL << 18));
-        vcpu.SetXcr0(7);
-        HostCpuHarness.MapHostData(memory, native);
-        ulong data = native.DataAddress;
         byte[] image = new byte[native.Data.Length], soft = new byte[native.Data.Length];
         int failures = 0, cases = Cases;
         string first = "";
