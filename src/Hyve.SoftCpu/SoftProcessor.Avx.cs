@@ -94,7 +94,7 @@ public sealed partial class SoftProcessor
             || (m is Mnemonic.Vbroadcastss or Mnemonic.Vbroadcastsd && vex.GetOperandKind(1) == OperandKind.Register);
         CpuFeatures need = FmaForms[(int)m].Order != 0 ? CpuFeatures.Fma : m is Mnemonic.Vcvtph2ps or Mnemonic.Vcvtps2ph ? CpuFeatures.F16c
             : avx2 ? CpuFeatures.Avx2 : CpuFeatures.Avx;
-        if ((_features & need) == 0 || (_cr4 & Cr4OsXsave) == 0 || (_area.Xcr0 & (ComponentSse | ComponentAvx)) != (ComponentSse | ComponentAvx))
+        if ((_features & need) == 0 || (_cr4 & PagingState.Cr4OSXSAVE) == 0 || (_area.Xcr0 & Xcr0.SseAvx) != Xcr0.SseAvx)
             return Raise(ExceptionVector.UD);
         if ((_cr0 & PagingState.Cr0TS) != 0)
             return Raise(ExceptionVector.NM);

@@ -143,15 +143,7 @@ public sealed partial class SoftProcessor
             rm = g & 7;
             rex |= (g >> 3) | (size == 8 || m is Mnemonic.Vpextrq or Mnemonic.Vpinsrq ? 8 : 0);
         }
-        if (rex != 0)
-            code[n++] = (byte)(0x40 | rex);
-        code[n++] = 0x0F;
-        if (map == 2)
-            code[n++] = 0x38;
-        else if (map == 3)
-            code[n++] = 0x3A;
-        code[n++] = (byte)opcode;
-        code[n++] = (byte)(0xC0 | (reg << 3) | rm);
+        n = EncodeLegacy(code, n, rex, map, opcode, (reg << 3) | rm);
         int immAt = n;
         if (immIndex >= 0)
             code[n++] = (byte)vex.Immediate;
@@ -162,6 +154,8 @@ public sealed partial class SoftProcessor
         bool usesRax = (extract && k0 == OperandKind.Memory) || (gprSource && secondMemory);
         UInt128 out0 = 0, out1 = 0, xmm0Out = 0;
         bool ok = true;
+        Instruction legacy = default;
+        int decodedImm = -1;
         for (int lane = 0; lane < lanes && ok; lane++)
         {
             // Register operands come from the registers as they were (the slots overlap XMM0-2).
@@ -175,29 +169,24 @@ public sealed partial class SoftProcessor
                 _area.Xmm[SlotMask] = maskValue;
             if (usesRax && gprSource)
                 _gpr[0] = gprValue;
+            int imm = 0;
             if (immIndex >= 0)
             {
-                int imm = LaneImmediate(m, (int)vex.Immediate, lane);
+                imm = LaneImmediate(m, (int)vex.Immediate, lane);
                 if (m == Mnemonic.Vinsertps && secondMemory)
                     imm &= 0x3F; // from memory the dword is the source, whatever bits 7:6 say
                 code[immAt] = (byte)imm;
             }
-            if (Decoder.Decode(code[..n], _bitness, out Instruction legacy) != DecodeStatus.Ok)
+            // Decoded once, and again only for an upper lane whose immediate differs.
+            if (imm != decodedImm && Decoder.Decode(code[..n], _bitness, out legacy) != DecodeStatus.Ok)
             {
-                ok = false;
+                _insn = vex;
+                ok = RaiseUnimplemented();
                 break;
             }
-            _insn = legacy;
+            decodedImm = imm;
             _rip = rip0;
-            _vexLane = true;
-            try
-            {
-                ok = ExecuteOne(next);
-            }
-            finally
-            {
-                _vexLane = false;
-            }
+            ok = RunLegacy(in legacy, next);
             if (lane == 0)
                 out0 = _area.Xmm[SlotFirst];
             else
@@ -291,7 +280,21 @@ public sealed partial class SoftProcessor
         if (pp != 0)
             code[n++] = pp == 1 ? (byte)0x66 : pp == 2 ? (byte)0xF3 : (byte)0xF2;
         int reg = VectorNumber(vex.GetRegister(vex.OperandCount - 2)), rm = VectorNumber(vex.GetRegister(vex.OperandCount - 1));
-        int rex = (reg >> 3) << 2 | (rm >> 3);
+        n = EncodeLegacy(code, n, (reg >> 3) << 2 | (rm >> 3), map, opcode, ((reg & 7) << 3) | (rm & 7));
+        if (Decoder.Decode(code[..n], _bitness, out Instruction legacy) != DecodeStatus.Ok)
+            return RaiseUnimplemented();
+        bool ok = RunLegacy(in legacy, next);
+        _insn = vex;
+        if (!ok)
+            _rip = rip0;
+        return ok;
+    }
+
+    // After the prefixes already in code[..n]: REX (when rex is nonzero), the escape bytes of the
+    // map, the opcode and a register-form ModRM with reg and rm (modrm's low six bits). Returns
+    // the new length.
+    private static int EncodeLegacy(Span<byte> code, int n, int rex, int map, int opcode, int modrm)
+    {
         if (rex != 0)
             code[n++] = (byte)(0x40 | rex);
         code[n++] = 0x0F;
@@ -300,23 +303,22 @@ public sealed partial class SoftProcessor
         else if (map == 3)
             code[n++] = 0x3A;
         code[n++] = (byte)opcode;
-        code[n++] = (byte)(0xC0 | ((reg & 7) << 3) | (rm & 7));
-        if (Decoder.Decode(code[..n], _bitness, out Instruction legacy) != DecodeStatus.Ok)
-            return RaiseUnimplemented();
+        code[n++] = (byte)(0xC0 | modrm);
+        return n;
+    }
+
+    // Runs an SSE form in place of the current VEX instruction (the caller puts _insn back).
+    private bool RunLegacy(in Instruction legacy, ulong next)
+    {
         _insn = legacy;
         _vexLane = true;
-        bool ok;
         try
         {
-            ok = ExecuteOne(next);
+            return ExecuteOne(next);
         }
         finally
         {
             _vexLane = false;
-            _insn = vex;
         }
-        if (!ok)
-            _rip = rip0;
-        return ok;
     }
 }

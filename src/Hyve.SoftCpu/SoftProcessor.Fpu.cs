@@ -103,12 +103,17 @@ public sealed partial class SoftProcessor
 
     // Writes an image at seg:ea, probing both ends writable first so that a fault leaves memory
     // untouched.
-    private bool WriteImage(Register seg, ulong ea, ReadOnlySpan<byte> img)
+    private bool WriteImage(Register seg, ulong ea, ReadOnlySpan<byte> img) =>
+        ProbeImage(seg, ea, img.Length) && WriteImageRange(seg, ea, img, 0, img.Length);
+
+    // Both ends of an image of size bytes writable (an image spans at most two pages).
+    private bool ProbeImage(Register seg, ulong ea, int size) =>
+        Read(seg, ea, 1, out _, forWrite: true) && Read(seg, (ea + (ulong)size - 1) & Alu.Mask(_insn.AddressSize), 1, out _, forWrite: true);
+
+    // Bytes [from, to) of the image (multiples of 8) to seg:ea + from.
+    private bool WriteImageRange(Register seg, ulong ea, ReadOnlySpan<byte> img, int from, int to)
     {
-        if (!Read(seg, ea, 1, out _, forWrite: true)
-            || !Read(seg, (ea + (ulong)img.Length - 1) & Alu.Mask(_insn.AddressSize), 1, out _, forWrite: true))
-            return false;
-        for (int k = 0; k < img.Length; k += 8)
+        for (int k = from; k < to; k += 8)
         {
             if (!Write(seg, (ea + (ulong)k) & Alu.Mask(_insn.AddressSize), 8, BinaryPrimitives.ReadUInt64LittleEndian(img[k..])))
                 return false;

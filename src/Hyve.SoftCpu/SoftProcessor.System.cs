@@ -55,7 +55,7 @@ public sealed partial class SoftProcessor
             default:
                 if ((_efer & PagingState.EferLMA) != 0 && (v & PagingState.Cr4PAE) == 0)
                     return Raise(ExceptionVector.GP); // PAE cannot go off in long mode
-                if ((v & Cr4OsXsave) != 0 && (_features & CpuFeatures.Xsave) == 0)
+                if ((v & PagingState.Cr4OSXSAVE) != 0 && (_features & CpuFeatures.Xsave) == 0)
                     return Raise(ExceptionVector.GP); // a reserved bit without XSAVE
                 _cr4 = v;
                 break;

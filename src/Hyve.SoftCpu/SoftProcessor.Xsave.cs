@@ -17,15 +17,13 @@ namespace Hyve.SoftCpu;
 
 public sealed partial class SoftProcessor
 {
-    private const ulong Cr4OsXsave = 1UL << 18;
-    private const ulong ComponentX87 = 1, ComponentSse = 2, ComponentAvx = 4;
 
     // True when the instruction completed (RIP set); false when it raised or exited.
     private bool ExtendedState(ulong next)
     {
         ref readonly Instruction i = ref _insn;
         Mnemonic m = i.Mnemonic;
-        if ((_features & CpuFeatures.Xsave) == 0 || (_cr4 & Cr4OsXsave) == 0)
+        if ((_features & CpuFeatures.Xsave) == 0 || (_cr4 & PagingState.Cr4OSXSAVE) == 0)
             return Raise(ExceptionVector.UD);
         switch (m)
         {
@@ -62,28 +60,13 @@ public sealed partial class SoftProcessor
         if ((Linear(seg, ea) & 63) != 0)
             return Raise(ExceptionVector.GP);
         ulong rfbm = _area.Xcr0 & ((_gpr[2] << 32) | (uint)_gpr[0]);
-        Span<byte> img = stackalloc byte[(_area.Xcr0 & ComponentAvx) != 0 ? 832 : 576];
+        Span<byte> img = stackalloc byte[(_area.Xcr0 & Xcr0.Avx) != 0 ? 832 : 576];
+        if (!restore)
+            return SaveExtended(seg, ea, img, rfbm, wide);
         if (!ReadImage(seg, ea, img))
             return false;
         Span<byte> header = img[512..];
         ulong xstateBv = BinaryPrimitives.ReadUInt64LittleEndian(header);
-        if (!restore)
-        {
-            if ((rfbm & ComponentX87) != 0)
-                StoreX87Image(img, wide);
-            if ((rfbm & (ComponentSse | ComponentAvx)) != 0)
-                StoreMxcsrImage(img);
-            if ((rfbm & ComponentSse) != 0)
-                StoreXmmImage(img);
-            if ((rfbm & ComponentAvx) != 0)
-            {
-                for (int x = 0; x < ImageXmms; x++)
-                    BinaryPrimitives.WriteUInt128LittleEndian(img[(576 + 16 * x)..], _area.YmmHigh[x]);
-            }
-            // Only XSTATE_BV changes in the header: the requested components are all in use.
-            BinaryPrimitives.WriteUInt64LittleEndian(header, (xstateBv & ~rfbm) | rfbm);
-            return WriteImage(seg, ea, img);
-        }
         // The standard form: XCOMP_BV and the next eight bytes zero, no component XCR0 lacks, and a
         // valid MXCSR, all checked before anything is loaded.
         ulong xcompBv = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
@@ -91,12 +74,12 @@ public sealed partial class SoftProcessor
         if (xcompBv != 0 || reserved != 0 || (xstateBv & ~_area.Xcr0) != 0)
             return Raise(ExceptionVector.GP);
         uint mxcsr = BinaryPrimitives.ReadUInt32LittleEndian(img[24..]);
-        bool loadMxcsr = (rfbm & (ComponentSse | ComponentAvx)) != 0;
+        bool loadMxcsr = (rfbm & (Xcr0.Sse | Xcr0.Avx)) != 0;
         if (loadMxcsr && (mxcsr & ~MxcsrMask) != 0)
             return Raise(ExceptionVector.GP);
-        if ((rfbm & ComponentX87) != 0)
+        if ((rfbm & Xcr0.X87) != 0)
         {
-            if ((xstateBv & ComponentX87) != 0)
+            if ((xstateBv & Xcr0.X87) != 0)
                 LoadX87Image(img, wide);
             else
                 InitialiseX87();
@@ -104,19 +87,57 @@ public sealed partial class SoftProcessor
         // MXCSR comes from memory whether or not SSE's XSTATE_BV bit is set.
         if (loadMxcsr)
             _mxcsr = mxcsr;
-        if ((rfbm & ComponentSse) != 0)
+        if ((rfbm & Xcr0.Sse) != 0)
         {
-            if ((xstateBv & ComponentSse) != 0)
+            if ((xstateBv & Xcr0.Sse) != 0)
                 LoadXmmImage(img);
             else
                 Array.Clear(_area.Xmm, 0, ImageXmms);
         }
-        if ((rfbm & ComponentAvx) != 0)
+        if ((rfbm & Xcr0.Avx) != 0)
         {
             for (int x = 0; x < ImageXmms; x++)
-                _area.YmmHigh[x] = (xstateBv & ComponentAvx) != 0 ? BinaryPrimitives.ReadUInt128LittleEndian(img[(576 + 16 * x)..]) : 0;
+                _area.YmmHigh[x] = (xstateBv & Xcr0.Avx) != 0 ? BinaryPrimitives.ReadUInt128LittleEndian(img[(576 + 16 * x)..]) : 0;
         }
         return true;
+    }
+
+    // XSAVE writes the requested components' bytes and XSTATE_BV, nothing else of the area: the
+    // header's XSTATE_BV is the one thing read (its other bits are kept), and the whole area is
+    // checked writable before the first write, so a fault leaves memory untouched.
+    private bool SaveExtended(Register seg, ulong ea, Span<byte> img, ulong rfbm, bool wide)
+    {
+        ulong mask = Alu.Mask(_insn.AddressSize);
+        if (!Read(seg, (ea + 512) & mask, 8, out ulong xstateBv, forWrite: true) || !ProbeImage(seg, ea, img.Length))
+            return false;
+        int xmmEnd = 160 + 16 * ImageXmms;
+        if ((rfbm & Xcr0.X87) != 0)
+        {
+            StoreX87Image(img, wide);
+            if (!WriteImageRange(seg, ea, img, 0, 24) || !WriteImageRange(seg, ea, img, 32, 160))
+                return false;
+        }
+        if ((rfbm & (Xcr0.Sse | Xcr0.Avx)) != 0)
+        {
+            StoreMxcsrImage(img);
+            if (!WriteImageRange(seg, ea, img, 24, 32))
+                return false;
+        }
+        if ((rfbm & Xcr0.Sse) != 0)
+        {
+            StoreXmmImage(img);
+            if (!WriteImageRange(seg, ea, img, 160, xmmEnd))
+                return false;
+        }
+        if ((rfbm & Xcr0.Avx) != 0)
+        {
+            for (int x = 0; x < ImageXmms; x++)
+                BinaryPrimitives.WriteUInt128LittleEndian(img[(576 + 16 * x)..], _area.YmmHigh[x]);
+            if (!WriteImageRange(seg, ea, img, 576, 576 + 16 * ImageXmms))
+                return false;
+        }
+        // Only XSTATE_BV changes in the header: the requested components are all in use.
+        return Write(seg, (ea + 512) & mask, 8, (xstateBv & ~rfbm) | rfbm);
     }
 
     // The x87 component's initial state: FNINIT's, with the registers zero.

@@ -4,6 +4,7 @@
 // OSXSAVE is CR4's bit, and leaf 0xD's current XSAVE size follows XCR0.
 using System;
 using System.Text;
+using Hyve.X86;
 
 namespace Hyve.Vmm;
 
@@ -68,7 +69,7 @@ public sealed class CpuidPolicy
 
     /// <summary>The XCR0 bits XSETBV accepts: x87 and SSE where XSAVE is offered (AVX too at v3),
     /// none otherwise.</summary>
-    public ulong Xcr0Supported => Level >= CpuLevel.V3 ? 7UL : Level >= CpuLevel.V2 ? 3UL : 0;
+    public ulong Xcr0Supported => Level >= CpuLevel.V3 ? Xcr0.X87 | Xcr0.SseAvx : Level >= CpuLevel.V2 ? Xcr0.X87 | Xcr0.Sse : 0;
 
     /// <summary>Where AVX's state component (the upper halves of YMM0-15) sits in the standard
     /// XSAVE format, and its size.</summary>
@@ -76,12 +77,12 @@ public sealed class CpuidPolicy
 
     /// <summary>The size of the standard-format XSAVE area for the components in <paramref name="xcr0"/>:
     /// the 512-byte legacy region (x87 and SSE) and the 64-byte header, then AVX's component.</summary>
-    public static uint XsaveSize(ulong xcr0) => (xcr0 & 4) != 0 ? AvxStateOffset + AvxStateSize : 512 + 64;
+    public static uint XsaveSize(ulong xcr0) => (xcr0 & Xcr0.Avx) != 0 ? AvxStateOffset + AvxStateSize : 512 + 64;
 
     /// <summary>Whether XSETBV may set XCR0 to <paramref name="value"/>: x87 on, nothing CPUID does
     /// not offer, and AVX only with SSE.</summary>
     public bool ValidXcr0(ulong value) =>
-        (value & ~Xcr0Supported) == 0 && (value & 1) != 0 && ((value & 4) == 0 || (value & 2) != 0);
+        (value & ~Xcr0Supported) == 0 && (value & Xcr0.X87) != 0 && ((value & Xcr0.Avx) == 0 || (value & Xcr0.Sse) != 0);
 
     /// <summary>The level reported (v2 by default; v1 makes guests choose their SSE2 code paths).</summary>
     public CpuLevel Level { get; init; } = CpuLevel.V2;
@@ -113,7 +114,7 @@ public sealed class CpuidPolicy
                 uint ebx = ((uint)apicId << 24) | ((uint)Math.Min(Vcpus, 255) << 16) | (8u << 8);
                 uint edx = Leaf1Edx | (Vcpus > 1 ? 1u << 28 : 0);
                 uint ecx = Leaf1Ecx | (Level >= CpuLevel.V2 ? Leaf1EcxV2 : 0) | (Level >= CpuLevel.V3 ? Leaf1EcxV3 : 0);
-                if ((ecx & Leaf1EcxXsave) != 0 && (cr4 & (1UL << 18)) != 0)
+                if ((ecx & Leaf1EcxXsave) != 0 && (cr4 & PagingState.Cr4OSXSAVE) != 0)
                     ecx |= Leaf1EcxOsxsave;
                 return (Signature, ebx, ecx, edx);
             case 7:
@@ -124,7 +125,7 @@ public sealed class CpuidPolicy
                 // Subleaf 2: AVX's component, its size and offset.
                 if (Xcr0Supported == 0)
                     return (0, 0, 0, 0);
-                if (subleaf == 2 && (Xcr0Supported & 4) != 0)
+                if (subleaf == 2 && (Xcr0Supported & Xcr0.Avx) != 0)
                     return (AvxStateSize, AvxStateOffset, 0, 0);
                 if (subleaf == 1)
                     return (1, 0, 0, 0);

@@ -68,6 +68,8 @@ public readonly record struct PagingState(ulong Cr0, ulong Cr3, ulong Cr4, ulong
     public const ulong Cr4PAE = 1 << 5;
     /// <summary>CR4.OSFXSR.</summary>
     public const ulong Cr4OSFXSR = 1 << 9;
+    /// <summary>CR4.OSXSAVE.</summary>
+    public const ulong Cr4OSXSAVE = 1 << 18;
     /// <summary>CR4.LA57.</summary>
     public const ulong Cr4LA57 = 1 << 12;
     /// <summary>CR4.SMEP.</summary>

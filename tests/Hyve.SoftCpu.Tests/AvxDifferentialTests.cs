@@ -70,7 +70,7 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
 
         public Rig()
         {
-            Vcpu = HostCpuHarness.LongModeVcpu(Memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | (1UL << 18));
+            Vcpu = HostCpuHarness.LongModeVcpu(Memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | PagingState.Cr4OSXSAVE);
             Vcpu.SetXcr0(7);
             HostCpuHarness.MapHostData(Memory, Native);
         }

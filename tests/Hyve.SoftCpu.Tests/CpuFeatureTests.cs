@@ -66,7 +66,7 @@ public sealed class CpuFeatureTests : IDisposable
     // CR4.OSXSAVE with XCR0 = x87 | SSE | AVX, as an operating system that uses AVX sets them.
     private static void AvxState(VmxVcpu v)
     {
-        v.Control = v.Control with { Cr4 = v.Control.Cr4 | (1UL << 18) };
+        v.Control = v.Control with { Cr4 = v.Control.Cr4 | PagingState.Cr4OSXSAVE };
         v.SetXcr0(7);
     }
 
@@ -81,7 +81,7 @@ public sealed class CpuFeatureTests : IDisposable
         void Setup(VmxVcpu v)
         {
             if (osxsave)
-                v.Control = v.Control with { Cr4 = v.Control.Cr4 | (1UL << 18) };
+                v.Control = v.Control with { Cr4 = v.Control.Cr4 | PagingState.Cr4OSXSAVE };
             v.SetXcr0(xcr0);
         }
         Assert.Equal(6, Run("C5F458C2", CpuFeatures.All, Setup).Vector);

@@ -173,7 +173,7 @@ public sealed class VcpuTests : IDisposable
     {
         // OSXSAVE is CR4.OSXSAVE; leaf 0xD: x87 and SSE supported, 576 bytes for the legacy region
         // and the header; XSAVEOPT but no XSAVEC/XSAVES (subleaf 1 EAX = 1).
-        Bsp.Control = Bsp.Control with { Cr4 = Bsp.Control.Cr4 | (1UL << 18) };
+        Bsp.Control = Bsp.Control with { Cr4 = Bsp.Control.Cr4 | PagingState.Cr4OSXSAVE };
         Bsp.Gpr[0] = 1;
         Bsp.Gpr[1] = 0;
         Bsp.Script.Enqueue(_ => new BackendExit { Kind = BackendExitKind.Cpuid, InstructionLength = 2 });

@@ -191,7 +191,7 @@ public sealed class VieLegacyTests
         Assert.Equal(0x40_0000UL, cpu.Rip); // no fault moved RIP
     }
 
-    private static readonly PagingState LongWithXsave = PagingState.Flat with { Cr4 = PagingState.Flat.Cr4 | (1UL << 18) };
+    private static readonly PagingState LongWithXsave = PagingState.Flat with { Cr4 = PagingState.Flat.Cr4 | PagingState.Cr4OSXSAVE };
 
     [Fact]
     public void AvxMovesReachDeviceMemory()

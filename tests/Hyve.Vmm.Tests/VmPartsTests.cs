@@ -65,16 +65,16 @@ public sealed class VmPartsTests
         Assert.Equal(4u, (ebx1 >> 16) & 0xFF);       // logical processors
         Assert.NotEqual(0u, edx1 & (1u << 28));      // HTT with more than one
         Assert.Equal(1u << 26, ecx1 & ((1u << 26) | (1u << 27) | (1u << 28) | (1u << 12) | (1u << 29))); // XSAVE; OSXSAVE clear after reset; no AVX, FMA, F16C
-        Assert.Equal(1u << 27, p.Query(1, 0, 0, 1UL << 18, 1).Ecx & (1u << 27)); // OSXSAVE is CR4's
-        Assert.Equal(0u, new CpuidPolicy { Level = CpuLevel.V1 }.Query(1, 0, 0, 1UL << 18, 1).Ecx & ((1u << 26) | (1u << 27)));
+        Assert.Equal(1u << 27, p.Query(1, 0, 0, PagingState.Cr4OSXSAVE, 1).Ecx & (1u << 27)); // OSXSAVE is CR4's
+        Assert.Equal(0u, new CpuidPolicy { Level = CpuLevel.V1 }.Query(1, 0, 0, PagingState.Cr4OSXSAVE, 1).Ecx & ((1u << 26) | (1u << 27)));
         Assert.Equal((0u, 0u, 0u, 0u), new CpuidPolicy { Level = CpuLevel.V1 }.Query(0xD, 0, 0));
         // x86-64-v3: FMA, MOVBE, AVX, F16C; BMI1, AVX2, BMI2; AVX's XSAVE component (256 bytes at 576).
         var v3 = new CpuidPolicy { Level = CpuLevel.V3 };
         uint v3Ecx = (1u << 12) | (1u << 22) | (1u << 28) | (1u << 29);
         Assert.Equal(v3Ecx, v3.Query(1, 0, 0).Ecx & v3Ecx);
         Assert.Equal((1u << 3) | (1u << 5) | (1u << 8), v3.Query(7, 0, 0).Ebx & ((1u << 3) | (1u << 5) | (1u << 8)));
-        Assert.Equal((7u, 576u, 832u, 0u), v3.Query(0xD, 0, 0, 1UL << 18, 3));
-        Assert.Equal(832u, v3.Query(0xD, 0, 0, 1UL << 18, 7).Ebx);
+        Assert.Equal((7u, 576u, 832u, 0u), v3.Query(0xD, 0, 0, PagingState.Cr4OSXSAVE, 3));
+        Assert.Equal(832u, v3.Query(0xD, 0, 0, PagingState.Cr4OSXSAVE, 7).Ebx);
         Assert.Equal((256u, 576u, 0u, 0u), v3.Query(0xD, 2, 0));
         Assert.Equal((0u, 0u, 0u, 0u), p.Query(0xD, 2, 0)); // no AVX state at v2
         Assert.True(v3.ValidXcr0(7));

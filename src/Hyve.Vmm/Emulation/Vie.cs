@@ -1330,7 +1330,7 @@ public sealed class Vie
         bool ymm = reg is >= Register.YMM0 and <= Register.YMM15;
         if (!ymm && reg is not (>= Register.XMM0 and <= Register.XMM15))
             return VieStatus.Fallback; // VMOVD/VMOVQ with a general register
-        if (_real || (_paging.Cr4 & (1UL << 18)) == 0 || (_cpu.Xcr0 & 6) != 6)
+        if (_real || (_paging.Cr4 & PagingState.Cr4OSXSAVE) == 0 || (_cpu.Xcr0 & Xcr0.SseAvx) != Xcr0.SseAvx)
         {
             Fault = new GuestFault(ExceptionVector.UD, 0);
             return VieStatus.Fault;
