@@ -184,11 +184,6 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         // (guests/linux/sse4.c) runs SSE4.1 and SSE4.2 instructions in user space, its lines
         // equal to the host CPU's run of the same program. CPUID offers XSAVE too: the kernel
         // switches every task's x87 and SSE state with XSAVE and XRSTOR in the standard format.
-        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
-        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
-        string probe = System.IO.Path.Combine(GuestRun.GuestsDir, "build", "linux", "sse4");
-        string[] expected = Hyve.TestSupport.HostTool.Sh(probe).Trim().Split('\n');
-        Assert.Equal(5, expected.Length);
         const string Init = """
             #!/bin/busybox sh
             /bin/busybox mount -t proc proc /proc
@@ -202,11 +197,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
             /bin/busybox poweroff -f
 
             """;
-        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal),
-            ("bin/sse4", System.IO.File.ReadAllBytes(probe)));
-        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 4, seconds: 300,
-            cmdline: "console=ttyS0 rdinit=/init", initrd: initrd);
-        log.WriteLine(linux.Output);
+        var (linux, expected) = LinuxWithProbe("sse4", Init, cpus: 4, Hyve.Vmm.CpuLevel.V2);
+        Assert.Equal(5, expected.Length);
         string hash = System.Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
             System.IO.File.ReadAllBytes(Hyve.TestSupport.DebianBusybox.Path!)));
         Shows(linux.Output,
@@ -226,6 +218,23 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         Assert.Equal(0, linux.Status); // powered off by the guest
     }
 
+    // Debian's kernel with a busybox initramfs whose process 1 is init and which holds the static
+    // probe guests/build/linux/NAME as /bin/NAME: the run on Hyve (logged), and the probe's lines
+    // on the host CPU.
+    private (GuestRun Linux, string[] Host) LinuxWithProbe(string name, string init, int cpus, Hyve.Vmm.CpuLevel level)
+    {
+        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
+        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
+        string probe = System.IO.Path.Combine(GuestRun.GuestsDir, "build", "linux", name);
+        string[] host = Hyve.TestSupport.HostTool.Sh(probe).Trim().Split('\n');
+        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(init.Replace("\r", "", System.StringComparison.Ordinal),
+            ($"bin/{name}", System.IO.File.ReadAllBytes(probe)));
+        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: cpus, seconds: 300,
+            cmdline: "console=ttyS0 rdinit=/init", initrd: initrd, level: level);
+        log.WriteLine(linux.Output);
+        return (linux, host);
+    }
+
     [Fact]
     public void DebianLinuxRunsX86_64V3UserSpace()
     {
@@ -233,11 +242,6 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
         // glibc's resolvers pick the AVX2 string functions (guests/linux/avx2.c follows memchr's
         // and strlen's PLT entries to them); the probe's AVX2, FMA, F16C, BMI and gather checksums
         // and its string-function checksum equal the host CPU's run of the same program.
-        Assert.True(Hyve.TestSupport.DebianKernel.Path != null, Hyve.TestSupport.DebianKernel.Why);
-        Assert.True(Hyve.TestSupport.DebianBusybox.Path != null, Hyve.TestSupport.DebianBusybox.Why);
-        string probe = System.IO.Path.Combine(GuestRun.GuestsDir, "build", "linux", "avx2");
-        string[] host = Hyve.TestSupport.HostTool.Sh(probe).Trim().Split('\n');
-        Assert.Equal(8, host.Length);
         const string Init = """
             #!/bin/busybox sh
             /bin/busybox mount -t proc proc /proc
@@ -246,11 +250,8 @@ public sealed class GuestSuiteTests(ITestOutputHelper log)
             /bin/busybox poweroff -f
 
             """;
-        byte[] initrd = Hyve.TestSupport.DebianBusybox.Initramfs(Init.Replace("\r", "", System.StringComparison.Ordinal),
-            ("bin/avx2", System.IO.File.ReadAllBytes(probe)));
-        GuestRun linux = GuestRun.OnHyve(Hyve.TestSupport.DebianKernel.Path!, cpus: 2, seconds: 300,
-            cmdline: "console=ttyS0 rdinit=/init", initrd: initrd, level: Hyve.Vmm.CpuLevel.V3);
-        log.WriteLine(linux.Output);
+        var (linux, host) = LinuxWithProbe("avx2", Init, cpus: 2, Hyve.Vmm.CpuLevel.V3);
+        Assert.Equal(8, host.Length);
         Shows(linux.Output,
             "x86/fpu: Supporting XSAVE feature 0x004: 'AVX registers'",
             "x86/fpu: Enabled xstate features 0x7, context size is 832 bytes, using 'standard' format.",

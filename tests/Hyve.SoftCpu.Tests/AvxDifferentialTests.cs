@@ -68,11 +68,26 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
 
         public VmxVcpu Vcpu { get; }
 
+        /// <summary>The software CPU's copy of the data area after a run.</summary>
+        public byte[] Soft { get; }
+
         public Rig()
         {
+            Soft = new byte[Native.Data.Length];
             Vcpu = HostCpuHarness.LongModeVcpu(Memory, PagingState.Cr4PAE | PagingState.Cr4OSFXSR | PagingState.Cr4OSXSAVE);
             Vcpu.SetXcr0(7);
             HostCpuHarness.MapHostData(Memory, Native);
+        }
+
+        // Loads the data area on both sides, runs the code on both, and returns the first
+        // difference: general registers, the data area, and (with registers) the software CPU's
+        // YMM registers against the ones the host stored.
+        public string? Run(byte[] code, byte[] image, ref FullState st, bool registers)
+        {
+            HostCpuHarness.LoadData(Memory, Native, image);
+            return HostCpuHarness.RunBoth(Vcpu, Memory, Native, code, ref st)
+                ?? HostCpuHarness.DataDifference(Memory, Native, Soft)
+                ?? (registers ? Registers(Vcpu, Native) : null);
         }
 
         public void Dispose()
@@ -115,11 +130,11 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         Skip.IfNot(Avx2.IsSupported, "this host CPU has no AVX2 to compare with");
         using var rig = new Rig();
-        var (native, memory, vcpu, data) = (rig.Native, rig.Memory, rig.Vcpu, rig.Native.DataAddress);
+        var (native, vcpu, data) = (rig.Native, rig.Vcpu, rig.Native.DataAddress);
         var rng = new Random(Seed);
         List<(byte[] Bytes, Instruction Insn)> forms = Forms();
         output.WriteLine($"{forms.Count} VEX forms");
-        byte[] image = new byte[native.Data.Length], soft = new byte[native.Data.Length];
+        byte[] image = new byte[rig.Soft.Length];
         int failures = 0, run = 0, memoryForms = 0, approximate = 0;
         var seen = new HashSet<Opcode>();
         string first = "";
@@ -143,7 +158,6 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             uint mxcsr = 0x1F80 | ((uint)rng.Next(4) << 13) | (rng.Next(4) == 0 ? 0x40u : 0) | (rng.Next(4) == 0 ? 0x8000u : 0);
             BitConverter.TryWriteBytes(image.AsSpan(MxcsrIn), mxcsr);
             FillVectors(rng, image.AsSpan(Operands, image.Length - Operands));
-            HostCpuHarness.LoadData(memory, native, image);
 
             var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF | ((ulong)rng.Next() & Rflags.Status) };
             for (int n = 0; n < 16; n++)
@@ -151,10 +165,8 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             if (baseReg >= 0)
                 st.In[baseReg] = data + Operands + 64 * (ulong)rng.Next(0, 32);
             st.In[7] = d.Mnemonic == Mnemonic.Vmaskmovdqu ? data + Operands + 16 * (ulong)rng.Next(0, 64) : st.In[7];
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st)
-                ?? HostCpuHarness.DataDifference(memory, native, soft)
-                ?? Registers(vcpu, native);
-            if (diff != null && Approximate(d.Mnemonic) is int kind && kind != 0 && ApproximatelyEqual(native, soft, vcpu, in d, kind))
+            string? diff = rig.Run(code, image, ref st, registers: true);
+            if (diff != null && Approximate(d.Mnemonic) is int kind && kind != 0 && ApproximatelyEqual(native, rig.Soft, vcpu, in d, kind))
             {
                 diff = null;
                 approximate++;
@@ -188,10 +200,10 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         Skip.IfNot(Fma.IsSupported, "this host CPU has no FMA to compare with");
         using var rig = new Rig();
-        var (native, memory, vcpu, data) = (rig.Native, rig.Memory, rig.Vcpu, rig.Native.DataAddress);
+        ulong data = rig.Native.DataAddress;
         var rng = new Random(Seed + 1);
         byte[][] forms = [[0xC4, 0xE2, 0x75, 0xB8, 0xC2], [0xC4, 0xE2, 0xF5, 0xB8, 0xC2], [0xC4, 0xE2, 0x71, 0xB9, 0xC2], [0xC4, 0xE2, 0xF1, 0xB9, 0xC2]];
-        byte[] image = new byte[native.Data.Length], soft = new byte[native.Data.Length];
+        byte[] image = new byte[rig.Soft.Length];
         int failures = 0, cases = Cases;
         string first = "";
         for (int k = 0; k < cases; k++)
@@ -221,9 +233,8 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             }
             uint mxcsr = 0x1F80 | ((uint)rng.Next(4) << 13);
             BitConverter.TryWriteBytes(image.AsSpan(MxcsrIn), mxcsr);
-            HostCpuHarness.LoadData(memory, native, image);
             var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF };
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st) ?? HostCpuHarness.DataDifference(memory, native, soft);
+            string? diff = rig.Run(code, image, ref st, registers: false); // only YMM0 is stored
             if (diff != null && failures++ == 0)
                 first = $"{Convert.ToHexString(insn)} MXCSR {mxcsr:X}: {diff}";
         }
@@ -239,9 +250,9 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
         Assert.True(NativeCpu.Supported, "the host-CPU oracle needs an x86-64 Linux host");
         Skip.IfNot(Avx2.IsSupported, "this host CPU has no AVX2 to compare with");
         using var rig = new Rig();
-        var (native, memory, vcpu, data) = (rig.Native, rig.Memory, rig.Vcpu, rig.Native.DataAddress);
+        ulong data = rig.Native.DataAddress;
         var rng = new Random(Seed + 2);
-        byte[] image = new byte[native.Data.Length], soft = new byte[native.Data.Length];
+        byte[] image = new byte[rig.Soft.Length];
         int failures = 0, cases = Cases;
         string first = "";
         for (int k = 0; k < cases; k++)
@@ -273,13 +284,11 @@ public sealed class AvxDifferentialTests(ITestOutputHelper output)
             rng.NextBytes(image.AsSpan(YmmOut, 512));
             BitConverter.TryWriteBytes(image.AsSpan(MxcsrIn), 0x1F80u);
             FillVectors(rng, image.AsSpan(Operands, image.Length - Operands));
-            HostCpuHarness.LoadData(memory, native, image);
             var st = new FullState { FlagsIn = Rflags.Fixed1 | Rflags.IF };
             for (int n = 0; n < 16; n++)
                 st.In[n] = (ulong)rng.NextInt64();
             st.In[baseReg] = data + Operands + 64 * (ulong)rng.Next(0, 32);
-            string? diff = HostCpuHarness.RunBoth(vcpu, memory, native, code, ref st)
-                ?? HostCpuHarness.DataDifference(memory, native, soft) ?? Registers(vcpu, native);
+            string? diff = rig.Run(code, image, ref st, registers: true);
             if (diff != null && failures++ == 0)
                 first = $"{Convert.ToHexString(insn)} ({d.Mnemonic}): {diff}";
         }
