@@ -49,11 +49,10 @@ public sealed class GuestRunTests : IDisposable
         Cpu.SetGpr(4, 0x8000);
     }
 
-    // A 64-bit interrupt gate for vector at IDT 0x4000 to a handler at Code + 0x100, with the GDT
+    // A 64-bit interrupt gate for vector at IDT 0x4000 to handler (Code + 0x100 unless given), with the GDT
     // at 0x5000 holding the 64-bit code segment 0x08. Returns the handler's address.
-    private ulong InstallGate(int vector)
+    private ulong InstallGate(int vector, ulong handler = Code + 0x100)
     {
-        ulong handler = Code + 0x100;
         ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
         _memory.WriteRam(0x4000 + (ulong)vector * 16, BitConverter.GetBytes(gate));
         _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
@@ -555,13 +554,8 @@ public sealed class GuestRunTests : IDisposable
         // #UD prints 'u', #GP 'g'; "X" runs the code without setting CR4.OSXSAVE first.
         bool withoutXsave = hex.StartsWith('X');
         LongMode(Convert.FromHexString((withoutXsave ? "" : EnableXsave) + hex.TrimStart('X') + "F4"));
-        foreach ((int vector, ulong handler, string body) in new[] { (6, Code + 0x100, "B075E6E9F4"), (13, Code + 0x200, "B067E6E9F4") })
-        {
-            ulong gate = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16 & 0xFFFF) << 48);
-            _memory.WriteRam(0x4000 + (ulong)vector * 16, BitConverter.GetBytes(gate));
-            _memory.WriteRam(handler, Convert.FromHexString(body));
-        }
-        _memory.WriteRam(0x5008, BitConverter.GetBytes(0x00AF_9B00_0000_FFFFUL));
+        _memory.WriteRam(InstallGate(6), Convert.FromHexString("B075E6E9F4"));
+        _memory.WriteRam(InstallGate(13, Code + 0x200), Convert.FromHexString("B067E6E9F4"));
         Cpu.Idtr = new TableRegister(0x4000, 0xFFF);
         Cpu.Gdtr = new TableRegister(0x5000, 0xFF);
         Assert.Equal(VmExitCode.Hlt, RunUntilStopped().Code);
